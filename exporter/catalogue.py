@@ -1,0 +1,529 @@
+"""The metric catalogue: the one place where metric names, types, labels and meanings live.
+
+The collectors build their metric families from these specs, the README's metric table is
+generated from them (``python -m exporter.catalogue``), and the alert and dashboard
+generators import the names from here, so a rename cannot leave one of them behind.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+MetricType = Literal["gauge", "counter", "histogram", "info"]
+
+#: Label value for the most urgent priority level of a queue (see QUEUE_PRIORITY_URGENCY).
+URGENCY_MOST = "most"
+#: Label value for the least urgent priority level of a queue.
+URGENCY_LEAST = "least"
+#: Label value for levels in between.
+URGENCY_BETWEEN = "between"
+#: Label value used for the ``queue`` label when a reservation cannot be tied to a queue.
+UNKNOWN_QUEUE = "(unknown)"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One exported metric family, as documented to users."""
+
+    name: str
+    type: MetricType
+    labels: tuple[str, ...]
+    help: str
+    accuracy: str
+    source: str
+    brokers: tuple[str, ...] = ("redis", "rabbitmq")
+
+    @property
+    def family_name(self) -> str:
+        """Name handed to prometheus_client, which appends ``_total`` to counters itself."""
+        if self.type == "counter" and self.name.endswith("_total"):
+            return self.name[: -len("_total")]
+        if self.type == "info" and self.name.endswith("_info"):
+            return self.name[: -len("_info")]
+        return self.name
+
+
+def _spec(*args: object, **kwargs: object) -> MetricSpec:
+    return MetricSpec(*args, **kwargs)  # type: ignore[arg-type]
+
+
+# --- queues -----------------------------------------------------------------------------------
+
+QUEUE_MESSAGES = _spec(
+    "celery_queue_messages",
+    "gauge",
+    ("broker", "queue", "priority"),
+    "Messages waiting in the queue, per priority level. On Redis one series per priority step "
+    "list (an empty level reports 0); on RabbitMQ per level when the broker reports it, else "
+    "one series without the priority label.",
+    "exact",
+    "Redis: LLEN of each priority step list. RabbitMQ: management API messages_ready and "
+    "priority_lengths, or a passive queue.declare (total only).",
+)
+QUEUE_OLDEST_MESSAGE_AGE = _spec(
+    "celery_queue_oldest_message_age_seconds",
+    "gauge",
+    ("broker", "queue", "priority"),
+    "Age of the next message to be consumed at this priority level. Exact when producers call "
+    "exporter.instrumentation.install(app); otherwise a lower bound: how long the same message "
+    "has been seen at the head of the level across scrapes.",
+    "exact with install(app), else lower bound",
+    "Redis: LINDEX key -1 and the enqueue stamp header. RabbitMQ: head_message_timestamp "
+    "(needs the timestamp property that install(app) sets).",
+)
+QUEUE_PRIORITY_URGENCY = _spec(
+    "celery_queue_priority_urgency_rank",
+    "gauge",
+    ("broker", "queue", "priority", "urgency"),
+    "Urgency rank of a priority level, 0 for the most urgent. The urgency label is 'most', "
+    "'least' or 'between', so PromQL can pick a queue's most or least urgent level on any "
+    "broker (Redis serves 0 first, RabbitMQ the highest number).",
+    "exact",
+    "Redis: the configured priority_steps. RabbitMQ: the queue's x-max-priority.",
+)
+QUEUE_RESERVED_MESSAGES = _spec(
+    "celery_queue_reserved_messages",
+    "gauge",
+    ("broker", "queue"),
+    "Messages delivered to workers and not yet acknowledged (prefetched, running, or waiting "
+    "for their ETA). On Redis attributed to queues from a random sample of the unacked hash: "
+    "exact up to the sample size, estimated above it; queue '(unknown)' when a reservation "
+    "cannot be tied to a queue.",
+    "Redis: exact up to reserved_sample_size, then estimated; RabbitMQ: exact",
+    "Redis: HRANDFIELD on kombu's unacked hash. RabbitMQ: messages_unacknowledged.",
+)
+QUEUE_CONSUMERS = _spec(
+    "celery_queue_consumers",
+    "gauge",
+    ("broker", "queue"),
+    "Consumers attached to the queue.",
+    "exact",
+    "RabbitMQ: consumers (management API) or consumer_count (queue.declare).",
+    ("rabbitmq",),
+)
+QUEUE_CONSUMER_UTILISATION = _spec(
+    "celery_queue_consumer_utilisation_ratio",
+    "gauge",
+    ("broker", "queue"),
+    "Fraction of time the queue could deliver to its consumers immediately (1 = consumers "
+    "keep up).",
+    "as reported by RabbitMQ",
+    "RabbitMQ management API consumer_utilisation.",
+    ("rabbitmq",),
+)
+QUEUE_MAX_PRIORITY = _spec(
+    "celery_queue_max_priority",
+    "gauge",
+    ("broker", "queue"),
+    "The queue's x-max-priority argument (absent for queues without priorities).",
+    "exact",
+    "RabbitMQ management API arguments.",
+    ("rabbitmq",),
+)
+QUEUE_MISSING = _spec(
+    "celery_queue_missing",
+    "gauge",
+    ("broker", "queue"),
+    "1 when a configured queue does not exist on the broker, else 0.",
+    "exact",
+    "RabbitMQ: passive queue.declare answered 404, or the queue is absent from the management API.",
+    ("rabbitmq",),
+)
+
+# --- broker-wide reserved work (Redis) --------------------------------------------------------
+
+BROKER_RESERVED_MESSAGES = _spec(
+    "celery_broker_reserved_messages",
+    "gauge",
+    ("broker",),
+    "Messages delivered to workers and not yet acknowledged, all queues together.",
+    "exact",
+    "Redis: HLEN of kombu's unacked hash. RabbitMQ: sum of messages_unacknowledged.",
+)
+BROKER_RESERVED_OLDEST_AGE = _spec(
+    "celery_broker_reserved_oldest_age_seconds",
+    "gauge",
+    ("broker",),
+    "Age of the oldest unacknowledged reservation. Past visibility_timeout Redis delivers the "
+    "message again and the task runs twice.",
+    "exact (exporter and worker clocks assumed in sync)",
+    "Redis: lowest score of kombu's unacked_index sorted set.",
+    ("redis",),
+)
+BROKER_RESERVED_OVERDUE = _spec(
+    "celery_broker_reserved_overdue_messages",
+    "gauge",
+    ("broker",),
+    "Reservations older than visibility_timeout: Redis will deliver them again.",
+    "exact",
+    "Redis: ZCOUNT of unacked_index older than visibility_timeout.",
+    ("redis",),
+)
+BROKER_VISIBILITY_TIMEOUT = _spec(
+    "celery_broker_visibility_timeout_seconds",
+    "gauge",
+    ("broker",),
+    "The visibility_timeout the exporter was configured with (kombu's default is 3600).",
+    "configuration",
+    "transport options (configuration or the Celery app).",
+    ("redis",),
+)
+BROKER_UP = _spec(
+    "celery_broker_up",
+    "gauge",
+    ("broker",),
+    "1 when the last inspection of the broker succeeded, else 0.",
+    "exact",
+    "the exporter, per scrape.",
+)
+BROKER_INFO = _spec(
+    "celery_broker_info",
+    "info",
+    ("broker", "transport", "url"),
+    "Configured brokers; url has credentials removed.",
+    "configuration",
+    "configuration.",
+)
+RABBITMQ_MANAGEMENT_UP = _spec(
+    "celery_rabbitmq_management_api_up",
+    "gauge",
+    ("broker",),
+    "1 when the RabbitMQ management API answered and was used, 0 when the exporter fell back to "
+    "AMQP (no per-priority counts, no unacknowledged counts).",
+    "exact",
+    "the exporter, per scrape.",
+    ("rabbitmq",),
+)
+
+# --- the exporter itself ----------------------------------------------------------------------
+
+SCRAPE_DURATION = _spec(
+    "celery_exporter_scrape_duration_seconds",
+    "gauge",
+    ("broker",),
+    "Time the last inspection of the broker took.",
+    "exact",
+    "the exporter.",
+)
+SCRAPE_ERRORS = _spec(
+    "celery_exporter_scrape_errors_total",
+    "counter",
+    ("broker",),
+    "Inspections of the broker that failed or timed out.",
+    "exact",
+    "the exporter.",
+)
+MALFORMED_MESSAGES = _spec(
+    "celery_exporter_malformed_messages_total",
+    "counter",
+    ("broker",),
+    "Stored messages the exporter could not parse, counted each time one is read (they are "
+    "skipped; depth still counts them).",
+    "exact",
+    "the exporter.",
+)
+BUILD_INFO = _spec(
+    "celery_exporter_build_info",
+    "info",
+    ("version", "python_version", "celery_version", "kombu_version"),
+    "Version of the exporter and the libraries it reads brokers with.",
+    "exact",
+    "the exporter.",
+)
+
+QUEUE_METRICS: tuple[MetricSpec, ...] = (
+    QUEUE_MESSAGES,
+    QUEUE_OLDEST_MESSAGE_AGE,
+    QUEUE_PRIORITY_URGENCY,
+    QUEUE_RESERVED_MESSAGES,
+    QUEUE_CONSUMERS,
+    QUEUE_CONSUMER_UTILISATION,
+    QUEUE_MAX_PRIORITY,
+    QUEUE_MISSING,
+    BROKER_RESERVED_MESSAGES,
+    BROKER_RESERVED_OLDEST_AGE,
+    BROKER_RESERVED_OVERDUE,
+    BROKER_VISIBILITY_TIMEOUT,
+    BROKER_UP,
+    BROKER_INFO,
+    RABBITMQ_MANAGEMENT_UP,
+    SCRAPE_DURATION,
+    SCRAPE_ERRORS,
+    MALFORMED_MESSAGES,
+    BUILD_INFO,
+)
+
+# --- Celery events (task and worker metrics) ----------------------------------------------------
+
+#: ``task`` label value that absorbs task names beyond the cardinality cap.
+OTHER_TASK = "(other)"
+
+_TASK_LABELS = ("broker", "queue", "task")
+_EVENTS_SOURCE = "Celery events (worker_send_task_events / task_send_sent_event)."
+
+
+def _task_counter(event: str, meaning: str) -> MetricSpec:
+    return _spec(
+        f"celery_task_{event}_total",
+        "counter",
+        _TASK_LABELS,
+        meaning,
+        "exact while the event stream is connected (see celery_event_stream_interruptions_total)",
+        f"task-{event} events.",
+    )
+
+
+TASK_SENT = _task_counter("sent", "Tasks published (needs task_send_sent_event on producers).")
+TASK_RECEIVED = _task_counter("received", "Tasks received by a worker.")
+TASK_STARTED = _task_counter("started", "Tasks a worker started executing.")
+TASK_SUCCEEDED = _task_counter("succeeded", "Tasks that finished successfully.")
+TASK_FAILED = _task_counter(
+    "failed",
+    "Tasks that raised an exception, not counting time-limit kills "
+    "(those are in celery_task_time_limit_exceeded_total).",
+)
+TASK_RETRIED = _task_counter("retried", "Tasks that asked to be retried.")
+TASK_REJECTED = _task_counter("rejected", "Tasks a worker rejected.")
+TASK_REVOKED = _task_counter("revoked", "Tasks revoked before or while running.")
+TASK_TIME_LIMIT = _spec(
+    "celery_task_time_limit_exceeded_total",
+    "counter",
+    ("broker", "queue", "task", "limit"),
+    "Tasks stopped by a time limit, apart from other failures; limit is 'soft' "
+    "(SoftTimeLimitExceeded) or 'hard' (TimeLimitExceeded, the process was killed).",
+    "exact while the event stream is connected",
+    "task-failed events whose exception is a time limit.",
+)
+TASK_RUNTIME = _spec(
+    "celery_task_runtime_seconds",
+    "histogram",
+    _TASK_LABELS,
+    "Task execution time as the worker measured it.",
+    "exact per task; bucketed",
+    "task-succeeded runtime.",
+)
+TASK_QUEUE_WAIT = _spec(
+    "celery_task_queue_wait_seconds",
+    "histogram",
+    _TASK_LABELS,
+    "Time from publish to the start of execution, per task name. From the enqueue stamp of "
+    "install(app) when present, else from task-sent to task-started.",
+    "exact with install(app) or task_send_sent_event; bucketed; clamped at 0",
+    "task-started events joined with the stamp or task-sent.",
+)
+QUEUE_WAIT = _spec(
+    "celery_queue_wait_seconds",
+    "histogram",
+    ("broker", "queue", "priority"),
+    "Time from publish to the start of execution, per queue and priority level. The priority "
+    "label needs install(app) on workers and producers; without it the series carry no "
+    "priority label (wait from task-sent to task-started).",
+    "exact with install(app); bucketed; clamped at 0",
+    "the worker-side hook of install(app), else task-sent/task-started events.",
+)
+WORKER_UP = _spec(
+    "celery_worker_up",
+    "gauge",
+    ("broker", "worker"),
+    "1 while the worker sends heartbeats, 0 once none arrived within the heartbeat timeout or "
+    "it went offline. A down worker stays exported (as 0) for the retention period so alerts "
+    "can fire, then its series is dropped.",
+    "exact to the heartbeat timeout",
+    "worker-online, worker-heartbeat and worker-offline events.",
+)
+WORKER_ACTIVE_TASKS = _spec(
+    "celery_worker_active_tasks",
+    "gauge",
+    ("broker", "worker"),
+    "Tasks the worker is executing, from its last heartbeat.",
+    "as of the last heartbeat",
+    "worker-heartbeat active.",
+)
+WORKER_PROCESSED = _spec(
+    "celery_worker_processed_tasks_total",
+    "counter",
+    ("broker", "worker"),
+    "Tasks the worker has processed since it started, from its last heartbeat.",
+    "as of the last heartbeat",
+    "worker-heartbeat processed.",
+)
+WORKER_LOAD = _spec(
+    "celery_worker_load1",
+    "gauge",
+    ("broker", "worker"),
+    "One-minute load average of the worker's host, from its last heartbeat.",
+    "as of the last heartbeat",
+    "worker-heartbeat loadavg.",
+)
+WORKER_LAST_HEARTBEAT = _spec(
+    "celery_worker_last_heartbeat_timestamp_seconds",
+    "gauge",
+    ("broker", "worker"),
+    "When the exporter last heard from the worker (epoch seconds, exporter clock).",
+    "exact",
+    "worker events.",
+)
+QUEUE_WORKERS = _spec(
+    "celery_queue_workers",
+    "gauge",
+    ("broker", "queue"),
+    "Live workers consuming from the queue.",
+    "exact to the heartbeat timeout",
+    "worker events and the queues workers announce (install(app)) or run tasks from.",
+)
+EVENT_CONSUMER_UP = _spec(
+    "celery_event_consumer_up",
+    "gauge",
+    ("broker",),
+    "1 while the exporter is subscribed to the broker's Celery events, else 0.",
+    "exact",
+    "the exporter.",
+)
+EVENTS_RECEIVED = _spec(
+    "celery_events_received_total",
+    "counter",
+    ("broker",),
+    "Celery events received (each event of a batched task.multi message counts).",
+    "exact",
+    "the exporter.",
+)
+EVENTS_MALFORMED = _spec(
+    "celery_events_malformed_total",
+    "counter",
+    ("broker",),
+    "Event messages that could not be decoded; they are skipped.",
+    "exact",
+    "the exporter.",
+)
+EVENT_STREAM_INTERRUPTIONS = _spec(
+    "celery_event_stream_interruptions_total",
+    "counter",
+    ("broker", "reason"),
+    "Times the event subscription was lost and re-established; events sent meanwhile are lost. "
+    "reason is 'disconnected' (broker restart, network) or 'overflow' (Redis dropped the "
+    "subscriber for exceeding client-output-buffer-limit pubsub).",
+    "exact",
+    "the exporter.",
+)
+EVENT_CLOCK_SKEW = _spec(
+    "celery_event_clock_skew_clamped_total",
+    "counter",
+    ("broker",),
+    "Waits that came out negative or absurd (clock skew between hosts) and were clamped.",
+    "exact",
+    "the exporter.",
+)
+EVENT_TRACKED_TASKS = _spec(
+    "celery_event_tracked_tasks",
+    "gauge",
+    ("broker",),
+    "Tasks whose events the exporter is holding to join (bounded in size and age).",
+    "exact",
+    "the exporter.",
+)
+
+#: Metrics from Celery events (exporter/events*.py).
+EVENT_METRICS: tuple[MetricSpec, ...] = (
+    TASK_SENT,
+    TASK_RECEIVED,
+    TASK_STARTED,
+    TASK_SUCCEEDED,
+    TASK_FAILED,
+    TASK_RETRIED,
+    TASK_REJECTED,
+    TASK_REVOKED,
+    TASK_TIME_LIMIT,
+    TASK_RUNTIME,
+    TASK_QUEUE_WAIT,
+    QUEUE_WAIT,
+    WORKER_UP,
+    WORKER_ACTIVE_TASKS,
+    WORKER_PROCESSED,
+    WORKER_LOAD,
+    WORKER_LAST_HEARTBEAT,
+    QUEUE_WORKERS,
+    EVENT_CONSUMER_UP,
+    EVENTS_RECEIVED,
+    EVENTS_MALFORMED,
+    EVENT_STREAM_INTERRUPTIONS,
+    EVENT_CLOCK_SKEW,
+    EVENT_TRACKED_TASKS,
+)
+
+
+def all_metrics() -> tuple[MetricSpec, ...]:
+    """Every metric the exporter can expose."""
+    return QUEUE_METRICS + EVENT_METRICS
+
+
+def by_name(name: str) -> MetricSpec:
+    """Look a metric up by its exposed name (``_total`` included for counters)."""
+    for spec in all_metrics():
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
+def exposed_series_names(spec: MetricSpec) -> tuple[str, ...]:
+    """Sample names a family exposes, e.g. a histogram's _bucket, _sum and _count."""
+    if spec.type == "histogram":
+        return (f"{spec.name}_bucket", f"{spec.name}_sum", f"{spec.name}_count")
+    return (spec.name,)
+
+
+def markdown_table() -> str:
+    """The metric catalogue as a Markdown table, for the README."""
+    rows = [
+        "| metric | type | labels | brokers | meaning | accuracy | source |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for spec in all_metrics():
+        cells = [
+            f"`{spec.name}`",
+            spec.type,
+            ", ".join(f"`{label}`" for label in spec.labels),
+            ", ".join(spec.brokers),
+            spec.help,
+            spec.accuracy,
+            spec.source,
+        ]
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+CATALOGUE_BEGIN = "<!-- metric catalogue: generated by `python -m exporter.catalogue`, begin -->"
+CATALOGUE_END = "<!-- metric catalogue: end -->"
+
+
+def render_into(readme_text: str) -> str:
+    """Replace the catalogue block between the markers of README.md with a fresh table."""
+    head, sep, rest = readme_text.partition(CATALOGUE_BEGIN)
+    if not sep:
+        raise ValueError(f"README has no line {CATALOGUE_BEGIN!r}")
+    _, sep, tail = rest.partition(CATALOGUE_END)
+    if not sep:
+        raise ValueError(f"README has no line {CATALOGUE_END!r}")
+    return f"{head}{CATALOGUE_BEGIN}\n{markdown_table()}{CATALOGUE_END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite the README's metric table (``--check`` only compares)."""
+    import pathlib
+
+    args = sys.argv[1:] if argv is None else argv
+    readme = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+    current = readme.read_text(encoding="utf-8")
+    fresh = render_into(current)
+    if "--check" in args:
+        if fresh != current:
+            print("README.md metric catalogue is stale: run python -m exporter.catalogue")
+            return 1
+        return 0
+    readme.write_text(fresh, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

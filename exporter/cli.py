@@ -1,0 +1,112 @@
+"""The ``celery-queue-exporter`` command: load configuration, build collectors, serve."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from .collector import Inspector, QueueCollector
+from .config import BrokerConfig, ConfigError, ExporterConfig, load_config
+from .server import MetricsServer
+
+log = logging.getLogger("celery_queue_exporter")
+
+
+def make_inspector(broker: BrokerConfig, timeout_seconds: float) -> Inspector:
+    """One inspector per broker, by transport."""
+    if broker.transport == "redis":
+        from .redis_inspector import RedisInspector
+
+        return RedisInspector(broker, timeout_seconds=timeout_seconds)
+    try:
+        from .rabbitmq_inspector import RabbitMQInspector
+    except ImportError:
+        raise ConfigError(
+            f"brokers[{broker.name}]: RabbitMQ brokers are not supported by this build"
+        ) from None
+    return RabbitMQInspector(broker, timeout_seconds=timeout_seconds)
+
+
+class Exporter:
+    """The running exporter: a registry with the queue collector (and event collectors)."""
+
+    def __init__(self, config: ExporterConfig) -> None:
+        self.config = config
+        self.registry = CollectorRegistry()
+        inspectors = [make_inspector(b, config.scrape_timeout_seconds) for b in config.brokers]
+        self.queues = QueueCollector(inspectors, config.scrape_timeout_seconds)
+        self.registry.register(self.queues)
+        for extra in (ProcessCollector, PlatformCollector, GCCollector):
+            extra(registry=self.registry)
+
+    def scrape_once(self) -> tuple[bytes, bool]:
+        """One exposition and whether every broker answered."""
+        text = generate_latest(self.registry)
+        all_up = all(
+            line.endswith(b" 1.0")
+            for line in text.splitlines()
+            if line.startswith(b"celery_broker_up{")
+        )
+        return text, all_up
+
+    def close(self) -> None:
+        self.queues.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = load_config(list(argv) if argv is not None else None)
+    except ConfigError as exc:
+        print(f"celery-queue-exporter: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        exporter = Exporter(config)
+    except ConfigError as exc:
+        print(f"celery-queue-exporter: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+    if config.once:
+        text, all_up = exporter.scrape_once()
+        sys.stdout.write(text.decode())
+        exporter.close()
+        return 0 if all_up else 1
+
+    try:
+        server = MetricsServer(exporter.registry, config)
+    except OSError as exc:
+        print(
+            f"celery-queue-exporter: cannot listen on {config.host}:{config.port}: {exc}",
+            file=sys.stderr,
+        )
+        return 2
+    server.start()
+    for broker in config.brokers:
+        log.info("watching %s broker %s at %s", broker.transport, broker.name, broker.safe_url)
+    scheme = "https" if config.tls_cert_file else "http"
+    log.info("serving %s://%s:%d/metrics", scheme, config.host, server.port)
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    log.info("shutting down")
+    server.stop()
+    exporter.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

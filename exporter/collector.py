@@ -1,0 +1,279 @@
+"""The Prometheus collector: inspects every broker at scrape time, concurrently.
+
+Each broker gets its own worker thread and the whole scrape waits at most the per-broker
+timeout, so a broker that hangs or is down costs one timeout, not one per broker, and never
+hides the others' metrics: it shows up as ``celery_broker_up 0``. Calls to one broker are
+serialised (overlapping scrapes wait for each other, at most the timeout).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import celery
+import kombu
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from . import __version__
+from . import catalogue as cat
+from .catalogue import MetricSpec
+from .config import BrokerConfig
+from .snapshot import BrokerSnapshot
+
+log = logging.getLogger(__name__)
+
+
+class Inspector(Protocol):
+    """What the collector needs from a broker inspector."""
+
+    config: BrokerConfig
+    transport: str
+
+    def inspect(self) -> BrokerSnapshot: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class BrokerResult:
+    """Outcome of one broker's inspection in one scrape."""
+
+    name: str
+    snapshot: BrokerSnapshot | None
+    duration_seconds: float
+    error: str | None = None
+
+
+@dataclass
+class _BrokerState:
+    inspector: Inspector
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    errors_total: int = 0
+    malformed_total: int = 0
+
+
+def gauge(spec: MetricSpec) -> GaugeMetricFamily:
+    return GaugeMetricFamily(spec.family_name, spec.help, labels=list(spec.labels))
+
+
+def counter(spec: MetricSpec) -> CounterMetricFamily:
+    return CounterMetricFamily(spec.family_name, spec.help, labels=list(spec.labels))
+
+
+class QueueCollector(Collector):
+    """Collects queue metrics from all configured brokers."""
+
+    def __init__(self, inspectors: Iterable[Inspector], timeout_seconds: float) -> None:
+        self.timeout_seconds = timeout_seconds
+        self._brokers = [_BrokerState(inspector) for inspector in inspectors]
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, 2 * len(self._brokers)), thread_name_prefix="inspect"
+        )
+
+    def describe(self) -> list[Metric]:
+        return []  # families depend on the brokers; don't inspect at registration time
+
+    # --- inspection -------------------------------------------------------------------------
+
+    def _inspect_one(self, state: _BrokerState) -> BrokerResult:
+        name = state.inspector.config.name
+        if not state.lock.acquire(timeout=self.timeout_seconds):
+            return BrokerResult(name, None, 0.0, "previous inspection still running")
+        started = time.perf_counter()
+        try:
+            snapshot = state.inspector.inspect()
+            return BrokerResult(name, snapshot, time.perf_counter() - started)
+        except Exception as exc:  # any broker failure must become a metric, not a crash
+            return BrokerResult(name, None, time.perf_counter() - started, _describe(exc))
+        finally:
+            state.lock.release()
+
+    def inspect_all(self) -> list[BrokerResult]:
+        """Inspect every broker at once; wait at most the per-broker timeout."""
+        started = time.perf_counter()
+        futures: list[Future[BrokerResult]] = [
+            self._pool.submit(self._inspect_one, state) for state in self._brokers
+        ]
+        results: list[BrokerResult] = []
+        for state, future in zip(self._brokers, futures, strict=True):
+            remaining = max(0.0, self.timeout_seconds - (time.perf_counter() - started))
+            try:
+                result = future.result(timeout=remaining)
+            except FutureTimeout:
+                result = BrokerResult(
+                    state.inspector.config.name,
+                    None,
+                    time.perf_counter() - started,
+                    f"timed out after {self.timeout_seconds:g}s",
+                )
+            if result.error is not None:
+                state.errors_total += 1
+                log.warning("broker %s: inspection failed: %s", result.name, result.error)
+            elif result.snapshot is not None:
+                state.malformed_total += result.snapshot.malformed_messages
+            results.append(result)
+        return results
+
+    # --- exposition -------------------------------------------------------------------------
+
+    def collect(self) -> Iterator[Metric]:
+        results = self.inspect_all()
+        yield from self.families(results)
+
+    def families(self, results: list[BrokerResult]) -> Iterator[Metric]:
+        messages = gauge(cat.QUEUE_MESSAGES)
+        ages = gauge(cat.QUEUE_OLDEST_MESSAGE_AGE)
+        urgency = gauge(cat.QUEUE_PRIORITY_URGENCY)
+        reserved = gauge(cat.QUEUE_RESERVED_MESSAGES)
+        consumers = gauge(cat.QUEUE_CONSUMERS)
+        utilisation = gauge(cat.QUEUE_CONSUMER_UTILISATION)
+        max_priority = gauge(cat.QUEUE_MAX_PRIORITY)
+        missing = gauge(cat.QUEUE_MISSING)
+        reserved_total = gauge(cat.BROKER_RESERVED_MESSAGES)
+        reserved_oldest = gauge(cat.BROKER_RESERVED_OLDEST_AGE)
+        reserved_overdue = gauge(cat.BROKER_RESERVED_OVERDUE)
+        visibility = gauge(cat.BROKER_VISIBILITY_TIMEOUT)
+        up = gauge(cat.BROKER_UP)
+        management_up = gauge(cat.RABBITMQ_MANAGEMENT_UP)
+        duration = gauge(cat.SCRAPE_DURATION)
+        errors = counter(cat.SCRAPE_ERRORS)
+        malformed = counter(cat.MALFORMED_MESSAGES)
+        info = InfoMetricFamily(
+            cat.BROKER_INFO.family_name, cat.BROKER_INFO.help, labels=["broker"]
+        )
+
+        for state, result in zip(self._brokers, results, strict=True):
+            broker = result.name
+            config = state.inspector.config
+            info.add_metric(
+                [broker], {"transport": state.inspector.transport, "url": config.safe_url}
+            )
+            up.add_metric([broker], 0.0 if result.snapshot is None else 1.0)
+            duration.add_metric([broker], result.duration_seconds)
+            errors.add_metric([broker], state.errors_total)
+            malformed.add_metric([broker], state.malformed_total)
+            snap = result.snapshot
+            if snap is None:
+                continue
+            for level in snap.levels:
+                if level.priority is None:
+                    # No per-level data: one series without the priority label.
+                    messages.samples.append(
+                        _sample(
+                            cat.QUEUE_MESSAGES,
+                            broker=broker,
+                            queue=level.queue,
+                            value=level.messages,
+                        )
+                    )
+                    if level.oldest_age_seconds is not None:
+                        ages.samples.append(
+                            _sample(
+                                cat.QUEUE_OLDEST_MESSAGE_AGE,
+                                broker=broker,
+                                queue=level.queue,
+                                value=level.oldest_age_seconds,
+                            )
+                        )
+                    continue
+                labels = [broker, level.queue, level.priority]
+                messages.add_metric(labels, level.messages)
+                if level.oldest_age_seconds is not None:
+                    ages.add_metric(labels, level.oldest_age_seconds)
+            for rank in snap.urgency:
+                urgency.add_metric([broker, rank.queue, rank.priority, rank.urgency], rank.rank)
+            for queue in snap.queues.values():
+                labels = [broker, queue.queue]
+                if queue.reserved is not None:
+                    reserved.add_metric(labels, queue.reserved)
+                if queue.consumers is not None:
+                    consumers.add_metric(labels, queue.consumers)
+                if queue.consumer_utilisation is not None:
+                    utilisation.add_metric(labels, queue.consumer_utilisation)
+                if queue.max_priority is not None:
+                    max_priority.add_metric(labels, queue.max_priority)
+                if queue.missing is not None:
+                    missing.add_metric(labels, 1.0 if queue.missing else 0.0)
+            for family, value in (
+                (reserved_total, snap.reserved_total),
+                (reserved_oldest, snap.reserved_oldest_age_seconds),
+                (reserved_overdue, snap.reserved_overdue),
+                (visibility, snap.visibility_timeout_seconds),
+            ):
+                if value is not None:
+                    family.add_metric([broker], value)
+            if snap.management_api_up is not None:
+                management_up.add_metric([broker], 1.0 if snap.management_api_up else 0.0)
+
+        build = InfoMetricFamily(cat.BUILD_INFO.family_name, cat.BUILD_INFO.help)
+        build.add_metric(
+            [],
+            {
+                "version": __version__,
+                "python_version": platform.python_version(),
+                "celery_version": celery.__version__,
+                "kombu_version": kombu.__version__,
+            },
+        )
+        for family in (
+            messages,
+            ages,
+            urgency,
+            reserved,
+            consumers,
+            utilisation,
+            max_priority,
+            missing,
+            reserved_total,
+            reserved_oldest,
+            reserved_overdue,
+            visibility,
+            up,
+            management_up,
+            duration,
+            errors,
+            malformed,
+            info,
+            build,
+        ):
+            if family.samples:
+                yield family
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for state in self._brokers:
+            try:
+                state.inspector.close()
+            except Exception:  # closing a dead connection may fail; nothing to do about it
+                log.debug("closing %s failed", state.inspector.config.name, exc_info=True)
+
+
+def _sample(spec: MetricSpec, *, value: float, **labels: str):  # type: ignore[no-untyped-def]
+    from prometheus_client.samples import Sample
+
+    return Sample(spec.name, labels, float(value))
+
+
+def _describe(exc: BaseException) -> str:
+    """An error message for logs: type and text, without URLs that may carry passwords."""
+    from .config import redact_url
+
+    text = str(exc)
+    for word in text.split():
+        if "://" in word and "@" in word:
+            text = text.replace(word, redact_url(word.strip("'\"(),")))
+    return f"{type(exc).__name__}: {text}"

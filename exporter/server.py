@@ -1,0 +1,107 @@
+"""The HTTP side: ``/metrics``, a landing page at ``/``, ``/healthz``; optional TLS.
+
+A small WSGI app on a threading server from the standard library; prometheus_client renders
+the exposition (and handles gzip and OpenMetrics negotiation).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import ssl
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+from . import __version__
+from .config import ExporterConfig
+
+log = logging.getLogger(__name__)
+
+StartResponse = Callable[..., Any]
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("%s - %s", self.address_string(), format % args)
+
+
+def landing_page(config: ExporterConfig) -> bytes:
+    brokers = "".join(
+        f"<li>{html.escape(b.name)} ({html.escape(b.transport)}, {html.escape(b.safe_url)})</li>"
+        for b in config.brokers
+    )
+    return (
+        "<!doctype html><html><head><title>celery-queue-exporter</title></head><body>"
+        f"<h1>celery-queue-exporter {html.escape(__version__)}</h1>"
+        '<p><a href="/metrics">Metrics</a> &middot; <a href="/healthz">Health</a></p>'
+        f"<h2>Brokers</h2><ul>{brokers}</ul></body></html>"
+    ).encode()
+
+
+def build_app(
+    registry: CollectorRegistry, config: ExporterConfig
+) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    metrics_app = make_wsgi_app(registry)
+    page = landing_page(config)
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            return metrics_app(environ, start_response)
+        if path == "/healthz":
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"ok\n"]
+        if path == "/":
+            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+            return [page]
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"not found: try /metrics\n"]
+
+    return app
+
+
+def tls_context(config: ExporterConfig) -> ssl.SSLContext | None:
+    if not config.tls_cert_file:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+    if config.tls_client_ca_file:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cafile=config.tls_client_ca_file)
+    return context
+
+
+class MetricsServer:
+    """Serves the app on a background thread; ``port`` is the bound port (useful with 0)."""
+
+    def __init__(self, registry: CollectorRegistry, config: ExporterConfig) -> None:
+        self._server = make_server(
+            config.host,
+            config.port,
+            build_app(registry, config),
+            server_class=_ThreadingWSGIServer,
+            handler_class=_QuietHandler,
+        )
+        context = tls_context(config)
+        if context is not None:
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self.port: int = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

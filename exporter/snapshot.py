@@ -1,0 +1,82 @@
+"""What one inspection of one broker found, in broker-neutral terms.
+
+Inspectors (one per broker kind) fill a BrokerSnapshot; the collector turns snapshots into
+metric families. Keeping this shape neutral is what lets Redis and RabbitMQ share metric names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .catalogue import URGENCY_BETWEEN, URGENCY_LEAST, URGENCY_MOST
+
+
+@dataclass
+class LevelReading:
+    """Messages waiting at one priority level of a queue (priority None: broker can't tell)."""
+
+    queue: str
+    priority: str | None
+    messages: int
+    oldest_age_seconds: float | None = None
+
+
+@dataclass
+class QueueReading:
+    """Per-queue facts that are not per level; None means the broker does not say."""
+
+    queue: str
+    reserved: int | None = None
+    consumers: int | None = None
+    consumer_utilisation: float | None = None
+    max_priority: int | None = None
+    missing: bool | None = None
+
+
+@dataclass
+class UrgencyReading:
+    """How urgent a priority level is within its queue: rank 0 is served first."""
+
+    queue: str
+    priority: str
+    rank: int
+    urgency: str
+
+
+@dataclass
+class BrokerSnapshot:
+    """Everything one inspection of a broker produced."""
+
+    levels: list[LevelReading] = field(default_factory=list)
+    queues: dict[str, QueueReading] = field(default_factory=dict)
+    urgency: list[UrgencyReading] = field(default_factory=list)
+    reserved_total: int | None = None
+    reserved_oldest_age_seconds: float | None = None
+    reserved_overdue: int | None = None
+    visibility_timeout_seconds: float | None = None
+    management_api_up: bool | None = None
+    malformed_messages: int = 0
+
+    def queue(self, name: str) -> QueueReading:
+        """The QueueReading for ``name``, created on first use."""
+        reading = self.queues.get(name)
+        if reading is None:
+            reading = self.queues[name] = QueueReading(queue=name)
+        return reading
+
+
+def urgency_readings(queue: str, levels_most_urgent_first: list[str]) -> list[UrgencyReading]:
+    """Rank a queue's levels. A single level is both the most and the least urgent, so it gets
+    two series and either PromQL selector finds it."""
+    readings: list[UrgencyReading] = []
+    last = len(levels_most_urgent_first) - 1
+    for rank, priority in enumerate(levels_most_urgent_first):
+        if rank == 0:
+            readings.append(UrgencyReading(queue, priority, rank, URGENCY_MOST))
+            if last == 0:
+                readings.append(UrgencyReading(queue, priority, rank, URGENCY_LEAST))
+        elif rank == last:
+            readings.append(UrgencyReading(queue, priority, rank, URGENCY_LEAST))
+        else:
+            readings.append(UrgencyReading(queue, priority, rank, URGENCY_BETWEEN))
+    return readings
