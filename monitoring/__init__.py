@@ -1,0 +1,1 @@
+"""Monitoring bundle sources: shared config, rule and dashboard generators."""
