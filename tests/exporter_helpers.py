@@ -1,0 +1,24 @@
+"""Build and scrape a real exporter in-process, the way the CLI does."""
+
+from __future__ import annotations
+
+from conftest import parse_exposition
+
+from exporter.cli import Exporter
+from exporter.config import load_config
+
+
+def build_exporter(*args: str, environ: dict[str, str] | None = None) -> Exporter:
+    """An Exporter configured exactly as `celery-queue-exporter ARGS` would be."""
+    return Exporter(load_config(list(args), environ=environ or {}))
+
+
+def scrape(exporter: Exporter) -> dict:
+    """One scrape, parsed into {(sample name, labels): value}."""
+    text, _ = exporter.scrape_once()
+    return parse_exposition(text.decode())
+
+
+def scrape_text(exporter: Exporter) -> str:
+    text, _ = exporter.scrape_once()
+    return text.decode()

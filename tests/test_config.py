@@ -1,0 +1,241 @@
+"""Configuration: precedence, validation errors that name the field, credentials kept out."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import sample_value
+from exporter_helpers import build_exporter, scrape
+
+from exporter.config import (
+    DEFAULT_PORT,
+    ConfigError,
+    default_broker_name,
+    load_config,
+    redact_url,
+)
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "exporter.yaml"
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def test_precedence_flag_over_env_over_file_over_default(tmp_path):
+    config_file = write(
+        tmp_path,
+        """
+        port: 9001
+        host: 127.0.0.2
+        scrape_timeout_seconds: 3
+        brokers:
+          - {name: from-file, url: "redis://filehost:6379/1"}
+    """,
+    )
+    assert load_config([], environ={}).port == DEFAULT_PORT
+    assert load_config(["--config", config_file], environ={}).port == 9001
+    env = {"CELERY_EXPORTER_CONFIG": config_file, "CELERY_EXPORTER_PORT": "9002"}
+    config = load_config([], environ=env)
+    assert (config.port, config.host, config.scrape_timeout_seconds) == (9002, "127.0.0.2", 3.0)
+    assert [b.name for b in config.brokers] == ["from-file"]
+    config = load_config(["--port", "9003"], environ=env)
+    assert config.port == 9003
+    # Brokers: flags replace the environment's, which replace the file's.
+    env["CELERY_EXPORTER_BROKER_URL"] = "env1=redis://e1:6379/0 redis://e2:6380/2"
+    assert [b.name for b in load_config([], environ=env).brokers] == [
+        "env1",
+        "redis-e2-6380-2",
+    ]
+    flagged = load_config(["--broker-url", "amqp://u:p@rabbit:5672/vh"], environ=env)
+    assert [b.name for b in flagged.brokers] == ["rabbitmq-rabbit-5672-vh"]
+
+
+def test_file_brokers_carry_transport_options_and_queues(tmp_path):
+    config_file = write(
+        tmp_path,
+        """
+        brokers:
+          - name: tenant
+            url: "redis://localhost:6379/3"
+            queues: [a, b]
+            transport_options:
+              priority_steps: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+              sep: ":"
+              global_keyprefix: "t1:"
+              visibility_timeout: 120
+            reserved_sample_size: 50
+    """,
+    )
+    (broker,) = load_config(["--config", config_file], environ={}).brokers
+    assert broker.queues == ["a", "b"] and broker.discover_queues is False
+    assert broker.priority_steps == list(range(10))
+    assert (broker.sep, broker.global_keyprefix, broker.visibility_timeout) == (":", "t1:", 120.0)
+    assert broker.reserved_sample_size == 50
+
+
+@pytest.mark.parametrize(
+    ("args", "file_text", "message"),
+    [
+        (["--port", "70000"], None, "port: must be between 0 and 65535, got 70000"),
+        (["--port", "http"], None, "port: expected an integer, got 'http'"),
+        (["--priority-steps", "3,0"], None, "priority_steps: must be strictly ascending"),
+        (["--priority-steps", "0,12"], None, "priority_steps: must be between 0 and 9, got 12"),
+        (["--broker-url", "mysql://db/1"], None, "--broker-url[0].url: unsupported scheme 'mysql'"),
+        (["--broker-url", "redis://host/abc"], None, "Redis database must be a number"),
+        (["--log-level", "loud"], None, "log_level: expected DEBUG, INFO, WARNING or ERROR"),
+        ([], "brokers:\n  - {url: 'redis://h/0', colour: red}\n", "brokers[0].colour: unknown"),
+        (
+            [],
+            "brokers:\n  - {url: 'redis://h/0', transport_options: {steps: [0]}}\n",
+            "brokers[0].transport_options.steps: unknown field",
+        ),
+        ([], "prot: 9000\n", "config: prot: unknown field"),
+        ([], "port: [1\n", "is not valid YAML"),
+        (
+            [],
+            "brokers:\n  - {name: x, url: 'redis://a/0'}\n  - {name: x, url: 'redis://b/0'}\n",
+            "duplicate broker name 'x'",
+        ),
+        (
+            ["--tls-cert-file", "/nonexistent.pem", "--tls-key-file", "/nonexistent.key"],
+            None,
+            "tls.cert_file: no such file '/nonexistent.pem'",
+        ),
+        (
+            ["--tls-cert-file", "/etc/hostname"],
+            None,
+            "cert_file and key_file must be given together",
+        ),
+    ],
+)
+def test_bad_input_names_the_field_and_exits_2(tmp_path, args, file_text, message):
+    argv = list(args)
+    if file_text is not None:
+        argv += ["--config", write(tmp_path, file_text)]
+    with pytest.raises(ConfigError) as error:
+        load_config(argv, environ={})
+    assert message in str(error.value)
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", *argv, "--once"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("celery-queue-exporter: configuration error: ")
+    assert message in result.stderr
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read '/no/such/file.yaml'"):
+        load_config(["--config", "/no/such/file.yaml"], environ={})
+
+
+def test_passwords_never_appear_in_errors_names_or_reprs():
+    secret = "s3cr3t-pw"
+    for url in (f"redis://:{secret}@h:6379/x", f"redis://user:{secret}@h:99999/0"):
+        with pytest.raises(ConfigError) as error:
+            load_config(["--broker-url", url], environ={})
+        assert secret not in str(error.value)
+    config = load_config(["--broker-url", f"redis://admin:{secret}@cache.internal:6380/2"], {})
+    broker = config.brokers[0]
+    assert broker.name == "redis-cache.internal-6380-2"
+    assert secret not in broker.name + broker.safe_url + repr(broker) + repr(config)
+    assert broker.safe_url == "redis://cache.internal:6380/2"
+    assert redact_url(f"amqps://u:{secret}@[::1]:5671/vh") == "amqps://[::1]:5671/vh"
+    assert default_broker_name("amqp://guest:guest@localhost:5672//") == (
+        "rabbitmq-localhost-5672-default-vhost"
+    )
+
+
+def test_password_from_env_and_file_reach_a_password_protected_redis(redis_server, tmp_path):
+    secret = "pw-for-test"
+    redis_server.client().config_set("requirepass", secret)
+    (tmp_path / "pw").write_text(secret + "\n")
+    config_file = write(
+        tmp_path,
+        f"""
+        brokers:
+          - {{name: by-env, url: "{redis_server.url}", password_env: CQE_TEST_PW, queues: [q]}}
+          - {{name: by-file, url: "{redis_server.url}", password_file: "{tmp_path / "pw"}",
+              queues: [q]}}
+          - {{name: wrong, url: "redis://:nope-{secret}@127.0.0.1:{redis_server.port}/0",
+              queues: [q]}}
+    """,
+    )
+    import os
+
+    os.environ["CQE_TEST_PW"] = secret
+    try:
+        exporter = build_exporter("--config", config_file)
+    finally:
+        del os.environ["CQE_TEST_PW"]
+    samples = scrape(exporter)
+    exporter.close()
+    assert sample_value(samples, "celery_broker_up", broker="by-env") == 1
+    assert sample_value(samples, "celery_broker_up", broker="by-file") == 1
+    assert sample_value(samples, "celery_broker_up", broker="wrong") == 0
+    assert not any(secret in str(labels) for _, labels in samples)
+    with pytest.raises(ConfigError, match="password_env: environment variable CQE_UNSET is not"):
+        load_config(
+            [
+                "--config",
+                write(tmp_path, "brokers:\n  - {url: 'redis://h/0', password_env: CQE_UNSET}\n"),
+            ],
+            environ={},
+        )
+
+
+def test_celery_app_supplies_broker_transport_options_and_queues(
+    redis_server, tmp_path, monkeypatch
+):
+    module = tmp_path / "cqe_user_app.py"
+    module.write_text(
+        textwrap.dedent(f"""
+        from celery import Celery
+        from kombu import Queue
+
+        app = Celery("user", broker="{redis_server.url}", set_as_current=False)
+        app.conf.broker_transport_options = {{
+            "priority_steps": list(range(10)), "sep": ":", "global_keyprefix": "u:",
+            "visibility_timeout": 900, "max_connections": 5,
+        }}
+        app.conf.task_queues = [Queue("evals"), Queue("reports")]
+        app.conf.task_default_queue = "evals"
+
+        @app.task(name="user.work", shared=False)
+        def work():
+            return None
+    """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = load_config(["--celery-app", "cqe_user_app:app"], environ={})
+    (broker,) = config.brokers
+    assert broker.url == redis_server.url
+    assert broker.priority_steps == list(range(10))
+    assert (broker.sep, broker.global_keyprefix, broker.visibility_timeout) == (":", "u:", 900.0)
+    assert broker.queues == ["evals", "reports"]
+
+    import cqe_user_app
+
+    for priority in (0, 0, 7):
+        cqe_user_app.work.apply_async(queue="reports", priority=priority)
+    exporter = build_exporter("--celery-app", "cqe_user_app:app")
+    samples = scrape(exporter)
+    exporter.close()
+    name = broker.name
+    assert (
+        sample_value(samples, "celery_queue_messages", broker=name, queue="reports", priority="0")
+        == 2
+    )
+    assert (
+        sample_value(samples, "celery_queue_messages", broker=name, queue="reports", priority="7")
+        == 1
+    )
+    assert sample_value(samples, "celery_broker_visibility_timeout_seconds", broker=name) == 900
+    with pytest.raises(ConfigError, match="celery_app: cannot import 'no_such_module_x'"):
+        load_config(["--celery-app", "no_such_module_x:app"], environ={})

@@ -1,0 +1,339 @@
+"""The exporter as a service: HTTP endpoints, outages, read-only guarantee, exposition format."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import requests
+from celery import Celery
+from conftest import ROOT, parse_exposition, sample_value, wait_until
+from exporter_helpers import build_exporter, scrape, scrape_text
+
+from exporter import catalogue
+from exporter.config import load_config
+from exporter.server import MetricsServer
+
+pytestmark = pytest.mark.redis
+
+
+def fill(url: str) -> None:
+    """Messages at every level, bindings, and reserved work, so every read path runs."""
+    from kombu import Connection, Exchange, Queue
+
+    app = Celery("svc", broker=url, set_as_current=False)
+
+    @app.task(name="svc.noop", shared=False)
+    def task() -> None:
+        return None
+
+    for priority in range(10):
+        task.apply_async(queue="jobs", priority=priority)
+    with Connection(url) as conn:
+        got = []
+        queue = Queue("jobs", Exchange("jobs", type="direct"), routing_key="jobs")
+        with conn.Consumer(queue, callbacks=[lambda body, msg: got.append(msg)]) as consumer:
+            consumer.qos(prefetch_count=2)
+            while len(got) < 2:
+                conn.drain_events(timeout=5)
+        # Leave them unacked: kombu restores them on close, so the hash was populated.
+
+
+def serve(*args: str):
+    exporter = build_exporter(*args, "--port", "0", "--host", "127.0.0.1")
+    server = MetricsServer(exporter.registry, exporter.config)
+    server.start()
+    return exporter, server, f"http://127.0.0.1:{server.port}"
+
+
+def test_only_read_commands_reach_redis(redis_server):
+    """Redis' own command statistics, reset before the exporter runs, hold no write command."""
+    fill(redis_server.url)
+    client = redis_server.client()
+    client.config_resetstat()
+    exporter = build_exporter("--broker-url", f"ro={redis_server.url}", "--discover-queues")
+    for _ in range(3):
+        samples = scrape(exporter)
+        assert sample_value(samples, "celery_broker_up", broker="ro") == 1
+    exporter.close()
+    stats = client.info("commandstats")
+    used = sorted(name.removeprefix("cmdstat_") for name in stats)
+    # The test itself only ran CONFIG RESETSTAT before and INFO after.
+    writes = []
+    for command in used:
+        base = command.split("|")[0]
+        info = client.execute_command("COMMAND", "INFO", base)  # parsed: {name: {"flags": ...}}
+        flags = [f.decode() if isinstance(f, bytes) else f for f in info[base]["flags"]]
+        if "write" in flags:
+            writes.append(command)
+    assert writes == []
+    # And the exporter really did read: depth, heads, bindings, reserved work.
+    assert {"llen", "lindex", "scan", "smembers", "hlen", "zcount"} <= set(used)
+
+
+def test_http_endpoints_and_redis_outage_recovery(redis_server):
+    fill(redis_server.url)
+    exporter, server, base = serve("--broker-url", f"r={redis_server.url}", "--scrape-timeout", "2")
+    try:
+        page = requests.get(base + "/", timeout=5)
+        assert page.status_code == 200 and "/metrics" in page.text and "r (redis" in page.text
+        health = requests.get(base + "/healthz", timeout=5)
+        assert (health.status_code, health.text) == (200, "ok\n")
+        assert requests.get(base + "/nope", timeout=5).status_code == 404
+
+        def metrics() -> dict:
+            response = requests.get(base + "/metrics", timeout=10)
+            assert response.status_code == 200
+            return parse_exposition(response.text)
+
+        samples = metrics()
+        assert sample_value(samples, "celery_broker_up", broker="r") == 1
+        assert sample_value(samples, "celery_exporter_scrape_errors_total", broker="r") == 0
+
+        redis_server.stop()
+        samples = metrics()  # still answers
+        assert sample_value(samples, "celery_broker_up", broker="r") == 0
+        assert sample_value(samples, "celery_exporter_scrape_errors_total", broker="r") == 1
+        assert not any(name == "celery_queue_messages" for name, _ in samples)
+        assert requests.get(base + "/healthz", timeout=5).status_code == 200
+
+        redis_server.start()  # same port, empty data
+        samples = wait_until(
+            lambda: (s := metrics()) and sample_value(s, "celery_broker_up", broker="r") == 1 and s,
+            timeout=20,
+            what="recovery after Redis restart",
+        )
+        assert (
+            sample_value(samples, "celery_queue_messages", broker="r", queue="jobs", priority="0")
+            == 0
+        )
+    finally:
+        server.stop()
+        exporter.close()
+
+
+def test_once_mode_exit_codes(redis_server):
+    cli = [sys.executable, "-m", "exporter", "--once"]
+    ok = subprocess.run(
+        cli + ["--broker-url", redis_server.url], capture_output=True, text=True, timeout=60
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert 'celery_broker_up{broker="redis-127.0.0.1-' in ok.stdout
+    down = subprocess.run(
+        cli
+        + [
+            "--broker-url",
+            f"up={redis_server.url}",
+            "--broker-url",
+            "down=redis://:hunter2@127.0.0.1:1/0",
+            "--scrape-timeout",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert down.returncode == 1
+    assert 'celery_broker_up{broker="down"} 0.0' in down.stdout
+    assert 'celery_broker_up{broker="up"} 1.0' in down.stdout
+    assert "hunter2" not in down.stdout + down.stderr
+    assert "broker down: inspection failed" in down.stderr
+
+
+def test_promtool_check_metrics_on_a_real_scrape(redis_server):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        from conftest import missing_service
+
+        missing_service("promtool (Debian package prometheus) is not installed")
+    fill(redis_server.url)
+    exporter = build_exporter("--broker-url", f"r={redis_server.url}")
+    text = scrape_text(exporter)
+    exporter.close()
+    assert "celery_queue_messages{" in text
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_every_redis_metric_in_the_catalogue_appears_in_a_real_scrape(redis_server):
+    fill(redis_server.url)
+    exporter = build_exporter("--broker-url", f"r={redis_server.url}")
+    samples = scrape(exporter)
+    exporter.close()
+    seen = {name for name, _ in samples}
+    expected = {
+        name
+        for spec in catalogue.QUEUE_METRICS
+        if "redis" in spec.brokers
+        for name in catalogue.exposed_series_names(spec)
+    }
+    assert expected - seen == set()
+    # And nothing celery_* is exposed that the catalogue does not document.
+    documented = {n for s in catalogue.all_metrics() for n in catalogue.exposed_series_names(s)}
+    undocumented = {n for n in seen if n.startswith("celery_")} - documented
+    assert undocumented == set()
+
+
+def test_readme_metric_catalogue_is_generated_from_code():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert catalogue.render_into(readme) == readme, "run: python -m exporter.catalogue"
+    for spec in catalogue.all_metrics():
+        assert f"`{spec.name}`" in readme
+
+
+def _make_cert(tmp: Path, name: str, ca: tuple[Path, Path] | None = None) -> tuple[Path, Path]:
+    key, cert = tmp / f"{name}.key", tmp / f"{name}.crt"
+    if ca is None:
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                f"/CN={name}",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    else:
+        csr = tmp / f"{name}.csr"
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                f"/CN={name}",
+                "-keyout",
+                str(key),
+                "-out",
+                str(csr),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                "openssl",
+                "x509",
+                "-req",
+                "-in",
+                str(csr),
+                "-CA",
+                str(ca[1]),
+                "-CAkey",
+                str(ca[0]),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    return key, cert
+
+
+def test_tls_with_client_certificates(redis_server, tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make test certificates")
+    server_key, server_cert = _make_cert(tmp_path, "server")
+    ca_key, ca_cert = _make_cert(tmp_path, "client-ca")
+    client_key, client_cert = _make_cert(tmp_path, "client", ca=(ca_key, ca_cert))
+    exporter, server, _ = serve(
+        "--broker-url",
+        redis_server.url,
+        "--tls-cert-file",
+        str(server_cert),
+        "--tls-key-file",
+        str(server_key),
+        "--tls-client-ca-file",
+        str(ca_cert),
+    )
+    url = f"https://127.0.0.1:{server.port}/metrics"
+    try:
+        response = requests.get(
+            url, verify=str(server_cert), cert=(str(client_cert), str(client_key)), timeout=10
+        )
+        assert response.status_code == 200 and "celery_broker_up" in response.text
+        with pytest.raises(requests.exceptions.RequestException):
+            requests.get(url, verify=str(server_cert), timeout=10)  # no client certificate
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(url, timeout=10)  # server certificate not trusted
+    finally:
+        server.stop()
+        exporter.close()
+    assert ssl.OPENSSL_VERSION
+
+
+def test_service_tests_fail_in_ci_and_skip_locally_when_a_service_is_missing(tmp_path):
+    """The rule every service test relies on, exercised through a real pytest run."""
+    test_file = tmp_path / "test_needs_service.py"
+    test_file.write_text(
+        textwrap.dedent("""
+        from conftest import missing_service
+
+        def test_needs_redis():
+            missing_service("redis-server is not installed")
+    """)
+    )
+    shutil.copy(ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
+    base = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(test_file)]
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    local = subprocess.run(base, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+    assert local.returncode == 0, local.stdout
+    assert "1 skipped" in local.stdout and "scripts/bootstrap.sh" in local.stdout
+    ci = subprocess.run(
+        base, capture_output=True, text=True, cwd=tmp_path, env=env | {"CI": "true"}, timeout=60
+    )
+    assert ci.returncode == 1
+    assert "1 failed" in ci.stdout and "CI: required service missing" in ci.stdout
+
+
+def test_listen_conflict_is_a_clear_error(redis_server):
+    exporter, server, _ = serve("--broker-url", redis_server.url)
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "--broker-url",
+                redis_server.url,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(server.port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2
+        assert f"cannot listen on 127.0.0.1:{server.port}" in result.stderr
+    finally:
+        server.stop()
+        exporter.close()
+    assert load_config(["--port", "0"]).port == 0

@@ -1,0 +1,302 @@
+"""The Redis inspector against real redis-server processes, with messages from real Celery apps."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+
+import pytest
+from celery import Celery
+from conftest import sample_value, samples_named
+from exporter_helpers import build_exporter, scrape
+from kombu import Connection, Exchange, Queue
+
+from exporter import instrumentation
+from exporter.catalogue import UNKNOWN_QUEUE
+from exporter.config import BrokerConfig
+from exporter.redis_inspector import RedisInspector
+
+pytestmark = pytest.mark.redis
+
+DEFAULT_STEP_OF = {0: "0", 1: "0", 2: "0", 3: "3", 4: "3", 5: "3", 6: "6", 7: "6", 8: "6", 9: "9"}
+
+
+def celery_app(url: str, **transport_options) -> Celery:
+    app = Celery("cqe_test", broker=url, set_as_current=False)
+    app.conf.broker_transport_options = transport_options
+    app.conf.task_default_queue = "default"
+
+    @app.task(name="cqe.noop", shared=False)
+    def noop() -> None:
+        return None
+
+    return app
+
+
+def publish(app: Celery, queue: str, priorities: dict[int, int]) -> None:
+    """Publish ``count`` tasks at each priority through Celery's own apply_async."""
+    task = app.tasks["cqe.noop"]
+    for priority, count in priorities.items():
+        for _ in range(count):
+            task.apply_async(queue=queue, priority=priority)
+
+
+def messages_by_level(samples: dict, broker: str, queue: str) -> dict[str, float]:
+    return {
+        dict(labels)["priority"]: value
+        for labels, value in samples_named(samples, "celery_queue_messages").items()
+        if dict(labels)["broker"] == broker and dict(labels)["queue"] == queue
+    }
+
+
+def test_default_priority_steps_exact_counts(redis_server):
+    app = celery_app(redis_server.url)
+    # priority p published p + 1 times: 1..10 messages, floored onto steps 0, 3, 6, 9.
+    publish(app, "jobs", {p: p + 1 for p in range(10)})
+    exporter = build_exporter("--broker-url", f"main={redis_server.url}", "--queue", "jobs,idle")
+    samples = scrape(exporter)
+
+    assert messages_by_level(samples, "main", "jobs") == {
+        "0": 1 + 2 + 3,
+        "3": 4 + 5 + 6,
+        "6": 7 + 8 + 9,
+        "9": 10,
+    }
+    # An empty queue reports 0 for each step, not nothing.
+    assert messages_by_level(samples, "main", "idle") == {"0": 0, "3": 0, "6": 0, "9": 0}
+    assert sample_value(samples, "celery_broker_up", broker="main") == 1
+    # On Redis step 0 is served first: the most urgent level.
+    ranks = {
+        (dict(labels)["priority"], dict(labels)["urgency"]): value
+        for labels, value in samples_named(samples, "celery_queue_priority_urgency_rank").items()
+        if dict(labels)["queue"] == "jobs"
+    }
+    assert ranks == {("0", "most"): 0, ("3", "between"): 1, ("6", "between"): 2, ("9", "least"): 3}
+    exporter.close()
+
+
+def test_ten_steps_with_custom_separator(redis_server):
+    app = celery_app(redis_server.url, priority_steps=list(range(10)), sep=":")
+    publish(app, "evals", {0: 2, 4: 1, 9: 3})
+    exporter = build_exporter(
+        "--broker-url",
+        f"r={redis_server.url}",
+        "--queue",
+        "evals",
+        "--priority-steps",
+        "0,1,2,3,4,5,6,7,8,9",
+        "--sep",
+        ":",
+    )
+    samples = scrape(exporter)
+    expected = {str(p): 0 for p in range(10)} | {"0": 2, "4": 1, "9": 3}
+    assert messages_by_level(samples, "r", "evals") == expected
+    # The keys really are kombu's: the exporter read what Celery wrote.
+    client = redis_server.client()
+    assert client.llen("evals:4") == 1 and client.llen("evals:9") == 3
+    exporter.close()
+
+
+def test_global_keyprefix(redis_server):
+    app = celery_app(redis_server.url, global_keyprefix="tenant-a:")
+    publish(app, "jobs", {0: 1, 5: 2, 9: 4})
+    # Same queue name without the prefix must not be counted.
+    redis_server.client().lpush("jobs", b"{}")
+    exporter = build_exporter(
+        "--broker-url", f"p={redis_server.url}", "--global-keyprefix", "tenant-a:"
+    )
+    samples = scrape(exporter)
+    assert messages_by_level(samples, "p", "jobs") == {"0": 1, "3": 2, "6": 0, "9": 4}
+    exporter.close()
+
+
+def test_discovery_reads_bindings_and_ignores_celeryev_and_pidbox(redis_server):
+    with Connection(redis_server.url) as conn:
+        channel = conn.default_channel
+        for queue in (
+            Queue("alpha", Exchange("alpha", type="direct"), routing_key="alpha"),
+            Queue("beta", Exchange("tasks", type="direct"), routing_key="beta.rk"),
+            Queue("celeryev.abc", Exchange("celeryev", type="topic"), routing_key="#"),
+            Queue("host.celery.pidbox", Exchange("celery.pidbox", type="fanout")),
+            Queue("reply-xyz", Exchange("reply.celery.pidbox", type="direct"), routing_key="r"),
+        ):
+            queue(channel).declare()
+    keys = sorted(k.decode() for k in redis_server.client().keys("_kombu.binding.*"))
+    assert keys == [
+        "_kombu.binding.alpha",
+        "_kombu.binding.celery.pidbox",
+        "_kombu.binding.celeryev",
+        "_kombu.binding.reply.celery.pidbox",
+        "_kombu.binding.tasks",
+    ]
+    inspector = RedisInspector(BrokerConfig(name="d", url=redis_server.url))
+    assert inspector.watched_queues() == ["alpha", "beta"]
+    # Routing keys map back to queues for reserved-work attribution.
+    assert inspector.queue_for("tasks", "beta.rk", set()) == "beta"
+    assert inspector.queue_for("nowhere", "x", set()) == UNKNOWN_QUEUE
+    inspector.close()
+
+
+def test_explicit_queues_and_discovery_together(redis_server):
+    app = celery_app(redis_server.url)
+    publish(app, "found", {0: 1})
+    exporter = build_exporter(
+        "--broker-url", f"b={redis_server.url}", "--queue", "listed", "--discover-queues"
+    )
+    samples = scrape(exporter)
+    queues = {dict(k)["queue"] for k in samples_named(samples, "celery_queue_messages")}
+    assert queues == {"listed", "found"}
+    exporter.close()
+
+
+def test_age_is_exact_with_install(redis_server):
+    app = celery_app(redis_server.url)
+    instrumentation.install(app)
+    try:
+        publish(app, "jobs", {0: 1, 9: 1})
+    finally:
+        instrumentation.uninstall()
+    client = redis_server.client()
+    stamps = {
+        level: json.loads(client.lindex(key, -1))["headers"][instrumentation.ENQUEUED_AT_HEADER]
+        for level, key in (("0", "jobs"), ("9", "jobs\x06\x169"))
+    }
+    config = BrokerConfig(name="a", url=redis_server.url, queues=["jobs"], discover_queues=False)
+    now = time.time() + 42.5
+    inspector = RedisInspector(config, clock=lambda: now)
+    snapshot = inspector.inspect()
+    ages = {lv.priority: lv.oldest_age_seconds for lv in snapshot.levels}
+    assert ages == {"0": now - stamps["0"], "3": 0.0, "6": 0.0, "9": now - stamps["9"]}
+    # The AMQP timestamp property is set too (whole seconds), for RabbitMQ.
+    message = json.loads(client.lindex("jobs", -1))
+    assert message["properties"]["timestamp"] == int(stamps["0"])
+    inspector.close()
+
+
+def test_age_without_install_is_a_lower_bound_from_head_tracking(redis_server):
+    app = celery_app(redis_server.url)
+    published_at = time.time()
+    publish(app, "jobs", {0: 2})
+    config = BrokerConfig(name="a", url=redis_server.url, queues=["jobs"], discover_queues=False)
+    clock = [published_at + 100.0]
+    inspector = RedisInspector(config, clock=lambda: clock[0])
+
+    def age_at_zero() -> float:
+        return next(
+            lv for lv in inspector.inspect().levels if lv.priority == "0"
+        ).oldest_age_seconds
+
+    assert age_at_zero() == 0.0  # first sighting: nothing known yet
+    clock[0] += 17.0
+    first = age_at_zero()
+    assert first == 17.0
+    assert first <= clock[0] - published_at  # never more than the true age
+    # The head is consumed: the next message starts from 0 again.
+    redis_server.client().rpop("jobs")
+    clock[0] += 5.0
+    assert age_at_zero() == 0.0
+    clock[0] += 3.0
+    assert age_at_zero() == 3.0
+    inspector.close()
+
+
+def test_reserved_work_from_a_consumer_holding_unacked_messages(redis_server):
+    app = celery_app(redis_server.url)
+    publish(app, "work", {0: 3, 6: 2})
+    publish(app, "other", {0: 1})
+    received = []
+    with Connection(redis_server.url) as conn:
+        queue = Queue("work", Exchange("work", type="direct"), routing_key="work")
+        with conn.Consumer(queue, callbacks=[lambda body, msg: received.append(msg)]) as consumer:
+            consumer.qos(prefetch_count=10)
+            deadline = time.monotonic() + 20
+            while len(received) < 5 and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=1)
+            assert len(received) == 5
+            fetched_before = time.time()
+
+            exporter = build_exporter(
+                "--broker-url", f"r={redis_server.url}", "--queue", "work,other"
+            )
+            samples = scrape(exporter)
+            assert sample_value(samples, "celery_broker_reserved_messages", broker="r") == 5
+            assert (
+                sample_value(samples, "celery_queue_reserved_messages", broker="r", queue="work")
+                == 5
+            )
+            assert (
+                sample_value(samples, "celery_queue_reserved_messages", broker="r", queue="other")
+                == 0
+            )
+            # Reserved messages are no longer in the lists.
+            assert messages_by_level(samples, "r", "work") == {"0": 0, "3": 0, "6": 0, "9": 0}
+            assert messages_by_level(samples, "r", "other")["0"] == 1
+            oldest = sample_value(samples, "celery_broker_reserved_oldest_age_seconds", broker="r")
+            assert 0 <= oldest <= time.time() - fetched_before + 20
+            assert sample_value(samples, "celery_broker_reserved_overdue_messages", broker="r") == 0
+            exporter.close()
+
+            # Past visibility_timeout they count as overdue (Redis would deliver them again).
+            config = BrokerConfig(
+                name="r", url=redis_server.url, queues=["work"], visibility_timeout=30
+            )
+            late = RedisInspector(config, clock=lambda: time.time() + 31)
+            assert late.inspect().reserved_overdue == 5
+            late.close()
+            for message in received:
+                message.ack()
+    assert redis_server.client().hlen("unacked") == 0
+
+
+def test_reserved_cost_is_bounded_with_100000_reservations(redis_server):
+    """100,000 reservations: the total stays exact, the per-queue split is read from a sample
+    of reserved_sample_size entries (one HRANDFIELD), never the whole hash."""
+    client = redis_server.client()
+    now = time.time()
+    with client.pipeline(transaction=False) as pipe:
+        for i in range(100_000):
+            queue = "a" if i % 4 else "b"  # 75% a, 25% b
+            raw = {"body": "", "headers": {"id": f"t{i}"}, "properties": {"delivery_tag": f"d{i}"}}
+            pipe.hset("unacked", f"d{i}", json.dumps([raw, queue, queue]))
+            pipe.zadd("unacked_index", {f"d{i}": now - i * 0.001})
+        pipe.execute()
+    client.config_resetstat()
+    config = BrokerConfig(
+        name="big",
+        url=redis_server.url,
+        queues=["a", "b"],
+        discover_queues=False,
+        reserved_sample_size=1000,
+    )
+    inspector = RedisInspector(config)
+    snapshot = inspector.inspect()
+    assert snapshot.reserved_total == 100_000
+    reserved = {q: r.reserved for q, r in snapshot.queues.items()}
+    assert set(reserved) == {"a", "b"}
+    assert reserved["a"] + reserved["b"] == 100_000
+    # Estimated from 1,000 samples: within 10 standard deviations of the true split.
+    assert abs(reserved["b"] - 25_000) < 10 * (100_000 * (0.25 * 0.75 / 1000) ** 0.5)
+    stats = client.info("commandstats")
+    assert stats["cmdstat_hrandfield"]["calls"] == 1
+    for whole_hash_read in ("cmdstat_hgetall", "cmdstat_hscan", "cmdstat_hvals", "cmdstat_hkeys"):
+        assert whole_hash_read not in stats
+    assert stats["cmdstat_zrange"]["calls"] == 1  # only the oldest entry
+    inspector.close()
+
+
+def test_garbage_in_a_list_is_counted_and_skipped(redis_server):
+    app = celery_app(redis_server.url)
+    publish(app, "jobs", {0: 1})
+    client = redis_server.client()
+    client.rpush("jobs", b"\x00\xffnot json at all")  # sits at the head (-1)
+    client.lpush("jobs\x06\x163", b"[1, 2")
+    exporter = build_exporter("--broker-url", f"g={redis_server.url}", "--queue", "jobs")
+    samples = scrape(exporter)
+    assert sample_value(samples, "celery_broker_up", broker="g") == 1
+    assert messages_by_level(samples, "g", "jobs") == {"0": 2, "3": 1, "6": 0, "9": 0}
+    assert sample_value(samples, "celery_exporter_malformed_messages_total", broker="g") == 2
+    samples = scrape(exporter)
+    assert sample_value(samples, "celery_exporter_malformed_messages_total", broker="g") == 4
+    exporter.close()
