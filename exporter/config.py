@@ -129,6 +129,38 @@ class ExporterConfig:
     log_level: str = "INFO"
     once: bool = False
     events: bool = False
+    event_settings: EventSettings = field(default_factory=lambda: EventSettings())
+
+
+# --- Celery events ----------------------------------------------------------------------------
+
+#: Task runtime buckets (seconds): milliseconds to an hour.
+DEFAULT_RUNTIME_BUCKETS = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
+)  # fmt: skip
+#: Queue wait buckets (seconds): the "starts within 5 s" goal needs resolution below 10 s.
+DEFAULT_WAIT_BUCKETS = (
+    0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600,
+)  # fmt: skip
+
+
+@dataclass
+class EventSettings:
+    """How the Celery event consumer judges workers and bounds its state (``events:`` in YAML).
+
+    Keep heartbeat_timeout_seconds and worker_retention_seconds in step with
+    monitoring/config.yaml ``exporter:`` (the worker-down alerts' ``for:`` depends on them).
+    """
+
+    heartbeat_timeout_seconds: float = 30.0
+    worker_retention_seconds: float = 3600.0
+    runtime_buckets: tuple[float, ...] = DEFAULT_RUNTIME_BUCKETS
+    wait_buckets: tuple[float, ...] = DEFAULT_WAIT_BUCKETS
+    task_names: list[str] = field(default_factory=list)  # allow-list; empty: any, up to max
+    max_task_names: int = 500
+    max_tracked_tasks: int = 100_000
+    max_task_age_seconds: float = 3600.0
+    max_wait_seconds: float = 86400.0
 
 
 # --- parsing helpers --------------------------------------------------------------------------
@@ -166,6 +198,54 @@ _TOP_KEYS = {
     "events",
 }
 _TLS_KEYS = {"cert_file", "key_file", "client_ca_file"}
+#: ``events:`` mapping keys -> (flag suffix / env name suffix, parser kind).
+_EVENT_KEYS = {
+    "heartbeat_timeout_seconds": ("HEARTBEAT_TIMEOUT", "seconds"),
+    "worker_retention_seconds": ("WORKER_RETENTION", "seconds"),
+    "runtime_buckets": ("RUNTIME_BUCKETS", "buckets"),
+    "wait_buckets": ("WAIT_BUCKETS", "buckets"),
+    "task_names": ("TASK_NAMES", "names"),
+    "max_task_names": ("MAX_TASK_NAMES", "count"),
+    "max_tracked_tasks": ("MAX_TRACKED_TASKS", "count"),
+    "max_task_age_seconds": ("MAX_TASK_AGE", "seconds"),
+    "max_wait_seconds": ("MAX_WAIT", "seconds"),
+}
+
+
+def _as_buckets(where: str, value: Any) -> tuple[float, ...]:
+    if isinstance(value, str):
+        raw: list[Any] = [piece for piece in value.replace(" ", "").split(",") if piece]
+    elif isinstance(value, list | tuple):
+        raw = list(value)
+    else:
+        raise ConfigError(f"{where}: expected a list of bucket bounds, got {value!r}")
+    bounds = [_as_float(where, item, 0) for item in raw]
+    if not bounds:
+        raise ConfigError(f"{where}: must not be empty")
+    if bounds != sorted(set(bounds)):
+        raise ConfigError(f"{where}: must be strictly ascending, got {bounds}")
+    return tuple(bounds)
+
+
+def _event_settings(where: str, values: dict[str, Any]) -> EventSettings:
+    """EventSettings from already merged raw values (flag > env > file) keyed like YAML."""
+    settings = EventSettings()
+    for key, value in values.items():
+        kind = _EVENT_KEYS[key][1]
+        if kind == "seconds":
+            setattr(settings, key, _as_float(f"{where}.{key}", value, 0))
+        elif kind == "buckets":
+            setattr(settings, key, _as_buckets(f"{where}.{key}", value))
+        elif kind == "names":
+            setattr(settings, key, _as_str_list(f"{where}.{key}", value))
+        else:
+            setattr(settings, key, _as_int(f"{where}.{key}", value, 1, 100_000_000))
+    if settings.worker_retention_seconds < settings.heartbeat_timeout_seconds:
+        raise ConfigError(
+            f"{where}.worker_retention_seconds: must be at least heartbeat_timeout_seconds "
+            f"({settings.heartbeat_timeout_seconds:g}), got {settings.worker_retention_seconds:g}"
+        )
+    return settings
 
 
 def _check_keys(where: str, data: dict[str, Any], allowed: set[str]) -> None:
@@ -436,6 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="consume Celery events (task and worker metrics)",
     )
+    for key, (suffix, kind) in _EVENT_KEYS.items():
+        flag = "--events-" + suffix.lower().replace("_", "-")
+        add(flag, dest="events_" + key, help=f"events.{key} ({kind}; see docs/events.md)")
     add("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     add("--once", action="store_true", help="print one scrape to stdout and exit")
     return parser
@@ -569,7 +652,19 @@ def load_config(
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError(f"log_level: expected DEBUG, INFO, WARNING or ERROR, got {level!r}")
     config.log_level = level
-    events = pick(args.events, "EVENTS", data.get("events"))
+    file_events = data.get("events")
+    file_event_values: dict[str, Any] = {}
+    if isinstance(file_events, dict):  # events: {enabled: true, heartbeat_timeout_seconds: ...}
+        _check_keys("events.", file_events, set(_EVENT_KEYS) | {"enabled"})
+        file_event_values = {k: v for k, v in file_events.items() if k != "enabled"}
+        file_events = file_events.get("enabled", True)
+    events = pick(args.events, "EVENTS", file_events)
     config.events = _as_bool("events", events) if events is not None else False
+    event_values: dict[str, Any] = {}
+    for key, (suffix, _kind) in _EVENT_KEYS.items():
+        value = pick(getattr(args, "events_" + key), "EVENTS_" + suffix, file_event_values.get(key))
+        if value is not None:
+            event_values[key] = value
+    config.event_settings = _event_settings("events", event_values)
     config.once = bool(args.once)
     return config
