@@ -404,10 +404,7 @@ def broker_from_mapping(where: str, data: Any) -> BrokerConfig:
     if "management_url" in data:
         broker.management_url = _check_http_url(f"{where}.management_url", data["management_url"])
     if "management" in data:
-        mode = str(data["management"]).lower()
-        if mode not in {"auto", "always", "never"}:
-            raise ConfigError(f"{where}.management: expected auto, always or never, got {mode!r}")
-        broker.management = mode
+        broker.management = _management_mode(f"{where}.management", data["management"])
     if "password" in data:
         broker.password = str(data["password"])
     if "password_file" in data:
@@ -418,6 +415,13 @@ def broker_from_mapping(where: str, data: Any) -> BrokerConfig:
             raise ConfigError(f"{where}.password_env: environment variable {variable} is not set")
         broker.password = os.environ[variable]
     return broker
+
+
+def _management_mode(where: str, value: Any) -> str:
+    mode = str(value).strip().lower()
+    if mode not in {"auto", "always", "never"}:
+        raise ConfigError(f"{where}: expected auto, always or never, got {mode!r}")
+    return mode
 
 
 def _check_http_url(where: str, value: Any) -> str:
@@ -504,6 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--global-keyprefix", help="Redis global_keyprefix transport option")
     add("--visibility-timeout", help="Redis visibility_timeout in seconds (default 3600)")
     add("--management-url", help="RabbitMQ management API URL (default http://<host>:15672)")
+    add(
+        "--management-api",
+        choices=["auto", "always", "never"],
+        help="RabbitMQ: use the management API when it answers (auto, default), only it "
+        "(always), or AMQP only (never)",
+    )
     add("--host", help=f"listen address (default {DEFAULT_HOST})")
     add("--port", help=f"listen port (default {DEFAULT_PORT})")
     add("--scrape-timeout", help="per-broker inspection timeout in seconds (default 10)")
@@ -591,6 +601,7 @@ def load_config(
     prefix = pick(args.global_keyprefix, "GLOBAL_KEYPREFIX")
     visibility = pick(args.visibility_timeout, "VISIBILITY_TIMEOUT")
     management_url = pick(args.management_url, "MANAGEMENT_URL")
+    management_mode = pick(args.management_api, "MANAGEMENT_API")
     for broker in brokers if from_flags else []:
         if queues:
             broker.queues = _as_str_list("--queue", queues)
@@ -609,6 +620,8 @@ def load_config(
         _apply_transport_options("--transport-options", broker, options)
         if management_url:
             broker.management_url = _check_http_url("--management-url", management_url)
+        if management_mode is not None:
+            broker.management = _management_mode("--management-api", management_mode)
 
     names = [broker.name for broker in brokers]
     duplicates = sorted({name for name in names if names.count(name) > 1})
