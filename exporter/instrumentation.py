@@ -10,11 +10,26 @@ waited. ``install(app)`` stamps every published task with the publish time:
 
 Epoch seconds are time-zone free, so producers and exporter in different zones agree.
 Both stamps are set only when absent, so a retried task keeps its original header.
+
+On workers (the same ``install(app)`` call, made where the app is defined, before the worker
+starts) it adds two custom Celery events, sent through the worker's own event dispatcher in
+the worker's main process, and only when task events are on (``-E`` /
+``worker_send_task_events``); the dispatcher drops them otherwise:
+
+* ``TASK_INFO_EVENT`` for every task the worker receives: task name, queue, message priority,
+  the queue's x-max-priority (when the app declares it) and the enqueue stamp. With the
+  task-started event that follows, the exporter measures the wait per queue and priority.
+* ``WORKER_QUEUES_EVENT`` with every heartbeat: the queues the worker consumes from.
+
+Their group is ``queueexporter`` (not ``task``/``worker``), so Flower and celery.events.State
+ignore them. They are published at once, not batched with task events.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+import weakref
 from typing import Any
 
 from celery import signals
@@ -23,6 +38,17 @@ from celery import signals
 ENQUEUED_AT_HEADER = "celery_queue_exporter_enqueued_at"
 
 _PUBLISH_UID = "celery_queue_exporter.instrumentation.stamp_enqueue_time"
+_RECEIVED_UID = "celery_queue_exporter.instrumentation.announce_task"
+_READY_UID = "celery_queue_exporter.instrumentation.remember_consumer"
+_HEARTBEAT_UID = "celery_queue_exporter.instrumentation.announce_queues"
+
+#: Custom event a worker sends for each task it receives (queue, priority, enqueue stamp).
+TASK_INFO_EVENT = "queueexporter-task"
+#: Custom event a worker sends before each heartbeat: the queues it consumes from.
+WORKER_QUEUES_EVENT = "queueexporter-worker"
+
+log = logging.getLogger(__name__)
+_consumer: Any = None  # weakref to the worker's Consumer, set at worker_ready
 
 
 def stamp_enqueue_time(
@@ -46,11 +72,87 @@ def install(app: Any) -> None:
     """
     del app
     signals.before_task_publish.connect(stamp_enqueue_time, weak=False, dispatch_uid=_PUBLISH_UID)
+    signals.task_received.connect(announce_task, weak=False, dispatch_uid=_RECEIVED_UID)
+    signals.worker_ready.connect(remember_consumer, weak=False, dispatch_uid=_READY_UID)
+    signals.heartbeat_sent.connect(announce_queues, weak=False, dispatch_uid=_HEARTBEAT_UID)
 
 
 def uninstall() -> None:
     """Undo install(); for tests and for apps that want to switch it off at run time."""
     signals.before_task_publish.disconnect(dispatch_uid=_PUBLISH_UID)
+    signals.task_received.disconnect(dispatch_uid=_RECEIVED_UID)
+    signals.worker_ready.disconnect(dispatch_uid=_READY_UID)
+    signals.heartbeat_sent.disconnect(dispatch_uid=_HEARTBEAT_UID)
+
+
+def _task_queues(consumer: Any) -> list[Any]:
+    task_consumer = getattr(consumer, "task_consumer", None)
+    return list(getattr(task_consumer, "queues", None) or ())
+
+
+def queue_of(consumer: Any, exchange: Any, routing_key: Any) -> tuple[str | None, int | None]:
+    """The queue a delivered message came from and its x-max-priority, from the worker's
+    consumed queues (delivery_info has exchange and routing key, not the queue)."""
+    queues = _task_queues(consumer)
+    found = None
+    for queue in queues:
+        if queue.routing_key == routing_key and getattr(queue.exchange, "name", None) in (
+            exchange,
+            None,
+            "",
+        ):
+            found = queue
+            break
+    if found is None:
+        found = next((queue for queue in queues if queue.name == routing_key), None)
+    if found is None:
+        return (routing_key if isinstance(routing_key, str) else None), None
+    max_priority = (found.queue_arguments or {}).get("x-max-priority")
+    if max_priority is None:
+        max_priority = getattr(found, "max_priority", None)
+    return found.name, max_priority if isinstance(max_priority, int) else None
+
+
+def announce_task(sender: Any = None, request: Any = None, **_: Any) -> None:
+    """task_received handler (worker main process): tell the exporter the task's queue,
+    priority and enqueue stamp. Never raises: monitoring must not break the worker."""
+    dispatcher = getattr(sender, "event_dispatcher", None)
+    if dispatcher is None or not dispatcher.enabled or request is None:
+        return
+    try:
+        info = request.delivery_info or {}
+        queue, max_priority = queue_of(sender, info.get("exchange"), info.get("routing_key"))
+        dispatcher.send(
+            TASK_INFO_EVENT,
+            uuid=request.id,
+            name=request.name,
+            queue=queue,
+            priority=info.get("priority"),
+            max_priority=max_priority,
+            enqueued_at=enqueued_at(request.request_dict),
+        )
+    except Exception:  # noqa: BLE001 - never let monitoring break task delivery
+        log.debug("celery-queue-exporter: cannot send %s", TASK_INFO_EVENT, exc_info=True)
+
+
+def remember_consumer(sender: Any = None, **_: Any) -> None:
+    """worker_ready handler: keep (weakly) the consumer whose queues the heartbeat announces."""
+    global _consumer
+    if sender is not None:
+        _consumer = weakref.ref(sender)
+
+
+def announce_queues(sender: Any = None, **_: Any) -> None:
+    """heartbeat_sent handler: send the queues this worker consumes from."""
+    consumer = _consumer() if _consumer is not None else None
+    eventer = getattr(sender, "eventer", None)
+    if consumer is None or eventer is None or not eventer.enabled:
+        return
+    try:
+        names = sorted({queue.name for queue in _task_queues(consumer)})
+        eventer.send(WORKER_QUEUES_EVENT, queues=names)
+    except Exception:  # noqa: BLE001 - never let monitoring break the heartbeat
+        log.debug("celery-queue-exporter: cannot send %s", WORKER_QUEUES_EVENT, exc_info=True)
 
 
 def enqueued_at(headers: dict[str, Any] | None) -> float | None:

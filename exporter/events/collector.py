@@ -1,0 +1,212 @@
+"""Prometheus collector for the Celery event metrics of every configured broker."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+
+from .. import catalogue as cat
+from ..catalogue import MetricSpec
+from ..config import BrokerConfig, EventSettings
+from .tracker import TASK_COUNTER_KINDS, EventSnapshot, EventTracker
+
+log = logging.getLogger(__name__)
+
+_TASK_COUNTERS = dict(
+    zip(
+        TASK_COUNTER_KINDS,
+        (
+            cat.TASK_SENT,
+            cat.TASK_RECEIVED,
+            cat.TASK_STARTED,
+            cat.TASK_SUCCEEDED,
+            cat.TASK_FAILED,
+            cat.TASK_RETRIED,
+            cat.TASK_REJECTED,
+            cat.TASK_REVOKED,
+        ),
+        strict=True,
+    )
+)
+
+
+class Consumer(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 5.0) -> None: ...
+
+
+def make_consumer(broker: BrokerConfig, tracker: EventTracker) -> Consumer:
+    if broker.transport == "redis":
+        from .redis_consumer import RedisEventConsumer
+
+        return RedisEventConsumer(broker, tracker)
+    from .rabbitmq_consumer import RabbitMQEventConsumer
+
+    return RabbitMQEventConsumer(broker, tracker)
+
+
+class EventCollector(Collector):
+    """Owns one tracker and one consumer thread per broker; exposes their metrics."""
+
+    def __init__(
+        self,
+        brokers: Sequence[BrokerConfig],
+        settings: EventSettings,
+        consumers: bool = True,
+    ) -> None:
+        self.trackers: list[EventTracker] = []
+        self.consumers: list[Any] = []
+        for broker in brokers:
+            tracker = EventTracker(
+                broker.name,
+                settings,
+                transport=broker.transport,
+                priority_steps=broker.priority_steps,
+            )
+            self.trackers.append(tracker)
+            if consumers:
+                self.consumers.append(make_consumer(broker, tracker))
+
+    def start(self) -> None:
+        for consumer in self.consumers:
+            consumer.start()
+
+    def close(self) -> None:
+        for consumer in self.consumers:
+            try:
+                consumer.stop()
+            except Exception:  # stopping a consumer of a dead broker may fail
+                log.debug("stopping an event consumer failed", exc_info=True)
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        snapshots = [(tracker.broker, tracker, tracker.snapshot()) for tracker in self.trackers]
+        yield from families(snapshots)
+
+
+def _gauge(spec: MetricSpec) -> GaugeMetricFamily:
+    return GaugeMetricFamily(spec.family_name, spec.help, labels=list(spec.labels))
+
+
+def _counter(spec: MetricSpec) -> CounterMetricFamily:
+    return CounterMetricFamily(spec.family_name, spec.help, labels=list(spec.labels))
+
+
+def _histogram(spec: MetricSpec) -> HistogramMetricFamily:
+    return HistogramMetricFamily(spec.family_name, spec.help, labels=list(spec.labels))
+
+
+def _add_histogram(
+    family: Metric,
+    labels: dict[str, str],
+    bounds: Sequence[float],
+    cumulative: list[int],
+    total: float,
+) -> None:
+    """Histogram samples with an arbitrary label set (some queue-wait series have no
+    priority label, which HistogramMetricFamily.add_metric cannot express)."""
+    name = family.name
+    for bound, count in zip(list(bounds) + [float("inf")], cumulative, strict=True):
+        le = "+Inf" if bound == float("inf") else _le(bound)
+        family.samples.append(Sample(f"{name}_bucket", {**labels, "le": le}, float(count)))
+    family.samples.append(Sample(f"{name}_count", dict(labels), float(cumulative[-1])))
+    family.samples.append(Sample(f"{name}_sum", dict(labels), float(total)))
+
+
+def _le(bound: float) -> str:
+    from prometheus_client.utils import floatToGoString
+
+    return floatToGoString(bound)
+
+
+def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterator[Metric]:
+    counters = {kind: _counter(spec) for kind, spec in _TASK_COUNTERS.items()}
+    time_limits = _counter(cat.TASK_TIME_LIMIT)
+    runtime = _histogram(cat.TASK_RUNTIME)
+    task_wait = _histogram(cat.TASK_QUEUE_WAIT)
+    queue_wait = _histogram(cat.QUEUE_WAIT)
+    worker_up = _gauge(cat.WORKER_UP)
+    worker_active = _gauge(cat.WORKER_ACTIVE_TASKS)
+    worker_processed = _counter(cat.WORKER_PROCESSED)
+    worker_load = _gauge(cat.WORKER_LOAD)
+    worker_heard = _gauge(cat.WORKER_LAST_HEARTBEAT)
+    queue_workers = _gauge(cat.QUEUE_WORKERS)
+    consumer_up = _gauge(cat.EVENT_CONSUMER_UP)
+    received = _counter(cat.EVENTS_RECEIVED)
+    malformed = _counter(cat.EVENTS_MALFORMED)
+    interruptions = _counter(cat.EVENT_STREAM_INTERRUPTIONS)
+    skew = _counter(cat.EVENT_CLOCK_SKEW)
+    tracked = _gauge(cat.EVENT_TRACKED_TASKS)
+
+    for broker, tracker, snap in snapshots:
+        for (kind, queue, task), value in sorted(snap.task_counts.items()):
+            counters[kind].add_metric([broker, queue, task], value)
+        for (queue, task, limit), value in sorted(snap.time_limits.items()):
+            time_limits.add_metric([broker, queue, task, limit], value)
+        for (queue, task), (buckets, total) in sorted(snap.runtime.items()):
+            labels = {"broker": broker, "queue": queue, "task": task}
+            _add_histogram(runtime, labels, tracker.runtime_bounds, buckets, total)
+        for (queue, task), (buckets, total) in sorted(snap.task_wait.items()):
+            labels = {"broker": broker, "queue": queue, "task": task}
+            _add_histogram(task_wait, labels, tracker.wait_bounds, buckets, total)
+        for (queue, priority), (buckets, total) in sorted(
+            snap.queue_wait.items(), key=lambda item: (item[0][0], item[0][1] or "")
+        ):
+            labels = {"broker": broker, "queue": queue}
+            if priority is not None:
+                labels["priority"] = priority
+            _add_histogram(queue_wait, labels, tracker.wait_bounds, buckets, total)
+        for worker in sorted(snap.workers, key=lambda w: w.worker):
+            labels = [broker, worker.worker]
+            worker_up.add_metric(labels, 1.0 if worker.up else 0.0)
+            worker_heard.add_metric(labels, worker.last_heard)
+            if not worker.up:
+                continue  # a dead worker's last load and activity would mislead
+            if worker.active is not None:
+                worker_active.add_metric(labels, worker.active)
+            if worker.processed is not None:
+                worker_processed.add_metric(labels, worker.processed)
+            if worker.load1 is not None:
+                worker_load.add_metric(labels, worker.load1)
+        for queue, count in sorted(snap.queue_workers.items()):
+            queue_workers.add_metric([broker, queue], count)
+        consumer_up.add_metric([broker], 1.0 if snap.consumer_up else 0.0)
+        received.add_metric([broker], snap.events_received)
+        malformed.add_metric([broker], snap.malformed)
+        for reason in ("disconnected", "overflow"):
+            interruptions.add_metric([broker, reason], snap.interruptions.get(reason, 0))
+        skew.add_metric([broker], snap.clock_skew_clamped)
+        tracked.add_metric([broker], snap.tracked_tasks)
+
+    yield from counters.values()
+    yield from (
+        time_limits,
+        runtime,
+        task_wait,
+        queue_wait,
+        worker_up,
+        worker_active,
+        worker_processed,
+        worker_load,
+        worker_heard,
+        queue_workers,
+        consumer_up,
+        received,
+        malformed,
+        interruptions,
+        skew,
+        tracked,
+    )

@@ -1,0 +1,284 @@
+"""Celery events from Redis: PSUBSCRIBE to the event channels, nothing else.
+
+kombu's Redis transport publishes every event (fanout exchange ``celeryev``) with PUBLISH on
+``{global_keyprefix}/{db}.celeryev/{routing_key}`` (``fanout_prefix`` and ``fanout_patterns``
+are on by default; see kombu/transport/redis.py ``_get_publish_topic``). Subscribing to that
+pattern directly leaves nothing behind on the broker: no binding set, no queue, no key (unlike
+``celery.events.Receiver.capture()``, which registers a binding).
+
+Keeping up: Redis drops a subscriber whose unread output exceeds ``client-output-buffer-limit
+pubsub`` (32 MB by default). The consumer reads in its own thread with large socket reads and
+parses the RESP replies itself (redis-py's per-message parsing costs several times more), then
+hands a whole read's events to the tracker under one lock. When the subscription is lost anyway
+it reconnects at once and counts the interruption: reason ``overflow`` when the same Redis
+server (same run_id) dropped us, ``disconnected`` when it restarted or could not be reached.
+On Redis >= 7.2 the ``client_output_buffer_limit_disconnections`` statistic confirms overflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+
+from ..config import BrokerConfig
+from .decode import MalformedEvent, decode_redis_payload
+from .tracker import EventTracker
+
+log = logging.getLogger(__name__)
+
+EVENT_EXCHANGE = "celeryev"
+READ_SIZE = 1 << 20
+RECONNECT_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0, 5.0)
+OVERFLOW_STAT = "client_output_buffer_limit_disconnections"
+
+
+def _escape_glob(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
+def event_patterns(broker: BrokerConfig) -> list[str]:
+    """PSUBSCRIBE patterns of the event channels (with and without fanout_patterns)."""
+    db = urlsplit(broker.url).path.lstrip("/") or "0"
+    base = _escape_glob(f"{broker.global_keyprefix}/{db}.{EVENT_EXCHANGE}")
+    return [base, base + "/*"]
+
+
+class RespError(Exception):
+    """The server answered with an error, or sent something we cannot parse."""
+
+
+class RespReader:
+    """Incremental RESP2 parser for a subscribed connection: arrays of bulk strings and
+    integers (pmessage, psubscribe, pong) and single-line replies."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def feed(self, data: bytes) -> list[Any]:
+        buf = self.buf
+        buf += data
+        out: list[Any] = []
+        pos, size = 0, len(buf)
+        find = buf.find
+        while pos < size:
+            start = pos
+            end = find(b"\r\n", pos)
+            if end < 0:
+                break
+            kind = buf[pos]
+            if kind != 42:  # not '*': a single-line reply (+OK, -ERR, :1)
+                if kind == 45:  # '-'
+                    raise RespError(bytes(buf[pos + 1 : end]).decode("utf-8", "replace"))
+                out.append(bytes(buf[pos:end]))
+                pos = end + 2
+                continue
+            count = int(buf[pos + 1 : end])
+            pos = end + 2
+            items: list[Any] = []
+            complete = True
+            for _ in range(count):
+                end = find(b"\r\n", pos)
+                if end < 0:
+                    complete = False
+                    break
+                kind = buf[pos]
+                if kind == 36:  # '$'
+                    length = int(buf[pos + 1 : end])
+                    first = end + 2
+                    last = first + length
+                    if last + 2 > size:
+                        complete = False
+                        break
+                    items.append(bytes(buf[first:last]))
+                    pos = last + 2
+                elif kind == 58:  # ':'
+                    items.append(int(buf[pos + 1 : end]))
+                    pos = end + 2
+                else:
+                    raise RespError(f"unexpected RESP type {chr(kind)!r} in a pub/sub reply")
+            if not complete:
+                pos = start
+                break
+            out.append(items)
+        del buf[:pos]
+        return out
+
+
+class RedisEventConsumer:
+    """One thread subscribed to one Redis broker's Celery events."""
+
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        tracker: EventTracker,
+        *,
+        connect_timeout: float = 10.0,
+        idle_ping_seconds: float = 10.0,
+    ) -> None:
+        self.broker = broker
+        self.tracker = tracker
+        self.connect_timeout = connect_timeout
+        self.idle_ping_seconds = idle_ping_seconds
+        self.patterns = event_patterns(broker)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self._conn: Any = None
+        self._server: tuple[str, int | None] | None = None  # (run_id, overflow stat)
+        #: Set whenever a subscription is confirmed (tests wait on it).
+        self.subscribed = threading.Event()
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"events-{self.broker.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._disconnect()
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                self._connect()
+                attempt = 0
+                self._read_loop()
+            except Exception as exc:  # any failure: count, reconnect, never die
+                was_up = self.tracker.consumer_up
+                self.tracker.set_consumer_up(False)
+                self.subscribed.clear()
+                self._disconnect()
+                if self._stop.is_set():
+                    break
+                if was_up:
+                    reason = self._interruption_reason()
+                    self.tracker.count_interruption(reason)
+                    log.warning(
+                        "events from %s interrupted (%s): %s; reconnecting",
+                        self.broker.name,
+                        reason,
+                        _describe(exc),
+                    )
+                else:
+                    log.debug("events from %s: connect failed: %s", self.broker.name, exc)
+                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                attempt += 1
+                if delay:
+                    self._stop.wait(delay)
+        self.tracker.set_consumer_up(False)
+
+    def _client(self) -> redis.Redis:
+        return redis.Redis.from_url(
+            self.broker.connect_url(),
+            protocol=2,
+            socket_connect_timeout=self.connect_timeout,
+            socket_timeout=self.connect_timeout,
+            socket_keepalive=True,
+            client_name="celery-queue-exporter-events",
+        )
+
+    def _server_state(self, client: redis.Redis) -> tuple[str, int | None]:
+        server = client.info("server")
+        stats = client.info("stats")
+        stat = stats.get(OVERFLOW_STAT)
+        return str(server.get("run_id", "")), int(stat) if stat is not None else None
+
+    def _interruption_reason(self) -> str:
+        """Was the subscriber dropped by a live server (overflow) or did the server go away?"""
+        before = self._server
+        if before is None:
+            return "disconnected"
+        try:
+            client = self._client()
+            try:
+                after = self._server_state(client)
+            finally:
+                client.close()
+        except Exception:  # server unreachable: it restarted or the network is down
+            return "disconnected"
+        if after[0] != before[0]:
+            return "disconnected"
+        if before[1] is not None and after[1] is not None:
+            return "overflow" if after[1] > before[1] else "disconnected"
+        return "overflow"
+
+    def _connect(self) -> None:
+        client = self._client()
+        self._server = self._server_state(client)
+        pool = client.connection_pool
+        conn = pool.get_connection()
+        self._conn = conn
+        conn.send_command("PSUBSCRIBE", *self.patterns)
+        sock = conn._sock
+        sock.settimeout(1.0)
+        self._sock = sock
+
+    def _disconnect(self) -> None:
+        conn, self._conn, self._sock = self._conn, None, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.disconnect()
+
+    def _read_loop(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        reader = RespReader()
+        tracker = self.tracker
+        decode = decode_redis_payload
+        last_data = time.monotonic()
+        ping_sent: float | None = None
+        pending = len(self.patterns)
+        while not self._stop.is_set():
+            try:
+                data = sock.recv(READ_SIZE)
+            except TimeoutError:
+                idle = time.monotonic() - last_data
+                if ping_sent is not None and time.monotonic() - ping_sent > self.idle_ping_seconds:
+                    raise ConnectionError("no answer to PING") from None
+                if ping_sent is None and idle > self.idle_ping_seconds:
+                    sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+                    ping_sent = time.monotonic()
+                continue
+            if not data:
+                raise ConnectionError("connection closed by the server")
+            last_data = time.monotonic()
+            events: list[Any] = []
+            malformed = 0
+            for reply in reader.feed(data):
+                if type(reply) is list and reply and reply[0] == b"pmessage":
+                    try:
+                        events.extend(decode(reply[3]))
+                    except (MalformedEvent, IndexError):
+                        malformed += 1
+                elif type(reply) is list and reply and reply[0] == b"psubscribe":
+                    pending -= 1
+                    if pending == 0:
+                        tracker.set_consumer_up(True)
+                        self.subscribed.set()
+                elif type(reply) is list and reply and reply[0] == b"pong":
+                    ping_sent = None
+            if events or malformed:
+                tracker.handle(events, malformed)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,502 @@
+"""Joins Celery events into task and worker metrics: a pure state machine, no I/O.
+
+The broker consumers (redis_consumer.py, rabbitmq_consumer.py) decode event messages and hand
+lists of event dicts to :meth:`EventTracker.handle`; the collector reads :meth:`snapshot` at
+scrape time. One lock guards all state; consumers take it once per batch.
+
+Joining: task-started/succeeded/failed carry neither task name nor queue, so the tracker keeps
+one small record per task id, filled by task-sent (name, queue, publish time), by the
+worker-side hook of ``exporter.instrumentation.install(app)`` (name, queue, priority, enqueue
+stamp) and by task-received (name), and dropped when the task finishes. The records are
+bounded in number (``max_tracked_tasks``, oldest dropped first) and in age
+(``max_task_age_seconds``); a task whose record was dropped is counted under queue/task
+``(unknown)``.
+
+Times: event timestamps are the emitter's ``time.time()`` (epoch seconds, time-zone free); the
+tracker never "localizes" them with utcoffset. Waits computed across hosts can come out
+negative or absurd when clocks disagree: they are clamped to [0, max_wait_seconds] and counted.
+Worker liveness uses the exporter's own clock (when it last heard from the worker), so worker
+clock skew cannot make a worker look dead or alive.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..catalogue import OTHER_TASK, UNKNOWN_QUEUE
+from ..config import EventSettings
+from ..instrumentation import TASK_INFO_EVENT, WORKER_QUEUES_EVENT
+
+#: Label value for a task whose name the exporter could not learn (record dropped or missed).
+UNKNOWN_TASK = "(unknown)"
+
+#: Task outcome counters, in catalogue order; keys of :attr:`EventSnapshot.task_counts`.
+TASK_COUNTER_KINDS = (
+    "sent",
+    "received",
+    "started",
+    "succeeded",
+    "failed",
+    "retried",
+    "rejected",
+    "revoked",
+)
+
+_SOFT_LIMIT = "SoftTimeLimitExceeded"
+_HARD_LIMIT = "TimeLimitExceeded"
+
+
+def time_limit_kind(exception: Any) -> str | None:
+    """'soft' or 'hard' when a task-failed ``exception`` text is a Celery time limit."""
+    if not isinstance(exception, str):
+        return None
+    text = exception.strip()
+    # The field is safe_repr() of the exception, e.g. "TimeLimitExceeded(5,)"; older
+    # versions and custom reprs may qualify the name with its module.
+    name = text.split("(", 1)[0].rsplit(".", 1)[-1].strip()
+    if name == _SOFT_LIMIT:
+        return "soft"
+    if name == _HARD_LIMIT:
+        return "hard"
+    return None
+
+
+def redis_priority_level(priority: Any, steps: Sequence[int]) -> str:
+    """The kombu Redis step a message of this priority was stored under (see broker-facts)."""
+    try:
+        value = int(priority)
+    except (TypeError, ValueError):
+        value = 0
+    value = max(0, min(9, value))
+    return str(steps[max(0, bisect_right(steps, value) - 1)])
+
+
+def rabbitmq_priority_level(priority: Any, max_priority: Any) -> str:
+    """The level RabbitMQ serves a message at: its priority capped at x-max-priority."""
+    try:
+        value = int(priority)
+    except (TypeError, ValueError):
+        value = 0
+    value = max(0, min(255, value))
+    if isinstance(max_priority, int) and not isinstance(max_priority, bool) and max_priority > 0:
+        value = min(value, max_priority)
+    return str(value)
+
+
+class Histogram:
+    """Bucket counts (non-cumulative, last is +Inf), sum and count of one series."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self, size: int) -> None:
+        self.counts = [0] * (size + 1)
+        self.sum = 0.0
+
+    def observe(self, bounds: Sequence[float], value: float) -> None:
+        self.counts[bisect_left(bounds, value)] += 1
+        self.sum += value
+
+    def cumulative(self) -> list[int]:
+        total, out = 0, []
+        for count in self.counts:
+            total += count
+            out.append(total)
+        return out
+
+
+class _Task:
+    """What the tracker knows about one task id while it is in flight."""
+
+    __slots__ = ("name", "queue", "priority", "enqueued_at", "sent_at", "touched")
+
+    def __init__(self, now: float) -> None:
+        self.name: str | None = None
+        self.queue: str | None = None
+        self.priority: str | None = None
+        self.enqueued_at: float | None = None
+        self.sent_at: float | None = None
+        self.touched = now
+
+
+@dataclass
+class _Worker:
+    last_heard: float
+    offline: bool = False
+    active: float | None = None
+    processed: float | None = None
+    load1: float | None = None
+    announced_queues: set[str] | None = None
+    task_queues: dict[str, float] = field(default_factory=dict)
+
+    def queues(self, now: float, retention: float) -> set[str]:
+        if self.announced_queues is not None:
+            return self.announced_queues
+        return {q for q, seen in self.task_queues.items() if now - seen <= retention}
+
+
+@dataclass
+class WorkerReading:
+    worker: str
+    up: bool
+    last_heard: float
+    active: float | None
+    processed: float | None
+    load1: float | None
+
+
+@dataclass
+class EventSnapshot:
+    """A consistent copy of the tracker's metrics for one scrape."""
+
+    task_counts: dict[tuple[str, str, str], int]  # (kind, queue, task) -> count
+    time_limits: dict[tuple[str, str, str], int]  # (queue, task, limit) -> count
+    runtime: dict[tuple[str, str], tuple[list[int], float]]  # cumulative buckets, sum
+    task_wait: dict[tuple[str, str], tuple[list[int], float]]
+    queue_wait: dict[tuple[str, str | None], tuple[list[int], float]]
+    workers: list[WorkerReading]
+    queue_workers: dict[str, int]
+    events_received: int
+    malformed: int
+    clock_skew_clamped: int
+    interruptions: dict[str, int]
+    consumer_up: bool
+    tracked_tasks: int
+
+
+class EventTracker:
+    """Metrics state for one broker's Celery event stream."""
+
+    def __init__(
+        self,
+        broker: str,
+        settings: EventSettings | None = None,
+        *,
+        transport: str = "redis",
+        priority_steps: Sequence[int] = (0, 3, 6, 9),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.broker = broker
+        self.settings = settings or EventSettings()
+        self.transport = transport
+        self.priority_steps = tuple(priority_steps)
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.runtime_bounds = tuple(float(b) for b in self.settings.runtime_buckets)
+        self.wait_bounds = tuple(float(b) for b in self.settings.wait_buckets)
+        self._allowed = frozenset(self.settings.task_names)
+        self._names: set[str] = set()
+        self._counts: dict[tuple[str, str, str], int] = {}
+        self._time_limits: dict[tuple[str, str, str], int] = {}
+        self._runtime: dict[tuple[str, str], Histogram] = {}
+        self._task_wait: dict[tuple[str, str], Histogram] = {}
+        self._queue_wait: dict[tuple[str, str | None], Histogram] = {}
+        self._tasks: OrderedDict[str, _Task] = OrderedDict()
+        self._workers: dict[str, _Worker] = {}
+        self.events_received = 0
+        self.malformed = 0
+        self.clock_skew_clamped = 0
+        self.interruptions: dict[str, int] = {}
+        self.consumer_up = False
+        self._handlers: dict[str, Callable[[dict[str, Any], float], None]] = {
+            "task-sent": self._on_sent,
+            TASK_INFO_EVENT: self._on_task_info,
+            "task-received": self._on_received,
+            "task-started": self._on_started,
+            "task-succeeded": self._on_succeeded,
+            "task-failed": self._on_failed,
+            "task-retried": self._on_finished_kind("retried"),
+            "task-rejected": self._on_finished_kind("rejected"),
+            "task-revoked": self._on_finished_kind("revoked"),
+            "worker-online": self._on_worker_alive,
+            "worker-heartbeat": self._on_worker_alive,
+            "worker-offline": self._on_worker_offline,
+            WORKER_QUEUES_EVENT: self._on_worker_queues,
+        }
+
+    # --- input ------------------------------------------------------------------------------
+
+    def handle(self, events: Iterable[Any], malformed: int = 0) -> None:
+        """Apply decoded events (dicts); anything else counts as malformed and is skipped."""
+        now = self.clock()
+        handlers = self._handlers
+        with self.lock:
+            self.malformed += malformed
+            for event in events:
+                if not isinstance(event, dict):
+                    self.malformed += 1
+                    continue
+                kind = event.get("type")
+                if not isinstance(kind, str):
+                    self.malformed += 1
+                    continue
+                self.events_received += 1
+                handler = handlers.get(kind)
+                if handler is None:
+                    continue  # an event type we do not use (e.g. task-progress from an app)
+                try:
+                    handler(event, now)
+                except (TypeError, ValueError, AttributeError, KeyError):
+                    self.malformed += 1  # a field of the wrong type: skip the event
+            self._evict(now)
+
+    def count_malformed(self, messages: int = 1) -> None:
+        with self.lock:
+            self.malformed += messages
+
+    def count_interruption(self, reason: str) -> None:
+        with self.lock:
+            self.interruptions[reason] = self.interruptions.get(reason, 0) + 1
+
+    def set_consumer_up(self, up: bool) -> None:
+        with self.lock:
+            self.consumer_up = up
+
+    # --- labels -----------------------------------------------------------------------------
+
+    def task_label(self, name: Any) -> str:
+        """The task label for a name: allow-listed or among the first max_task_names, else
+        OTHER_TASK, so a flood of dynamic task names cannot blow up the series count."""
+        if not isinstance(name, str) or not name:
+            return UNKNOWN_TASK
+        if self._allowed:
+            return name if name in self._allowed else OTHER_TASK
+        if name in self._names:
+            return name
+        if len(self._names) < self.settings.max_task_names:
+            self._names.add(name)
+            return name
+        return OTHER_TASK
+
+    def priority_level(self, priority: Any, max_priority: Any = None) -> str:
+        if self.transport == "redis":
+            return redis_priority_level(priority, self.priority_steps)
+        return rabbitmq_priority_level(priority, max_priority)
+
+    # --- task events ------------------------------------------------------------------------
+
+    def _record(self, uuid: Any, now: float) -> _Task | None:
+        if not isinstance(uuid, str):
+            return None
+        task = self._tasks.get(uuid)
+        if task is None:
+            task = self._tasks[uuid] = _Task(now)
+        else:
+            task.touched = now
+            self._tasks.move_to_end(uuid)
+        return task
+
+    def _inc(self, kind: str, queue: str, task: str) -> None:
+        key = (kind, queue, task)
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def _on_sent(self, event: dict[str, Any], now: float) -> None:
+        task = self._record(event.get("uuid"), now)
+        queue = event.get("queue") or event.get("routing_key")
+        name = self.task_label(event.get("name"))
+        if task is not None:
+            task.name = task.name or name
+            if task.queue is None and isinstance(queue, str):
+                task.queue = queue
+            task.sent_at = _number(event.get("timestamp"))
+        self._inc("sent", queue if isinstance(queue, str) and queue else UNKNOWN_QUEUE, name)
+
+    def _on_task_info(self, event: dict[str, Any], now: float) -> None:
+        task = self._record(event.get("uuid"), now)
+        if task is None:
+            return
+        queue = event.get("queue")
+        if isinstance(queue, str) and queue:
+            task.queue = queue
+            worker = self._workers.get(event.get("hostname"))  # type: ignore[arg-type]
+            if worker is not None:
+                worker.task_queues[queue] = now
+        if event.get("name"):
+            task.name = self.task_label(event.get("name"))
+        task.priority = self.priority_level(event.get("priority"), event.get("max_priority"))
+        task.enqueued_at = _number(event.get("enqueued_at"))
+
+    def _on_received(self, event: dict[str, Any], now: float) -> None:
+        task = self._record(event.get("uuid"), now)
+        name = self.task_label(event.get("name"))
+        queue = UNKNOWN_QUEUE
+        if task is not None:
+            if task.name is None or task.name == UNKNOWN_TASK:
+                task.name = name
+            name = task.name
+            queue = task.queue or UNKNOWN_QUEUE
+        self._inc("received", queue, name)
+
+    def _known(self, event: dict[str, Any]) -> tuple[_Task | None, str, str]:
+        uuid = event.get("uuid")
+        task = self._tasks.get(uuid) if isinstance(uuid, str) else None
+        if task is None:
+            return None, UNKNOWN_QUEUE, UNKNOWN_TASK
+        return task, task.queue or UNKNOWN_QUEUE, task.name or UNKNOWN_TASK
+
+    def _on_started(self, event: dict[str, Any], now: float) -> None:
+        task, queue, name = self._known(event)
+        self._inc("started", queue, name)
+        if task is None:
+            return
+        started = _number(event.get("timestamp"))
+        if started is None:
+            return
+        if task.enqueued_at is not None:
+            wait, priority = started - task.enqueued_at, task.priority
+        elif task.sent_at is not None:
+            wait, priority = started - task.sent_at, None
+        else:
+            return
+        wait = self._clamp(wait)
+        bounds = self.wait_bounds
+        histogram = self._task_wait.get((queue, name))
+        if histogram is None:
+            histogram = self._task_wait[(queue, name)] = Histogram(len(bounds))
+        histogram.observe(bounds, wait)
+        histogram = self._queue_wait.get((queue, priority))
+        if histogram is None:
+            histogram = self._queue_wait[(queue, priority)] = Histogram(len(bounds))
+        histogram.observe(bounds, wait)
+
+    def _clamp(self, wait: float) -> float:
+        if wait < 0:
+            self.clock_skew_clamped += 1
+            return 0.0
+        if wait > self.settings.max_wait_seconds:
+            self.clock_skew_clamped += 1
+            return self.settings.max_wait_seconds
+        return wait
+
+    def _on_succeeded(self, event: dict[str, Any], now: float) -> None:
+        _task, queue, name = self._known(event)
+        self._inc("succeeded", queue, name)
+        runtime = _number(event.get("runtime"))
+        if runtime is not None:
+            bounds = self.runtime_bounds
+            histogram = self._runtime.get((queue, name))
+            if histogram is None:
+                histogram = self._runtime[(queue, name)] = Histogram(len(bounds))
+            histogram.observe(bounds, max(0.0, runtime))
+        self._forget(event.get("uuid"))
+
+    def _on_failed(self, event: dict[str, Any], now: float) -> None:
+        _task, queue, name = self._known(event)
+        limit = time_limit_kind(event.get("exception"))
+        if limit is None:
+            self._inc("failed", queue, name)
+        else:
+            key = (queue, name, limit)
+            self._time_limits[key] = self._time_limits.get(key, 0) + 1
+        self._forget(event.get("uuid"))
+
+    def _on_finished_kind(self, kind: str) -> Callable[[dict[str, Any], float], None]:
+        def handler(event: dict[str, Any], now: float) -> None:
+            _task, queue, name = self._known(event)
+            self._inc(kind, queue, name)
+            # A retried task comes back as a new message (new sent/received events).
+            self._forget(event.get("uuid"))
+
+        return handler
+
+    def _forget(self, uuid: Any) -> None:
+        if isinstance(uuid, str):
+            self._tasks.pop(uuid, None)
+
+    def _evict(self, now: float) -> None:
+        tasks = self._tasks
+        excess = len(tasks) - self.settings.max_tracked_tasks
+        for _ in range(max(0, excess)):
+            tasks.popitem(last=False)
+        oldest = now - self.settings.max_task_age_seconds
+        while tasks:
+            first = next(iter(tasks.values()))
+            if first.touched >= oldest:
+                break
+            tasks.popitem(last=False)
+
+    # --- worker events ----------------------------------------------------------------------
+
+    def _worker(self, event: dict[str, Any], now: float) -> _Worker | None:
+        hostname = event.get("hostname")
+        if not isinstance(hostname, str) or not hostname:
+            return None
+        worker = self._workers.get(hostname)
+        if worker is None:
+            worker = self._workers[hostname] = _Worker(last_heard=now)
+        worker.last_heard = now
+        return worker
+
+    def _on_worker_alive(self, event: dict[str, Any], now: float) -> None:
+        worker = self._worker(event, now)
+        if worker is None:
+            return
+        worker.offline = False
+        worker.active = _number(event.get("active"), worker.active)
+        worker.processed = _number(event.get("processed"), worker.processed)
+        loadavg = event.get("loadavg")
+        if isinstance(loadavg, list | tuple) and loadavg:
+            worker.load1 = _number(loadavg[0], worker.load1)
+
+    def _on_worker_offline(self, event: dict[str, Any], now: float) -> None:
+        worker = self._worker(event, now)
+        if worker is not None:
+            worker.offline = True
+
+    def _on_worker_queues(self, event: dict[str, Any], now: float) -> None:
+        worker = self._worker(event, now)
+        queues = event.get("queues")
+        if worker is not None and isinstance(queues, list):
+            worker.announced_queues = {q for q in queues if isinstance(q, str) and q}
+
+    # --- output -----------------------------------------------------------------------------
+
+    def snapshot(self) -> EventSnapshot:
+        """Copy the metrics, expiring workers past their retention."""
+        now = self.clock()
+        timeout = self.settings.heartbeat_timeout_seconds
+        retention = self.settings.worker_retention_seconds
+        with self.lock:
+            self._evict(now)
+            workers: list[WorkerReading] = []
+            queue_workers: dict[str, int] = {}
+            for hostname, worker in list(self._workers.items()):
+                silent = now - worker.last_heard
+                if silent > retention:
+                    del self._workers[hostname]
+                    continue
+                up = not worker.offline and silent <= timeout
+                workers.append(
+                    WorkerReading(
+                        hostname, up, worker.last_heard, worker.active, worker.processed,
+                        worker.load1,
+                    )
+                )  # fmt: skip
+                for queue in worker.queues(now, retention):
+                    queue_workers[queue] = queue_workers.get(queue, 0) + (1 if up else 0)
+            return EventSnapshot(
+                task_counts=dict(self._counts),
+                time_limits=dict(self._time_limits),
+                runtime={k: (h.cumulative(), h.sum) for k, h in self._runtime.items()},
+                task_wait={k: (h.cumulative(), h.sum) for k, h in self._task_wait.items()},
+                queue_wait={k: (h.cumulative(), h.sum) for k, h in self._queue_wait.items()},
+                workers=workers,
+                queue_workers=queue_workers,
+                events_received=self.events_received,
+                malformed=self.malformed,
+                clock_skew_clamped=self.clock_skew_clamped,
+                interruptions=dict(self.interruptions),
+                consumer_up=self.consumer_up,
+                tracked_tasks=len(self._tasks),
+            )
+
+
+def _number(value: Any, default: float | None = None) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    return float(value)
