@@ -44,6 +44,13 @@ class Exporter:
         inspectors = [make_inspector(b, config.scrape_timeout_seconds) for b in config.brokers]
         self.queues = QueueCollector(inspectors, config.scrape_timeout_seconds)
         self.registry.register(self.queues)
+        self.events = None
+        if config.events and not config.once:  # one scrape cannot wait for events
+            from .events.collector import EventCollector
+
+            self.events = EventCollector(config.brokers, config.event_settings)
+            self.registry.register(self.events)
+            self.events.start()
         for extra in (ProcessCollector, PlatformCollector, GCCollector):
             extra(registry=self.registry)
 
@@ -58,6 +65,8 @@ class Exporter:
         return text, all_up
 
     def close(self) -> None:
+        if self.events is not None:
+            self.events.close()
         self.queues.close()
 
 
