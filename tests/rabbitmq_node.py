@@ -9,6 +9,8 @@ stopped; a test that needs a broker to go away starts its own node with the
         api = private_rabbitmq.management_url    # http://127.0.0.1:<port>
         private_rabbitmq.stop()                  # SIGTERM, wait until the ports are closed
         private_rabbitmq.start()                 # same node name, data and ports again
+        private_rabbitmq.pause()                 # SIGSTOP: ports open, nothing answers
+        private_rabbitmq.resume()                # SIGCONT
 
 The node lives in a temporary directory (mnesia, logs, config, enabled plugins, its own
 Erlang cookie via HOME), is named ``cqe-<random>@localhost``, registers with the machine's
@@ -67,6 +69,7 @@ class RabbitMQNode:
         self.password = "guest"
         self.process: subprocess.Popen | None = None
         self._log = None
+        self._paused = False
         self._write_files()
 
     # --- addresses --------------------------------------------------------------------------
@@ -179,6 +182,8 @@ class RabbitMQNode:
 
     def stop(self) -> None:
         """Stop the node (SIGTERM: a clean shutdown) and wait until its ports are closed."""
+        if self._paused:
+            self.resume()
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -194,6 +199,19 @@ class RabbitMQNode:
         wait_until(
             lambda: not port_open(self.amqp_port), timeout=STOP_TIMEOUT_SECONDS, what="AMQP down"
         )
+
+    def pause(self) -> None:
+        """Freeze the node (SIGSTOP): its ports stay open but nothing answers, like a hung
+        broker. Always ``resume()`` (stop() does it too)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGSTOP)
+            self._paused = True
+
+    def resume(self) -> None:
+        """Let a paused node run again (SIGCONT)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGCONT)
+        self._paused = False
 
     def console_tail(self, lines: int = 40) -> str:
         path = self.workdir / "log" / "console.log"

@@ -1,0 +1,567 @@
+"""RabbitMQ inspection against the machine's real RabbitMQ (management API and AMQP).
+
+Every test works on queues with unique names that it creates (or, for the missing-queue
+test, must not exist) and deletes what it created. The management API refreshes queue
+statistics every 5 s (collect_statistics_interval), so tests wait for the expected figures
+with wait_until instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+
+import pika
+import pytest
+import requests
+from celery import Celery
+from conftest import ROOT, free_port, sample_value, samples_named, wait_until
+from exporter_helpers import build_exporter, scrape, scrape_text
+from kombu import Exchange, Queue
+
+from exporter import instrumentation
+from exporter.config import BrokerConfig
+from exporter.rabbitmq_inspector import (
+    RabbitMQInspector,
+    is_internal_queue,
+    parse_amqp_url,
+    queue_levels,
+)
+
+pytestmark = pytest.mark.rabbitmq
+
+MANAGEMENT = "http://127.0.0.1:15672"
+#: Messages published at each priority 0..10: distinct counts, so a mix-up of levels shows.
+COUNTS = {priority: priority % 4 + 1 for priority in range(11)}
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def amqp(url: str) -> Iterator[pika.adapters.blocking_connection.BlockingChannel]:
+    """A channel on the test broker, for setting up and deleting the test's own queues."""
+    params = pika.URLParameters(url[:-1] + "%2F" if url.endswith("//") else url)
+    connection = pika.BlockingConnection(params)
+    try:
+        yield connection.channel()
+    finally:
+        connection.close()
+
+
+def delete_queues(url: str, *names: str) -> None:
+    with amqp(url) as channel:
+        for name in names:
+            channel.queue_delete(name)
+
+
+def queue_exists(url: str, name: str) -> bool:
+    with amqp(url) as channel:
+        try:
+            channel.queue_declare(name, passive=True)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            assert exc.reply_code == 404
+            return False
+    return True
+
+
+def management_queue(name: str) -> requests.Response:
+    return requests.get(f"{MANAGEMENT}/api/queues/%2F/{name}", auth=("guest", "guest"), timeout=5)
+
+
+def management_answers() -> bool:
+    try:
+        return requests.get(f"{MANAGEMENT}/api/overview", auth=("guest", "guest"), timeout=5).ok
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture
+def management(rabbitmq_url: str) -> str:
+    from conftest import missing_service
+
+    if not management_answers():
+        missing_service("the RabbitMQ management API is not answering on 127.0.0.1:15672")
+    return MANAGEMENT
+
+
+def celery_app(url: str, queue: str) -> tuple[Celery, object]:
+    """A real Celery app whose queue is a classic priority queue with x-max-priority 10."""
+    app = Celery(f"cqe-{queue}", broker=url, set_as_current=False)
+    app.conf.task_queues = [
+        Queue(queue, Exchange(queue), routing_key=queue, queue_arguments={"x-max-priority": 10})
+    ]
+    app.conf.task_default_queue = queue
+
+    @app.task(name="cqe.noop", shared=False)
+    def noop() -> None:
+        return None
+
+    return app, noop
+
+
+def publish_levels(url: str, queue: str) -> None:
+    app, noop = celery_app(url, queue)
+    try:
+        for priority, count in COUNTS.items():
+            for _ in range(count):
+                noop.apply_async(queue=queue, priority=priority)
+    finally:
+        app.close()
+
+
+def scrape_until(exporter, predicate, what: str, timeout: float = 20.0) -> dict:
+    """Scrape until ``predicate(samples)`` holds (management statistics lag up to 5 s)."""
+
+    def attempt():
+        samples = scrape(exporter)
+        return samples if predicate(samples) else None
+
+    return wait_until(attempt, timeout=timeout, interval=0.5, what=what)
+
+
+# --- per-priority counts, totals, urgency, head age ---------------------------------------
+
+
+def test_priority_levels_exact_from_management_totals_from_amqp(
+    rabbitmq_url, management, unique_name
+):
+    queue = unique_name
+    instrumentation.install(None)  # stamps the AMQP timestamp property
+    try:
+        published_at = time.time()
+        publish_levels(rabbitmq_url, queue)
+    finally:
+        instrumentation.uninstall()
+    total = sum(COUNTS.values())
+    try:
+        exporter = build_exporter("--broker-url", f"rmq={rabbitmq_url}", "--queue", queue)
+        try:
+            samples = scrape_until(
+                exporter,
+                lambda s: (
+                    sum(
+                        v
+                        for labels, v in samples_named(s, "celery_queue_messages").items()
+                        if ("queue", queue) in labels
+                    )
+                    == total
+                ),
+                what="management statistics of the new queue",
+            )
+        finally:
+            exporter.close()
+        levels = {
+            dict(labels)["priority"]: value
+            for labels, value in samples_named(samples, "celery_queue_messages").items()
+            if ("queue", queue) in labels
+        }
+        assert levels == {str(p): float(n) for p, n in COUNTS.items()}
+        assert sample_value(samples, "celery_rabbitmq_management_api_up", broker="rmq") == 1
+        assert sample_value(samples, "celery_broker_up", broker="rmq") == 1
+        assert sample_value(samples, "celery_queue_max_priority", broker="rmq", queue=queue) == 10
+        assert sample_value(samples, "celery_queue_missing", broker="rmq", queue=queue) == 0
+        assert sample_value(samples, "celery_queue_consumers", broker="rmq", queue=queue) == 0
+        assert (
+            sample_value(samples, "celery_queue_reserved_messages", broker="rmq", queue=queue) == 0
+        )
+        assert sample_value(samples, "celery_broker_reserved_messages", broker="rmq") == 0
+        # On RabbitMQ the highest number is served first: 10 is the most urgent level.
+        ranks = {
+            (dict(labels)["priority"], dict(labels)["urgency"]): value
+            for labels, value in samples_named(
+                samples, "celery_queue_priority_urgency_rank"
+            ).items()
+            if ("queue", queue) in labels
+        }
+        assert ranks == {("10", "most"): 0.0, ("0", "least"): 10.0}
+        # head_message_timestamp is the head of the most urgent non-empty level (10) only.
+        ages = {
+            dict(labels)["priority"]: value
+            for labels, value in samples_named(
+                samples, "celery_queue_oldest_message_age_seconds"
+            ).items()
+            if ("queue", queue) in labels
+        }
+        assert set(ages) == {"10"}
+        assert 0 <= ages["10"] <= time.time() - int(published_at) + 1
+
+        # AMQP alone: exact total, no priority label, no invented per-level zeros.
+        amqp_only = build_exporter(
+            "--broker-url", f"rmq={rabbitmq_url}", "--queue", queue, "--management-api", "never"
+        )
+        try:
+            samples = scrape(amqp_only)
+        finally:
+            amqp_only.close()
+        assert samples_named(samples, "celery_queue_messages") == {
+            frozenset({("broker", "rmq"), ("queue", queue)}): float(total)
+        }
+        assert sample_value(samples, "celery_rabbitmq_management_api_up", broker="rmq") == 0
+        assert sample_value(samples, "celery_queue_consumers", broker="rmq", queue=queue) == 0
+        assert not samples_named(samples, "celery_queue_priority_urgency_rank")
+        assert not samples_named(samples, "celery_queue_oldest_message_age_seconds")
+        assert not samples_named(samples, "celery_queue_reserved_messages")
+    finally:
+        delete_queues(rabbitmq_url, queue)
+
+
+def test_queue_without_stamps_or_priorities_has_one_unlabelled_series(
+    rabbitmq_url, management, unique_name
+):
+    queue = unique_name
+    with amqp(rabbitmq_url) as channel:
+        channel.queue_declare(queue)
+        for _ in range(3):
+            channel.basic_publish("", queue, b"{}")
+    try:
+        exporter = build_exporter("--broker-url", f"rmq={rabbitmq_url}", "--queue", queue)
+        try:
+            samples = scrape_until(
+                exporter,
+                lambda s: sample_value(s, "celery_queue_messages", broker="rmq", queue=queue) == 3,
+                what="3 ready messages",
+            )
+        finally:
+            exporter.close()
+        assert [dict(labels) for labels in samples_named(samples, "celery_queue_messages")] == [
+            {"broker": "rmq", "queue": queue}
+        ]
+        assert sample_value(samples, "celery_queue_max_priority", broker="rmq", queue=queue) is None
+        assert not samples_named(samples, "celery_queue_oldest_message_age_seconds")
+        assert not samples_named(samples, "celery_queue_priority_urgency_rank")
+    finally:
+        delete_queues(rabbitmq_url, queue)
+
+
+# --- reserved work and consumers ----------------------------------------------------------
+
+WORKER_APP = textwrap.dedent(
+    """
+    import os, time
+    from celery import Celery
+    from kombu import Exchange, Queue
+
+    QUEUE = os.environ["CQE_QUEUE"]
+    app = Celery("cqe_rmq_worker", broker=os.environ["CQE_BROKER"])
+    app.conf.task_queues = [
+        Queue(QUEUE, Exchange(QUEUE), routing_key=QUEUE, queue_arguments={"x-max-priority": 10})
+    ]
+    app.conf.task_default_queue = QUEUE
+    app.conf.task_acks_late = True
+    app.conf.worker_prefetch_multiplier = 2
+    app.conf.broker_connection_retry_on_startup = True
+
+    @app.task(name="cqe.block")
+    def block(release_file):
+        while not os.path.exists(release_file):
+            time.sleep(0.05)
+    """
+)
+
+
+def test_consumer_holding_unacked_messages(rabbitmq_url, management, unique_name, tmp_path):
+    """A real worker (solo pool, prefetch 2, acks late) runs one blocking task and holds a
+    second: 2 unacknowledged, 1 consumer, the rest ready."""
+    queue = unique_name
+    (tmp_path / "cqe_rmq_worker.py").write_text(WORKER_APP)
+    release = tmp_path / "release"
+    env = dict(os.environ, CQE_QUEUE=queue, CQE_BROKER=rabbitmq_url, PYTHONPATH=str(tmp_path))
+    app, _ = celery_app(rabbitmq_url, queue)
+    try:
+        for _ in range(5):
+            app.send_task("cqe.block", args=[str(release)], queue=queue)
+    finally:
+        app.close()
+    worker = subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "-A", "cqe_rmq_worker", "worker",
+            "--pool", "solo", "-c", "1", "-Q", queue, "-n", f"{queue}@localhost",
+            "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    exporter = build_exporter("--broker-url", f"rmq={rabbitmq_url}", "--queue", queue)
+    try:
+        samples = scrape_until(
+            exporter,
+            lambda s: (
+                sample_value(s, "celery_queue_reserved_messages", broker="rmq", queue=queue) == 2
+                and sample_value(s, "celery_queue_consumers", broker="rmq", queue=queue) == 1
+            ),
+            what="the worker holding 2 unacked messages",
+            timeout=40,
+        )
+        assert sample_value(samples, "celery_broker_reserved_messages", broker="rmq") == 2
+        ready = sum(
+            value
+            for labels, value in samples_named(samples, "celery_queue_messages").items()
+            if ("queue", queue) in labels
+        )
+        assert ready == 3
+        utilisation = sample_value(
+            samples, "celery_queue_consumer_utilisation_ratio", broker="rmq", queue=queue
+        )
+        assert utilisation is not None and 0.0 <= utilisation <= 1.0
+    finally:
+        exporter.close()
+        release.write_text("go")
+        worker.terminate()
+        worker.wait(timeout=30)
+        delete_queues(rabbitmq_url, queue)
+
+
+# --- management API unreachable -----------------------------------------------------------
+
+
+def test_management_unreachable_falls_back_to_amqp(rabbitmq_url, unique_name, caplog):
+    queue = unique_name
+    with amqp(rabbitmq_url) as channel:
+        channel.queue_declare(queue, arguments={"x-max-priority": 10})
+        for priority in (0, 9, 9):
+            channel.basic_publish("", queue, b"{}", pika.BasicProperties(priority=priority))
+    closed = f"http://127.0.0.1:{free_port()}"
+    try:
+        exporter = build_exporter(
+            "--broker-url", f"rmq={rabbitmq_url}", "--queue", queue, "--management-url", closed
+        )
+        try:
+            samples = scrape(exporter)
+        finally:
+            exporter.close()
+        assert sample_value(samples, "celery_broker_up", broker="rmq") == 1
+        assert sample_value(samples, "celery_rabbitmq_management_api_up", broker="rmq") == 0
+        assert samples_named(samples, "celery_queue_messages") == {
+            frozenset({("broker", "rmq"), ("queue", queue)}): 3.0
+        }
+        assert sample_value(samples, "celery_queue_consumers", broker="rmq", queue=queue) == 0
+        assert sample_value(samples, "celery_queue_missing", broker="rmq", queue=queue) == 0
+        assert f"management API {closed} unreachable" in caplog.text
+
+        # management: always means no fallback: the broker is reported down.
+        strict = build_exporter(
+            "--broker-url", f"rmq={rabbitmq_url}", "--queue", queue,
+            "--management-url", closed, "--management-api", "always",
+        )  # fmt: skip
+        try:
+            samples = scrape(strict)
+        finally:
+            strict.close()
+        assert sample_value(samples, "celery_broker_up", broker="rmq") == 0
+        assert not samples_named(samples, "celery_queue_messages")
+    finally:
+        delete_queues(rabbitmq_url, queue)
+
+
+# --- missing queue ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["auto", "never"])
+def test_missing_queue_reported_and_never_created(rabbitmq_url, management, unique_name, mode):
+    queue = f"{unique_name}-absent"
+    present = unique_name
+    with amqp(rabbitmq_url) as channel:
+        channel.queue_declare(present)
+    try:
+        exporter = build_exporter(
+            "--broker-url", f"rmq={rabbitmq_url}", "--queue", f"{queue},{present}",
+            "--management-api", mode,
+        )  # fmt: skip
+        try:
+            # Twice: after the 404 closed the channel, the next scrape still works.
+            scrape(exporter)
+            samples = scrape(exporter)
+        finally:
+            exporter.close()
+        assert sample_value(samples, "celery_broker_up", broker="rmq") == 1
+        assert sample_value(samples, "celery_queue_missing", broker="rmq", queue=queue) == 1
+        assert sample_value(samples, "celery_queue_missing", broker="rmq", queue=present) == 0
+        assert not [
+            labels
+            for labels in samples_named(samples, "celery_queue_messages")
+            if ("queue", queue) in labels
+        ]
+        # The queue after the present one was still inspected (channel reopened after 404).
+        assert not queue_exists(rabbitmq_url, queue)
+        assert management_queue(queue).status_code == 404
+    finally:
+        delete_queues(rabbitmq_url, present)
+
+
+# --- discovery ----------------------------------------------------------------------------
+
+
+def test_discovery_lists_vhost_queues_without_celery_internals(
+    rabbitmq_url, management, unique_name
+):
+    task_queue = unique_name
+    internal = [f"celeryev.{unique_name}", f"{unique_name}.celery.pidbox"]
+    with amqp(rabbitmq_url) as channel:
+        for name in [task_queue, *internal]:
+            channel.queue_declare(name, auto_delete=False)
+        channel.basic_publish("", task_queue, b"{}")
+    try:
+        exporter = build_exporter("--broker-url", f"rmq={rabbitmq_url}", "--discover-queues")
+        try:
+            samples = scrape_until(
+                exporter,
+                lambda s: (
+                    sample_value(s, "celery_queue_messages", broker="rmq", queue=task_queue) == 1
+                ),
+                what="the discovered queue with 1 message",
+            )
+        finally:
+            exporter.close()
+        watched = {
+            dict(labels)["queue"] for labels in samples_named(samples, "celery_queue_missing")
+        }
+        assert task_queue in watched
+        assert not watched & set(internal)
+        assert not any(is_internal_queue(name) for name in watched)
+    finally:
+        delete_queues(rabbitmq_url, task_queue, *internal)
+
+
+# --- credentials --------------------------------------------------------------------------
+
+
+def test_wrong_credentials_name_the_broker_and_hide_the_password(rabbitmq_url, tmp_path):
+    password = "Wr0ng-s3cret-" + os.urandom(4).hex()
+    config = tmp_path / "exporter.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            brokers:
+              - name: rmq-wrong
+                url: "amqp://guest@127.0.0.1:5672//"
+                password_env: CQE_TEST_RMQ_PASSWORD
+                queues: [celery]
+              - name: rmq-inline
+                url: "amqp://guest:{password}@127.0.0.1:5672/%2F"
+                management: never
+                queues: [celery]
+            """
+        )
+    )
+    env = dict(os.environ, CQE_TEST_RMQ_PASSWORD=password)
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "--config", str(config), "--once"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert password not in result.stdout
+    assert password not in result.stderr
+    for name in ("rmq-wrong", "rmq-inline"):
+        assert f'celery_broker_up{{broker="{name}"}} 0.0' in result.stdout
+        assert f"broker {name}: inspection failed: " in result.stderr
+    # auto mode: the management API refuses (401), then AMQP refuses the login.
+    assert "login refused for user 'guest' (wrong user name or password)" in result.stderr
+    assert "RabbitMQ broker rmq-wrong (amqp://127.0.0.1:5672//)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- URL forms ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["", "/", "//", "/%2F"])
+def test_default_vhost_url_forms_reach_the_broker(rabbitmq_url, unique_name, path):
+    queue = unique_name
+    with amqp(rabbitmq_url) as channel:
+        channel.queue_declare(queue)
+        channel.basic_publish("", queue, b"{}")
+    try:
+        config = BrokerConfig(
+            name="rmq",
+            url=f"pyamqp://guest:guest@127.0.0.1:5672{path}",
+            queues=[queue],
+            discover_queues=False,
+            management="never",
+        )
+        inspector = RabbitMQInspector(config, timeout_seconds=5)
+        try:
+            snapshot = inspector.inspect()
+        finally:
+            inspector.close()
+        assert [(level.queue, level.priority, level.messages) for level in snapshot.levels] == [
+            (queue, None, 1)
+        ]
+    finally:
+        delete_queues(rabbitmq_url, queue)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("amqp://u:p@h:5673/vh", (False, "h", 5673, "u", "p", "vh")),
+        ("amqp://h", (False, "h", 5672, "guest", "guest", "/")),
+        ("amqp://u:p@h//", (False, "h", 5672, "u", "p", "/")),
+        ("amqp://u:p@h/%2F", (False, "h", 5672, "u", "p", "/")),
+        ("amqp://u:p%40ss@h/a%2Fb", (False, "h", 5672, "u", "p@ss", "a/b")),
+        ("amqps://u:p@h/vh", (True, "h", 5671, "u", "p", "vh")),
+        ("pyamqp://u:p@[::1]:5670/", (False, "::1", 5670, "u", "p", "/")),
+    ],
+)
+def test_parse_amqp_url(url, expected):
+    target = parse_amqp_url(url)
+    assert (target.tls, target.host, target.port, target.user, target.password, target.vhost) == (
+        expected
+    )
+    assert "s3cret" not in repr(parse_amqp_url("amqp://u:s3cret@h/"))
+
+
+def test_password_from_config_replaces_the_url_password():
+    config = BrokerConfig(name="r", url="amqps://svc@rabbit.internal/prod", password="s3cr:t/")
+    target = parse_amqp_url(config.connect_url())
+    assert (target.user, target.password, target.vhost, target.port) == (
+        "svc",
+        "s3cr:t/",
+        "prod",
+        5671,
+    )
+    inspector = RabbitMQInspector(config, timeout_seconds=1)
+    assert inspector.management_url == "https://rabbit.internal:15671"
+    assert "s3cr" not in repr(config) and "s3cr" not in inspector.where
+
+
+# --- per-level parsing of management entries (pure logic; the classic-queue path is also
+# --- covered against the real broker above) -----------------------------------------------
+
+
+def test_queue_levels_from_each_broker_generation():
+    classic = {"backing_queue_status": {"priority_lengths": {"0": 4, "2": 1, "1": 0}}}
+    assert queue_levels(classic) == ([("0", 4), ("1", 0), ("2", 1)], ["2", "1", "0"])
+    quorum_40 = {"messages_ready_high": 2, "messages_ready_normal": 7}
+    assert queue_levels(quorum_40) == ([("high", 2), ("normal", 7)], ["high", "normal"])
+    quorum_43 = {"messages_by_priority": {"0": 3, "31": 1}, "messages_ready_high": 1}
+    assert queue_levels(quorum_43) == ([("0", 3), ("31", 1)], ["31", "0"])
+    # 3.12.7+ classic queues: no per-priority data; malformed data is not guessed at.
+    assert queue_levels({"backing_queue_status": {"len": 5}, "messages_ready": 5}) is None
+    assert queue_levels({"backing_queue_status": {"priority_lengths": {"x": 1}}}) is None
+    assert queue_levels({"messages_ready_high": 2}) is None
+
+
+def test_text_exposition_of_a_rabbitmq_scrape_has_no_credentials(rabbitmq_url, unique_name):
+    exporter = build_exporter(
+        "--broker-url", f"rmq={rabbitmq_url}", "--queue", unique_name, "--management-api", "never"
+    )
+    try:
+        text = scrape_text(exporter)
+    finally:
+        exporter.close()
+    assert (
+        'celery_broker_info{broker="rmq",transport="rabbitmq",url="amqp://127.0.0.1:5672//"}'
+        in (text)
+    )
+    assert "guest" not in text
