@@ -17,8 +17,6 @@ MetricType = Literal["gauge", "counter", "histogram", "info"]
 URGENCY_MOST = "most"
 #: Label value for the least urgent priority level of a queue.
 URGENCY_LEAST = "least"
-#: Label value for levels in between.
-URGENCY_BETWEEN = "between"
 #: Label value used for the ``queue`` label when a reservation cannot be tied to a queue.
 UNKNOWN_QUEUE = "(unknown)"
 
@@ -77,9 +75,9 @@ QUEUE_PRIORITY_URGENCY = _spec(
     "celery_queue_priority_urgency_rank",
     "gauge",
     ("broker", "queue", "priority", "urgency"),
-    "Urgency rank of a priority level, 0 for the most urgent. The urgency label is 'most', "
-    "'least' or 'between', so PromQL can pick a queue's most or least urgent level on any "
-    "broker (Redis serves 0 first, RabbitMQ the highest number).",
+    "Marks the most and the least urgent priority level of each queue (urgency='most' or "
+    "'least'; the value is the level's rank, 0 = served first), so PromQL can pick them on any "
+    "broker: Redis serves 0 first, RabbitMQ the highest number.",
     "exact",
     "Redis: the configured priority_steps. RabbitMQ: the queue's x-max-priority.",
 )

@@ -8,13 +8,14 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from .collector import Inspector, QueueCollector
 from .config import BrokerConfig, ConfigError, ExporterConfig, load_config
+from .exposition import render_text
 from .server import MetricsServer
 
 log = logging.getLogger("celery_queue_exporter")
@@ -56,7 +57,7 @@ class Exporter:
 
     def scrape_once(self) -> tuple[bytes, bool]:
         """One exposition and whether every broker answered."""
-        text = generate_latest(self.registry)
+        text = render_text(self.registry.collect())
         all_up = all(
             line.endswith(b" 1.0")
             for line in text.splitlines()

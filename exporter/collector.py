@@ -27,6 +27,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from . import __version__
 from . import catalogue as cat
@@ -170,30 +171,14 @@ class QueueCollector(Collector):
             if snap is None:
                 continue
             for level in snap.levels:
-                if level.priority is None:
-                    # No per-level data: one series without the priority label.
-                    messages.samples.append(
-                        _sample(
-                            cat.QUEUE_MESSAGES,
-                            broker=broker,
-                            queue=level.queue,
-                            value=level.messages,
-                        )
-                    )
-                    if level.oldest_age_seconds is not None:
-                        ages.samples.append(
-                            _sample(
-                                cat.QUEUE_OLDEST_MESSAGE_AGE,
-                                broker=broker,
-                                queue=level.queue,
-                                value=level.oldest_age_seconds,
-                            )
-                        )
-                    continue
-                labels = [broker, level.queue, level.priority]
-                messages.add_metric(labels, level.messages)
+                # One labels dict per level, shared by its depth and age samples (rendered once).
+                if level.priority is None:  # no per-level data: no priority label
+                    labels = {"broker": broker, "queue": level.queue}
+                else:
+                    labels = {"broker": broker, "queue": level.queue, "priority": level.priority}
+                messages.samples.append(Sample(messages.name, labels, level.messages))
                 if level.oldest_age_seconds is not None:
-                    ages.add_metric(labels, level.oldest_age_seconds)
+                    ages.samples.append(Sample(ages.name, labels, level.oldest_age_seconds))
             for rank in snap.urgency:
                 urgency.add_metric([broker, rank.queue, rank.priority, rank.urgency], rank.rank)
             for queue in snap.queues.values():
@@ -260,12 +245,6 @@ class QueueCollector(Collector):
                 state.inspector.close()
             except Exception:  # closing a dead connection may fail; nothing to do about it
                 log.debug("closing %s failed", state.inspector.config.name, exc_info=True)
-
-
-def _sample(spec: MetricSpec, *, value: float, **labels: str):  # type: ignore[no-untyped-def]
-    from prometheus_client.samples import Sample
-
-    return Sample(spec.name, labels, float(value))
 
 
 def _describe(exc: BaseException) -> str:

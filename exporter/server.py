@@ -1,11 +1,12 @@
 """The HTTP side: ``/metrics``, a landing page at ``/``, ``/healthz``; optional TLS.
 
-A small WSGI app on a threading server from the standard library; prometheus_client renders
-the exposition (and handles gzip and OpenMetrics negotiation).
+A small WSGI app on a threading server from the standard library. ``/metrics`` is rendered by
+exporter/exposition.py in the Prometheus text format (gzip when the client accepts it).
 """
 
 from __future__ import annotations
 
+import gzip
 import html
 import logging
 import ssl
@@ -15,10 +16,11 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CollectorRegistry
 
 from . import __version__
 from .config import ExporterConfig
+from .exposition import CONTENT_TYPE, render_text
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +53,21 @@ def landing_page(config: ExporterConfig) -> bytes:
 def build_app(
     registry: CollectorRegistry, config: ExporterConfig
 ) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
-    metrics_app = make_wsgi_app(registry)
     page = landing_page(config)
+
+    def metrics(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        body = render_text(registry.collect())
+        headers = [("Content-Type", CONTENT_TYPE)]
+        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+            body = gzip.compress(body, compresslevel=1)
+            headers.append(("Content-Encoding", "gzip"))
+        start_response("200 OK", headers)
+        return [body]
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
-            return metrics_app(environ, start_response)
+            return metrics(environ, start_response)
         if path == "/healthz":
             start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"ok\n"]

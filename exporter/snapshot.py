@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .catalogue import URGENCY_BETWEEN, URGENCY_LEAST, URGENCY_MOST
+from .catalogue import URGENCY_LEAST, URGENCY_MOST
 
 
 @dataclass
@@ -66,17 +66,13 @@ class BrokerSnapshot:
 
 
 def urgency_readings(queue: str, levels_most_urgent_first: list[str]) -> list[UrgencyReading]:
-    """Rank a queue's levels. A single level is both the most and the least urgent, so it gets
-    two series and either PromQL selector finds it."""
-    readings: list[UrgencyReading] = []
+    """The most and the least urgent level of a queue (levels in between are not exported:
+    nothing selects them, and at 1,000 queues x 10 levels they would be 8,000 idle series).
+    A single level is both, so it gets two series and either PromQL selector finds it."""
+    if not levels_most_urgent_first:
+        return []
     last = len(levels_most_urgent_first) - 1
-    for rank, priority in enumerate(levels_most_urgent_first):
-        if rank == 0:
-            readings.append(UrgencyReading(queue, priority, rank, URGENCY_MOST))
-            if last == 0:
-                readings.append(UrgencyReading(queue, priority, rank, URGENCY_LEAST))
-        elif rank == last:
-            readings.append(UrgencyReading(queue, priority, rank, URGENCY_LEAST))
-        else:
-            readings.append(UrgencyReading(queue, priority, rank, URGENCY_BETWEEN))
-    return readings
+    return [
+        UrgencyReading(queue, levels_most_urgent_first[0], 0, URGENCY_MOST),
+        UrgencyReading(queue, levels_most_urgent_first[last], last, URGENCY_LEAST),
+    ]

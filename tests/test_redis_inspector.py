@@ -72,7 +72,7 @@ def test_default_priority_steps_exact_counts(redis_server):
         for labels, value in samples_named(samples, "celery_queue_priority_urgency_rank").items()
         if dict(labels)["queue"] == "jobs"
     }
-    assert ranks == {("0", "most"): 0, ("3", "between"): 1, ("6", "between"): 2, ("9", "least"): 3}
+    assert ranks == {("0", "most"): 0, ("9", "least"): 3}
     exporter.close()
 
 
@@ -300,3 +300,38 @@ def test_garbage_in_a_list_is_counted_and_skipped(redis_server):
     samples = scrape(exporter)
     assert sample_value(samples, "celery_exporter_malformed_messages_total", broker="g") == 4
     exporter.close()
+
+
+def test_pipeline_fallback_when_scripts_are_not_allowed(redis_server):
+    """An ACL user without scripting (or Redis < 7) gets the same readings via pipelines."""
+    app = celery_app(redis_server.url)
+    instrumentation.install(app)
+    try:
+        publish(app, "jobs", {0: 2, 4: 1, 9: 3})
+    finally:
+        instrumentation.uninstall()
+    redis_server.client().rpush("jobs\x06\x163", b"garbage")
+    admin = redis_server.client()
+    admin.acl_setuser(
+        "reader",
+        enabled=True,
+        passwords=["+readerpw"],
+        keys=["*"],
+        commands=["+@read", "+@connection", "-@scripting", "+info"],
+    )
+    url = f"redis://reader:readerpw@127.0.0.1:{redis_server.port}/0"
+    now = time.time() + 10
+    by_script = RedisInspector(
+        BrokerConfig(name="s", url=redis_server.url, queues=["jobs"]), clock=lambda: now
+    )
+    by_pipeline = RedisInspector(
+        BrokerConfig(name="p", url=url, queues=["jobs"]), clock=lambda: now
+    )
+    first, second = by_script.inspect(), by_pipeline.inspect()
+    assert by_script.use_script is True
+    assert by_pipeline.use_script is False  # switched after NOPERM, without failing the scrape
+    assert first.levels == second.levels
+    assert [lv.messages for lv in second.levels] == [2, 2, 0, 3]
+    assert first.malformed_messages == second.malformed_messages == 1
+    by_script.close()
+    by_pipeline.close()
