@@ -335,3 +335,29 @@ def test_pipeline_fallback_when_scripts_are_not_allowed(redis_server):
     assert first.malformed_messages == second.malformed_messages == 1
     by_script.close()
     by_pipeline.close()
+
+
+def test_the_documented_least_privilege_acl_is_enough(redis_server):
+    """README's ACL line, run as written: the exporter reads everything, fast path included."""
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (acl_line,) = [ln for ln in readme.splitlines() if ln.startswith("ACL SETUSER celery-exp")]
+    admin = redis_server.client()
+    admin.execute_command(*acl_line.split())
+    publish(celery_app(redis_server.url), "jobs", {0: 1, 9: 2})
+    url = f"redis://celery-exporter:CHANGE-ME@127.0.0.1:{redis_server.port}/0"
+    inspector = RedisInspector(BrokerConfig(name="acl", url=url))
+    snapshot = inspector.inspect()
+    assert inspector.use_script is True
+    assert [(lv.queue, lv.priority, lv.messages) for lv in snapshot.levels] == [
+        ("jobs", "0", 1),
+        ("jobs", "3", 0),
+        ("jobs", "6", 0),
+        ("jobs", "9", 2),
+    ]
+    import redis as redis_lib
+
+    with pytest.raises(redis_lib.exceptions.NoPermissionError):
+        inspector.client.lpush("jobs", b"x")  # the user cannot write, whatever the exporter does
+    inspector.close()
