@@ -23,6 +23,7 @@ from grafanalib import core as g
 
 from exporter import catalogue as cat
 from monitoring import config as monitoring_config
+from monitoring import rules
 
 #: Grafana 10.0's dashboard schema version: the JSON below is already in that schema, so
 #: Grafana runs no migrations on import.
@@ -679,60 +680,48 @@ def dashboard(s: Settings, slug: str, description: str, layout: Layout, templati
 class Priority:
     """Per-priority wait queries: the priorities dashboard's core and the alerts' subject.
 
-    They mirror the definitions of the recording rules in monitoring/rules.py (same window,
-    same "under backlog" gate), so the panels show what the alerts evaluate.
+    The waits, the most/least urgent levels and the priority effectiveness read the recording
+    rules of monitoring/rules.py, so the panels show exactly what the alerts evaluate (same
+    window, same "under backlog" gate). Recorded series already carry the config's selector
+    (the rules apply it) and keep only job, broker, queue and priority, so they are narrowed by
+    the job/broker/queue variables alone.
     """
 
     def __init__(self, s: Settings) -> None:
         self.s = s
+        self.names = rules.recording_names(s.config)
         self.sel = selector(s, queue=True)
-        self.window = s.window
-        backlog = s.config["recording"].get("backlog_min_messages")
-        if backlog is None:
-            backlog = s.alert("CeleryPrioritiesIneffective").get("min_backlog", 10)
-        self.backlog_min = float(backlog)
+        self.recorded_sel = 'job=~"$job", broker=~"$broker", queue=~"$queue"'
+        self.window = self.names.window
 
-    def quantile_by_level(self, q: float) -> str:
-        return histogram_quantile(
-            q, cat.QUEUE_WAIT, self.sel, "broker, queue, priority", self.window
-        )
+    def recorded(self, name: str) -> str:
+        return f"{name}{{{self.recorded_sel}}}"
 
     @property
     def p50_by_level(self) -> str:
-        return self.quantile_by_level(0.5)
+        return self.recorded(self.names.wait_p50)
 
     @property
     def p95_by_level(self) -> str:
-        return self.quantile_by_level(0.95)
-
-    def _at(self, urgency: str) -> str:
-        return f"max by (broker, queue) ({at_urgency(self.p95_by_level, self.s, urgency)})"
+        return self.recorded(self.names.wait_p95)
 
     @property
     def most_p95(self) -> str:
-        return self._at(cat.URGENCY_MOST)
+        return f"max by (broker, queue) ({self.recorded(self.names.wait_p95_most_urgent)})"
 
     @property
     def least_p95(self) -> str:
-        return self._at(cat.URGENCY_LEAST)
-
-    @property
-    def under_backlog(self) -> str:
-        depth = f"sum by (broker, queue) ({m(cat.QUEUE_MESSAGES, self.sel)})"
-        return f"min_over_time(({depth})[{self.window}:]) >= {self.backlog_min:g}"
+        return f"max by (broker, queue) ({self.recorded(self.names.wait_p95_least_urgent)})"
 
     @property
     def effectiveness(self) -> str:
-        """1 - most urgent p95 / least urgent p95, per queue, only under backlog."""
-        return (
-            f"(1 - ({self.most_p95}) / ({self.least_p95}))"
-            f" and on (broker, queue) ({self.under_backlog})"
-        )
+        """1 - most urgent p95 / least urgent p95, per queue, recorded only under backlog."""
+        return f"max by (broker, queue) ({self.recorded(self.names.priority_wait_reduction)})"
 
     @property
     def most_buckets(self) -> str:
-        bucket = m(cat.QUEUE_WAIT, self.sel, "_bucket")
-        return at_urgency(f"rate({bucket}[$__rate_interval])", self.s, cat.URGENCY_MOST)
+        rate = self.recorded(self.names.wait_bucket_rate)
+        return at_urgency(rate, self.s, cat.URGENCY_MOST)
 
     @property
     def started_by_level(self) -> str:

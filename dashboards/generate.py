@@ -69,6 +69,12 @@ def rendered(config: dict[str, Any] | None = None) -> dict[str, str]:
     return {f"{slug}.json": render(board) for slug, board in build_all(config).items()}
 
 
+def files(config: dict[str, Any]) -> dict[Path, str]:
+    """For ``python -m monitoring.generate``: dashboards/<name>.json, relative to the repo."""
+    out = HERE.relative_to(ROOT)
+    return {out / name: text for name, text in rendered(config).items()}
+
+
 def generate(
     config: dict[str, Any] | None = None, out_dir: str | Path = HERE, k8s: bool = False
 ) -> list[Path]:

@@ -43,11 +43,11 @@ SLUG = "priorities"
 
 def build(s: Settings):
     sq = selector(s, queue=True)
-    window = s.window
+    q = Priority(s)
+    window = q.window
     goal_reduction = s.goal("min_priority_wait_reduction")
     goal_start = s.goal("most_urgent_start_seconds")
     starvation = s.threshold("CeleryPriorityStarvation", "seconds")
-    q = Priority(s)
 
     depth_by_level = f"sum by (broker, queue, priority) ({m(cat.QUEUE_MESSAGES, sq)})"
     least_oldest = (
@@ -56,7 +56,8 @@ def build(s: Settings):
     effectiveness_text = (
         f"1 - p95 wait of the most urgent level / p95 wait of the least urgent level, over "
         f"{window}, recorded only while the queue had a backlog (with an idle queue every level "
-        f"waits ~0 and the ratio means nothing). Goal: above {goal_reduction:.0%}."
+        f"waits ~0 and the ratio means nothing). Goal: above {goal_reduction:.0%}. Recording "
+        f"rule {q.names.priority_wait_reduction}, the one CeleryPrioritiesIneffective reads."
     )
 
     lay = Layout()
@@ -99,7 +100,9 @@ def build(s: Settings):
                 s,
                 "Least urgent level: oldest",
                 "Oldest message waiting at the least urgent level of any selected queue. Some "
-                f"wait is expected (that is what priorities do); red past {starvation:g}s "
+                "wait is expected (that is what priorities do). Normal: minutes at most under "
+                "load, "
+                f"0 when idle; red past {starvation:g}s "
                 "(CeleryPriorityStarvation).",
                 [Q(f"max({least_oldest})")],
                 unit=UNIT_SECONDS,
@@ -129,7 +132,8 @@ def build(s: Settings):
             timeseries(
                 s,
                 "Priority effectiveness per queue",
-                f"{effectiveness_text} The dashed line is the goal; below it the "
+                f"{effectiveness_text} Normal: above the dashed goal line under load. Below it "
+                "the "
                 "CeleryPrioritiesIneffective alert fires after a while. Gaps are periods without "
                 "backlog.",
                 [Q(q.effectiveness, "{{broker}} / {{queue}}")],
@@ -252,7 +256,7 @@ def build(s: Settings):
                 s,
                 "Least urgent level: oldest waiting message",
                 "Age of the head message of each queue's least urgent level. It grows while "
-                "urgent work is served first; it should fall back at quiet times. Dashed line: "
+                "urgent work is served first. Normal: falls back at quiet times. Dashed line: "
                 f"{starvation:g}s (CeleryPriorityStarvation).",
                 [Q(least_oldest, "{{broker}} / {{queue}}")],
                 unit=UNIT_SECONDS,
@@ -272,7 +276,7 @@ def build(s: Settings):
                 "Effectiveness by broker",
                 f"Priority effectiveness per queue, labelled with the broker's transport, so a "
                 f"Redis queue and its RabbitMQ twin can be compared during a migration. Goal: "
-                f"above {goal_reduction:.0%}.",
+                f"above {goal_reduction:.0%}. Normal: both brokers above the goal under load.",
                 [Q(with_transport(q.effectiveness, s), "{{transport}} {{broker}} / {{queue}}")],
                 unit=UNIT_RATIO,
                 thresholds=below(goal_reduction),
@@ -287,7 +291,7 @@ def build(s: Settings):
                 s,
                 "Most urgent level p95 wait by broker",
                 "p95 wait of the most urgent level per queue, labelled with the broker's "
-                f"transport. Goal: below {goal_start:g}s on both brokers.",
+                f"transport. Normal: below the {goal_start:g}s goal on both brokers.",
                 [Q(with_transport(q.most_p95, s), "{{transport}} {{broker}} / {{queue}}")],
                 unit=UNIT_SECONDS,
                 thresholds=above(goal_start),

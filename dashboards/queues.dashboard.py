@@ -6,6 +6,7 @@ Built by ``python -m dashboards.generate`` (which calls ``build``) into dashboar
 from __future__ import annotations
 
 from dashboards.common import (
+    NEUTRAL,
     UNIT_BOOL,
     UNIT_COUNT,
     UNIT_MESSAGES,
@@ -99,7 +100,7 @@ def build(s: Settings):
                 "'Waiting messages'. Normal: about workers x concurrency x prefetch.",
                 [Q(f"sum({m(cat.QUEUE_RESERVED_MESSAGES, sq)})")],
                 unit=UNIT_MESSAGES,
-                thresholds=above(backlog_high),
+                thresholds=NEUTRAL,
             ),
             4,
         ),
@@ -221,13 +222,16 @@ def build(s: Settings):
                 "Messages delivered to workers and not acknowledged yet, per queue "
                 "(celery_queue_reserved_messages): prefetched, running, or ETA/countdown tasks "
                 "held by workers. On Redis split over queues from a sample; '(unknown)' holds "
-                "reservations that cannot be tied to a queue. Normal: steady around "
+                "reservations that cannot be tied to a queue; 'all queues' is the broker-wide "
+                "total "
+                "(celery_broker_reserved_messages). Normal: steady around "
                 "workers x concurrency x prefetch multiplier; a jump means ETA tasks.",
                 [
                     Q(
                         f"sum by (broker, queue) ({m(cat.QUEUE_RESERVED_MESSAGES, sq)})",
                         "{{broker}} / {{queue}}",
-                    )
+                    ),
+                    Q(m(cat.BROKER_RESERVED_MESSAGES, sb), "{{broker}} all queues"),
                 ],
                 unit=UNIT_MESSAGES,
             ),
@@ -386,7 +390,7 @@ def build(s: Settings):
                 max_value=1,
                 runbooks=["CeleryBrokerDown", "CeleryExporterDown"],
             ),
-            8,
+            6,
         ),
         (
             timeseries(
@@ -399,7 +403,7 @@ def build(s: Settings):
                 [Q(m(cat.SCRAPE_DURATION, sb), "{{broker}}")],
                 unit=UNIT_SECONDS,
             ),
-            8,
+            6,
         ),
         (
             timeseries(
@@ -423,7 +427,28 @@ def build(s: Settings):
                 thresholds=above(0.001),
                 runbooks=["CeleryBrokerDown"],
             ),
-            8,
+            6,
+        ),
+        (
+            timeseries(
+                s,
+                "RabbitMQ: management API and missing queues",
+                "celery_rabbitmq_management_api_up: 1 when the management API answered; 0 means "
+                "the exporter fell back to AMQP, which has no per-priority and no "
+                "unacknowledged counts. celery_queue_missing: 1 for a configured queue the "
+                "broker does not have. Normal: API at 1, no missing queue.",
+                [
+                    Q(m(cat.RABBITMQ_MANAGEMENT_UP, sb), "{{broker}} management API"),
+                    Q(
+                        f"{m(cat.QUEUE_MISSING, sq)} == 1",
+                        "{{broker}} / {{queue}} missing",
+                    ),
+                ],
+                unit=UNIT_BOOL,
+                step=True,
+                max_value=1,
+            ),
+            6,
         ),
     )
     lay.row("Queue summary")
@@ -452,6 +477,11 @@ def build(s: Settings):
                     Column(
                         "Consumers (RabbitMQ)",
                         f"sum by (broker, queue) ({m(cat.QUEUE_CONSUMERS, sq)})",
+                        UNIT_COUNT,
+                    ),
+                    Column(
+                        "Max priority (RabbitMQ)",
+                        f"max by (broker, queue) ({m(cat.QUEUE_MAX_PRIORITY, sq)})",
                         UNIT_COUNT,
                     ),
                 ],

@@ -293,7 +293,7 @@ def build(s: Settings):
                 "Failures per task (time limits apart)",
                 "Tasks that raised an exception per second, per task; time-limit kills are NOT "
                 "counted here (next panel), so a code bug and a too-tight limit are told apart. "
-                "The alert compares the ratio to finished tasks "
+                "Normal: 0 or rare. The alert compares the ratio to finished tasks "
                 f"({failure_ratio:.0%}, next-but-one panel).",
                 [Q(rate_by(cat.TASK_FAILED, "broker, queue, task"), "{{queue}} / {{task}}")],
                 unit=UNIT_TASK_RATE,

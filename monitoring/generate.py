@@ -64,8 +64,14 @@ def rule_files(config: dict[str, Any]) -> dict[Path, str]:
     }
 
 
+def dashboard_files(config: dict[str, Any]) -> dict[Path, str]:
+    from dashboards.generate import files  # needs grafanalib (the `dashboards` extra)
+
+    return files(config)
+
+
 #: Every generator run by main(). Dashboards: append the dashboard generator here.
-GENERATORS: list[Generator] = [rule_files]
+GENERATORS: list[Generator] = [rule_files, dashboard_files]
 
 
 def render(config: dict[str, Any]) -> dict[Path, str]:
