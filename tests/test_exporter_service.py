@@ -73,8 +73,12 @@ def test_only_read_commands_reach_redis(redis_server):
         if "write" in flags:
             writes.append(command)
     assert writes == []
-    # And the exporter really did read: depth, heads, bindings, reserved work.
-    assert {"llen", "lindex", "scan", "smembers", "hlen", "zcount"} <= set(used)
+    # And the exporter really did read: depths and heads in one EVAL_RO per scrape (no per-key
+    # round trips), bindings, reserved work.
+    assert {"eval_ro", "scan", "smembers", "hlen", "zcount"} <= set(used)
+    assert stats["cmdstat_eval_ro"]["calls"] == 3
+    # Redis counts the script's own calls too: 4 priority-step keys of 'jobs', 3 scrapes.
+    assert stats["cmdstat_llen"]["calls"] == 3 * 4
 
 
 def test_http_endpoints_and_redis_outage_recovery(redis_server):
@@ -337,3 +341,83 @@ def test_listen_conflict_is_a_clear_error(redis_server):
         server.stop()
         exporter.close()
     assert load_config(["--port", "0"]).port == 0
+
+
+def test_rediss_tls_broker(tmp_path):
+    """A Redis that only speaks TLS: rediss:// with the CA works; a wrong CA is a down broker."""
+    if shutil.which("openssl") is None or shutil.which("redis-server") is None:
+        from conftest import missing_service
+
+        missing_service("redis-server and openssl are needed for the TLS broker test")
+    from conftest import free_port
+
+    key, cert = _make_cert(tmp_path, "redis")
+    _, other_cert = _make_cert(tmp_path, "other")
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert-file",
+            str(cert),
+            "--tls-key-file",
+            str(key),
+            "--tls-ca-cert-file",
+            str(cert),
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        from conftest import port_open
+
+        wait_until(lambda: port_open(port), timeout=10, what="TLS redis-server")
+        good = f"tls=rediss://127.0.0.1:{port}/0?ssl_ca_certs={cert}"
+        bad = f"untrusted=rediss://127.0.0.1:{port}/0?ssl_ca_certs={other_cert}"
+        exporter = build_exporter(
+            "--broker-url", good, "--broker-url", bad, "--queue", "jobs", "--scrape-timeout", "5"
+        )
+        samples = scrape(exporter)
+        exporter.close()
+        assert sample_value(samples, "celery_broker_up", broker="tls") == 1
+        assert sample_value(samples, "celery_broker_up", broker="untrusted") == 0
+        assert (
+            sample_value(samples, "celery_queue_messages", broker="tls", queue="jobs", priority="0")
+            == 0
+        )
+        assert (
+            sample_value(
+                samples,
+                "celery_broker_info",
+                broker="tls",
+                transport="redis",
+                url=f"rediss://127.0.0.1:{port}/0",
+            )
+            == 1
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_readme_run_command_starts_the_exporter(redis_server):
+    """`bash scripts/run.sh` (the README's first command) with --once: set-up, then a scrape."""
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "run.sh"), "--once", "--broker-url", redis_server.url],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "bootstrap: ready" in result.stdout
+    assert "celery_broker_up{" in result.stdout and "celery_queue_messages{" not in ""
