@@ -142,14 +142,6 @@ class _Exprs:
         parts = [self.selector] + [f'{key}="{value}"' for key, value in matchers.items()]
         return f"{name}{{{', '.join(part for part in parts if part)}}}"
 
-    def any_of(self, names: list[str]) -> str:
-        """A selector matching several metrics at once (for sums over counters that may not all
-        exist for a label set yet)."""
-        for name in names:
-            self.metric(name)
-        pattern = "|".join(names)
-        return f'{{__name__=~"{pattern}", {self.selector}}}'
-
     def urgency(self, level: str) -> str:
         return self.metric(cat.QUEUE_PRIORITY_URGENCY.name, urgency=level)
 
@@ -402,14 +394,23 @@ def alert_rules(config: dict[str, Any]) -> list[Rule]:
         ("CeleryTaskTimeLimitKillsHigh", cat.TASK_TIME_LIMIT.name, "were stopped by a time limit"),
     ):
         span = _dur(cfg(name)["window"])
-        total = f"sum by ({task_labels}) (rate({e.any_of(finished)}[{span}]))"
+        # Finished runs = succeeded + failed + time-limited. Summed through `or` with an
+        # `outcome` label so a task that only ever fails (no succeeded series) still counts;
+        # `a + b` would drop it.
         built[name] = (
+            f"sum by ({task_labels}) (rate({e.metric(metric)}[{span}]))\n"
+            "/\n"
             "(\n"
-            f"  sum by ({task_labels}) (rate({e.metric(metric)}[{span}]))\n"
-            f"  /\n  {total}\n"
-            f") > {_num(cfg(name)['ratio'])}\n"
-            "and\n"
-            f"{total} >= {_num(cfg(name)['min_tasks_per_second'])}",
+            f"  sum by ({task_labels}) (\n"
+            f"    label_replace(rate({e.metric(finished[0])}[{span}]), "
+            '"outcome", "succeeded", "", "")\n'
+            f"    or label_replace(rate({e.metric(finished[1])}[{span}]), "
+            '"outcome", "failed", "", "")\n'
+            f"    or rate({e.metric(finished[2])}[{span}])\n"
+            "  )\n"
+            f"  >= {_num(cfg(name)['min_tasks_per_second'])}\n"
+            ")\n"
+            f"> {_num(cfg(name)['ratio'])}",
             _AlertText(
                 "A Celery task fails often."
                 if metric == cat.TASK_FAILED.name
