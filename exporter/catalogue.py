@@ -222,6 +222,16 @@ MALFORMED_MESSAGES = _spec(
     "exact",
     "the exporter.",
 )
+QUEUES_OVER_LIMIT = _spec(
+    "celery_exporter_queues_over_limit",
+    "gauge",
+    ("broker",),
+    "Discovered queues the exporter does not watch because the broker's max_queues cap "
+    "(default 2000) was reached; raise max_queues or list the queues to watch.",
+    "exact",
+    "the exporter.",
+    ("redis", "rabbitmq"),
+)
 BUILD_INFO = _spec(
     "celery_exporter_build_info",
     "info",
@@ -250,6 +260,7 @@ QUEUE_METRICS: tuple[MetricSpec, ...] = (
     SCRAPE_DURATION,
     SCRAPE_ERRORS,
     MALFORMED_MESSAGES,
+    QUEUES_OVER_LIMIT,
     BUILD_INFO,
 )
 

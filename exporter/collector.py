@@ -153,6 +153,7 @@ class QueueCollector(Collector):
         duration = gauge(cat.SCRAPE_DURATION)
         errors = counter(cat.SCRAPE_ERRORS)
         malformed = counter(cat.MALFORMED_MESSAGES)
+        over_limit = gauge(cat.QUEUES_OVER_LIMIT)
         info = InfoMetricFamily(
             cat.BROKER_INFO.family_name, cat.BROKER_INFO.help, labels=["broker"]
         )
@@ -198,6 +199,7 @@ class QueueCollector(Collector):
                 (reserved_oldest, snap.reserved_oldest_age_seconds),
                 (reserved_overdue, snap.reserved_overdue),
                 (visibility, snap.visibility_timeout_seconds),
+                (over_limit, snap.queues_over_limit),
             ):
                 if value is not None:
                     family.add_metric([broker], value)
@@ -232,6 +234,7 @@ class QueueCollector(Collector):
             duration,
             errors,
             malformed,
+            over_limit,
             info,
             build,
         ):

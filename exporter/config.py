@@ -76,6 +76,8 @@ class BrokerConfig:
     unacked_index_key: str = "unacked_index"
     reserved_sample_size: int = 1000
     discovery_interval_seconds: float = 30.0
+    #: Cardinality cap: discovered queues beyond it are not watched (listed queues always are).
+    max_queues: int = 2000
     # RabbitMQ.
     management_url: str | None = None
     management: str = "auto"  # auto | always | never
@@ -173,6 +175,7 @@ _BROKER_KEYS = {
     "transport_options",
     "reserved_sample_size",
     "discovery_interval_seconds",
+    "max_queues",
     "management_url",
     "management",
     "password",
@@ -397,6 +400,8 @@ def broker_from_mapping(where: str, data: Any) -> BrokerConfig:
         broker.reserved_sample_size = _as_int(
             f"{where}.reserved_sample_size", data["reserved_sample_size"], 1, 1_000_000
         )
+    if "max_queues" in data:
+        broker.max_queues = _as_int(f"{where}.max_queues", data["max_queues"], 1, 1_000_000)
     if "discovery_interval_seconds" in data:
         broker.discovery_interval_seconds = _as_float(
             f"{where}.discovery_interval_seconds", data["discovery_interval_seconds"], -1

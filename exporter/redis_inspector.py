@@ -86,6 +86,8 @@ class RedisInspector:
         self._bindings: dict[tuple[str, str], str] = {}
         self._discovered: list[str] = []
         self._discovered_at: float | None = None
+        #: Discovered queues left out by max_queues in the last scrape.
+        self.queues_over_limit = 0
         #: Read levels with EVAL_RO; switched off for good when the server refuses it.
         self.use_script = True
 
@@ -100,8 +102,12 @@ class RedisInspector:
         """Configured queues plus, when discovery is on, those found in binding sets."""
         self._refresh_bindings()
         queues = list(dict.fromkeys(self.config.queues))
+        self.queues_over_limit = 0
         if self.config.discover_queues:
-            queues.extend(q for q in self._discovered if q not in queues)
+            found = [q for q in self._discovered if q not in queues]
+            room = max(0, self.config.max_queues - len(queues))
+            self.queues_over_limit = max(0, len(found) - room)
+            queues.extend(found[:room])
         return queues
 
     def _refresh_bindings(self) -> None:
@@ -191,6 +197,7 @@ class RedisInspector:
         reserved_total, oldest, overdue = totals
 
         snapshot = BrokerSnapshot(
+            queues_over_limit=self.queues_over_limit,
             reserved_total=int(reserved_total),
             reserved_overdue=int(overdue),
             visibility_timeout_seconds=cfg.visibility_timeout,

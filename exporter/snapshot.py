@@ -56,6 +56,8 @@ class BrokerSnapshot:
     visibility_timeout_seconds: float | None = None
     management_api_up: bool | None = None
     malformed_messages: int = 0
+    #: Discovered queues not watched because of the broker's max_queues.
+    queues_over_limit: int | None = None
 
     def queue(self, name: str) -> QueueReading:
         """The QueueReading for ``name``, created on first use."""

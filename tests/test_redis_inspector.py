@@ -361,3 +361,16 @@ def test_the_documented_least_privilege_acl_is_enough(redis_server):
     with pytest.raises(redis_lib.exceptions.NoPermissionError):
         inspector.client.lpush("jobs", b"x")  # the user cannot write, whatever the exporter does
     inspector.close()
+
+
+def test_discovered_queues_are_capped_by_max_queues(redis_server):
+    app = celery_app(redis_server.url)
+    for name in ("q1", "q2", "q3", "q4"):
+        publish(app, name, {0: 1})
+    config = BrokerConfig(name="cap", url=redis_server.url, queues=["listed"], max_queues=3)
+    inspector = RedisInspector(config)
+    snapshot = inspector.inspect()
+    # The listed queue always counts; discovery fills the remaining two places in name order.
+    assert sorted({lv.queue for lv in snapshot.levels}) == ["listed", "q1", "q2"]
+    assert snapshot.queues_over_limit == 2
+    inspector.close()
