@@ -131,6 +131,7 @@ class RedisEventConsumer:
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self._conn: Any = None
+        self._redis: redis.Redis | None = None  # owns the connection pool of _conn
         self._server: tuple[str, int | None] | None = None  # (run_id, overflow stat)
         #: Set whenever a subscription is confirmed (tests wait on it).
         self.subscribed = threading.Event()
@@ -160,7 +161,6 @@ class RedisEventConsumer:
         while not self._stop.is_set():
             try:
                 self._connect()
-                attempt = 0
                 self._read_loop()
             except Exception as exc:  # any failure: count, reconnect, never die
                 was_up = self.tracker.consumer_up
@@ -180,6 +180,8 @@ class RedisEventConsumer:
                     )
                 else:
                     log.debug("events from %s: connect failed: %s", self.broker.name, exc)
+                if was_up:
+                    attempt = 0  # reconnect at once after losing a working subscription
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
                 attempt += 1
                 if delay:
@@ -222,7 +224,7 @@ class RedisEventConsumer:
         return "overflow"
 
     def _connect(self) -> None:
-        client = self._client()
+        client = self._redis = self._client()
         self._server = self._server_state(client)
         pool = client.connection_pool
         conn = pool.get_connection()
@@ -234,9 +236,13 @@ class RedisEventConsumer:
 
     def _disconnect(self) -> None:
         conn, self._conn, self._sock = self._conn, None, None
+        client, self._redis = self._redis, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.disconnect()
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
 
     def _read_loop(self) -> None:
         sock = self._sock

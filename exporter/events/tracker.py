@@ -48,22 +48,38 @@ TASK_COUNTER_KINDS = (
     "revoked",
 )
 
+_WORKER_EVENTS = frozenset(
+    ("worker-online", "worker-heartbeat", "worker-offline", WORKER_QUEUES_EVENT)
+)
+#: How many ended task ids are remembered to drop duplicate final events.
+FINISHED_MEMORY = 10_000
+
 _SOFT_LIMIT = "SoftTimeLimitExceeded"
 _HARD_LIMIT = "TimeLimitExceeded"
 
 
-def time_limit_kind(exception: Any) -> str | None:
-    """'soft' or 'hard' when a task-failed ``exception`` text is a Celery time limit."""
-    if not isinstance(exception, str):
-        return None
-    text = exception.strip()
-    # The field is safe_repr() of the exception, e.g. "TimeLimitExceeded(5,)"; older
-    # versions and custom reprs may qualify the name with its module.
-    name = text.split("(", 1)[0].rsplit(".", 1)[-1].strip()
-    if name == _SOFT_LIMIT:
-        return "soft"
-    if name == _HARD_LIMIT:
-        return "hard"
+def _exception_name(text: str) -> str:
+    """'TimeLimitExceeded' from 'TimeLimitExceeded(5,)' or 'billiard.exceptions.TimeLimit...'."""
+    return text.strip().split("(", 1)[0].split(":", 1)[0].rsplit(".", 1)[-1].strip()
+
+
+def time_limit_kind(exception: Any, traceback: Any = None) -> str | None:
+    """'soft' or 'hard' when a task-failed event reports a Celery time limit.
+
+    ``exception`` is safe_repr() of the exception, e.g. "SoftTimeLimitExceeded()". A hard
+    limit reaches the event wrapped by billiard ("ExceptionWithTraceback()"); the last line of
+    ``traceback`` then names it ("billiard.exceptions.TimeLimitExceeded: ...").
+    """
+    names = []
+    if isinstance(exception, str):
+        names.append(_exception_name(exception))
+    if isinstance(traceback, str) and traceback.strip():
+        names.append(_exception_name(traceback.strip().rsplit("\n", 1)[-1]))
+    for name in names:
+        if name == _SOFT_LIMIT:
+            return "soft"
+        if name == _HARD_LIMIT:
+            return "hard"
     return None
 
 
@@ -197,6 +213,9 @@ class EventTracker:
         self._task_wait: dict[tuple[str, str], Histogram] = {}
         self._queue_wait: dict[tuple[str, str | None], Histogram] = {}
         self._tasks: OrderedDict[str, _Task] = OrderedDict()
+        # Ids whose delivery ended (succeeded/failed/rejected/revoked), to drop duplicate final
+        # events: Celery 5.7 sends task-failed twice for a hard time limit.
+        self._finished: OrderedDict[str, None] = OrderedDict()
         self._workers: dict[str, _Worker] = {}
         self.events_received = 0
         self.malformed = 0
@@ -235,10 +254,14 @@ class EventTracker:
                 if not isinstance(kind, str):
                     self.malformed += 1
                     continue
-                self.events_received += 1
                 handler = handlers.get(kind)
                 if handler is None:
+                    self.events_received += 1
                     continue  # an event type we do not use (e.g. task-progress from an app)
+                if kind not in _WORKER_EVENTS and not isinstance(event.get("uuid"), str):
+                    self.malformed += 1  # a task event must name its task
+                    continue
+                self.events_received += 1
                 try:
                     handler(event, now)
                 except (TypeError, ValueError, AttributeError, KeyError):
@@ -322,7 +345,10 @@ class EventTracker:
         task.enqueued_at = _number(event.get("enqueued_at"))
 
     def _on_received(self, event: dict[str, Any], now: float) -> None:
-        task = self._record(event.get("uuid"), now)
+        uuid = event.get("uuid")
+        if isinstance(uuid, str):
+            self._finished.pop(uuid, None)  # delivered again: a new run may end again
+        task = self._record(uuid, now)
         name = self.task_label(event.get("name"))
         queue = UNKNOWN_QUEUE
         if task is not None:
@@ -374,6 +400,8 @@ class EventTracker:
         return wait
 
     def _on_succeeded(self, event: dict[str, Any], now: float) -> None:
+        if self._duplicate_end(event.get("uuid")):
+            return
         _task, queue, name = self._known(event)
         self._inc("succeeded", queue, name)
         runtime = _number(event.get("runtime"))
@@ -386,8 +414,10 @@ class EventTracker:
         self._forget(event.get("uuid"))
 
     def _on_failed(self, event: dict[str, Any], now: float) -> None:
+        if self._duplicate_end(event.get("uuid")):
+            return
         _task, queue, name = self._known(event)
-        limit = time_limit_kind(event.get("exception"))
+        limit = time_limit_kind(event.get("exception"), event.get("traceback"))
         if limit is None:
             self._inc("failed", queue, name)
         else:
@@ -397,12 +427,26 @@ class EventTracker:
 
     def _on_finished_kind(self, kind: str) -> Callable[[dict[str, Any], float], None]:
         def handler(event: dict[str, Any], now: float) -> None:
+            if kind != "retried" and self._duplicate_end(event.get("uuid")):
+                return
             _task, queue, name = self._known(event)
             self._inc(kind, queue, name)
             # A retried task comes back as a new message (new sent/received events).
             self._forget(event.get("uuid"))
 
         return handler
+
+    def _duplicate_end(self, uuid: Any) -> bool:
+        """True when this delivery of the task already ended; else remember that it has."""
+        if not isinstance(uuid, str):
+            return False
+        finished = self._finished
+        if uuid in finished:
+            return True
+        finished[uuid] = None
+        if len(finished) > FINISHED_MEMORY:
+            finished.popitem(last=False)
+        return False
 
     def _forget(self, uuid: Any) -> None:
         if isinstance(uuid, str):

@@ -1,0 +1,76 @@
+"""A Celery app with tasks of known outcomes, for the event tests.
+
+Configured from the environment so one module serves every test and broker:
+``CQE_BROKER_URL``, ``CQE_QUEUE`` (the test's unique queue), ``CQE_INSTALL`` (``0`` leaves out
+``exporter.instrumentation.install(app)``), ``CQE_SENT_EVENT`` (``0`` turns task-sent off).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from celery import Celery
+from kombu import Queue
+
+from exporter.instrumentation import install
+
+QUEUE = os.environ.get("CQE_QUEUE", "cqe-events")
+
+
+def make_app(broker_url: str, queue: str, *, sent_event: bool = True) -> Celery:
+    """An app publishing to and consuming from ``queue`` (a priority queue, 0..9)."""
+    app = Celery("cqe_events", broker=broker_url, set_as_current=False)
+    app.conf.update(
+        task_default_queue=queue,
+        task_queues=[Queue(queue, routing_key=queue, queue_arguments={"x-max-priority": 9})],
+        task_send_sent_event=sent_event,
+        worker_send_task_events=True,
+        worker_prefetch_multiplier=1,
+        task_acks_late=True,
+        task_ignore_result=True,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = make_app(
+    os.environ.get("CQE_BROKER_URL", "redis://127.0.0.1:6379/0"),
+    QUEUE,
+    sent_event=os.environ.get("CQE_SENT_EVENT", "1") == "1",
+)
+if os.environ.get("CQE_INSTALL", "1") == "1":
+    install(app)
+
+
+@app.task(name="events.ok")
+def ok(value: int = 0) -> int:
+    return value
+
+
+@app.task(name="events.boom")
+def boom() -> None:
+    raise ValueError("boom")
+
+
+@app.task(name="events.retry_once", bind=True, max_retries=3)
+def retry_once(self) -> str:
+    if self.request.retries == 0:
+        raise self.retry(countdown=0)
+    return "done"
+
+
+@app.task(name="events.soft_limit", soft_time_limit=0.3)
+def soft_limit() -> None:
+    time.sleep(3)  # SoftTimeLimitExceeded is raised in here and not caught
+
+
+@app.task(name="events.hard_limit", time_limit=0.5)
+def hard_limit() -> None:
+    time.sleep(5)  # the pool kills the process: TimeLimitExceeded
+
+
+@app.task(name="events.sleep")
+def sleep(seconds: float) -> None:
+    time.sleep(seconds)

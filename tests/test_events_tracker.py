@@ -1,0 +1,218 @@
+"""Unit tests of the pure event logic (decoding, joining, bounds); the real-broker paths are
+covered by test_events_redis.py and test_events_rabbitmq.py."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from exporter.catalogue import OTHER_TASK, UNKNOWN_QUEUE
+from exporter.config import EventSettings
+from exporter.events.decode import MalformedEvent, decode_json_body, decode_redis_payload
+from exporter.events.tracker import (
+    UNKNOWN_TASK,
+    EventTracker,
+    rabbitmq_priority_level,
+    redis_priority_level,
+    time_limit_kind,
+)
+from exporter.instrumentation import TASK_INFO_EVENT, WORKER_QUEUES_EVENT
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def envelope(body: object, encoding: str = "base64") -> bytes:
+    raw = json.dumps(body).encode()
+    return json.dumps(
+        {
+            "body": base64.b64encode(raw).decode() if encoding == "base64" else raw.decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {"hostname": "w@h"},
+            "properties": {"body_encoding": encoding, "delivery_info": {"exchange": "celeryev"}},
+        }
+    ).encode()
+
+
+def test_decode_single_and_batched_events():
+    one = {"type": "task-started", "uuid": "a"}
+    assert decode_redis_payload(envelope(one)) == [one]
+    assert decode_redis_payload(envelope([one, one])) == [one, one]
+    assert decode_json_body(json.dumps([one]).encode(), "application/json") == [one]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"not json",
+        b"[1, 2]",
+        json.dumps({"body": 5}).encode(),
+        json.dumps({"body": "!!!notbase64", "properties": {"body_encoding": "base64"}}).encode(),
+        json.dumps({"body": "ew==", "properties": {"body_encoding": "base64"}}).encode(),
+        json.dumps({"body": "x", "content-type": "application/x-python-serialize"}).encode(),
+        envelope(42),
+    ],
+)  # fmt: skip
+def test_decode_rejects_malformed(payload):
+    with pytest.raises(MalformedEvent):
+        decode_redis_payload(payload)
+
+
+def test_time_limit_detection():
+    assert time_limit_kind("SoftTimeLimitExceeded()") == "soft"
+    assert time_limit_kind("TimeLimitExceeded(5,)") == "hard"
+    hard_tb = "Traceback...\nbilliard.exceptions.TimeLimitExceeded: TimeLimitExceeded(0.5,)\n"
+    assert time_limit_kind("ExceptionWithTraceback()", hard_tb) == "hard"
+    assert time_limit_kind("ValueError('boom')", "Traceback\nValueError: boom\n") is None
+    assert time_limit_kind(None) is None
+
+
+def test_priority_levels_match_the_broker():
+    steps = (0, 3, 6, 9)
+    assert [redis_priority_level(p, steps) for p in (None, 0, 2, 3, 5, 9, 42, "x")] == [
+        "0", "0", "0", "3", "3", "9", "9", "0",
+    ]  # fmt: skip
+    assert rabbitmq_priority_level(7, 5) == "5"
+    assert rabbitmq_priority_level(None, 9) == "0"
+    assert rabbitmq_priority_level(3, None) == "3"
+
+
+def tracker(clock: Clock, **settings) -> EventTracker:
+    return EventTracker("b", EventSettings(**settings), clock=clock)
+
+
+def test_wait_per_priority_from_the_hook_and_fallback_from_task_sent():
+    clock = Clock()
+    t = tracker(clock, wait_buckets=(1.0, 5.0))
+    t.handle(
+        [
+            {"type": TASK_INFO_EVENT, "uuid": "a", "name": "n", "queue": "q", "priority": 5,
+             "enqueued_at": 100.0, "hostname": "w"},
+            {"type": "task-received", "uuid": "a", "name": "n", "timestamp": 101.0},
+            {"type": "task-started", "uuid": "a", "timestamp": 103.0},
+            {"type": "task-succeeded", "uuid": "a", "runtime": 0.5, "timestamp": 103.5},
+            {"type": "task-sent", "uuid": "b", "name": "n", "queue": "q", "timestamp": 200.0},
+            {"type": "task-received", "uuid": "b", "name": "n", "timestamp": 200.1},
+            {"type": "task-started", "uuid": "b", "timestamp": 200.5},
+        ]
+    )  # fmt: skip
+    snap = t.snapshot()
+    assert snap.queue_wait == {("q", "3"): ([0, 1, 1], 3.0), ("q", None): ([1, 1, 1], 0.5)}
+    assert snap.task_wait == {("q", "n"): ([1, 2, 2], 3.5)}
+    assert snap.task_counts[("received", "q", "n")] == 2
+    assert snap.task_counts[("succeeded", "q", "n")] == 1
+    assert snap.tracked_tasks == 1  # b is still running
+    assert snap.clock_skew_clamped == 0
+
+
+def test_negative_and_absurd_waits_are_clamped_and_counted():
+    clock = Clock()
+    t = tracker(clock, max_wait_seconds=1000.0, wait_buckets=(1.0,))
+    t.handle(
+        [
+            {"type": TASK_INFO_EVENT, "uuid": "a", "queue": "q", "enqueued_at": 100.0},
+            {"type": "task-started", "uuid": "a", "timestamp": 99.0},
+            {"type": TASK_INFO_EVENT, "uuid": "b", "queue": "q", "enqueued_at": 100.0},
+            {"type": "task-started", "uuid": "b", "timestamp": 100.0 + 10**9},
+        ]
+    )
+    snap = t.snapshot()
+    assert snap.clock_skew_clamped == 2
+    assert snap.queue_wait[("q", "0")] == ([1, 2], 1000.0)
+
+
+def test_duplicate_final_events_count_once_and_time_limits_apart():
+    t = tracker(Clock())
+    hard = {
+        "type": "task-failed",
+        "uuid": "h",
+        "exception": "ExceptionWithTraceback()",
+        "traceback": "x\nbilliard.exceptions.TimeLimitExceeded: TimeLimitExceeded(1,)",
+    }
+    t.handle(
+        [
+            {"type": "task-received", "uuid": "h", "name": "n"},
+            hard,
+            hard,
+            {"type": "task-received", "uuid": "s", "name": "n"},
+            {"type": "task-failed", "uuid": "s", "exception": "SoftTimeLimitExceeded()"},
+            {"type": "task-received", "uuid": "f", "name": "n"},
+            {"type": "task-failed", "uuid": "f", "exception": "ValueError('x')"},
+        ]
+    )
+    snap = t.snapshot()
+    assert snap.time_limits == {(UNKNOWN_QUEUE, "n", "hard"): 1, (UNKNOWN_QUEUE, "n", "soft"): 1}
+    assert snap.task_counts[("failed", UNKNOWN_QUEUE, "n")] == 1
+    assert not any(kind == "failed" and task == UNKNOWN_TASK for kind, _, task in snap.task_counts)
+
+
+def test_task_names_capped_or_allow_listed():
+    t = tracker(Clock(), max_task_names=2)
+    t.handle([{"type": "task-received", "uuid": str(i), "name": f"t{i}"} for i in range(4)])
+    assert {task for _, _, task in t.snapshot().task_counts} == {"t0", "t1", OTHER_TASK}
+    t = tracker(Clock(), task_names=["t3"])
+    t.handle([{"type": "task-received", "uuid": str(i), "name": f"t{i}"} for i in range(4)])
+    counts = t.snapshot().task_counts
+    assert counts == {
+        ("received", UNKNOWN_QUEUE, OTHER_TASK): 3,
+        ("received", UNKNOWN_QUEUE, "t3"): 1,
+    }
+
+
+def test_join_state_bounded_in_size_and_age():
+    clock = Clock()
+    t = tracker(clock, max_tracked_tasks=1000, max_task_age_seconds=60)
+    batch = [
+        {"type": "task-sent", "uuid": f"id-{i}", "name": "n", "queue": "q"} for i in range(5000)
+    ]
+    t.handle(batch)
+    assert t.snapshot().tracked_tasks == 1000
+    clock.now += 61
+    assert t.snapshot().tracked_tasks == 0
+    assert t.snapshot().task_counts[("sent", "q", "n")] == 5000
+
+
+def test_worker_down_after_timeout_kept_for_retention_then_dropped():
+    clock = Clock()
+    t = tracker(clock, heartbeat_timeout_seconds=10, worker_retention_seconds=100)
+    t.handle(
+        [
+            {"type": "worker-heartbeat", "hostname": "w1", "active": 2, "processed": 7,
+             "loadavg": [0.5, 0.1, 0.1]},
+            {"type": WORKER_QUEUES_EVENT, "hostname": "w1", "queues": ["q1", "q2"]},
+            {"type": "worker-online", "hostname": "w2"},
+        ]
+    )  # fmt: skip
+    snap = t.snapshot()
+    assert [(w.worker, w.up, w.active, w.processed, w.load1) for w in snap.workers] == [
+        ("w1", True, 2.0, 7.0, 0.5),
+        ("w2", True, None, None, None),
+    ]
+    assert snap.queue_workers == {"q1": 1, "q2": 1}
+    clock.now += 10.5
+    t.handle([{"type": "worker-offline", "hostname": "w2"}])
+    snap = t.snapshot()
+    assert [(w.worker, w.up) for w in snap.workers] == [("w1", False), ("w2", False)]
+    assert snap.queue_workers == {"q1": 0, "q2": 0}
+    clock.now += 89  # w1 silent for 99.5 s: still exported as down
+    assert [w.worker for w in t.snapshot().workers] == ["w1", "w2"]
+    clock.now += 1
+    assert [w.worker for w in t.snapshot().workers] == ["w2"]
+
+
+def test_malformed_events_counted_and_skipped():
+    t = tracker(Clock())
+    t.handle([42, {"no": "type"}, {"type": "task-started", "uuid": ["not", "hashable"]}], 2)
+    t.handle([{"type": "task-received", "uuid": "a", "name": "n"}])
+    snap = t.snapshot()
+    assert snap.malformed == 2 + 3
+    assert snap.events_received == 1
+    assert snap.task_counts == {("received", UNKNOWN_QUEUE, "n"): 1}
