@@ -48,8 +48,9 @@ def render_text(metrics: Iterable[Metric]) -> bytes:
     out: list[str] = []
     append = out.append
     # Families often share one labels dict between samples (a level's depth and its age): render
-    # each dict once. Keyed by id(), valid because the samples keep the dicts alive meanwhile.
-    rendered: dict[int, str] = {}
+    # each dict once. Keyed by id(), so the dict itself is kept in the value: families already
+    # rendered are freed as collect() moves on, and a new dict can get a freed dict's id.
+    rendered: dict[int, tuple[dict[str, str], str]] = {}
     for metric in metrics:
         name = metric.name
         kind = metric.type
@@ -65,10 +66,12 @@ def render_text(metrics: Iterable[Metric]) -> bytes:
         for sample in metric.samples:
             labels = sample.labels
             if labels:
-                inner = rendered.get(id(labels))
-                if inner is None:
+                cached = rendered.get(id(labels))
+                if cached is not None and cached[0] is labels:
+                    inner = cached[1]
+                else:
                     inner = ",".join(f'{k}="{_escape_value(v)}"' for k, v in labels.items())
-                    rendered[id(labels)] = inner
+                    rendered[id(labels)] = (labels, inner)
                 line = f"{sample.name}{{{inner}}} {format_value(sample.value)}"
             else:
                 line = f"{sample.name} {format_value(sample.value)}"

@@ -405,7 +405,7 @@ class RabbitMQInspector:
                 f"{self.where}: user {self.target.user!r} may not access vhost "
                 f"{self.target.vhost!r} (or it does not exist)"
             ) from None
-        except (pika.exceptions.AMQPError, OSError) as exc:
+        except Exception as exc:  # pika's connection workflow raises its own exception types
             self._drop_connection()
             raise RabbitMQInspectionError(
                 f"{self.where}: AMQP failed ({_amqp_reason(exc)})"
@@ -470,14 +470,18 @@ class RabbitMQInspector:
         )
         try:
             return pika.BlockingConnection(parameters)
-        except pika.exceptions.AMQPConnectionError as exc:
-            # pika wraps the real cause (auth, vhost, refused) in a workflow error.
+        except Exception as exc:
+            # pika raises its connection workflow's own exception types (not AMQPError
+            # subclasses) or wraps the real cause (auth, vhost, refused) in one.
             cause = _connection_cause(exc)
-            if time.monotonic() >= deadline and not isinstance(
+            if isinstance(
                 cause,
                 pika.exceptions.ProbableAuthenticationError
                 | pika.exceptions.ProbableAccessDeniedError,
             ):
+                raise cause from None
+            timed_out = isinstance(cause, TimeoutError) or "Timeout" in type(cause).__name__
+            if timed_out or time.monotonic() >= deadline - 0.1:
                 raise _DeadlineExceeded from None
             raise cause from None
 
