@@ -70,8 +70,17 @@ def dashboard_files(config: dict[str, Any]) -> dict[Path, str]:
     return files(config)
 
 
+K8S_DASHBOARD_DIR = Path("k8s/generated/dashboards")
+
+
+def k8s_dashboard_files(config: dict[str, Any]) -> dict[Path, str]:
+    """Copies of the dashboards inside k8s/, for the kustomize configMapGenerator (kustomize's
+    load restrictor refuses files outside the kustomization's directory)."""
+    return {K8S_DASHBOARD_DIR / path.name: text for path, text in dashboard_files(config).items()}
+
+
 #: Every generator run by main(). Dashboards: append the dashboard generator here.
-GENERATORS: list[Generator] = [rule_files, dashboard_files]
+GENERATORS: list[Generator] = [rule_files, dashboard_files, k8s_dashboard_files]
 
 
 def render(config: dict[str, Any]) -> dict[Path, str]:
