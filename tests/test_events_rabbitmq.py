@@ -1,0 +1,154 @@
+"""Celery events on real RabbitMQ with real Celery workers.
+
+The shared node (127.0.0.1:5672) carries other tests' events too, so every assertion is
+scoped to this test's unique queue or worker names, or measured as a difference. The restart
+test runs on a private node (tests/rabbitmq_node.py).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from urllib.parse import quote
+
+import pika
+import pytest
+import requests
+from apps.harness import ROOT, Exporter
+from conftest import free_port, wait_until
+
+from exporter.events.rabbitmq_consumer import EVENT_EXCHANGE, QUEUE_PREFIX
+
+pytest.register_assert_rewrite("apps.scenarios")  # its asserts are the tests' asserts
+from apps.scenarios import outcome_scenario, priority_scenario, publish_heartbeat  # noqa: E402
+
+pytest_plugins = ["rabbitmq_node", "apps.scenarios"]
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
+
+MANAGEMENT = "http://127.0.0.1:15672"
+AUTH = ("guest", "guest")
+
+
+@pytest.fixture
+def celery_queue(rabbitmq_url, unique_name):
+    """The test's unique queue name; its queue and exchange (declared by Celery) are deleted
+    afterwards."""
+    yield unique_name
+    connection = pika.BlockingConnection(pika.URLParameters("amqp://guest:guest@127.0.0.1:5672/"))
+    try:
+        channel = connection.channel()
+        channel.queue_delete(unique_name)
+        channel.exchange_delete(unique_name)
+    finally:
+        connection.close()
+
+
+def queue_info(name: str, api: str = MANAGEMENT) -> dict | None:
+    response = requests.get(f"{api}/api/queues/%2F/{quote(name, safe='')}", auth=AUTH, timeout=10)
+    return response.json() if response.status_code == 200 else None
+
+
+def exporter_queues(api: str = MANAGEMENT) -> set[str]:
+    response = requests.get(f"{api}/api/queues/%2F", auth=AUTH, timeout=10)
+    return {q["name"] for q in response.json() if q["name"].startswith(QUEUE_PREFIX)}
+
+
+def test_task_outcomes_counted_exactly_prefork(
+    rabbitmq_url, celery_queue, exporter_factory, workers, producer_hook
+):
+    exporter = exporter_factory(rabbitmq_url)
+    outcome_scenario(exporter, rabbitmq_url, celery_queue, workers, lowest_level="0")
+
+
+def test_most_urgent_level_waits_less_with_a_backlog_solo(
+    rabbitmq_url, celery_queue, exporter_factory, workers, producer_hook
+):
+    exporter = exporter_factory(rabbitmq_url)
+    # On RabbitMQ the highest priority is the most urgent (x-max-priority 9 in the test app).
+    priority_scenario(exporter, rabbitmq_url, celery_queue, workers, most="9", least="0")
+
+
+def test_one_exclusive_queue_removed_on_close_and_malformed_counted(rabbitmq_url):
+    publish_heartbeat(rabbitmq_url, "ensure@exchange")  # the exchange exists once a worker ran
+    exporter = Exporter(rabbitmq_url).start()
+    try:
+        wait_until(exporter.consumer.subscribed.is_set, 20, what="subscribed")
+        info = queue_info(exporter.consumer.queue_name)
+        assert info is not None
+        assert info["exclusive"] is True and info["auto_delete"] is True
+        bindings = requests.get(
+            f"{MANAGEMENT}/api/queues/%2F/{quote(exporter.consumer.queue_name, safe='')}/bindings",
+            auth=AUTH,
+            timeout=10,
+        ).json()
+        assert {(b["source"], b["routing_key"]) for b in bindings if b["source"]} == {
+            (EVENT_EXCHANGE, "#")
+        }
+        before = exporter.value("celery_events_malformed_total")
+        connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url.rstrip("/") + "/"))
+        channel = connection.channel()
+        for body, content_type in (
+            (b"not json", "application/json"),
+            (b'"a string"', "application/json"),
+            (b"\x80\x04K\x01.", "application/x-python-serialize"),
+        ):
+            channel.basic_publish(
+                EVENT_EXCHANGE,
+                "task.started",
+                body,
+                pika.BasicProperties(content_type=content_type),
+            )
+        connection.close()
+        publish_heartbeat(rabbitmq_url, "good-after-malformed@cqe-test")
+        wait_until(
+            lambda: exporter.value("celery_worker_up", worker="good-after-malformed@cqe-test") == 1,
+            10,
+            what="good event after the malformed ones",
+        )
+        assert exporter.value("celery_events_malformed_total") == before + 3
+    finally:
+        exporter.close()
+    assert queue_info(exporter.consumer.queue_name) is None
+
+
+def test_killed_exporter_leaves_no_queue(rabbitmq_url):
+    publish_heartbeat(rabbitmq_url, "ensure@exchange")
+    before = exporter_queues()
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "--events", "--broker-url", rabbitmq_url,
+         "--queue", "cqe-none", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        created = wait_until(lambda: exporter_queues() - before, 30, what="exporter's queue")
+        assert len(created) == 1
+    finally:
+        process.kill()  # SIGKILL: no clean shutdown, the broker must clean up
+        process.wait(timeout=10)
+    wait_until(lambda: not (exporter_queues() & created), 30, what="queue removed by RabbitMQ")
+
+
+def test_broker_restart_events_flow_again(private_rabbitmq):
+    url = private_rabbitmq.amqp_url
+    publish_heartbeat(url, "before@restart")  # declares the durable celeryev exchange
+    exporter = Exporter(url).start()
+    try:
+        wait_until(exporter.consumer.subscribed.is_set, 30, what="subscribed")
+        publish_heartbeat(url, "before@restart")
+        wait_until(lambda: exporter.value("celery_events_received_total") == 1, 10, what="event")
+        private_rabbitmq.stop()
+        wait_until(lambda: exporter.value("celery_event_consumer_up") == 0, 20, what="down")
+        private_rabbitmq.start()
+        wait_until(lambda: exporter.value("celery_event_consumer_up") == 1, 60, what="back")
+        publish_heartbeat(url, "after@restart")
+        wait_until(lambda: exporter.value("celery_events_received_total") == 2, 10, what="event")
+        assert exporter.value("celery_worker_up", worker="after@restart") == 1
+        assert exporter.values("celery_event_stream_interruptions_total", "reason") == {
+            "disconnected": 1,
+            "overflow": 0,
+        }
+    finally:
+        exporter.close()
