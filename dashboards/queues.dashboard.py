@@ -117,7 +117,7 @@ def build(s: Settings):
                 thresholds=above(too_long),
                 runbooks=["CeleryQueueMessageWaitingTooLong"],
             ),
-            5,
+            4,
         ),
         (
             stat(
@@ -132,7 +132,20 @@ def build(s: Settings):
                 runbooks=["CeleryQueueMostUrgentWaitingTooLong"],
                 dashboards=["priorities"],
             ),
-            6,
+            4,
+        ),
+        (
+            stat(
+                s,
+                "Unwatched queues",
+                "Discovered queues the exporter skips because the broker's max_queues cap was "
+                "reached (celery_exporter_queues_over_limit): their depth is unknown. Normal: "
+                "0; otherwise raise max_queues or list the queues to watch.",
+                [Q(f"sum({m(cat.QUEUES_OVER_LIMIT, sb)})")],
+                unit=UNIT_COUNT,
+                thresholds=above(1, over="orange"),
+            ),
+            3,
         ),
     )
 

@@ -49,14 +49,19 @@ def build(s: Settings):
     def rate_by(spec: cat.MetricSpec, by: str, sel: str = st) -> str:
         return f"sum by ({by}) (rate({m(spec, sel)}[{RATE}]))"
 
-    finished = (
-        f"({rate_by(cat.TASK_SUCCEEDED, 'broker, queue, task')}"
-        f" + {rate_by(cat.TASK_FAILED, 'broker, queue, task')}"
-        f" + {rate_by(cat.TASK_TIME_LIMIT, 'broker, queue, task')})"
-    )
-    failure = f"{rate_by(cat.TASK_FAILED, 'broker, queue, task')} / {finished}"
-    killed = f"{rate_by(cat.TASK_TIME_LIMIT, 'broker, queue, task')} / {finished}"
+    # One selector over the three outcome counters: a sum of three rates would be empty
+    # until every one of them has a series (no time-limit kill yet = no such series).
+    outcomes = "|".join(s.name for s in (cat.TASK_SUCCEEDED, cat.TASK_FAILED, cat.TASK_TIME_LIMIT))
+    finished_sel = f'{{__name__=~"{outcomes}", {st}}}'
 
+    def finished(by: str) -> str:
+        return f"sum by ({by}) (rate({finished_sel}[{RATE}]))"
+
+    def share(spec: cat.MetricSpec, by: str) -> str:
+        """spec's rate / finished; 0 (not empty) while spec has no series yet."""
+        return f"({rate_by(spec, by)} or 0 * {finished(by)}) / {finished(by)}"
+
+    per_task = "broker, queue, task"
     lay = Layout()
     lay.row("Overview")
     lay.line(
@@ -108,7 +113,7 @@ def build(s: Settings):
                 "Throughput",
                 "Tasks finished per second in the selected queues: succeeded + failed + "
                 "time-limited (task events). Normal: follows the publish rate.",
-                [Q(f"sum({finished})")],
+                [Q(f"sum({finished('broker')})")],
                 unit=UNIT_TASK_RATE,
                 thresholds=NEUTRAL,
             ),
@@ -121,11 +126,7 @@ def build(s: Settings):
                 "Failed tasks / finished tasks, time-limit kills not included (they have their "
                 f"own panel). Normal: near 0; red from {failure_ratio:.0%} "
                 "(CeleryTaskFailureRatioHigh).",
-                [
-                    Q(
-                        f"sum({rate_by(cat.TASK_FAILED, 'broker')}) / sum({finished})",
-                    )
-                ],
+                [Q(f"max({share(cat.TASK_FAILED, 'broker')})")],
                 unit=UNIT_RATIO,
                 thresholds=above(failure_ratio),
                 runbooks=["CeleryTaskFailureRatioHigh"],
@@ -138,7 +139,7 @@ def build(s: Settings):
                 "Time-limit kills",
                 "Tasks stopped by a soft or hard time limit / finished tasks. Normal: 0; red "
                 f"from {kill_ratio:.0%} (CeleryTaskTimeLimitKillsHigh).",
-                [Q(f"sum({rate_by(cat.TASK_TIME_LIMIT, 'broker')}) / sum({finished})")],
+                [Q(f"max({share(cat.TASK_TIME_LIMIT, 'broker')})")],
                 unit=UNIT_RATIO,
                 thresholds=above(kill_ratio),
                 runbooks=["CeleryTaskTimeLimitKillsHigh"],
@@ -327,8 +328,8 @@ def build(s: Settings):
                 f"thresholds ({failure_ratio:.0%} failures, {kill_ratio:.0%} kills). Normal: "
                 "near 0.",
                 [
-                    Q(failure, "{{task}} failed"),
-                    Q(killed, "{{task}} time-limited"),
+                    Q(share(cat.TASK_FAILED, per_task), "{{task}} failed"),
+                    Q(share(cat.TASK_TIME_LIMIT, per_task), "{{task}} time-limited"),
                 ],
                 unit=UNIT_RATIO,
                 thresholds=above(min(failure_ratio, kill_ratio)),

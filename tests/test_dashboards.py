@@ -82,11 +82,13 @@ _PROMQL_WORDS = {
 
 def metric_names(expr: str) -> set[str]:
     """Metric and recording-rule names an expression selects (functions and keywords aside)."""
+    names = set()
+    for alternatives in re.findall(r'__name__=~"([^"]*)"', expr):
+        names.update(alternatives.split("|"))
     text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # string literals
     text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
     text = re.sub(r"\[[^\]]*\]", "", text)  # range and subquery selectors
     text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
-    names = set()
     for match in re.finditer(r"(?<![\w.$])[a-zA-Z_:][a-zA-Z0-9_:]*", text):
         if text[match.end() :].lstrip().startswith("("):
             continue  # a function call
@@ -342,6 +344,8 @@ def test_queries_use_the_config_selector_and_the_variables(boards):
     for slug, panel, target in all_targets(boards):
         expr = target["expr"]
         selections = re.findall(r"\b([a-zA-Z_:][\w:]*)\{([^}]*)\}", expr)
+        for names, matchers in re.findall(r'(?<![\w:])\{__name__=~"([^"]*)", ([^}]*)\}', expr):
+            selections += [(name, matchers) for name in names.split("|")]
         assert selections, (slug, panel["title"])
         for name, matchers in selections:
             where = f"{slug}: {panel['title']}: {name}"
@@ -435,8 +439,11 @@ def test_metric_name_extraction():
         "histogram_quantile(0.95, sum by (broker, le) (rate(celery_task_runtime_seconds_bucket"
         '{job="x", task=~"a|b"}[5m]))) and on (broker) celery_broker_info{transport="redis"}'
         " / ignoring (le) celery:queue_wait:p95_5m offset 5m or vector(0) > bool 1e-9"
+        ' + sum(rate({__name__=~"celery_task_failed_total|up", job="x"}[1m]))'
     )
     assert metric_names(expr) == {
+        "celery_task_failed_total",
+        "up",
         "celery_task_runtime_seconds_bucket",
         "celery_broker_info",
         "celery:queue_wait:p95_5m",

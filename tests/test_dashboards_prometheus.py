@@ -1,0 +1,497 @@
+"""Every dashboard query against a real Prometheus scraping a real exporter.
+
+One module-scoped stack: a private redis-server, a real Celery app publishing mixed-priority
+tasks, a real ``celery worker`` (solo pool, task events on) draining one queue while another
+has no consumer, the exporter as a subprocess (queues and Celery events), and /usr/bin/prometheus
+on a spare port with a temporary storage dir, a 1 s scrape interval and the generated recording
+rules evaluated every second. Grafana's variables are replaced by concrete values before a
+query is sent (``$__rate_interval`` -> 1m, ``$queue`` -> the two test queues, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+from conftest import (
+    RedisServer,
+    free_port,
+    missing_service,
+    parse_exposition,
+    port_open,
+    wait_until,
+)
+from test_dashboards import (
+    all_targets,
+    committed,
+    concrete,
+    label_values_query,
+    metric_names,
+    recording_rule_names,
+    spec_of_series,
+    variable_queries,
+)
+
+from exporter import catalogue as cat
+from monitoring import config as monitoring_config
+from monitoring import rules
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMETHEUS = Path("/usr/bin/prometheus")
+BROKER = "dash-redis"
+BUSY, IDLE = "dash-busy", "dash-idle"
+#: Tasks per priority on the queue the worker drains (0 is served first on Redis) ...
+BUSY_TASKS = {0: 30, 9: 150}
+#: ... and on the queue nobody consumes.
+IDLE_TASKS = {0: 2, 3: 2, 6: 2, 9: 2}
+TASK_SECONDS = 0.1
+
+#: Values the variables take, as Grafana would substitute them (multi-value: a regex).
+VARIABLES = {
+    "job": "celery-queue-exporter",
+    "namespace": ".*",
+    "broker": BROKER,
+    "queue": f"({BUSY}|{IDLE})",
+    "worker": ".*",
+    "task": ".*",
+}
+
+APP_SOURCE = """
+import os
+import time
+
+from celery import Celery
+from kombu import Queue
+
+from exporter.instrumentation import install
+
+app = Celery("dash_app", broker=os.environ["DASH_BROKER_URL"], set_as_current=False)
+app.conf.update(
+    task_queues=[Queue(name, routing_key=name) for name in os.environ["DASH_QUEUES"].split(",")],
+    task_send_sent_event=True,
+    worker_send_task_events=True,
+    worker_prefetch_multiplier=1,
+    task_acks_late=True,
+    task_ignore_result=True,
+    broker_connection_retry_on_startup=True,
+)
+install(app)
+
+
+@app.task(name="dash.sleep")
+def sleep(seconds):
+    time.sleep(seconds)
+
+
+@app.task(name="dash.boom")
+def boom():
+    raise ValueError("boom")
+
+
+@app.task(name="dash.soft_limit", soft_time_limit=0.2)
+def soft_limit():
+    time.sleep(3)
+"""
+
+
+# --- the stack --------------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    redis: RedisServer
+    exporter_url: str
+    prometheus_url: str
+    events: bool
+
+    def query(self, expr: str) -> dict[str, Any]:
+        response = requests.get(
+            f"{self.prometheus_url}/api/v1/query", params={"query": expr}, timeout=10
+        )
+        return response.json()
+
+    def query_range(self, expr: str, start: float, end: float) -> dict[str, Any]:
+        response = requests.get(
+            f"{self.prometheus_url}/api/v1/query_range",
+            params={"query": expr, "start": start, "end": end, "step": "1s"},
+            timeout=10,
+        )
+        return response.json()
+
+    def scrape(self) -> dict:
+        return parse_exposition(requests.get(self.exporter_url, timeout=10).text)
+
+
+def _stop(process: subprocess.Popen | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def _publish(url: str, workdir: Path) -> None:
+    sys.path.insert(0, str(workdir))
+    os.environ["DASH_BROKER_URL"], os.environ["DASH_QUEUES"] = url, f"{BUSY},{IDLE}"
+    try:
+        import dash_app  # the module written by the fixture
+
+        app = dash_app.app
+        for task in ("dash.boom", "dash.soft_limit"):
+            app.send_task(task, queue=BUSY, priority=0)
+        for priority, count in BUSY_TASKS.items():
+            for _ in range(count):
+                app.send_task("dash.sleep", args=(TASK_SECONDS,), queue=BUSY, priority=priority)
+        for priority, count in IDLE_TASKS.items():
+            for _ in range(count):
+                app.send_task("dash.sleep", args=(TASK_SECONDS,), queue=IDLE, priority=priority)
+        app.close()
+    finally:
+        sys.path.remove(str(workdir))
+        sys.modules.pop("dash_app", None)
+        from exporter.instrumentation import uninstall
+
+        uninstall()
+
+
+def _exporter_supports_events() -> bool:
+    help_text = subprocess.run(
+        [sys.executable, "-m", "exporter", "--help"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
+    return "--events" in help_text
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    if not PROMETHEUS.exists():
+        missing_service("/usr/bin/prometheus is not installed (Debian package prometheus)")
+    if shutil.which("redis-server") is None:
+        missing_service("redis-server is not installed")
+    workdir = Path(tempfile.mkdtemp(prefix="cqe-dash-"))
+    processes: list[subprocess.Popen] = []
+    redis = RedisServer(port=free_port(), workdir=workdir)
+    logs = []
+
+    def spawn(command: list[str], name: str, env: dict[str, str] | None = None):
+        log = open(workdir / f"{name}.log", "w")  # noqa: SIM115 - closed at teardown
+        logs.append(log)
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        processes.append(process)
+        return process
+
+    try:
+        redis.start()
+        (workdir / "dash_app.py").write_text(textwrap.dedent(APP_SOURCE))
+        _publish(redis.url, workdir)
+
+        events = _exporter_supports_events()
+        exporter_port = free_port()
+        spawn(
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "--broker-url",
+                f"{BROKER}={redis.url}",
+                "--queue",
+                BUSY,
+                "--queue",
+                IDLE,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(exporter_port),
+                *(["--events"] if events else []),
+            ],
+            "exporter",
+        )
+        wait_until(lambda: port_open(exporter_port), timeout=20, what="the exporter to listen")
+
+        config = monitoring_config.load()
+        config["recording"]["interval"] = "1s"
+        (workdir / "rules.yaml").write_text(yaml.safe_dump(rules.rule_file(config)))
+        prometheus_port = free_port()
+        (workdir / "prometheus.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "rule_files": [str(workdir / "rules.yaml")],
+                    "scrape_configs": [
+                        {
+                            "job_name": "celery-queue-exporter",
+                            "scrape_interval": "1s",
+                            "scrape_timeout": "1s",
+                            "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
+                        }
+                    ],
+                }
+            )
+        )
+        spawn(
+            [
+                str(PROMETHEUS),
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{prometheus_port}",
+                "--log.level=warn",
+            ],
+            "prometheus",
+        )
+        prometheus_url = f"http://127.0.0.1:{prometheus_port}"
+
+        def ready() -> bool:
+            try:
+                return requests.get(f"{prometheus_url}/-/ready", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_until(ready, timeout=30, what="prometheus to be ready")
+        spawn(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "dash_app",
+                "worker",
+                "-P",
+                "prefork",
+                "-c",
+                "1",
+                "-E",
+                "-Q",
+                BUSY,
+                "-n",
+                "dash-worker@cqe-test",
+                "--without-gossip",
+                "--without-mingle",
+                "--heartbeat-interval",
+                "1",
+                "-l",
+                "WARNING",
+            ],
+            "worker",
+            env={
+                "PYTHONPATH": f"{workdir}{os.pathsep}{ROOT}",
+                "DASH_BROKER_URL": redis.url,
+                "DASH_QUEUES": f"{BUSY},{IDLE}",
+            },
+        )
+        yield Stack(redis, f"http://127.0.0.1:{exporter_port}/metrics", prometheus_url, events)
+    finally:
+        for process in reversed(processes):
+            _stop(process)
+        for log in logs:
+            log.close()
+        redis.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _has_data(stack: Stack, expr: str, minutes: int = 10) -> bool:
+    """Whether ``expr`` returned anything in the last minutes, as a panel would show it."""
+    end = time.time()
+    answer = stack.query_range(expr, end - 60 * minutes, end)
+    return answer["status"] == "success" and bool(answer["data"]["result"])
+
+
+def _queries() -> list[tuple[str, str, str, str]]:
+    """(dashboard, panel title, refId, concrete expression) of every panel query."""
+    return [
+        (slug, panel["title"], target["refId"], concrete(target["expr"], VARIABLES))
+        for slug, panel, target in all_targets(committed())
+    ]
+
+
+# --- validity ---------------------------------------------------------------------------------
+
+
+def test_every_panel_query_is_valid_promql(stack):
+    wait_until(
+        lambda: _has_data(stack, 'count_over_time(up{job="celery-queue-exporter"}[1m]) >= 3'),
+        timeout=30,
+        what="three scrapes",
+    )
+    problems = []
+    queries = _queries()
+    for slug, title, ref, expr in queries:
+        answer = stack.query(expr)
+        if answer["status"] != "success" or answer.get("warnings"):
+            problems.append(f"{slug}: {title} [{ref}]: {answer.get('error')} {answer}: {expr}")
+    assert problems == []
+    assert len(queries) > 80
+
+
+def test_a_broken_query_is_reported_as_an_error(stack):
+    answer = stack.query(
+        concrete('sum by (queue (celery_queue_messages{queue=~"$queue"})', {"queue": ".*"})
+    )
+    assert answer["status"] == "error" and answer["errorType"] == "bad_data"
+
+
+def test_variable_queries_return_the_test_values(stack):
+    expected = {"job": {"celery-queue-exporter"}, "broker": {BROKER}, "queue": {BUSY, IDLE}}
+    wait_until(lambda: _has_data(stack, "celery_queue_messages"), what="queue series")
+    for slug, variable in variable_queries(committed()):
+        series, label = label_values_query(variable["query"])
+        expr = concrete(series, {**VARIABLES, "queue": ".*", "broker": ".*", "job": ".*"})
+        answer = stack.query(f"group by ({label}) ({expr})")
+        assert answer["status"] == "success", (slug, variable["name"], answer)
+        values = {item["metric"].get(label, "") for item in answer["data"]["result"]}
+        if label in expected:
+            assert values == expected[label], (slug, label)
+        elif label == "namespace":
+            assert values == {""}  # no namespace label outside Kubernetes: "All" matches
+        elif stack.events:
+            assert values, (slug, label)
+
+
+# --- names ------------------------------------------------------------------------------------
+
+
+def test_every_queried_metric_is_in_a_real_scrape_or_the_generated_rules(stack):
+    """Names a panel queries: the Redis exporter's scrape, the recording rules Prometheus
+    loaded, Prometheus' own ``up``; metrics of other parts (RabbitMQ-only; events when this
+    build has none) must at least be in the catalogue, and the RabbitMQ test scrapes those."""
+    loaded = {
+        rule["name"]
+        for group in requests.get(f"{stack.prometheus_url}/api/v1/rules", timeout=10).json()[
+            "data"
+        ]["groups"]
+        for rule in group["rules"]
+        if rule["type"] == "recording"
+    }
+    assert loaded == recording_rule_names()
+    used = {name for _, _, _, expr in _queries() for name in metric_names(expr)}
+    must_scrape = set()
+    for name in sorted(used - loaded - {"up"}):
+        spec = spec_of_series(name)
+        assert spec is not None, f"{name} is neither recorded nor in the catalogue"
+        redis_queue_metric = spec in cat.QUEUE_METRICS and "redis" in spec.brokers
+        event_metric = spec in cat.EVENT_METRICS and name not in _EVENT_SERIES_ON_DEMAND
+        if redis_queue_metric or (event_metric and stack.events):
+            must_scrape.add(name)
+    last: set[str] = set()
+
+    def scraped_all() -> bool:
+        nonlocal last
+        last = {name for name, _ in stack.scrape()}
+        return must_scrape <= last
+
+    try:
+        wait_until(scraped_all, timeout=40, interval=0.5, what="every queried metric scraped")
+    except AssertionError:
+        pytest.fail(f"queried but never exported: {sorted(must_scrape - last)}")
+    assert len(must_scrape) >= 25
+
+
+#: Event series that appear only after their first event of that kind (not produced here).
+_EVENT_SERIES_ON_DEMAND = {
+    cat.TASK_RETRIED.name,
+    cat.EVENT_STREAM_INTERRUPTIONS.name,
+}
+
+
+# --- data -------------------------------------------------------------------------------------
+
+#: Queries allowed to return nothing with this workload, and why.
+NO_DATA_EXPECTED = {
+    ("queues", "Consumers (RabbitMQ)"): "RabbitMQ-only metric; the stack has only Redis",
+    ("queues", "Max priority (RabbitMQ)"): "RabbitMQ-only metric",
+    ("queues", "RabbitMQ: management API and missing queues"): "RabbitMQ-only metrics",
+    ("queues", "Consumer utilisation (RabbitMQ)"): "RabbitMQ-only metric",
+    ("queues", "RabbitMQ: waiting messages per priority level"): "no RabbitMQ broker",
+    ("queues", "RabbitMQ: oldest waiting message per level"): "no RabbitMQ broker",
+    ("workers", "Workers up and down", "B"): "counts down workers; none is down",
+    ("workers", "Throughput per queue", "D"): "no task retries in this workload",
+    ("workers", "Event stream", "C"): "no interruption of the event stream",
+}
+
+
+def _exempt(slug: str, title: str, ref: str, expr: str) -> bool:
+    return (
+        (slug, title) in NO_DATA_EXPECTED
+        or (slug, title, ref) in NO_DATA_EXPECTED
+        or 'transport="rabbitmq"' in expr
+    )
+
+
+def _needs_events(expr: str) -> bool:
+    recorded = recording_rule_names()
+    for name in metric_names(expr):
+        spec = spec_of_series(name)
+        if name in recorded or (spec is not None and spec in cat.EVENT_METRICS):
+            return True
+    return False
+
+
+def _wait_for_data(stack: Stack, queries: list[tuple[str, str, str, str]]) -> None:
+    pending = {(slug, title, ref): expr for slug, title, ref, expr in queries}
+
+    def all_have_data() -> bool:
+        for key, expr in list(pending.items()):
+            if _has_data(stack, expr):
+                del pending[key]
+        return not pending
+
+    try:
+        wait_until(all_have_data, timeout=60, interval=1, what="data in every panel")
+    except AssertionError:
+        pytest.fail(f"queries without data: {sorted(pending)}")
+
+
+def test_queue_panels_have_data(stack):
+    queries = [
+        q
+        for q in _queries()
+        if not _exempt(*q)
+        and not _needs_events(q[3])
+        and all(
+            name == "up" or "redis" in (spec_of_series(name) or cat.BUILD_INFO).brokers
+            for name in metric_names(q[3])
+        )
+    ]
+    assert len(queries) >= 25
+    _wait_for_data(stack, queries)
+
+
+def test_event_panels_have_data(stack):
+    if not stack.events:
+        pytest.skip("this build of the exporter has no --events: the event panels have no source")
+    queries = [q for q in _queries() if not _exempt(*q) and _needs_events(q[3])]
+    assert len(queries) >= 30
+    _wait_for_data(stack, queries)
+
+
+def test_urgent_level_is_served_first_in_the_panels(stack):
+    """What the panels show matches the workload: on the busy queue the most urgent level
+    (Redis: 0) was empty while the least urgent one still had messages waiting."""
+    depth = 'celery_queue_messages{job="celery-queue-exporter", queue="dash-busy", priority="%s"}'
+    expr = f"({depth % 0} == 0) and on (broker, queue) ({depth % 9} > 0)"
+    wait_until(lambda: _has_data(stack, expr), timeout=60, interval=1, what="level 0 first")
