@@ -1,0 +1,79 @@
+"""exporter/exposition.py must say exactly what prometheus_client's own renderer says."""
+
+from __future__ import annotations
+
+import gc
+import math
+
+import pytest
+from conftest import parse_exposition
+from exporter_helpers import build_exporter
+from prometheus_client import generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+)
+from test_exporter_service import fill
+
+from exporter.exposition import render_text
+
+
+def families():
+    """Freshly built families, dropped as soon as they are rendered (ids get reused)."""
+    for i in range(60):
+        gauge = GaugeMetricFamily(
+            f"g{i}", 'help with "quotes" and \\ backslash\nnewline', labels=["a", "b"]
+        )
+        gauge.add_metric([f"x{i}", 'va"l\\ue\n'], i / 7)
+        gauge.add_metric([f"y{i}", ""], float("inf"))
+        yield gauge
+        if i % 10 == 0:
+            gc.collect()
+    counter = CounterMetricFamily("c", "a counter", labels=["k"])
+    counter.add_metric(["v"], 3, created=1700000000.5)
+    yield counter
+    histogram = HistogramMetricFamily("h_seconds", "a histogram", labels=["q"])
+    histogram.add_metric(["a"], [("0.5", 1), ("+Inf", 3)], sum_value=2.5)
+    yield histogram
+    info = InfoMetricFamily("build", "build info")
+    info.add_metric([], {"version": "1"})
+    yield info
+    nan = GaugeMetricFamily("n", "nan", value=float("nan"))
+    yield nan
+
+
+class _Families:
+    def collect(self):
+        return families()
+
+
+def test_render_text_equals_prometheus_client_on_tricky_families():
+    ours = render_text(families()).decode()
+    theirs = generate_latest(_Families()).decode()
+    a, b = parse_exposition(ours), parse_exposition(theirs)
+    nan_key = ("n", frozenset())
+    assert math.isnan(a.pop(nan_key)) and math.isnan(b.pop(nan_key))
+    assert a == b
+    assert ours.count("# TYPE") == theirs.count("# TYPE")
+
+
+@pytest.mark.redis
+def test_render_text_equals_prometheus_client_on_a_real_scrape(redis_server):
+    fill(redis_server.url)
+    exporter = build_exporter("--broker-url", f"r={redis_server.url}")
+    ours = parse_exposition(render_text(exporter.registry.collect()).decode())
+    theirs = parse_exposition(generate_latest(exporter.registry).decode())
+    exporter.close()
+    volatile = (
+        "process_",
+        "python_gc_",
+        "celery_exporter_scrape_duration",
+        "celery_queue_oldest",
+        "celery_broker_reserved_oldest",
+        "celery_exporter_scrape_errors",
+    )
+    strip = lambda samples: {k: v for k, v in samples.items() if not k[0].startswith(volatile)}  # noqa: E731
+    assert strip(ours) == strip(theirs)
+    assert {k for k in ours} == {k for k in theirs}
