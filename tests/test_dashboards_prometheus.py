@@ -495,3 +495,70 @@ def test_urgent_level_is_served_first_in_the_panels(stack):
     depth = 'celery_queue_messages{job="celery-queue-exporter", queue="dash-busy", priority="%s"}'
     expr = f"({depth % 0} == 0) and on (broker, queue) ({depth % 9} > 0)"
     wait_until(lambda: _has_data(stack, expr), timeout=60, interval=1, what="level 0 first")
+
+
+# --- RabbitMQ-only metrics --------------------------------------------------------------------
+
+
+@pytest.mark.rabbitmq
+def test_rabbitmq_metrics_the_panels_query_are_in_a_real_rabbitmq_scrape(rabbitmq_url, unique_name):
+    """The RabbitMQ-only series the Redis stack cannot produce, from a real RabbitMQ scrape."""
+    import pika
+    from celery import Celery
+    from exporter_helpers import build_exporter, scrape
+    from kombu import Queue
+
+    used = {name for _, _, _, expr in _queries() for name in metric_names(expr)}
+    rabbit_only = {
+        name
+        for name in used
+        if (spec := spec_of_series(name)) is not None and spec.brokers == ("rabbitmq",)
+    }
+    assert rabbit_only == {
+        cat.QUEUE_CONSUMERS.name,
+        cat.QUEUE_CONSUMER_UTILISATION.name,
+        cat.QUEUE_MAX_PRIORITY.name,
+        cat.QUEUE_MISSING.name,
+        cat.RABBITMQ_MANAGEMENT_UP.name,
+    }
+    app = Celery("dash-rmq", broker=rabbitmq_url, set_as_current=False)
+    app.conf.task_queues = [Queue(unique_name, queue_arguments={"x-max-priority": 9})]
+    exporter = None
+    try:
+        for priority in (0, 9):
+            app.send_task("dash.noop", queue=unique_name, priority=priority)
+        exporter = build_exporter(
+            "--broker-url", f"rmq={rabbitmq_url}", "--queue", unique_name,
+            "--queue", f"{unique_name}-absent",
+        )  # fmt: skip
+        samples = wait_until(
+            lambda: (
+                (s := scrape(exporter))
+                and {name for name, _ in s} >= rabbit_only - {cat.QUEUE_CONSUMER_UTILISATION.name}
+                and s
+            ),
+            timeout=30,
+            interval=1,
+            what="RabbitMQ series",
+        )
+        names = {name for name, _ in samples}
+        # RabbitMQ reports consumer_utilisation only for queues with consumers
+        assert rabbit_only - names <= {cat.QUEUE_CONSUMER_UTILISATION.name}
+        assert (
+            samples[
+                (
+                    cat.QUEUE_MISSING.name,
+                    frozenset({("broker", "rmq"), ("queue", f"{unique_name}-absent")}),
+                )
+            ]
+            == 1
+        )
+    finally:
+        if exporter is not None:
+            exporter.close()
+        app.close()
+        connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url[:-1] + "%2F"))
+        try:
+            connection.channel().queue_delete(unique_name)
+        finally:
+            connection.close()
