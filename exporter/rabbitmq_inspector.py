@@ -34,7 +34,7 @@ import pika.exceptions
 import requests
 
 from .config import BrokerConfig, redact_url
-from .snapshot import BrokerSnapshot, LevelReading, urgency_readings
+from .snapshot import BrokerSnapshot, LevelReading, select_queues, urgency_readings
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +222,7 @@ class RabbitMQInspector:
         self._connection: pika.BlockingConnection | None = None
         self._channel: Any = None
         self._discovered: list[str] = []
+        self._queues_over_limit = 0
         self._management_state: bool | None = None
         self._management_problem: str | None = None
 
@@ -233,9 +234,10 @@ class RabbitMQInspector:
         return f"RabbitMQ broker {self.config.name} ({self.config.safe_url})"
 
     def _queues(self, discovered: list[str] | None) -> list[str]:
-        queues = list(dict.fromkeys(self.config.queues))
-        if self.config.discover_queues and discovered:
-            queues.extend(q for q in discovered if q not in queues)
+        cfg = self.config
+        queues, self._queues_over_limit = select_queues(
+            cfg.queues, discovered or [], cfg.discover_queues, cfg.max_queues
+        )
         return queues
 
     # --- inspection -------------------------------------------------------------------------
@@ -333,7 +335,9 @@ class RabbitMQInspector:
         }
         self._discovered = sorted(name for name in by_name if not is_internal_queue(name))
         queues = self._queues(self._discovered)
-        snapshot = BrokerSnapshot(management_api_up=True, reserved_total=0)
+        snapshot = BrokerSnapshot(
+            management_api_up=True, reserved_total=0, queues_over_limit=self._queues_over_limit
+        )
         for queue in queues:
             entry = by_name.get(queue)
             reading = snapshot.queue(queue)
@@ -383,7 +387,7 @@ class RabbitMQInspector:
         # Without the API there is no listing: configured queues plus those discovered while
         # the API last answered.
         queues = self._queues(self._discovered)
-        snapshot = BrokerSnapshot()
+        snapshot = BrokerSnapshot(queues_over_limit=self._queues_over_limit)
         try:
             channel = self._open_channel(deadline)
             for queue in queues:

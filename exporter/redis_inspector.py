@@ -31,7 +31,7 @@ from .catalogue import UNKNOWN_QUEUE
 from .config import BrokerConfig
 from .headtracker import HeadTracker
 from .instrumentation import enqueued_at
-from .snapshot import BrokerSnapshot, LevelReading, urgency_readings
+from .snapshot import BrokerSnapshot, LevelReading, select_queues, urgency_readings
 
 log = logging.getLogger(__name__)
 
@@ -101,13 +101,10 @@ class RedisInspector:
     def watched_queues(self) -> list[str]:
         """Configured queues plus, when discovery is on, those found in binding sets."""
         self._refresh_bindings()
-        queues = list(dict.fromkeys(self.config.queues))
-        self.queues_over_limit = 0
-        if self.config.discover_queues:
-            found = [q for q in self._discovered if q not in queues]
-            room = max(0, self.config.max_queues - len(queues))
-            self.queues_over_limit = max(0, len(found) - room)
-            queues.extend(found[:room])
+        cfg = self.config
+        queues, self.queues_over_limit = select_queues(
+            cfg.queues, self._discovered, cfg.discover_queues, cfg.max_queues
+        )
         return queues
 
     def _refresh_bindings(self) -> None:

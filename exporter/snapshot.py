@@ -78,3 +78,16 @@ def urgency_readings(queue: str, levels_most_urgent_first: list[str]) -> list[Ur
         UrgencyReading(queue, levels_most_urgent_first[0], 0, URGENCY_MOST),
         UrgencyReading(queue, levels_most_urgent_first[last], last, URGENCY_LEAST),
     ]
+
+
+def select_queues(
+    listed: list[str], discovered: list[str], discover: bool, max_queues: int
+) -> tuple[list[str], int]:
+    """Queues to watch: every listed queue, then discovered ones up to ``max_queues`` in all.
+    Returns them and how many discovered queues the cap left out."""
+    queues = list(dict.fromkeys(listed))
+    if not discover:
+        return queues, 0
+    found = [queue for queue in discovered if queue not in queues]
+    room = max(0, max_queues - len(queues))
+    return queues + found[:room], max(0, len(found) - room)
