@@ -458,3 +458,18 @@ def test_metric_name_extraction():
         )
         == 'rate(x{q=~"a|b", b=~".*"}[1m])'
     )
+
+
+# --- layout pictures --------------------------------------------------------------------------
+
+
+def test_layout_pictures_are_drawn_for_every_dashboard(tmp_path):
+    from dashboards import render_layout
+
+    assert render_layout.main(["--out", str(tmp_path)]) == 0
+    for slug in SLUGS:
+        fresh = (tmp_path / f"{slug}.png").read_bytes()
+        doc = (ROOT / "docs" / "img" / f"{slug}.png").read_bytes()
+        assert fresh[:8] == doc[:8] == b"\x89PNG\r\n\x1a\n"
+        # same pixel size: the committed picture shows the current grid (IHDR width/height)
+        assert fresh[16:24] == doc[16:24], f"docs/img/{slug}.png is stale: run render_layout"
