@@ -54,6 +54,12 @@ class RespError(Exception):
     """The server answered with an error, or sent something we cannot parse."""
 
 
+class PMessage(bytes):
+    """The payload of one pattern-subscription message."""
+
+    __slots__ = ()
+
+
 class RespReader:
     """Incremental RESP2 parser for a subscribed connection: arrays of bulk strings and
     integers (pmessage, psubscribe, pong) and single-line replies."""
@@ -81,6 +87,25 @@ class RespReader:
                 continue
             count = int(buf[pos + 1 : end])
             pos = end + 2
+            if count == 4 and buf.startswith(b"$8\r\npmessage\r\n", pos):
+                # The hot path: skip pattern and channel without copying them.
+                item = pos + 14
+                for _ in range(2):
+                    end = find(b"\r\n", item)
+                    if end < 0:
+                        break
+                    item = end + 2 + int(buf[item + 1 : end]) + 2
+                else:
+                    end = find(b"\r\n", item)
+                    if end >= 0:
+                        first = end + 2
+                        last = first + int(buf[item + 1 : end])
+                        if last + 2 <= size:
+                            out.append(PMessage(bytes(buf[first:last])))
+                            pos = last + 2
+                            continue
+                pos = start
+                break
             items: list[Any] = []
             complete = True
             for _ in range(count):
@@ -270,10 +295,15 @@ class RedisEventConsumer:
             events: list[Any] = []
             malformed = 0
             for reply in reader.feed(data):
-                if type(reply) is list and reply and reply[0] == b"pmessage":
+                if type(reply) is PMessage:
+                    try:
+                        events.extend(decode(reply))
+                    except MalformedEvent:
+                        malformed += 1
+                elif type(reply) is list and len(reply) == 4 and reply[0] == b"pmessage":
                     try:
                         events.extend(decode(reply[3]))
-                    except (MalformedEvent, IndexError):
+                    except MalformedEvent:
                         malformed += 1
                 elif type(reply) is list and reply and reply[0] == b"psubscribe":
                     pending -= 1
