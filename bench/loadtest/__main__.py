@@ -1,6 +1,6 @@
 """``python -m bench.loadtest``: run the priority load test and write its report.
 
-Default run (about 8 minutes on 2 cores) and the one in docs/priority-loadtest.md::
+Default run (7 to 8 minutes on 2 cores) and the one in docs/priority-loadtest.md::
 
     .venv/bin/python -m bench.loadtest
 
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--workers", type=int, default=2, help="Celery worker processes (default 2)")
     add("--concurrency", type=int, default=4, help="prefork children per worker (default 4)")
     add("--duration", type=float, default=0.5, help="seconds each task sleeps (default 0.5)")
-    add("--phase-seconds", type=float, help="length of each load phase (default 8, quick 2)")
+    add("--phase-seconds", type=float, help="length of each load phase (default 7, quick 2)")
     add(
         "--load-factors",
         default="0.5,1,1.5,2",

@@ -359,6 +359,12 @@ def _answer(
                 f"**Go/no-go at this scale: neither broker meets all three targets** "
                 f"({comparison}).",
             ]
+    if plan["quick"]:
+        lines += [
+            "",
+            "*This is a `--quick` smoke run: its load phases are too short to put 100 tasks in "
+            "flight, so the `in-flight` verdicts say nothing about the brokers.*",
+        ]
     defaults = [s for s in summaries if s.priorities and not s.recommended]
     for s in defaults:
         urgent = an.row(s, URGENT)

@@ -428,6 +428,7 @@ class Runner:
                 "mixed_phases": [list(p) for p in plan.mixed.phases],
                 "starvation_phases": [list(p) for p in plan.starvation.phases],
                 "starved_tasks": plan.starvation.starved_tasks,
+                "starved_at": plan.starvation.starved_at,
             },
             "runs": runs,
         }

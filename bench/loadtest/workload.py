@@ -148,7 +148,7 @@ def make_plan(
 ) -> Plan:
     """The default plan (or ``quick``), scaled to a 2-core machine."""
     if phase_seconds is None:
-        phase_seconds = 2.0 if quick else 8.0
+        phase_seconds = 2.0 if quick else 7.0
     if starvation_seconds is None:
         starvation_seconds = 5.0 if quick else 20.0
     phases = tuple((phase_seconds, factor) for factor in load_factors)
