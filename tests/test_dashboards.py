@@ -142,6 +142,9 @@ def test_committed_json_equals_a_fresh_generation():
         on_disk = (DASHBOARD_DIR / name).read_text(encoding="utf-8")
         assert on_disk == text, f"dashboards/{name} is stale: run python -m dashboards.generate"
     assert generate.main(["--check"]) == 0
+    # the copies kustomize packs into ConfigMaps (written by python -m monitoring.generate)
+    for name, text in fresh.items():
+        assert (ROOT / "k8s" / "generated" / "dashboards" / name).read_text() == text, name
 
 
 def test_check_reports_a_stale_file(tmp_path, capsys):
