@@ -301,6 +301,7 @@ def _answer(
 ) -> list[str]:
     by_setup = {s.setup: s for s in summaries}
     lines: list[str] = []
+    gonogo: list[str] = []
     fifo = {s.broker: s for s in summaries if not s.priorities}
     for s in summaries:
         if not s.priorities:
@@ -333,34 +334,54 @@ def _answer(
             f"{an.fmt(q_u.p95 if q_u else None)} s on RabbitMQ"
         )
         if redis_ok and rabbit_ok:
-            lines += [
-                "",
+            gonogo += [
                 f"**Go/no-go at this scale: Redis' emulated priorities (kombu's default steps, "
                 f"prefetch 1, late acks) already meet all three targets** ({comparison}). "
-                "RabbitMQ's true priorities meet them too; at this scale they are not needed "
-                "to meet the targets. The difference that remains is within a level: Redis "
-                "serves priorities folded into one step first in, first out.",
+                "RabbitMQ's true priorities meet them too: at this scale moving to RabbitMQ buys "
+                "nothing the targets ask for.",
             ]
         elif rabbit_ok and not redis_ok:
-            lines += [
-                "",
+            gonogo += [
                 f"**Go/no-go at this scale: RabbitMQ meets all three targets and Redis' emulated "
                 f"priorities do not** ({comparison}).",
             ]
         elif redis_ok and not rabbit_ok:
-            lines += [
-                "",
+            gonogo += [
                 f"**Go/no-go at this scale: Redis meets all three targets and RabbitMQ does "
                 f"not** ({comparison}): moving would not help.",
             ]
         else:
-            lines += [
-                "",
+            gonogo += [
                 f"**Go/no-go at this scale: neither broker meets all three targets** "
                 f"({comparison}).",
             ]
+    steps10 = by_setup.get("redis-steps10")
+    if redis_best and steps10:
+        four, ten = an.row(redis_best, "high"), an.row(steps10, "high")
+        u4, u10 = an.row(redis_best, URGENT), an.row(steps10, URGENT)
+        if four and ten and u4 and u10:
+            lines.append(
+                "* What kombu's default steps cost: priority 2 (`high`) shares step 0 with the "
+                f"urgent tasks, first in, first out; urgent p95 {an.fmt(u4.p95)} s with 4 steps "
+                f"vs {an.fmt(u10.p95)} s with 10 steps (`priority_steps` 0..9)."
+            )
+    ratios = []
+    for s in summaries:
+        urgent = an.row(s, URGENT)
+        if s.priorities and urgent is not None and urgent.max:
+            ratio = urgent.max / plan["duration"]
+            limit = an.TARGET_START_SECONDS / ratio
+            ratios.append(f"{s.setup} {ratio:.2f} (tasks up to ~{limit:.0f} s)")
+    if ratios:
+        slots = plan["workers"] * plan["concurrency"]
+        lines.append(
+            "* Task length matters more than the broker: no broker preempts a running task, so "
+            "an urgent task waits for a slot to free. Worst urgent wait in units of the task "
+            f"duration ({slots} slots), and the task length up to which the 5 s target would "
+            f"still hold at that ratio: {'; '.join(ratios)}."
+        )
     if plan["quick"]:
-        lines += [
+        gonogo += [
             "",
             "*This is a `--quick` smoke run: its load phases are too short to put 100 tasks in "
             "flight, so the `in-flight` verdicts say nothing about the brokers.*",
@@ -373,7 +394,7 @@ def _answer(
             f"{an.fmt(urgent.p95 if urgent else None)} s: prefetched tasks are taken out of the "
             "broker's priority order."
         )
-    return lines
+    return [*gonogo, "", *lines] if gonogo else lines
 
 
 def _starvation_text(rows: list[an.StarvationSummary]) -> list[str]:
@@ -392,10 +413,12 @@ def _starvation_text(rows: list[an.StarvationSummary]) -> list[str]:
         out.append(f"* {st.setup}: {verdict}; low tasks waited up to {an.fmt(st.least_max)} s.")
     out.append(
         "* Neither broker ages priorities: with urgent work arriving at or above capacity, "
-        "least-urgent tasks wait for as long as it lasts. Watch "
-        "`celery_queue_oldest_message_age_seconds` of the least urgent level (the exporter's "
-        "starvation alert); on RabbitMQ the per-level age is not available (the management API "
-        "reports only the head of the most urgent non-empty level), hence n/a."
+        "least-urgent tasks wait for as long as it lasts. On Redis the exporter's "
+        "`celery_queue_oldest_message_age_seconds` of the least urgent level shows the wait "
+        "growing (the starvation alert's signal); on RabbitMQ it cannot: "
+        "`head_message_timestamp` covers only the next message to be delivered, the head of "
+        "the most urgent non-empty level (see docs/rabbitmq.md), so a starving lower level has "
+        "no age series (n/a above)."
     )
     return out
 
@@ -474,6 +497,20 @@ def write_plots(data: dict[str, Any], img_dir: Path) -> dict[str, Path]:
     return written
 
 
+def _break_gaps(series: list[tuple[float, float]], gap: float) -> tuple[list[float], list[float]]:
+    """Points of a line, with NaN where no wait was observed for longer than ``gap`` (so the
+    plot does not draw a line through intervals without data)."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for x, y in series:
+        if xs and x - xs[-1] > gap:
+            xs.append(math.nan)
+            ys.append(math.nan)
+        xs.append(x)
+        ys.append(y)
+    return xs, ys
+
+
 def _plot_run(ax: Any, run: dict[str, Any], plan: dict[str, Any], starvation: bool = False) -> None:
     t0 = run["t0"]
     for cls in CLASSES:
@@ -495,7 +532,7 @@ def _plot_run(ax: Any, run: dict[str, Any], plan: dict[str, Any], starvation: bo
     for level, series in sorted(_interval_p95(run).items()):
         classes = [c for c in CLASSES if levels_by_class[c] == level]
         color = COLORS[classes[0]] if len(classes) == 1 else "#555555"
-        xs, ys = zip(*series, strict=True)
+        xs, ys = _break_gaps(series, 2.5 * plan["scrape_interval"])
         ax.plot(xs, ys, color=color, linewidth=1, linestyle="--", marker=".", markersize=4)
     if starvation:
         level = levels_by_class[LEAST]
