@@ -129,6 +129,8 @@ def check_report(text: str, data: dict) -> None:
     mixed = {r["setup"]["name"]: r for r in data["runs"] if r["scenario"] == "mixed"}
     assert mixed, "no mixed-workload runs"
 
+    for run in data["runs"]:
+        assert run["exporter_events"], f"{run['queue']}: the exporter consumed no events"
     # Per-setup tables: waits per class from the tasks' own times, exporter per level.
     for name, run in mixed.items():
         rows = {row[0]: row for row in table_after(text, f"loadtest:setup {name}")}

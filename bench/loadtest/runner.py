@@ -338,6 +338,8 @@ class Runner:
                 final["t"] = time.time() - producer.t0
                 scrapes.append(final)
         finally:
+            for worker in workers:  # all at once: warm shutdowns run in parallel
+                worker.terminate()
             for worker in workers:
                 worker.stop()
             with contextlib.suppress(Exception):

@@ -245,14 +245,19 @@ class WorkerProcess:
         text = self.log_path.read_text(errors="replace")
         return " ready." in text
 
+    def terminate(self) -> None:
+        """Ask for a warm shutdown (finish running tasks) without waiting."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGTERM)
+
     def stop(self) -> None:
-        """Warm shutdown, then make sure the pool children are gone too."""
+        """Warm shutdown; after 15 s kill the worker's own process group (its pool children)."""
         process = self.process
         if process is None:
             return
         if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGTERM)
+            self.terminate()
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
