@@ -268,8 +268,18 @@ QUEUE_METRICS: tuple[MetricSpec, ...] = (
 
 #: ``task`` label value that absorbs task names beyond the cardinality cap.
 OTHER_TASK = "(other)"
+#: ``queue`` label value (event metrics) that absorbs queue names beyond events.max_queue_names.
+OTHER_QUEUE = "(other)"
+#: ``worker`` label value that stands for all workers beyond events.max_workers (up while any
+#: of them sends heartbeats; no per-worker activity, processed count or load).
+OTHER_WORKER = "(other)"
 
 _TASK_LABELS = ("broker", "queue", "task")
+#: Appended to the help of event metrics labelled by queue (and task): the label caps.
+_CAPPED = (
+    " Names past the label caps (events.max_queue_names, events.max_task_names) are '(other)'."
+)
+_CAPPED_QUEUE = " Queue names past events.max_queue_names are '(other)'."
 _EVENTS_SOURCE = "Celery events (worker_send_task_events / task_send_sent_event)."
 
 
@@ -278,7 +288,7 @@ def _task_counter(event: str, meaning: str) -> MetricSpec:
         f"celery_task_{event}_total",
         "counter",
         _TASK_LABELS,
-        meaning,
+        meaning + _CAPPED,
         "exact while the event stream is connected (see celery_event_stream_interruptions_total)",
         f"task-{event} events.",
     )
@@ -301,7 +311,7 @@ TASK_TIME_LIMIT = _spec(
     "counter",
     ("broker", "queue", "task", "limit"),
     "Tasks stopped by a time limit, apart from other failures; limit is 'soft' "
-    "(SoftTimeLimitExceeded) or 'hard' (TimeLimitExceeded, the process was killed).",
+    "(SoftTimeLimitExceeded) or 'hard' (TimeLimitExceeded, the process was killed)." + _CAPPED,
     "exact while the event stream is connected",
     "task-failed events whose exception is a time limit.",
 )
@@ -309,7 +319,7 @@ TASK_RUNTIME = _spec(
     "celery_task_runtime_seconds",
     "histogram",
     _TASK_LABELS,
-    "Task execution time as the worker measured it.",
+    "Task execution time as the worker measured it." + _CAPPED,
     "exact per task; bucketed",
     "task-succeeded runtime.",
 )
@@ -318,7 +328,7 @@ TASK_QUEUE_WAIT = _spec(
     "histogram",
     _TASK_LABELS,
     "Time from publish to the start of execution, per task name. From the enqueue stamp of "
-    "install(app) when present, else from task-sent to task-started.",
+    "install(app) when present, else from task-sent to task-started." + _CAPPED,
     "exact with install(app) or task_send_sent_event; bucketed; clamped at 0",
     "task-started events joined with the stamp or task-sent.",
 )
@@ -328,7 +338,7 @@ QUEUE_WAIT = _spec(
     ("broker", "queue", "priority"),
     "Time from publish to the start of execution, per queue and priority level. The priority "
     "label needs install(app) on workers and producers; without it the series carry no "
-    "priority label (wait from task-sent to task-started).",
+    "priority label (wait from task-sent to task-started)." + _CAPPED_QUEUE,
     "exact with install(app); bucketed; clamped at 0",
     "the worker-side hook of install(app), else task-sent/task-started events.",
 )
@@ -338,7 +348,8 @@ WORKER_UP = _spec(
     ("broker", "worker"),
     "1 while the worker sends heartbeats, 0 once none arrived within the heartbeat timeout or "
     "it went offline. A down worker stays exported (as 0) for the retention period so alerts "
-    "can fire, then its series is dropped.",
+    "can fire, then its series is dropped. Workers past events.max_workers share one series, "
+    "worker='(other)', up while any of them sends heartbeats.",
     "exact to the heartbeat timeout",
     "worker-online, worker-heartbeat and worker-offline events.",
 )
@@ -378,7 +389,8 @@ QUEUE_WORKERS = _spec(
     "celery_queue_workers",
     "gauge",
     ("broker", "queue"),
-    "Live workers consuming from the queue.",
+    "Live workers consuming from the queue; the workers folded into worker='(other)' count as "
+    "one." + _CAPPED_QUEUE,
     "exact to the heartbeat timeout",
     "worker events and the queues workers announce (install(app)) or run tasks from.",
 )

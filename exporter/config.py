@@ -160,6 +160,10 @@ class EventSettings:
     wait_buckets: tuple[float, ...] = DEFAULT_WAIT_BUCKETS
     task_names: list[str] = field(default_factory=list)  # allow-list; empty: any, up to max
     max_task_names: int = 500
+    # queue label values from events (the first N distinct names, then catalogue.OTHER_QUEUE)
+    max_queue_names: int = 1000
+    # workers exported one by one (the first N hostnames, the rest folded into OTHER_WORKER)
+    max_workers: int = 1000
     max_tracked_tasks: int = 100_000
     max_task_age_seconds: float = 3600.0
     max_wait_seconds: float = 86400.0
@@ -209,6 +213,8 @@ _EVENT_KEYS = {
     "wait_buckets": ("WAIT_BUCKETS", "buckets"),
     "task_names": ("TASK_NAMES", "names"),
     "max_task_names": ("MAX_TASK_NAMES", "count"),
+    "max_queue_names": ("MAX_QUEUE_NAMES", "count"),
+    "max_workers": ("MAX_WORKERS", "count"),
     "max_tracked_tasks": ("MAX_TRACKED_TASKS", "count"),
     "max_task_age_seconds": ("MAX_TASK_AGE", "seconds"),
     "max_wait_seconds": ("MAX_WAIT", "seconds"),

@@ -15,9 +15,11 @@ import sys
 import time
 
 import pytest
+from apps.events_app import make_app
 from apps.harness import ROOT
 from conftest import free_port, parse_exposition, wait_until
 
+from exporter.catalogue import OTHER_QUEUE, OTHER_WORKER
 from exporter.config import EventSettings
 
 pytest.register_assert_rewrite("apps.scenarios")  # its asserts are the tests' asserts
@@ -147,6 +149,24 @@ def test_malformed_payloads_counted_skipped_and_nothing_left_behind(redis_server
     wait_until(lambda: client.pubsub_numpat() == 0, 10, what="subscription gone")
     names = [c.get("name") for c in client.client_list()]
     assert "celery-queue-exporter-events" not in names
+
+
+def test_queue_and_worker_caps_fold_the_rest_into_other(redis_server, exporter_factory):
+    """Real task-sent events from a producer and real heartbeats, past both caps."""
+    settings = EventSettings(max_queue_names=2, max_workers=1)
+    exporter = exporter_factory(redis_server.url, settings)
+    app = make_app(redis_server.url, "cap-q0")
+    for queue in ("cap-q0", "cap-q1", "cap-q2", "cap-q3", "cap-q0"):
+        app.send_task("cap.task", queue=queue)
+    for hostname in ("cap-w1@host", "cap-w2@host", "cap-w3@host"):
+        publish_heartbeat(redis_server.url, hostname)
+    wait_until(lambda: exporter.value("celery_events_received_total") == 8, 10, what="events")
+    assert exporter.values("celery_task_sent_total", "queue", task="cap.task") == {
+        "cap-q0": 2, "cap-q1": 1, OTHER_QUEUE: 2,
+    }  # fmt: skip
+    assert exporter.values("celery_worker_up", "worker") == {"cap-w1@host": 1, OTHER_WORKER: 1}
+    assert exporter.value("celery_worker_active_tasks", worker=OTHER_WORKER) is None
+    app.close()
 
 
 def test_cli_consumes_events_and_leaves_nothing_when_killed(redis_server):

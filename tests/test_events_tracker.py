@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from exporter.catalogue import OTHER_TASK, UNKNOWN_QUEUE
+from exporter.catalogue import OTHER_QUEUE, OTHER_TASK, OTHER_WORKER, UNKNOWN_QUEUE
 from exporter.config import EventSettings
 from exporter.events.decode import MalformedEvent, decode_json_body, decode_redis_payload
 from exporter.events.tracker import (
@@ -165,6 +165,78 @@ def test_task_names_capped_or_allow_listed():
         ("received", UNKNOWN_QUEUE, OTHER_TASK): 3,
         ("received", UNKNOWN_QUEUE, "t3"): 1,
     }
+
+
+def test_queue_names_capped_everywhere_a_queue_label_comes_from():
+    clock = Clock()
+    t = tracker(clock, max_queue_names=2, wait_buckets=(1.0,))
+    t.handle(
+        [
+            {"type": "task-sent", "uuid": "a", "name": "n", "queue": "q0", "timestamp": 10.0},
+            {"type": "task-sent", "uuid": "b", "name": "n", "routing_key": "q1"},
+            {"type": "task-sent", "uuid": "c", "name": "n", "queue": "q2", "timestamp": 10.0},
+            {"type": "task-sent", "uuid": "d", "name": "n", "queue": "q3"},
+            {"type": "task-sent", "uuid": "e", "name": "n", "queue": "q0"},
+            {"type": "task-sent", "uuid": "f", "name": "n"},  # no queue: not a new name
+            {"type": "task-started", "uuid": "c", "timestamp": 10.5},
+            {"type": TASK_INFO_EVENT, "uuid": "g", "name": "n", "queue": "q4", "priority": 0,
+             "enqueued_at": 20.0, "hostname": "w"},
+            {"type": "task-started", "uuid": "g", "timestamp": 20.5},
+            {"type": "worker-online", "hostname": "w"},
+            {"type": WORKER_QUEUES_EVENT, "hostname": "w", "queues": ["q1", "q5", "q6", ""]},
+        ]
+    )  # fmt: skip
+    snap = t.snapshot()
+    assert {(q, n): c for (kind, q, n), c in snap.task_counts.items() if kind == "sent"} == {
+        ("q0", "n"): 2,
+        ("q1", "n"): 1,
+        (OTHER_QUEUE, "n"): 2,
+        (UNKNOWN_QUEUE, "n"): 1,
+    }
+    assert snap.task_counts[("started", OTHER_QUEUE, "n")] == 2
+    assert snap.queue_wait == {
+        (OTHER_QUEUE, None): ([1, 1], 0.5),
+        (OTHER_QUEUE, "0"): ([1, 1], 0.5),
+    }
+    assert snap.queue_workers == {"q1": 1, OTHER_QUEUE: 1}
+
+
+def test_workers_capped_the_rest_folded_into_one_series():
+    clock = Clock()
+    t = tracker(clock, max_workers=2, heartbeat_timeout_seconds=10, worker_retention_seconds=100)
+    heartbeat = {"type": "worker-heartbeat", "active": 3, "processed": 9, "loadavg": [0.7]}
+    t.handle([{**heartbeat, "hostname": f"w{i}"} for i in range(1, 5)])
+    t.handle(
+        [
+            {"type": WORKER_QUEUES_EVENT, "hostname": "w1", "queues": ["q1"]},
+            {"type": WORKER_QUEUES_EVENT, "hostname": "w3", "queues": ["q3"]},
+            {"type": WORKER_QUEUES_EVENT, "hostname": "w4", "queues": ["q3", "q4"]},
+            {"type": TASK_INFO_EVENT, "uuid": "a", "name": "n", "queue": "q5", "hostname": "w4"},
+            {"type": "worker-offline", "hostname": "w3"},  # w4 still alive: (other) stays up
+        ]
+    )  # fmt: skip
+    snap = t.snapshot()
+    assert [(w.worker, w.up, w.active, w.processed, w.load1) for w in snap.workers] == [
+        ("w1", True, 3.0, 9.0, 0.7),
+        ("w2", True, 3.0, 9.0, 0.7),
+        (OTHER_WORKER, True, None, None, None),
+    ]
+    assert snap.queue_workers == {"q1": 1, "q3": 1, "q4": 1, "q5": 1}
+    clock.now += 50
+    t.handle([{**heartbeat, "hostname": "w2"}])
+    snap = t.snapshot()
+    assert [(w.worker, w.up) for w in snap.workers] == [
+        ("w1", False), ("w2", True), (OTHER_WORKER, False),
+    ]  # fmt: skip
+    assert snap.queue_workers == {"q1": 0, "q3": 0, "q4": 0, "q5": 0}
+    clock.now += 51  # w1 and the folded workers silent past the retention: dropped
+    t.handle([{**heartbeat, "hostname": "w2"}, {**heartbeat, "hostname": "w3"}])
+    snap = t.snapshot()
+    assert [(w.worker, w.up, w.active) for w in snap.workers] == [
+        ("w2", True, 3.0), ("w3", True, 3.0),  # w1's slot freed: w3 exported on its own
+    ]  # fmt: skip
+    t.handle([{**heartbeat, "hostname": "w4"}])
+    assert [w.worker for w in t.snapshot().workers] == ["w2", "w3", OTHER_WORKER]
 
 
 def test_join_state_bounded_in_size_and_age():

@@ -12,6 +12,12 @@ bounded in number (``max_tracked_tasks``, oldest dropped first) and in age
 (``max_task_age_seconds``); a task whose record was dropped is counted under queue/task
 ``(unknown)``.
 
+Label cardinality: task names (``task_names`` allow-list or the first ``max_task_names``) and
+queue names (the first ``max_queue_names``) past their cap fold into ``(other)``; workers past
+``max_workers`` share one record exported as worker ``(other)`` (up while any of them is heard
+from, no per-worker readings). Names are never forgotten: a flood of dynamic names cannot push
+out the real ones.
+
 Times: event timestamps are the emitter's ``time.time()`` (epoch seconds, time-zone free); the
 tracker never "localizes" them with utcoffset. Waits computed across hosts can come out
 negative or absurd when clocks disagree: they are clamped to [0, max_wait_seconds] and counted.
@@ -29,7 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..catalogue import OTHER_TASK, UNKNOWN_QUEUE
+from ..catalogue import OTHER_QUEUE, OTHER_TASK, OTHER_WORKER, UNKNOWN_QUEUE
 from ..config import EventSettings
 from ..instrumentation import TASK_INFO_EVENT, WORKER_QUEUES_EVENT
 
@@ -149,6 +155,8 @@ class _Worker:
     load1: float | None = None
     announced_queues: set[str] | None = None
     task_queues: dict[str, float] = field(default_factory=dict)
+    #: The record of the workers past max_workers (OTHER_WORKER): liveness and queues only.
+    folded: bool = False
 
     def queues(self, now: float, retention: float) -> set[str]:
         if self.announced_queues is not None:
@@ -207,6 +215,7 @@ class EventTracker:
         self.wait_bounds = tuple(float(b) for b in self.settings.wait_buckets)
         self._allowed = frozenset(self.settings.task_names)
         self._names: set[str] = set()
+        self._queues: set[str] = set()
         self._counts: dict[tuple[str, str, str], int] = {}
         self._time_limits: dict[tuple[str, str, str], int] = {}
         self._runtime: dict[tuple[str, str], Histogram] = {}
@@ -217,6 +226,8 @@ class EventTracker:
         # events: Celery 5.7 sends task-failed twice for a hard time limit.
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._workers: dict[str, _Worker] = {}
+        self._other_workers: _Worker | None = None  # the workers past max_workers
+        self._workers_expired_at = float("-inf")
         self.events_received = 0
         self.malformed = 0
         self.clock_skew_clamped = 0
@@ -296,6 +307,18 @@ class EventTracker:
             return name
         return OTHER_TASK
 
+    def queue_label(self, queue: Any) -> str | None:
+        """The queue label for a name: among the first max_queue_names, else OTHER_QUEUE; None
+        when the event names no queue."""
+        if not isinstance(queue, str) or not queue:
+            return None
+        if queue in self._queues:
+            return queue
+        if len(self._queues) < self.settings.max_queue_names:
+            self._queues.add(queue)
+            return queue
+        return OTHER_QUEUE
+
     def priority_level(self, priority: Any, max_priority: Any = None) -> str:
         if self.transport == "redis":
             return redis_priority_level(priority, self.priority_steps)
@@ -320,23 +343,23 @@ class EventTracker:
 
     def _on_sent(self, event: dict[str, Any], now: float) -> None:
         task = self._record(event.get("uuid"), now)
-        queue = event.get("queue") or event.get("routing_key")
+        queue = self.queue_label(event.get("queue") or event.get("routing_key"))
         name = self.task_label(event.get("name"))
         if task is not None:
             task.name = task.name or name
-            if task.queue is None and isinstance(queue, str):
+            if task.queue is None and queue is not None:
                 task.queue = queue
             task.sent_at = _number(event.get("timestamp"))
-        self._inc("sent", queue if isinstance(queue, str) and queue else UNKNOWN_QUEUE, name)
+        self._inc("sent", queue or UNKNOWN_QUEUE, name)
 
     def _on_task_info(self, event: dict[str, Any], now: float) -> None:
         task = self._record(event.get("uuid"), now)
         if task is None:
             return
-        queue = event.get("queue")
-        if isinstance(queue, str) and queue:
+        queue = self.queue_label(event.get("queue"))
+        if queue is not None:
             task.queue = queue
-            worker = self._workers.get(event.get("hostname"))  # type: ignore[arg-type]
+            worker = self._known_worker(event.get("hostname"))
             if worker is not None:
                 worker.task_queues[queue] = now
         if event.get("name"):
@@ -472,8 +495,26 @@ class EventTracker:
             return None
         worker = self._workers.get(hostname)
         if worker is None:
-            worker = self._workers[hostname] = _Worker(last_heard=now)
+            if len(self._workers) >= self.settings.max_workers and now >= (
+                self._workers_expired_at + 1.0  # at most once a second: it scans them all
+            ):
+                self._expire_workers(now)  # a slot held by a long-gone worker frees up
+            if len(self._workers) < self.settings.max_workers:
+                worker = self._workers[hostname] = _Worker(last_heard=now)
+            else:
+                worker = self._other_workers
+                if worker is None:
+                    worker = self._other_workers = _Worker(last_heard=now, folded=True)
         worker.last_heard = now
+        return worker
+
+    def _known_worker(self, hostname: Any) -> _Worker | None:
+        """The record a worker's events go to, without creating one."""
+        if not isinstance(hostname, str):
+            return None
+        worker = self._workers.get(hostname)
+        if worker is None and len(self._workers) >= self.settings.max_workers:
+            return self._other_workers
         return worker
 
     def _on_worker_alive(self, event: dict[str, Any], now: float) -> None:
@@ -481,6 +522,8 @@ class EventTracker:
         if worker is None:
             return
         worker.offline = False
+        if worker.folded:
+            return  # readings of many workers cannot share one series
         worker.active = _number(event.get("active"), worker.active)
         worker.processed = _number(event.get("processed"), worker.processed)
         loadavg = event.get("loadavg")
@@ -489,14 +532,30 @@ class EventTracker:
 
     def _on_worker_offline(self, event: dict[str, Any], now: float) -> None:
         worker = self._worker(event, now)
-        if worker is not None:
+        if worker is not None and not worker.folded:  # one gone says nothing of the others
             worker.offline = True
 
     def _on_worker_queues(self, event: dict[str, Any], now: float) -> None:
         worker = self._worker(event, now)
         queues = event.get("queues")
-        if worker is not None and isinstance(queues, list):
-            worker.announced_queues = {q for q in queues if isinstance(q, str) and q}
+        if worker is None or not isinstance(queues, list):
+            return
+        labels = {self.queue_label(q) for q in queues} - {None}
+        if worker.folded:  # merged, expiring like queues learnt from tasks
+            worker.task_queues.update(dict.fromkeys(labels, now))  # type: ignore[arg-type]
+        else:
+            worker.announced_queues = labels  # type: ignore[assignment]
+
+    def _expire_workers(self, now: float) -> None:
+        """Drop the workers silent for longer than the retention."""
+        self._workers_expired_at = now
+        oldest = now - self.settings.worker_retention_seconds
+        for hostname, worker in list(self._workers.items()):
+            if worker.last_heard < oldest:
+                del self._workers[hostname]
+        other = self._other_workers
+        if other is not None and other.last_heard < oldest:
+            self._other_workers = None
 
     # --- output -----------------------------------------------------------------------------
 
@@ -509,11 +568,12 @@ class EventTracker:
             self._evict(now)
             workers: list[WorkerReading] = []
             queue_workers: dict[str, int] = {}
-            for hostname, worker in list(self._workers.items()):
+            self._expire_workers(now)
+            entries = list(self._workers.items())
+            if self._other_workers is not None:
+                entries.append((OTHER_WORKER, self._other_workers))
+            for hostname, worker in entries:
                 silent = now - worker.last_heard
-                if silent > retention:
-                    del self._workers[hostname]
-                    continue
                 up = not worker.offline and silent <= timeout
                 workers.append(
                     WorkerReading(
