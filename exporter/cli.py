@@ -16,6 +16,8 @@ from prometheus_client.process_collector import ProcessCollector
 from .collector import Inspector, QueueCollector
 from .config import BrokerConfig, ConfigError, ExporterConfig, load_config
 from .exposition import render_text
+from .rabbitmq_inspector import RabbitMQInspector
+from .redis_inspector import RedisInspector
 from .server import MetricsServer
 
 log = logging.getLogger("celery_queue_exporter")
@@ -24,15 +26,7 @@ log = logging.getLogger("celery_queue_exporter")
 def make_inspector(broker: BrokerConfig, timeout_seconds: float) -> Inspector:
     """One inspector per broker, by transport."""
     if broker.transport == "redis":
-        from .redis_inspector import RedisInspector
-
         return RedisInspector(broker, timeout_seconds=timeout_seconds)
-    try:
-        from .rabbitmq_inspector import RabbitMQInspector
-    except ImportError:
-        raise ConfigError(
-            f"brokers[{broker.name}]: RabbitMQ brokers are not supported by this build"
-        ) from None
     return RabbitMQInspector(broker, timeout_seconds=timeout_seconds)
 
 
@@ -58,12 +52,7 @@ class Exporter:
     def scrape_once(self) -> tuple[bytes, bool]:
         """One exposition and whether every broker answered."""
         text = render_text(self.registry.collect())
-        all_up = all(
-            line.endswith(b" 1.0")
-            for line in text.splitlines()
-            if line.startswith(b"celery_broker_up{")
-        )
-        return text, all_up
+        return text, all(result.error is None for result in self.queues.last_results)
 
     def close(self) -> None:
         if self.events is not None:
@@ -101,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"celery-queue-exporter: cannot listen on {config.host}:{config.port}: {exc}",
             file=sys.stderr,
         )
+        exporter.close()
         return 2
     server.start()
     for broker in config.brokers:

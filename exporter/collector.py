@@ -81,6 +81,8 @@ class QueueCollector(Collector):
     def __init__(self, inspectors: Iterable[Inspector], timeout_seconds: float) -> None:
         self.timeout_seconds = timeout_seconds
         self._brokers = [_BrokerState(inspector) for inspector in inspectors]
+        #: Outcome of the latest scrape, per broker (``--once`` reads it for its exit code).
+        self.last_results: list[BrokerResult] = []
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, 2 * len(self._brokers)), thread_name_prefix="inspect"
         )
@@ -132,7 +134,7 @@ class QueueCollector(Collector):
     # --- exposition -------------------------------------------------------------------------
 
     def collect(self) -> Iterator[Metric]:
-        results = self.inspect_all()
+        results = self.last_results = self.inspect_all()
         yield from self.families(results)
 
     def families(self, results: list[BrokerResult]) -> Iterator[Metric]:
