@@ -94,6 +94,160 @@ def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# --- the one-command demo (runs before the stack below is started) ----------------------------
+
+
+DEMO = ROOT / "scripts" / "demo.sh"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)  # every process the demo starts leads its own process group
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _demo_services() -> None:
+    for binary in ("redis-server", "rabbitmq-server"):
+        if shutil.which(binary) is None and not Path(f"/usr/lib/rabbitmq/bin/{binary}").exists():
+            missing_service(f"{binary} is not installed")
+    if not PROMETHEUS.exists():
+        missing_service("/usr/bin/prometheus is not installed (Debian package prometheus)")
+
+
+class DemoRun:
+    """scripts/demo.sh in its own session (like a terminal's foreground job), output read by
+    a thread."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            ["bash", str(DEMO), *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("CELERY_EXPORTER_")},
+                **(env or {}),
+            },
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def field(self, label: str) -> str:
+        line = next(line for line in self.lines if line.strip().startswith(label))
+        return line.strip()[len(label) :].strip()
+
+    def started(self) -> dict[str, int]:
+        text = self.field("Started (pid):")
+        return {name: int(pid) for name, pid in (item.split("=") for item in text.split())}
+
+    def wait_running(self) -> None:
+        try:
+            wait_until(
+                lambda: "demo is running" in self.output or self.process.poll() is not None,
+                timeout=240,
+                interval=0.5,
+                what="the demo to start",
+            )
+        finally:
+            if "demo is running" not in self.output:
+                self.stop()
+        assert "demo is running" in self.output, self.output
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+@pytest.mark.rabbitmq
+def test_demo_on_a_machine_without_brokers_starts_them_and_ctrl_c_stops_all_it_started():
+    """--private plays the fresh machine: the demo starts its own Redis and RabbitMQ (and
+    Prometheus, exporter, workers, producer); Ctrl-C stops exactly those."""
+    _demo_services()
+    machine = {port: port_open(port) for port in (6379, 5672, 15672)}
+    demo = DemoRun("--private")
+    demo.wait_running()
+    try:
+        pids = demo.started()
+        assert sorted(pids) == sorted(
+            ["redis", "rabbitmq", "exporter", "prometheus", "worker-redis", "worker-rabbitmq",
+             "producer"]
+        )  # fmt: skip
+        assert all(_alive(pid) for pid in pids.values())
+        metrics = requests.get(demo.field("metrics"), timeout=10).text
+        for broker in ("demo-redis", "demo-rabbitmq"):
+            assert f'celery_broker_up{{broker="{broker}"}} 1.0' in metrics
+            assert f'celery_event_consumer_up{{broker="{broker}"}} 1.0' in metrics
+        prometheus = demo.field("Prometheus targets").removesuffix("/targets")
+        targets = requests.get(f"{prometheus}/api/v1/targets", timeout=10).json()
+        assert [t["health"] for t in targets["data"]["activeTargets"]] == ["up"]
+        groups = requests.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        assert {g["name"] for g in groups} == {
+            "celery-queue-exporter.recording",
+            "celery-queue-exporter.alerts",
+        }
+        logs = Path(demo.field("Logs:").removesuffix("/*.log"))
+        assert logs.is_dir()
+    except BaseException:
+        demo.stop()
+        raise
+    os.killpg(demo.process.pid, signal.SIGINT)  # Ctrl-C in the demo's terminal
+    assert demo.process.wait(timeout=180) == 130
+    wait_until(lambda: not any(_alive(pid) for pid in pids.values()), timeout=10, what="stopped")
+    for name in pids:
+        assert f"stopped {name} (pid {pids[name]})" in demo.output
+    assert not logs.exists()
+    assert {port: port_open(port) for port in machine} == machine
+
+
+@pytest.mark.redis
+@pytest.mark.rabbitmq
+def test_demo_uses_running_brokers_and_leaves_them_running_and_clean(redis_server):
+    """A Redis and a RabbitMQ that already run are used, not started, not stopped, and left
+    without the demo's queues. The "machine's Redis" is a private redis-server here
+    (DEMO_REDIS_PORT points the demo at it): tests never use the real one on 6379."""
+    _demo_services()
+    if not (port_open(5672) and port_open(15672)):
+        missing_service("the machine's RabbitMQ (5672, management 15672) is not running")
+    demo = DemoRun("--smoke", env={"DEMO_REDIS_PORT": str(redis_server.port)})
+    assert demo.process.wait(timeout=240) == 0, demo.output
+    demo.reader.join(timeout=10)
+    assert f"using the machine's Redis on 127.0.0.1:{redis_server.port}" in demo.output
+    assert "using the machine's RabbitMQ on 127.0.0.1:5672" in demo.output
+    pids = demo.started()
+    assert sorted(pids) == sorted(
+        ["exporter", "prometheus", "worker-redis", "worker-rabbitmq", "producer"]
+    )
+    assert not any(_alive(pid) for pid in pids.values())
+    prefix = demo.field("Queues:").split()[0].removesuffix("-work")
+    assert prefix.startswith("cqe-demo-")
+    # The brokers still run and hold nothing of the demo's.
+    client = redis_server.client()
+    assert client.ping()
+    assert list(client.scan_iter(match=f"{prefix}*")) == []
+    bindings = [m for k in client.scan_iter(match="_kombu.binding.*") for m in client.smembers(k)]
+    assert [m for m in bindings if prefix.encode() in m] == []
+    queues = requests.get(
+        "http://127.0.0.1:15672/api/queues/%2F", auth=("guest", "guest"), timeout=10
+    ).json()
+    assert [q["name"] for q in queues if q["name"].startswith(prefix)] == []
+
+
 # --- the stack --------------------------------------------------------------------------------
 
 
