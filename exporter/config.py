@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import re
 import sys
@@ -34,16 +35,27 @@ class ConfigError(ValueError):
     """A configuration problem, with the field it concerns in the message."""
 
 
+UNPARSABLE_URL = "<unparsable url>"
+
+
+def _credentials_misparsed(url: str, netloc: str) -> bool:
+    """An '@' outside the parsed netloc means userinfo was not recognised (typically a password
+    with an unencoded / ? or #): pieces of the password would land in host, port or path."""
+    return "@" in url and "@" not in netloc
+
+
 def redact_url(url: str) -> str:
     """The URL without user name and password, safe for logs, labels and errors."""
     try:
         parts = urlsplit(url)
-        host = parts.hostname or ""
+        if _credentials_misparsed(url, parts.netloc) or not parts.hostname:
+            return UNPARSABLE_URL
+        host = parts.hostname
         if ":" in host:  # IPv6 literal
             host = f"[{host}]"
         netloc = f"{host}:{parts.port}" if parts.port else host
     except ValueError:
-        return "<unparsable url>"
+        return UNPARSABLE_URL
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
@@ -282,6 +294,8 @@ def _as_float(where: str, value: Any, low: float) -> float:
         number = float(str(value).strip())
     except ValueError:
         raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
     if not number > low:
         raise ConfigError(f"{where}: must be greater than {low:g}, got {number:g}")
     return number
@@ -334,11 +348,17 @@ def _check_url(where: str, url: Any) -> str:
     if not isinstance(url, str) or not url.strip():
         raise ConfigError(f"{where}: expected a broker URL such as {DEFAULT_BROKER_URL}")
     url = url.strip()
+    unparsable = ConfigError(
+        f"{where}: cannot parse the URL (is a special character such as / ? # @ in the "
+        "password? percent-encode it, or use password_file / password_env)"
+    )
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise ConfigError(f"{where}: invalid URL {redact_url(url)!r} ({exc})") from None
+    except ValueError:  # its message can quote parts of the password: never show it
+        raise unparsable from None
+    if _credentials_misparsed(url, parts.netloc):
+        raise unparsable
     if parts.scheme not in REDIS_SCHEMES | RABBITMQ_SCHEMES:
         schemes = ", ".join(sorted(REDIS_SCHEMES | RABBITMQ_SCHEMES))
         raise ConfigError(

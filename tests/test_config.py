@@ -87,6 +87,7 @@ def test_file_brokers_carry_transport_options_and_queues(tmp_path):
         (["--broker-url", "mysql://db/1"], None, "--broker-url[0].url: unsupported scheme 'mysql'"),
         (["--broker-url", "redis://host/abc"], None, "Redis database must be a number"),
         (["--log-level", "loud"], None, "log_level: expected DEBUG, INFO, WARNING or ERROR"),
+        (["--scrape-timeout", "inf"], None, "scrape_timeout_seconds: expected a finite number"),
         ([], "brokers:\n  - {url: 'redis://h/0', colour: red}\n", "brokers[0].colour: unknown"),
         (
             [],
@@ -141,6 +142,20 @@ def test_passwords_never_appear_in_errors_names_or_reprs():
         with pytest.raises(ConfigError) as error:
             load_config(["--broker-url", url], environ={})
         assert secret not in str(error.value)
+    # Unencoded / ? # in a password break URL parsing; no piece of it may show.
+    for password in ("Zq9/xW7k", "123/xW7k", "Zq9?xW7k", "Zq9#xW7k", "12345/678"):
+        for scheme in ("redis", "amqp"):
+            url = f"{scheme}://user:{password}@host:6379/0"
+            with pytest.raises(ConfigError) as error:
+                load_config(["--broker-url", url], environ={})
+            message = str(error.value)
+            assert "percent-encode" in message
+            assert not any(
+                piece in message
+                for piece in password.replace("?", "/").split("/") + password.split("#")
+                if len(piece) >= 2
+            )
+            assert redact_url(url) == "<unparsable url>"
     config = load_config(["--broker-url", f"redis://admin:{secret}@cache.internal:6380/2"], {})
     broker = config.brokers[0]
     assert broker.name == "redis-cache.internal-6380-2"
