@@ -27,12 +27,37 @@ log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
 
 
+#: Seconds a client gets for the TLS handshake, and then for each read of its request.
+CLIENT_TIMEOUT_SECONDS = 10.0
+
+
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    """One thread per connection; with TLS, the handshake runs in that thread too, so a client
+    that connects and says nothing holds only its own thread, never the accept loop."""
+
     daemon_threads = True
     allow_reuse_address = True
+    tls: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(CLIENT_TIMEOUT_SECONDS)
+        try:
+            wrapped = self.tls.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError) as exc:
+            log.debug("TLS handshake with %s failed: %s", client_address, exc)
+            return
+        try:
+            super().finish_request(wrapped, client_address)
+        finally:
+            wrapped.close()
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = CLIENT_TIMEOUT_SECONDS  # an idle client cannot hold its thread forever
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s - %s", self.address_string(), format % args)
 
@@ -103,9 +128,7 @@ class MetricsServer:
             server_class=_ThreadingWSGIServer,
             handler_class=_QuietHandler,
         )
-        context = tls_context(config)
-        if context is not None:
-            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._server.tls = tls_context(config)
         self.port: int = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 

@@ -262,7 +262,9 @@ def _make_cert(tmp: Path, name: str, ca: tuple[Path, Path] | None = None) -> tup
 
 def test_tls_with_client_certificates(redis_server, tmp_path):
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make test certificates")
+        from conftest import missing_service
+
+        missing_service("openssl is needed to make test certificates")
     server_key, server_cert = _make_cert(tmp_path, "server")
     ca_key, ca_cert = _make_cert(tmp_path, "client-ca")
     client_key, client_cert = _make_cert(tmp_path, "client", ca=(ca_key, ca_cert))
@@ -286,6 +288,17 @@ def test_tls_with_client_certificates(redis_server, tmp_path):
             requests.get(url, verify=str(server_cert), timeout=10)  # no client certificate
         with pytest.raises(requests.exceptions.SSLError):
             requests.get(url, timeout=10)  # server certificate not trusted
+        # A client that connects and never starts the handshake blocks nobody else.
+        import socket
+
+        with socket.create_connection(("127.0.0.1", server.port)):
+            health = requests.get(
+                f"https://127.0.0.1:{server.port}/healthz",
+                verify=str(server_cert),
+                cert=(str(client_cert), str(client_key)),
+                timeout=5,
+            )
+            assert health.status_code == 200
     finally:
         server.stop()
         exporter.close()
