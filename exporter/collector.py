@@ -61,8 +61,13 @@ class BrokerResult:
 
 @dataclass
 class _BrokerState:
+    """Per broker: its own inspection thread (a slow broker never queues the others behind
+    it, and calls to one inspector are serialised) and its counters."""
+
     inspector: Inspector
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspect")
+    )
     errors_total: int = 0
     malformed_total: int = 0
 
@@ -83,9 +88,7 @@ class QueueCollector(Collector):
         self._brokers = [_BrokerState(inspector) for inspector in inspectors]
         #: Outcome of the latest scrape, per broker (``--once`` reads it for its exit code).
         self.last_results: list[BrokerResult] = []
-        self._pool = ThreadPoolExecutor(
-            max_workers=max(1, 2 * len(self._brokers)), thread_name_prefix="inspect"
-        )
+        self._counters_lock = threading.Lock()  # scrapes can run concurrently
 
     def describe(self) -> list[Metric]:
         return []  # families depend on the brokers; don't inspect at registration time
@@ -94,22 +97,18 @@ class QueueCollector(Collector):
 
     def _inspect_one(self, state: _BrokerState) -> BrokerResult:
         name = state.inspector.config.name
-        if not state.lock.acquire(timeout=self.timeout_seconds):
-            return BrokerResult(name, None, 0.0, "previous inspection still running")
         started = time.perf_counter()
         try:
             snapshot = state.inspector.inspect()
             return BrokerResult(name, snapshot, time.perf_counter() - started)
         except Exception as exc:  # any broker failure must become a metric, not a crash
             return BrokerResult(name, None, time.perf_counter() - started, _describe(exc))
-        finally:
-            state.lock.release()
 
     def inspect_all(self) -> list[BrokerResult]:
         """Inspect every broker at once; wait at most the per-broker timeout."""
         started = time.perf_counter()
         futures: list[Future[BrokerResult]] = [
-            self._pool.submit(self._inspect_one, state) for state in self._brokers
+            state.pool.submit(self._inspect_one, state) for state in self._brokers
         ]
         results: list[BrokerResult] = []
         for state, future in zip(self._brokers, futures, strict=True):
@@ -124,10 +123,12 @@ class QueueCollector(Collector):
                     f"timed out after {self.timeout_seconds:g}s",
                 )
             if result.error is not None:
-                state.errors_total += 1
                 log.warning("broker %s: inspection failed: %s", result.name, result.error)
-            elif result.snapshot is not None:
-                state.malformed_total += result.snapshot.malformed_messages
+            with self._counters_lock:
+                if result.error is not None:
+                    state.errors_total += 1
+                elif result.snapshot is not None:
+                    state.malformed_total += result.snapshot.malformed_messages
             results.append(result)
         return results
 
@@ -244,8 +245,8 @@ class QueueCollector(Collector):
                 yield family
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
         for state in self._brokers:
+            state.pool.shutdown(wait=False, cancel_futures=True)
             try:
                 state.inspector.close()
             except Exception:  # closing a dead connection may fail; nothing to do about it
