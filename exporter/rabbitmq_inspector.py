@@ -49,6 +49,8 @@ MANAGEMENT_COLUMNS = (
     "type",
     "state",
     "arguments",
+    "exclusive",
+    "auto_delete",
     "messages_ready",
     "messages_unacknowledged",
     "consumers",
@@ -61,8 +63,14 @@ MANAGEMENT_COLUMNS = (
     "messages_by_priority",
 )
 
-#: Queue name prefixes that are Celery's (or this exporter's) machinery, not task queues.
-INTERNAL_QUEUE_PREFIXES = ("celeryev.", "celery-queue-exporter.", "celery_queue_exporter.")
+#: Queue name prefixes that are Celery's (or this exporter's) machinery, or server-named
+#: (amq.gen-*: reply queues), not task queues.
+INTERNAL_QUEUE_PREFIXES = (
+    "celeryev.",
+    "celery-queue-exporter.",
+    "celery_queue_exporter.",
+    "amq.gen-",
+)
 #: Quorum queues on RabbitMQ 4.0-4.2 have two priority buckets; 'high' is served first.
 QUORUM_LEVELS_MOST_URGENT_FIRST = ("high", "normal")
 
@@ -333,7 +341,15 @@ class RabbitMQInspector:
             for entry in entries
             if isinstance(entry, dict) and isinstance(entry.get("name"), str)
         }
-        self._discovered = sorted(name for name in by_name if not is_internal_queue(name))
+        # Exclusive and auto-delete queues come and go with a connection (Celery's rpc result
+        # queues, reply queues): watching them would churn series. Listed queues still count.
+        self._discovered = sorted(
+            name
+            for name, entry in by_name.items()
+            if not is_internal_queue(name)
+            and not entry.get("exclusive")
+            and not entry.get("auto_delete")
+        )
         queues = self._queues(self._discovered)
         snapshot = BrokerSnapshot(
             management_api_up=True, reserved_total=0, queues_over_limit=self._queues_over_limit
@@ -366,6 +382,12 @@ class RabbitMQInspector:
 
         levels = queue_levels(entry)
         if levels is None:
+            # No per-level counts (RabbitMQ 3.12.7+ classic queues, or no priorities): the
+            # levels are still known from x-max-priority, so the most/least urgent ones stay
+            # selectable for the per-priority waits that events report.
+            if reading.max_priority is not None and reading.max_priority > 0:
+                levels_most_urgent_first = [str(p) for p in range(reading.max_priority, -1, -1)]
+                snapshot.urgency.extend(urgency_readings(queue, levels_most_urgent_first))
             ready = _as_int(entry.get("messages_ready"))
             if ready is None:
                 return  # stats not in yet (queue just declared, or the node is busy)

@@ -565,3 +565,36 @@ def test_text_exposition_of_a_rabbitmq_scrape_has_no_credentials(rabbitmq_url, u
         in (text)
     )
     assert "guest" not in text
+
+
+def test_newer_rabbitmq_without_priority_lengths_keeps_levels_selectable():
+    """RabbitMQ 3.12.7+/3.13 classic queues report no per-level counts: one series without the
+    priority label, but the most/least urgent levels still come from x-max-priority. Discovery
+    skips server-named, exclusive and auto-delete queues (reply and rpc-result queues)."""
+    inspector = RabbitMQInspector(
+        BrokerConfig(name="r313", url="amqp://guest:guest@127.0.0.1:5672//")
+    )
+    entries = [
+        {
+            "name": "evals",
+            "arguments": {"x-max-priority": 10},
+            "messages_ready": 7,
+            "messages_unacknowledged": 2,
+            "consumers": 1,
+        },
+        {"name": "plain", "arguments": {}, "messages_ready": 3},
+        {"name": "amq.gen-Xy1", "arguments": {}, "messages_ready": 0},
+        {"name": "4b1d0c2e-rpc", "exclusive": True, "arguments": {}, "messages_ready": 0},
+        {"name": "reply.tmp", "auto_delete": True, "arguments": {}, "messages_ready": 0},
+    ]
+    snapshot = inspector._snapshot_from_entries(entries)
+    assert [(lv.queue, lv.priority, lv.messages) for lv in snapshot.levels] == [
+        ("evals", None, 7),
+        ("plain", None, 3),
+    ]
+    assert [(u.queue, u.priority, u.rank, u.urgency) for u in snapshot.urgency] == [
+        ("evals", "10", 0, "most"),
+        ("evals", "0", 10, "least"),
+    ]
+    assert snapshot.queues["evals"].max_priority == 10
+    inspector.close()
