@@ -55,9 +55,12 @@ def amqp(url: str) -> Iterator[pika.adapters.blocking_connection.BlockingChannel
 
 
 def delete_queues(url: str, *names: str) -> None:
+    """Delete the test's queues and the direct exchanges Celery declared for them (RabbitMQ
+    answers delete-ok for an exchange that does not exist)."""
     with amqp(url) as channel:
         for name in names:
             channel.queue_delete(name)
+            channel.exchange_delete(name)
 
 
 def queue_exists(url: str, name: str) -> bool:
