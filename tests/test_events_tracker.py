@@ -288,3 +288,37 @@ def test_malformed_events_counted_and_skipped():
     assert snap.malformed == 2 + 3
     assert snap.events_received == 1
     assert snap.task_counts == {("received", UNKNOWN_QUEUE, "n"): 1}
+
+
+def test_non_finite_numbers_never_reach_a_histogram():
+    """The stdlib JSON fallback accepts NaN and Infinity; one such event must not poison a
+    histogram's sum for good."""
+    t = tracker(Clock(), wait_buckets=(1.0,), runtime_buckets=(1.0,))
+    nan, inf = float("nan"), float("inf")
+    t.handle(
+        [
+            {"type": TASK_INFO_EVENT, "uuid": "a", "name": "n", "queue": "q", "enqueued_at": nan},
+            {"type": "task-sent", "uuid": "a", "name": "n", "queue": "q", "timestamp": 10.0},
+            {"type": "task-started", "uuid": "a", "timestamp": 10.5, "hostname": "w"},
+            {"type": "task-succeeded", "uuid": "a", "runtime": inf, "timestamp": 11.0},
+        ]
+    )  # fmt: skip
+    snap = t.snapshot()
+    # The NaN stamp is ignored: the wait falls back to task-sent, without a priority level.
+    assert snap.queue_wait == {("q", None): ([1, 1], 0.5)}
+    assert snap.task_wait == {("q", "n"): ([1, 1], 0.5)}
+    assert snap.runtime == {}
+
+
+def test_plain_celery_events_tell_which_queues_a_worker_consumes():
+    """Without install(app) on workers, a worker's queues come from the tasks it starts."""
+    t = tracker(Clock())
+    t.handle(
+        [
+            {"type": "worker-heartbeat", "hostname": "w1", "active": 0, "processed": 0},
+            {"type": "worker-heartbeat", "hostname": "w2", "active": 0, "processed": 0},
+            {"type": "task-sent", "uuid": "a", "name": "n", "queue": "q", "timestamp": 1.0},
+            {"type": "task-started", "uuid": "a", "hostname": "w1", "timestamp": 2.0},
+        ]
+    )  # fmt: skip
+    assert t.snapshot().queue_workers == {"q": 1}

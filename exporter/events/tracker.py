@@ -27,6 +27,7 @@ clock skew cannot make a worker look dead or alive.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from bisect import bisect_left, bisect_right
@@ -393,6 +394,11 @@ class EventTracker:
         self._inc("started", queue, name)
         if task is None:
             return
+        if queue != UNKNOWN_QUEUE:
+            # A worker that runs a task from a queue consumes it, install(app) or not.
+            worker = self._known_worker(event.get("hostname"))
+            if worker is not None:
+                worker.task_queues[queue] = now
         started = _number(event.get("timestamp"))
         if started is None:
             return
@@ -601,6 +607,9 @@ class EventTracker:
 
 
 def _number(value: Any, default: float | None = None) -> float | None:
+    """A finite number from an event field, else ``default``: NaN or infinity (which the
+    JSON fallback accepts) would poison a histogram's sum for good."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return default
-    return float(value)
+    number = float(value)
+    return number if math.isfinite(number) else default
