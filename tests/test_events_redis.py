@@ -209,3 +209,25 @@ def test_cli_consumes_events_and_leaves_nothing_when_killed(redis_server):
         process.wait(timeout=10)
     wait_until(lambda: client.pubsub_numpat() == 0, 10, what="subscription gone")
     assert client.dbsize() == 0
+
+
+def test_events_with_the_documented_least_privilege_acl(redis_server, exporter_factory):
+    """README's ACL line as written receives events; without +info it still does (INFO only
+    classifies interruptions)."""
+    from conftest import ROOT as REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    (acl_line,) = [ln for ln in readme.splitlines() if ln.startswith("ACL SETUSER celery-exp")]
+    admin = redis_server.client()
+    admin.execute_command(*acl_line.split())
+    admin.execute_command(*acl_line.replace("celery-exporter", "no-info").split(), "-info")
+    for user in ("celery-exporter", "no-info"):
+        url = f"redis://{user}:CHANGE-ME@127.0.0.1:{redis_server.port}/0"
+        exporter = exporter_factory(url)
+        publish_heartbeat(redis_server.url, f"w-{user}@host")
+        wait_until(
+            lambda u=user, e=exporter: e.value("celery_worker_up", worker=f"w-{u}@host") == 1,
+            10,
+            what=f"heartbeat seen by {user}",
+        )
+        assert exporter.value("celery_event_consumer_up") == 1

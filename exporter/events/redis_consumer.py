@@ -148,15 +148,20 @@ class RedisEventConsumer:
         )
 
     def _server_state(self, client: redis.Redis) -> tuple[str, int | None]:
-        server = client.info("server")
-        stats = client.info("stats")
+        """The server's run_id and overflow count, to tell overflow from a restart; ('', None)
+        when an ACL forbids INFO: events still flow, interruptions count as 'disconnected'."""
+        try:
+            server = client.info("server")
+            stats = client.info("stats")
+        except redis.exceptions.NoPermissionError:
+            return "", None
         stat = stats.get(OVERFLOW_STAT)
         return str(server.get("run_id", "")), int(stat) if stat is not None else None
 
     def _interruption_reason(self) -> str:
         """Was the subscriber dropped by a live server (overflow) or did the server go away?"""
         before = self._server
-        if before is None:
+        if before is None or not before[0]:
             return "disconnected"
         try:
             client = self._client()
