@@ -346,9 +346,12 @@ def alert_rules(config: dict[str, Any]) -> list[Rule]:
 
     # -- workers --
     timeout = _num(exporter["worker_heartbeat_timeout_seconds"])
+    # Worker alerts need a working event stream: when it is down (broker outage), every
+    # worker turns 0 after the heartbeat timeout, and CeleryBrokerDown already pages for that.
+    stream_up = f"on (instance, broker) {e.metric(cat.EVENT_CONSUMER_UP.name)} == 1"
     name = "CeleryWorkerDown"
     built[name] = (
-        f"{e.metric(cat.WORKER_UP.name)} == 0",
+        f"{e.metric(cat.WORKER_UP.name)} == 0\nand {stream_up}",
         _AlertText(
             "A Celery worker stopped sending heartbeats.",
             "Worker {{ $labels.worker }} on broker {{ $labels.broker }} has sent no heartbeat "
@@ -362,7 +365,7 @@ def alert_rules(config: dict[str, Any]) -> list[Rule]:
     span = _dur(cfg(name)["window"])
     workers = e.metric(cat.QUEUE_WORKERS.name)
     built[name] = (
-        f"{workers} < {ratio} * max_over_time({workers}[{span}])\n"
+        f"(\n  {workers} < {ratio} * max_over_time({workers}[{span}])\n  and {stream_up}\n)\n"
         "or\n"
         "(\n"
         f"  {consumers} < {ratio} * max_over_time({consumers}[{span}])\n"
