@@ -117,10 +117,12 @@ if redis_shared:
         client.delete(*keys)
 if rabbit_shared:
     import requests
-    api = "http://127.0.0.1:15672/api/queues/%2F"
-    for queue in requests.get(api, auth=("guest", "guest"), timeout=10).json():
-        if queue["name"].startswith(prefix):
-            requests.delete(f"{api}/{queue['name']}", auth=("guest", "guest"), timeout=10)
+    auth = ("guest", "guest")
+    for kind in ("queues", "exchanges"):  # Celery declares a direct exchange per queue
+        api = f"http://127.0.0.1:15672/api/{kind}/%2F"
+        for item in requests.get(api, auth=auth, timeout=10).json():
+            if item["name"].startswith(prefix):
+                requests.delete(f"{api}/{item['name']}", auth=auth, timeout=10)
 EOF
   fi
   rm -rf "$WORKDIR"

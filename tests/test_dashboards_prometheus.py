@@ -122,7 +122,6 @@ class Stack:
     redis: RedisServer
     exporter_url: str
     prometheus_url: str
-    events: bool
 
     def query(self, expr: str) -> dict[str, Any]:
         response = requests.get(
@@ -201,13 +200,6 @@ class Producer:
         sys.modules.pop("dash_app", None)
 
 
-def _exporter_supports_events() -> bool:
-    help_text = subprocess.run(
-        [sys.executable, "-m", "exporter", "--help"], cwd=ROOT, capture_output=True, text=True
-    ).stdout
-    return "--events" in help_text
-
-
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     if not PROMETHEUS.exists():
@@ -240,7 +232,6 @@ def stack() -> Iterator[Stack]:
         producer = Producer(redis.url, workdir)
         producer.publish_backlog()
 
-        events = _exporter_supports_events()
         exporter_port = free_port()
         spawn(
             [
@@ -257,7 +248,7 @@ def stack() -> Iterator[Stack]:
                 "127.0.0.1",
                 "--port",
                 str(exporter_port),
-                *(["--events"] if events else []),
+                "--events",
             ],
             "exporter",
         )
@@ -334,7 +325,7 @@ def stack() -> Iterator[Stack]:
             },
         )
         producer.start_trickle()
-        yield Stack(redis, f"http://127.0.0.1:{exporter_port}/metrics", prometheus_url, events)
+        yield Stack(redis, f"http://127.0.0.1:{exporter_port}/metrics", prometheus_url)
     finally:
         if producer is not None:
             producer.close()
@@ -400,7 +391,7 @@ def test_variable_queries_return_the_test_values(stack):
             assert values == expected[label], (slug, label)
         elif label == "namespace":
             assert values == {""}  # no namespace label outside Kubernetes: "All" matches
-        elif stack.events:
+        else:
             assert values, (slug, label)
 
 
@@ -409,8 +400,8 @@ def test_variable_queries_return_the_test_values(stack):
 
 def test_every_queried_metric_is_in_a_real_scrape_or_the_generated_rules(stack):
     """Names a panel queries: the Redis exporter's scrape, the recording rules Prometheus
-    loaded, Prometheus' own ``up``; metrics of other parts (RabbitMQ-only; events when this
-    build has none) must at least be in the catalogue, and the RabbitMQ test scrapes those."""
+    loaded, Prometheus' own ``up``; RabbitMQ-only metrics must at least be in the catalogue,
+    and the RabbitMQ test scrapes those."""
     loaded = {
         rule["name"]
         for group in requests.get(f"{stack.prometheus_url}/api/v1/rules", timeout=10).json()[
@@ -427,7 +418,7 @@ def test_every_queried_metric_is_in_a_real_scrape_or_the_generated_rules(stack):
         assert spec is not None, f"{name} is neither recorded nor in the catalogue"
         redis_queue_metric = spec in cat.QUEUE_METRICS and "redis" in spec.brokers
         event_metric = spec in cat.EVENT_METRICS and name not in _EVENT_SERIES_ON_DEMAND
-        if redis_queue_metric or (event_metric and stack.events):
+        if redis_queue_metric or event_metric:
             must_scrape.add(name)
     last: set[str] = set()
 
@@ -514,8 +505,6 @@ def test_queue_panels_have_data(stack):
 
 
 def test_event_panels_have_data(stack):
-    if not stack.events:
-        pytest.skip("this build of the exporter has no --events: the event panels have no source")
     queries = [q for q in _queries() if not _exempt(*q) and _needs_events(q[3])]
     assert len(queries) >= 30
     _wait_for_data(stack, queries)
@@ -600,8 +589,6 @@ def test_effectiveness_panel_shows_the_goal_met_when_urgent_work_goes_first(stac
     """On Redis with prefetch 1 the worker takes level 0 first: the trickled urgent tasks wait
     about one task's runtime, the backlog at level 9 tens of seconds, so the effectiveness
     panel must show more than the goal's reduction."""
-    if not stack.events:
-        pytest.skip("this build of the exporter has no --events: no per-priority waits")
     goal = monitoring_config.load()["goals"]["min_priority_wait_reduction"]
     (expr,) = [
         concrete(target["expr"], VARIABLES)

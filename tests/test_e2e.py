@@ -242,10 +242,11 @@ def test_demo_uses_running_brokers_and_leaves_them_running_and_clean(redis_serve
     assert list(client.scan_iter(match=f"{prefix}*")) == []
     bindings = [m for k in client.scan_iter(match="_kombu.binding.*") for m in client.smembers(k)]
     assert [m for m in bindings if prefix.encode() in m] == []
-    queues = requests.get(
-        "http://127.0.0.1:15672/api/queues/%2F", auth=("guest", "guest"), timeout=10
-    ).json()
-    assert [q["name"] for q in queues if q["name"].startswith(prefix)] == []
+    for kind in ("queues", "exchanges"):
+        left = requests.get(
+            f"http://127.0.0.1:15672/api/{kind}/%2F", auth=("guest", "guest"), timeout=10
+        ).json()
+        assert [item["name"] for item in left if item["name"].startswith(prefix)] == [], kind
 
 
 # --- the stack --------------------------------------------------------------------------------
@@ -426,6 +427,7 @@ def delete_rabbitmq_queues(names: list[str]) -> None:
         channel = connection.channel()
         for name in names:
             channel.queue_delete(name)
+            channel.exchange_delete(name)  # Celery declared a direct exchange named after it
     finally:
         connection.close()
 
