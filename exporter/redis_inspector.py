@@ -117,7 +117,7 @@ class RedisInspector:
         prefix = self.config.global_keyprefix + BINDING_PREFIX
         keys = [
             key.decode() if isinstance(key, bytes) else key
-            for key in self.client.scan_iter(match=_escape_glob(prefix) + "*", count=1000)
+            for key in self.client.scan_iter(match=escape_glob(prefix) + "*", count=1000)
         ]
         bindings: dict[tuple[str, str], str] = {}
         discovered: list[str] = []
@@ -296,6 +296,6 @@ def _message_identity(message: dict[str, Any], raw: bytes) -> str:
     return hashlib.sha1(raw).hexdigest()
 
 
-def _escape_glob(text: str) -> str:
+def escape_glob(text: str) -> str:
     """Escape Redis glob characters so a prefix like 'app[1]:' matches literally."""
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)

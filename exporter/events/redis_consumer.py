@@ -30,6 +30,7 @@ import hiredis
 import redis
 
 from ..config import BrokerConfig
+from ..redis_inspector import escape_glob
 from .decode import MalformedEvent, decode_redis_payload
 from .tracker import EventTracker
 
@@ -45,14 +46,10 @@ RECONNECT_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0, 5.0)
 OVERFLOW_STAT = "client_output_buffer_limit_disconnections"
 
 
-def _escape_glob(text: str) -> str:
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
-
-
 def event_patterns(broker: BrokerConfig) -> list[str]:
     """PSUBSCRIBE patterns of the event channels (with and without fanout_patterns)."""
     db = urlsplit(broker.url).path.lstrip("/") or "0"
-    base = _escape_glob(f"{broker.global_keyprefix}/{db}.{EVENT_EXCHANGE}")
+    base = escape_glob(f"{broker.global_keyprefix}/{db}.{EVENT_EXCHANGE}")
     return [base, base + "/*"]
 
 
