@@ -20,12 +20,7 @@ Usage: .venv/bin/python bench/bench_rabbitmq.py [--queues 200] [--repeat 20]
 from __future__ import annotations
 
 import argparse
-import shutil
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -36,6 +31,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.loadtest.services import PrivateRedis  # noqa: E402
+from bench.timing import median_seconds  # noqa: E402
 from exporter.cli import Exporter  # noqa: E402
 from exporter.config import BrokerConfig, ExporterConfig  # noqa: E402
 from exporter.rabbitmq_inspector import MANAGEMENT_COLUMNS, RabbitMQInspector  # noqa: E402
@@ -44,23 +41,6 @@ AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 MANAGEMENT = "http://127.0.0.1:15672"
 AUTH = ("guest", "guest")
 PRIORITIES = (0, 3, 9)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def median_seconds(fn, repeat: int) -> tuple[float, float, float]:
-    fn()  # warm up connections
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    times.sort()
-    return statistics.median(times), times[0], times[max(0, int(len(times) * 0.9) - 1)]
 
 
 def create_queues(names: list[str]) -> None:
@@ -125,24 +105,12 @@ def rabbit(names: list[str], management: str) -> BrokerConfig:
 def run(queues: int, repeat: int) -> None:
     prefix = f"cqe-bench-{uuid.uuid4().hex[:8]}"
     names = [f"{prefix}-{i:03d}" for i in range(queues)]
-    workdir = Path(tempfile.mkdtemp(prefix="cqe-bench-redis-"))
-    redis_port = free_port()
-    redis_proc = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", "--port", str(redis_port),
-         "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    redis_server = PrivateRedis().start()
+    redis_port = redis_server.port
     try:
         create_queues(names)
         vhost_size = wait_for_stats(names)
         client = redis.Redis(port=redis_port)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.1)
         fill_redis(client, names)
         redis_broker = BrokerConfig(
             name="redis", url=f"redis://127.0.0.1:{redis_port}/0", queues=names,
@@ -199,9 +167,7 @@ def run(queues: int, repeat: int) -> None:
         try:
             delete_queues(names)
         finally:
-            redis_proc.terminate()
-            redis_proc.wait(timeout=10)
-            shutil.rmtree(workdir, ignore_errors=True)
+            redis_server.stop()
 
 
 def main() -> None:

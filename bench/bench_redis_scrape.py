@@ -15,12 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,29 +24,14 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.loadtest.services import PrivateRedis, ServiceError  # noqa: E402
+from bench.timing import median_seconds  # noqa: E402
 from exporter.cli import Exporter  # noqa: E402
 from exporter.config import BrokerConfig, ExporterConfig  # noqa: E402
 from exporter.redis_inspector import RedisInspector  # noqa: E402
 from exporter.server import MetricsServer  # noqa: E402
 
 STEPS = list(range(10))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def median_seconds(fn, repeat: int) -> tuple[float, float, float]:
-    fn()  # warm up connections
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    times.sort()
-    return statistics.median(times), times[0], times[int(len(times) * 0.9) - 1]
 
 
 def fill(client: redis.Redis, queues: list[str]) -> int:
@@ -79,36 +59,14 @@ def main() -> int:
     parser.add_argument("--queues", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
-    if shutil.which("redis-server") is None:
-        print("redis-server is not installed: run bash scripts/bootstrap.sh", file=sys.stderr)
-        return 2
-
-    workdir = tempfile.mkdtemp(prefix="cqe-bench-")
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-    )
     try:
+        server = PrivateRedis().start()
+    except ServiceError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
+        port = server.port
         client = redis.Redis(port=port)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
         queues = [f"queue-{i:04d}" for i in range(args.queues)]
         non_empty = fill(client, queues)
         keys = [q if s == 0 else f"{q}:{s}" for q in queues for s in STEPS]
@@ -147,9 +105,7 @@ def main() -> int:
         exporter.close()
         inspector.close()
     finally:
-        server.terminate()
-        server.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
+        server.stop()
 
     print(
         f"keys: {len(keys)} ({args.queues} queues x {len(STEPS)} levels), "
