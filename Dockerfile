@@ -15,7 +15,6 @@ FROM python:3.11-slim
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="celery-queue-exporter" \
       org.opencontainers.image.description="Prometheus exporter for Celery queues on Redis and RabbitMQ, per priority level" \
-      org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}"
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
