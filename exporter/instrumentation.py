@@ -28,6 +28,7 @@ ignore them. They are published at once, not batched with task events.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import weakref
 from typing import Any
@@ -163,6 +164,7 @@ def enqueued_at(headers: dict[str, Any] | None) -> float | None:
     if isinstance(value, bool):
         return None
     try:
-        return float(value) if value is not None else None
+        stamp = float(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+    return stamp if stamp is None or math.isfinite(stamp) else None

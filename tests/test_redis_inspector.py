@@ -374,3 +374,18 @@ def test_discovered_queues_are_capped_by_max_queues(redis_server):
     assert sorted({lv.queue for lv in snapshot.levels}) == ["listed", "q1", "q2"]
     assert snapshot.queues_over_limit == 2
     inspector.close()
+
+
+def test_a_non_finite_enqueue_stamp_is_not_trusted(redis_server):
+    """A stamp of 'nan' or 'inf' (hand-made or corrupt headers) falls back to head tracking."""
+    client = redis_server.client()
+    for key, stamp in (("jobs", "nan"), ("jobs\x06\x163", "inf"), ("jobs\x06\x166", "-inf")):
+        message = {"headers": {"id": key, instrumentation.ENQUEUED_AT_HEADER: stamp}}
+        client.lpush(key, json.dumps(message))
+    config = BrokerConfig(name="n", url=redis_server.url, queues=["jobs"], discover_queues=False)
+    clock = [1_000_000.0]
+    inspector = RedisInspector(config, clock=lambda: clock[0])
+    assert [lv.oldest_age_seconds for lv in inspector.inspect().levels] == [0.0, 0.0, 0.0, 0.0]
+    clock[0] += 4.0
+    assert [lv.oldest_age_seconds for lv in inspector.inspect().levels] == [4.0, 4.0, 4.0, 0.0]
+    inspector.close()
