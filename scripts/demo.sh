@@ -109,7 +109,9 @@ if redis_shared:
     import redis
     client = redis.Redis(host="127.0.0.1", port=int(sys.argv[4]))
     keys = list(client.scan_iter(match=f"{prefix}*"))
-    for key in client.scan_iter(match="_kombu.binding.*"):
+    for key in client.scan_iter(match="_kombu.binding*"):  # binding and binding_permanent
+        if client.type(key) != b"set":
+            continue  # _kombu.binding_deadlines is kombu's own sorted set
         for member in client.smembers(key):
             if prefix.encode() in member:
                 client.srem(key, member)

@@ -199,4 +199,6 @@ def test_rabbitmq_only_metrics_the_rules_read_are_exposed_by_a_real_scrape(
     finally:
         stop(exporter)
         with kombu.Connection(rabbitmq_url) as connection:
-            kombu.Queue(queue, channel=connection.channel()).delete()
+            channel = connection.channel()
+            kombu.Queue(queue, channel=channel).delete()
+            kombu.Exchange(queue, channel=channel).delete()  # Celery declared it for the queue

@@ -580,7 +580,9 @@ def test_rabbitmq_metrics_the_panels_query_are_in_a_real_rabbitmq_scrape(rabbitm
         app.close()
         connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url[:-1] + "%2F"))
         try:
-            connection.channel().queue_delete(unique_name)
+            channel = connection.channel()
+            channel.queue_delete(unique_name)
+            channel.exchange_delete(unique_name)  # Celery declared a direct exchange for it
         finally:
             connection.close()
 
