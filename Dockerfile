@@ -11,7 +11,7 @@ COPY exporter ./exporter
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
-# The package version built above (exporter/__version__; tests/test_k8s.py keeps them equal).
+# The package version built above (celery_queue_exporter.__version__; tests/test_k8s.py checks).
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="celery-queue-exporter" \
       org.opencontainers.image.description="Prometheus exporter for Celery queues on Redis and RabbitMQ, per priority level" \

@@ -46,9 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis  # noqa: E402
 
-from exporter.config import BrokerConfig, EventSettings  # noqa: E402
-from exporter.events.redis_consumer import RedisEventConsumer  # noqa: E402
-from exporter.events.tracker import EventTracker  # noqa: E402
+from celery_queue_exporter.config import BrokerConfig, EventSettings  # noqa: E402
+from celery_queue_exporter.events.redis_consumer import RedisEventConsumer  # noqa: E402
+from celery_queue_exporter.events.tracker import EventTracker  # noqa: E402
 
 
 def free_port() -> int:
@@ -251,8 +251,8 @@ def stages(messages_count: int = 40_000) -> None:
     """CPU time per message of each stage of the consumer, on pre-built one-event messages."""
     import hiredis
 
-    from exporter.events.decode import decode_redis_payload
-    from exporter.events.redis_consumer import FEED_SIZE
+    from celery_queue_exporter.events.decode import decode_redis_payload
+    from celery_queue_exporter.events.redis_consumer import FEED_SIZE
 
     now = time.time()
     events: list[dict] = []

@@ -168,7 +168,7 @@ def produce(broker_url: str, queue: str, rate: float, stop: threading.Event) -> 
     os.environ.update(CQE_BROKER_URL=broker_url, CQE_QUEUE=queue)
     from events_app import make_app
 
-    from exporter.instrumentation import install
+    from celery_queue_exporter.instrumentation import install
 
     app = make_app(broker_url, queue)
     install(app)
@@ -189,8 +189,8 @@ def produce(broker_url: str, queue: str, rate: float, stop: threading.Event) -> 
 def tracker_worst_case() -> None:
     """RSS the event tracker adds when it holds max_tracked_tasks tasks."""
     sys.path.insert(0, str(ROOT))
-    from exporter.config import EventSettings
-    from exporter.events.tracker import EventTracker
+    from celery_queue_exporter.config import EventSettings
+    from celery_queue_exporter.events.tracker import EventTracker
 
     settings = EventSettings()
     before = memory_kib(os.getpid())[0]
@@ -280,7 +280,7 @@ def main() -> int:
         (workdir / "exporter.yaml").write_text(yaml.safe_dump(config))
         env = dict(os.environ, BENCH_RABBITMQ_PASSWORD="guest", PYTHONDONTWRITEBYTECODE="1")
         exporter = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "--config", str(workdir / "exporter.yaml")],
+            [sys.executable, "-m", "celery_queue_exporter", "--config", str(workdir / "exporter.yaml")],  # noqa: E501
             cwd=ROOT, env=env, stderr=open(workdir / "exporter.log", "wb"),  # noqa: SIM115
         )  # fmt: skip
         processes.append(exporter)

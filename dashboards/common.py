@@ -3,7 +3,7 @@
 Everything an operator tunes comes from monitoring/config.yaml (``monitoring.config.load()``),
 the same file the alerts are generated from: the series selector, the thresholds of the alerts
 (so a panel turns red where the alert fires), the platform goals and the dashboard settings.
-Metric names come from exporter/catalogue.py and recording rule names from
+Metric names come from celery_queue_exporter/catalogue.py and recording rule names from
 monitoring/rules.py; nothing here retypes a name.
 
 The helpers emit the JSON of Grafana 10's current panel types (timeseries, stat, bargauge,
@@ -21,7 +21,7 @@ from typing import Any
 import attr
 from grafanalib import core as g
 
-from exporter import catalogue as cat
+from celery_queue_exporter import catalogue as cat
 from monitoring import config as monitoring_config
 from monitoring import rules
 

@@ -10,6 +10,7 @@ dashboards/priorities.json.
 
 from __future__ import annotations
 
+from celery_queue_exporter import catalogue as cat
 from dashboards.common import (
     UNIT_COUNT,
     UNIT_MESSAGES,
@@ -36,7 +37,6 @@ from dashboards.common import (
     variables,
     with_transport,
 )
-from exporter import catalogue as cat
 
 SLUG = "priorities"
 

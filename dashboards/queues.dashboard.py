@@ -5,6 +5,7 @@ Built by ``python -m dashboards.generate`` (which calls ``build``) into dashboar
 
 from __future__ import annotations
 
+from celery_queue_exporter import catalogue as cat
 from dashboards.common import (
     NEUTRAL,
     UNIT_BOOL,
@@ -31,7 +32,6 @@ from dashboards.common import (
     unknown_priority,
     variables,
 )
-from exporter import catalogue as cat
 
 SLUG = "queues"
 
@@ -211,9 +211,9 @@ def build(s: Settings):
                 "Oldest waiting message per priority level",
                 "Age of the next message to be consumed, per level "
                 "(celery_queue_oldest_message_age_seconds). Exact when producers call "
-                "exporter.instrumentation.install(app), otherwise a lower bound that starts at 0 "
-                "when a message reaches the head. Normal: seconds and falling back to 0; a level "
-                "whose age climbs while others drain is being starved. Dashed line: "
+                "celery_queue_exporter.instrumentation.install(app), otherwise a lower bound that "
+                "starts at 0 when a message reaches the head. Normal: seconds and falling back to "
+                "0; a level whose age climbs while others drain is being starved. Dashed line: "
                 "CeleryQueueMessageWaitingTooLong.",
                 [Q(oldest_by_level, "{{broker}} / {{queue}} p{{priority}}")],
                 unit=UNIT_SECONDS,

@@ -7,6 +7,7 @@ dashboards/workers.json.
 
 from __future__ import annotations
 
+from celery_queue_exporter import catalogue as cat
 from dashboards.common import (
     NEUTRAL,
     UNIT_BOOL,
@@ -32,7 +33,6 @@ from dashboards.common import (
     timeseries,
     variables,
 )
-from exporter import catalogue as cat
 
 SLUG = "workers"
 RATE = "$__rate_interval"

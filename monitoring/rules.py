@@ -10,8 +10,8 @@ metric has one. Their names depend on ``recording.window``; import them from her
 or, for the committed defaults, the module constants (``WAIT_P95`` ...).
 
 Every metric a rule reads goes through :func:`metric`, which refuses names that are not in
-exporter/catalogue.py and records which metrics each rule uses (``Rule.metrics``), so the
-tests can check them against a real scrape.
+celery_queue_exporter/catalogue.py and records which metrics each rule uses (``Rule.metrics``),
+so the tests can check them against a real scrape.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter import catalogue as cat
-from exporter.catalogue import URGENCY_LEAST, URGENCY_MOST
+from celery_queue_exporter import catalogue as cat
+from celery_queue_exporter.catalogue import URGENCY_LEAST, URGENCY_MOST
 
 from .config import duration_seconds, format_duration, load, runbook_url
 
@@ -138,7 +138,7 @@ class _Exprs:
     def metric(self, name: str, **matchers: str) -> str:
         """``name{<selector>, k="v"}`` for a sample name of the catalogue."""
         if name not in known_series():
-            raise KeyError(f"{name} is not a metric of exporter/catalogue.py")
+            raise KeyError(f"{name} is not a metric of celery_queue_exporter/catalogue.py")
         parts = [self.selector] + [f'{key}="{value}"' for key, value in matchers.items()]
         return f"{name}{{{', '.join(part for part in parts if part)}}}"
 

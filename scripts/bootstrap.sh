@@ -13,6 +13,7 @@ command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 command -v rabbitmq-server >/dev/null 2>&1 || need_pkgs+=(rabbitmq-server)
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)  # test certificates
+command -v npm >/dev/null 2>&1 || need_pkgs+=(nodejs npm)  # schema checks (tests/node)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_pkgs[*]}"
@@ -60,10 +61,15 @@ command -v kubectl >/dev/null 2>&1 || echo "bootstrap: warning: kubectl not foun
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import exporter, pytest, grafanalib' >/dev/null 2>&1 \
+if ! .venv/bin/python -c 'import celery_queue_exporter, pytest, grafanalib' >/dev/null 2>&1 \
    || [ pyproject.toml -nt .venv/.installed ]; then
   .venv/bin/pip install -q --upgrade pip >/dev/null
   .venv/bin/pip install -q -e '.[test]'
   touch .venv/.installed
+fi
+# Node.js tools the tests run offline (tests/node/package.json, pinned by its lock file).
+if [ ! -d tests/node/node_modules ] || [ tests/node/package-lock.json -nt tests/node/node_modules ]; then
+  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  touch tests/node/node_modules
 fi
 echo "bootstrap: ready"

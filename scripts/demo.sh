@@ -66,7 +66,7 @@ if [ ${#need[@]} -gt 0 ]; then
     "${need[@]}" >/dev/null
 fi
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
-if ! .venv/bin/python -c 'import exporter.events, celery, grafanalib' >/dev/null 2>&1; then
+if ! .venv/bin/python -c 'import celery_queue_exporter.events, celery, grafanalib' >/dev/null 2>&1; then
   log "installing the exporter into .venv"
   .venv/bin/pip install -q -e '.[test]'
 fi
@@ -197,7 +197,7 @@ import time
 from celery import Celery
 from kombu import Queue
 
-from exporter.instrumentation import install
+from celery_queue_exporter.instrumentation import install
 
 PREFIX = os.environ["DEMO_PREFIX"]
 
@@ -329,7 +329,7 @@ with app.connection_for_write() as connection:
 '
 done
 
-start exporter env DEMO_RABBITMQ_PASSWORD=guest "$PY" -m exporter --config "$WORKDIR/exporter.yaml"
+start exporter env DEMO_RABBITMQ_PASSWORD=guest "$PY" -m celery_queue_exporter --config "$WORKDIR/exporter.yaml"
 start prometheus /usr/bin/prometheus --config.file="$WORKDIR/prometheus.yml" \
   --storage.tsdb.path="$WORKDIR/tsdb" --web.listen-address="127.0.0.1:$PROM_PORT" --log.level=warn
 for name in redis rabbitmq; do

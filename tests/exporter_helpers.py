@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from conftest import parse_exposition
 
-from exporter.cli import Exporter
-from exporter.config import load_config
+from celery_queue_exporter.cli import Exporter
+from celery_queue_exporter.config import load_config
 
 
 def build_exporter(*args: str, environ: dict[str, str] | None = None) -> Exporter:

@@ -17,8 +17,8 @@ import pytest
 import yaml
 from conftest import ROOT, missing_service
 
-from exporter import catalogue as cat
-from exporter.config import EventSettings
+from celery_queue_exporter import catalogue as cat
+from celery_queue_exporter.config import EventSettings
 from monitoring import config as mconfig
 from monitoring import generate, rules
 

@@ -19,8 +19,8 @@ from apps.events_app import make_app
 from apps.harness import ROOT, Worker
 from conftest import free_port, parse_exposition, wait_until
 
-from exporter import catalogue as cat
-from exporter.instrumentation import install, uninstall
+from celery_queue_exporter import catalogue as cat
+from celery_queue_exporter.instrumentation import install, uninstall
 from monitoring import config as mconfig
 from monitoring import rules
 
@@ -47,7 +47,16 @@ def spec_of(series: str) -> cat.MetricSpec:
 def start_exporter(*args: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "--host", "127.0.0.1", "--port", str(port), *args],
+        [
+            sys.executable,
+            "-m",
+            "celery_queue_exporter",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *args,
+        ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

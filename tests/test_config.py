@@ -10,7 +10,7 @@ import pytest
 from conftest import sample_value
 from exporter_helpers import build_exporter, scrape
 
-from exporter.config import (
+from celery_queue_exporter.config import (
     DEFAULT_PORT,
     ConfigError,
     default_broker_name,
@@ -121,7 +121,7 @@ def test_bad_input_names_the_field_and_exits_2(tmp_path, args, file_text, messag
         load_config(argv, environ={})
     assert message in str(error.value)
     result = subprocess.run(
-        [sys.executable, "-m", "exporter", *argv, "--once"],
+        [sys.executable, "-m", "celery_queue_exporter", *argv, "--once"],
         capture_output=True,
         text=True,
         timeout=60,

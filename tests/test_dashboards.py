@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from celery_queue_exporter import catalogue as cat
 from dashboards import common, generate
-from exporter import catalogue as cat
 from monitoring import config as monitoring_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -48,7 +48,7 @@ from test_dashboards import (
     variable_queries,
 )
 
-from exporter import catalogue as cat
+from celery_queue_exporter import catalogue as cat
 from monitoring import config as monitoring_config
 from monitoring import rules
 
@@ -83,7 +83,7 @@ import time
 from celery import Celery
 from kombu import Queue
 
-from exporter.instrumentation import install
+from celery_queue_exporter.instrumentation import install
 
 app = Celery("dash_app", broker=os.environ["DASH_BROKER_URL"], set_as_current=False)
 app.conf.update(
@@ -189,7 +189,7 @@ class Producer:
         self.thread.start()
 
     def close(self) -> None:
-        from exporter.instrumentation import uninstall
+        from celery_queue_exporter.instrumentation import uninstall
 
         self.stopped.set()
         if self.thread.is_alive():
@@ -237,7 +237,7 @@ def stack() -> Iterator[Stack]:
             [
                 sys.executable,
                 "-m",
-                "exporter",
+                "celery_queue_exporter",
                 "--broker-url",
                 f"{BROKER}={redis.url}",
                 "--queue",

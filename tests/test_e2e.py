@@ -8,8 +8,8 @@ One module-scoped stack, every part real:
   second) and a producer in this process, with ``install(app)`` stamping every message,
   publishing a mixed-priority workload (and a few failing, retried and time-limited tasks) to
   both brokers all along;
-* the exporter as a subprocess (``python -m exporter --config FILE --events``), configured like
-  k8s/config/exporter.yaml (a RabbitMQ password from ``password_env``);
+* the exporter as a subprocess (``python -m celery_queue_exporter --config FILE --events``),
+  configured like k8s/config/exporter.yaml (a RabbitMQ password from ``password_env``);
 * /usr/bin/prometheus on a spare port with temporary storage, scraping every second, loading
   the rules that ``python -m monitoring.generate`` writes for the committed monitoring config
   plus ``OVERRIDES`` (shorter thresholds and ``for:``, evaluated every second). The test
@@ -495,7 +495,8 @@ def stack() -> Iterator[Stack]:
             "E2E_RABBITMQ_PASSWORD": "guest",
         }
         stack.exporter_command = [
-            sys.executable, "-m", "exporter", "--config", str(workdir / "exporter.yaml"),
+            sys.executable, "-m", "celery_queue_exporter",
+            "--config", str(workdir / "exporter.yaml"),
         ]  # fmt: skip
         stack.start_exporter()
 
@@ -573,7 +574,7 @@ def stack() -> Iterator[Stack]:
             log.close()
         for app in stack.apps.values():
             app.close()
-        from exporter.instrumentation import uninstall
+        from celery_queue_exporter.instrumentation import uninstall
 
         uninstall()
         sys.path.remove(str(ROOT / "tests" / "apps"))

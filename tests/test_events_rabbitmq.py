@@ -18,7 +18,7 @@ import requests
 from apps.harness import ROOT, Exporter
 from conftest import free_port, wait_until
 
-from exporter.events.rabbitmq_consumer import EVENT_EXCHANGE, QUEUE_PREFIX
+from celery_queue_exporter.events.rabbitmq_consumer import EVENT_EXCHANGE, QUEUE_PREFIX
 
 pytest.register_assert_rewrite("apps.scenarios")  # its asserts are the tests' asserts
 from apps.scenarios import outcome_scenario, priority_scenario, publish_heartbeat  # noqa: E402
@@ -117,7 +117,7 @@ def test_killed_exporter_leaves_no_queue(rabbitmq_url):
     before = exporter_queues()
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "--events", "--broker-url", rabbitmq_url,
+        [sys.executable, "-m", "celery_queue_exporter", "--events", "--broker-url", rabbitmq_url,
          "--queue", "cqe-none", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -19,8 +19,8 @@ from apps.events_app import make_app
 from apps.harness import ROOT
 from conftest import free_port, parse_exposition, wait_until
 
-from exporter.catalogue import OTHER_QUEUE, OTHER_WORKER
-from exporter.config import EventSettings
+from celery_queue_exporter.catalogue import OTHER_QUEUE, OTHER_WORKER
+from celery_queue_exporter.config import EventSettings
 
 pytest.register_assert_rewrite("apps.scenarios")  # its asserts are the tests' asserts
 from apps.scenarios import outcome_scenario, priority_scenario, publish_heartbeat, wait_worker_up  # noqa: E402
@@ -173,8 +173,9 @@ def test_cli_consumes_events_and_leaves_nothing_when_killed(redis_server):
     client = redis_server.client()
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "--events", "--broker-url", redis_server.url,
-         "--queue", "q", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "celery_queue_exporter", "--events",
+         "--broker-url", redis_server.url, "--queue", "q",
+         "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

@@ -8,17 +8,21 @@ import json
 
 import pytest
 
-from exporter.catalogue import OTHER_QUEUE, OTHER_TASK, OTHER_WORKER, UNKNOWN_QUEUE
-from exporter.config import EventSettings
-from exporter.events.decode import MalformedEvent, decode_json_body, decode_redis_payload
-from exporter.events.tracker import (
+from celery_queue_exporter.catalogue import OTHER_QUEUE, OTHER_TASK, OTHER_WORKER, UNKNOWN_QUEUE
+from celery_queue_exporter.config import EventSettings
+from celery_queue_exporter.events.decode import (
+    MalformedEvent,
+    decode_json_body,
+    decode_redis_payload,
+)
+from celery_queue_exporter.events.tracker import (
     UNKNOWN_TASK,
     EventTracker,
     rabbitmq_priority_level,
     redis_priority_level,
     time_limit_kind,
 )
-from exporter.instrumentation import TASK_INFO_EVENT, WORKER_QUEUES_EVENT
+from celery_queue_exporter.instrumentation import TASK_INFO_EVENT, WORKER_QUEUES_EVENT
 
 
 class Clock:

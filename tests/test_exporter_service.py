@@ -16,9 +16,9 @@ from celery import Celery
 from conftest import ROOT, parse_exposition, sample_value, wait_until
 from exporter_helpers import build_exporter, scrape, scrape_text
 
-from exporter import catalogue
-from exporter.config import load_config
-from exporter.server import MetricsServer
+from celery_queue_exporter import catalogue
+from celery_queue_exporter.config import load_config
+from celery_queue_exporter.server import MetricsServer
 
 pytestmark = pytest.mark.redis
 
@@ -123,7 +123,7 @@ def test_http_endpoints_and_redis_outage_recovery(redis_server):
 
 
 def test_once_mode_exit_codes(redis_server):
-    cli = [sys.executable, "-m", "exporter", "--once"]
+    cli = [sys.executable, "-m", "celery_queue_exporter", "--once"]
     ok = subprocess.run(
         cli + ["--broker-url", redis_server.url], capture_output=True, text=True, timeout=60
     )
@@ -188,7 +188,7 @@ def test_every_redis_metric_in_the_catalogue_appears_in_a_real_scrape(redis_serv
 
 def test_readme_metric_catalogue_is_generated_from_code():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert catalogue.render_into(readme) == readme, "run: python -m exporter.catalogue"
+    assert catalogue.render_into(readme) == readme, "run: python -m celery_queue_exporter.catalogue"
     for spec in catalogue.all_metrics():
         assert f"`{spec.name}`" in readme
 
@@ -336,7 +336,7 @@ def test_listen_conflict_is_a_clear_error(redis_server):
             [
                 sys.executable,
                 "-m",
-                "exporter",
+                "celery_queue_exporter",
                 "--broker-url",
                 redis_server.url,
                 "--host",

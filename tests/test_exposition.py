@@ -1,4 +1,4 @@
-"""exporter/exposition.py must say exactly what prometheus_client's own renderer says."""
+"""celery_queue_exporter/exposition.py must say exactly what prometheus_client's renderer says."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from prometheus_client.core import (
 )
 from test_exporter_service import fill
 
-from exporter.exposition import render_text
+from celery_queue_exporter.exposition import render_text
 
 
 def families():

@@ -33,8 +33,8 @@ import pytest
 import yaml
 from conftest import ROOT, missing_service
 
-import exporter
-from exporter.config import DEFAULT_PORT, load_config
+import celery_queue_exporter
+from celery_queue_exporter.config import DEFAULT_PORT, load_config
 from monitoring import config as monitoring_config
 from monitoring import generate as monitoring_generate
 from monitoring import rules as monitoring_rules
@@ -279,7 +279,7 @@ def test_config_without_the_secret_is_refused(objects, tmp_path, monkeypatch):
     for name in secret_env(objects):
         monkeypatch.delenv(name, raising=False)
     result = subprocess.run(
-        [sys.executable, "-m", "exporter", "--config", str(path), "--once"],
+        [sys.executable, "-m", "celery_queue_exporter", "--config", str(path), "--once"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -373,9 +373,10 @@ def test_probes_and_resources(objects):
 
 def test_image_is_this_version(objects):
     image = container(objects)["image"]
-    assert image == f"ghcr.io/celery-queue-exporter/celery-queue-exporter:{exporter.__version__}"
+    version = celery_queue_exporter.__version__
+    assert image == f"ghcr.io/celery-queue-exporter/celery-queue-exporter:{version}"
     args = [rest for word, rest in dockerfile_instructions() if word == "ARG"]
-    assert f"VERSION={exporter.__version__}" in args
+    assert f"VERSION={celery_queue_exporter.__version__}" in args
 
 
 # --- Service, ServiceMonitor, NetworkPolicy -----------------------------------------------------
@@ -550,12 +551,16 @@ def test_image_build_step_makes_a_working_exporter(tmp_path, redis_server):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     (wheel,) = wheels.glob("celery_queue_exporter-*.whl")
-    assert wheel.name.startswith(f"celery_queue_exporter-{exporter.__version__}-")
+    assert wheel.name.startswith(f"celery_queue_exporter-{celery_queue_exporter.__version__}-")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-        assert "celery-queue-exporter = exporter.cli:main" in archive.read(entry_points).decode()
-    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "exporter").rglob("*.py")}
+        assert (
+            "celery-queue-exporter = celery_queue_exporter.cli:main"
+            in archive.read(entry_points).decode()
+        )
+    source_root = ROOT / "exporter"  # the src layout's root: wheel paths start below it
+    modules = {p.relative_to(source_root).as_posix() for p in source_root.rglob("*.py")}
     assert modules <= names, sorted(modules - names)
 
     site = tmp_path / "site"
@@ -572,7 +577,11 @@ def test_image_build_step_makes_a_working_exporter(tmp_path, redis_server):
         if not m.endswith("__main__.py")
     )
     check = subprocess.run(
-        [sys.executable, "-c", f"{imports}; import exporter; print(exporter.__file__)"],
+        [
+            sys.executable,
+            "-c",
+            f"{imports}; import celery_queue_exporter; print(celery_queue_exporter.__file__)",
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -580,7 +589,7 @@ def test_image_build_step_makes_a_working_exporter(tmp_path, redis_server):
         timeout=60,
     )
     assert check.returncode == 0, check.stderr
-    assert check.stdout.strip() == str(site / "exporter" / "__init__.py")
+    assert check.stdout.strip() == str(site / "celery_queue_exporter" / "__init__.py")
     scrape = subprocess.run(
         [str(site / "bin" / "celery-queue-exporter"), "--once", "--broker-url", redis_server.url],
         cwd=tmp_path,

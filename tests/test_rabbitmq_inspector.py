@@ -24,9 +24,9 @@ from conftest import ROOT, free_port, sample_value, samples_named, wait_until
 from exporter_helpers import build_exporter, scrape, scrape_text
 from kombu import Exchange, Queue
 
-from exporter import instrumentation
-from exporter.config import BrokerConfig
-from exporter.rabbitmq_inspector import (
+from celery_queue_exporter import instrumentation
+from celery_queue_exporter.config import BrokerConfig
+from celery_queue_exporter.rabbitmq_inspector import (
     RabbitMQInspector,
     is_internal_queue,
     parse_amqp_url,
@@ -456,7 +456,7 @@ def test_wrong_credentials_name_the_broker_and_hide_the_password(rabbitmq_url, t
     )
     env = dict(os.environ, CQE_TEST_RMQ_PASSWORD=password)
     result = subprocess.run(
-        [sys.executable, "-m", "exporter", "--config", str(config), "--once"],
+        [sys.executable, "-m", "celery_queue_exporter", "--config", str(config), "--once"],
         cwd=ROOT,
         env=env,
         capture_output=True,

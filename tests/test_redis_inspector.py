@@ -12,10 +12,10 @@ from conftest import sample_value, samples_named
 from exporter_helpers import build_exporter, scrape
 from kombu import Connection, Exchange, Queue
 
-from exporter import instrumentation
-from exporter.catalogue import UNKNOWN_QUEUE
-from exporter.config import BrokerConfig
-from exporter.redis_inspector import RedisInspector
+from celery_queue_exporter import instrumentation
+from celery_queue_exporter.catalogue import UNKNOWN_QUEUE
+from celery_queue_exporter.config import BrokerConfig
+from celery_queue_exporter.redis_inspector import RedisInspector
 
 pytestmark = pytest.mark.redis
 

@@ -15,7 +15,7 @@ from celery import Celery
 from conftest import missing_service, parse_exposition, sample_value, samples_named, wait_until
 from exporter_helpers import build_exporter, scrape
 
-from exporter.server import MetricsServer
+from celery_queue_exporter.server import MetricsServer
 
 pytest_plugins = ["rabbitmq_node"]
 pytestmark = [pytest.mark.redis, pytest.mark.rabbitmq]

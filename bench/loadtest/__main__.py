@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from exporter.config import redact_url
+from celery_queue_exporter.config import redact_url
 
 from . import services
 from .report import render

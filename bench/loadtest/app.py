@@ -4,8 +4,8 @@ The same module serves the producer (the load-test process) and the workers (``c
 bench.loadtest.app worker`` subprocesses). Workers are configured from the environment
 (``LT_*``, see :func:`settings_from_env`), the producer calls :func:`make_app` directly.
 
-Both call ``exporter.instrumentation.install(app)``: producers stamp the publish time in a
-header, workers announce each task's queue and priority to the exporter (``--events``).
+Both call ``celery_queue_exporter.instrumentation.install(app)``: producers stamp the publish
+time in a header, workers announce each task's queue and priority to the exporter (``--events``).
 
 The task records, when it finishes, one JSON line in a Redis list (``LT_RECORD_URL``,
 ``LT_RECORD_KEY``): its id, its own start and finish time (``time.time()`` in the worker's pool
@@ -25,7 +25,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
-from exporter.instrumentation import ENQUEUED_AT_HEADER, install
+from celery_queue_exporter.instrumentation import ENQUEUED_AT_HEADER, install
 
 TASK_NAME = "loadtest.work"
 

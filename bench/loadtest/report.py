@@ -77,8 +77,8 @@ def _machine(data: dict[str, Any], context: str | None) -> list[str]:
         "* Brokers: a private redis-server on a spare port (started and stopped by the run), and "
         f"the machine's RabbitMQ ({meta['rabbitmq_url']}) with queues and exchanges named "
         "`cqe-loadtest-<run id>-...`, deleted afterwards.",
-        "* Exporter: one `python -m exporter` process with Celery events on, watching every "
-        "queue of the run on both brokers; scraped every "
+        "* Exporter: one `python -m celery_queue_exporter` process with Celery events on, "
+        "watching every queue of the run on both brokers; scraped every "
         f"{plan['scrape_interval']:g} s. `celery_queue_wait_seconds` buckets (s): "
         f"{', '.join(f'{b:g}' for b in meta['wait_buckets'])}.",
     ]

@@ -2,9 +2,9 @@
 
 For each (scenario, setup): start the workers (prefork subprocesses), publish the scenario's
 schedule from a producer thread, scrape the exporter once per ``scrape_interval`` while the
-tasks drain, then read every task's own record. One exporter process (``python -m exporter``
-with ``--events``-equivalent YAML) watches all the load test's queues on both brokers, as it
-would in production.
+tasks drain, then read every task's own record. One exporter process
+(``python -m celery_queue_exporter`` with ``--events``-equivalent YAML) watches all the load
+test's queues on both brokers, as it would in production.
 
 Raw data (JSON, gzip when the name ends in .gz)::
 
@@ -41,7 +41,7 @@ from typing import Any
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import redact_url
+from celery_queue_exporter.config import redact_url
 
 from . import services
 from .app import TASK_NAME, AppSettings, make_app
@@ -211,7 +211,8 @@ class Runner:
         for missing in sorted(without):
             self.notes.append(
                 f"This checkout's exporter has no Celery event consumer for {missing} "
-                f"(exporter/events/{missing}_consumer.py is missing): the {missing} waits come "
+                f"(celery_queue_exporter/events/{missing}_consumer.py is missing): "
+                f"the {missing} waits come "
                 "from the tasks' own timings only, not from celery_queue_wait_seconds."
             )
         for group, events in ((with_events, True), (without, False)):

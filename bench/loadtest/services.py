@@ -24,7 +24,7 @@ import redis
 import requests
 import yaml
 
-from exporter.config import redact_url
+from celery_queue_exporter.config import redact_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -145,11 +145,11 @@ def delete_rabbitmq_objects(url: str, queues: list[str], exchanges: list[str]) -
 def events_supported(transport: str) -> bool:
     """Whether this checkout's exporter can consume Celery events from the transport."""
     module = "redis_consumer" if transport == "redis" else "rabbitmq_consumer"
-    return importlib.util.find_spec(f"exporter.events.{module}") is not None
+    return importlib.util.find_spec(f"celery_queue_exporter.events.{module}") is not None
 
 
 class ExporterProcess:
-    """The real exporter (``python -m exporter``) watching the load test's queues."""
+    """The real exporter (``python -m celery_queue_exporter``) watching the load test's queues."""
 
     def __init__(
         self,
@@ -183,7 +183,7 @@ class ExporterProcess:
         os.chmod(self.config_path, 0o600)  # it may hold a broker password
         log = self.log_path.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "--config", str(self.config_path)],
+            [sys.executable, "-m", "celery_queue_exporter", "--config", str(self.config_path)],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )  # fmt: skip

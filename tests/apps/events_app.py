@@ -2,7 +2,8 @@
 
 Configured from the environment so one module serves every test and broker:
 ``CQE_BROKER_URL``, ``CQE_QUEUE`` (the test's unique queue), ``CQE_INSTALL`` (``0`` leaves out
-``exporter.instrumentation.install(app)``), ``CQE_SENT_EVENT`` (``0`` turns task-sent off).
+``celery_queue_exporter.instrumentation.install(app)``), ``CQE_SENT_EVENT`` (``0`` turns
+task-sent off).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from celery import Celery
 from kombu import Queue
 
-from exporter.instrumentation import install
+from celery_queue_exporter.instrumentation import install
 
 QUEUE = os.environ.get("CQE_QUEUE", "cqe-events")
 

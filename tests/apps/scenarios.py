@@ -10,8 +10,8 @@ from conftest import wait_until
 
 from apps.events_app import make_app
 from apps.harness import Exporter, Worker
-from exporter.config import EventSettings
-from exporter.instrumentation import install, uninstall
+from celery_queue_exporter.config import EventSettings
+from celery_queue_exporter.instrumentation import install, uninstall
 
 PROMTOOL = "/usr/bin/promtool"
 

@@ -1,7 +1,7 @@
 """The HTTP side: ``/metrics``, a landing page at ``/``, ``/healthz``; optional TLS.
 
 A small WSGI app on a threading server from the standard library. ``/metrics`` is rendered by
-exporter/exposition.py in the Prometheus text format (gzip when the client accepts it).
+celery_queue_exporter/exposition.py in the Prometheus text format (gzip when the client accepts it).
 """
 
 from __future__ import annotations

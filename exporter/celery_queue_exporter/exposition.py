@@ -4,9 +4,9 @@ prometheus_client's generate_latest re-validates and escapes every label name an
 labels of every sample; at 1,000 queues x 10 levels (about 23,000 series) that alone took
 several times longer than reading the 10,000 Redis keys (see docs/performance.md). This
 renderer produces the same format from the same Metric objects, trusting the label names
-(they come from exporter/catalogue.py and prometheus_client's own collectors, all valid) and
-escaping only label values. The tests parse its output with prometheus_client's parser and
-check it with ``promtool check metrics``.
+(they come from celery_queue_exporter/catalogue.py and prometheus_client's own collectors, all
+valid) and escaping only label values. The tests parse its output with prometheus_client's
+parser and check it with ``promtool check metrics``.
 """
 
 from __future__ import annotations

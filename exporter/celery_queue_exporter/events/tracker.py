@@ -6,9 +6,9 @@ scrape time. One lock guards all state; consumers take it once per batch.
 
 Joining: task-started/succeeded/failed carry neither task name nor queue, so the tracker keeps
 one small record per task id, filled by task-sent (name, queue, publish time), by the
-worker-side hook of ``exporter.instrumentation.install(app)`` (name, queue, priority, enqueue
-stamp) and by task-received (name), and dropped when the task finishes. The records are
-bounded in number (``max_tracked_tasks``, oldest dropped first) and in age
+worker-side hook of ``celery_queue_exporter.instrumentation.install(app)`` (name, queue,
+priority, enqueue stamp) and by task-received (name), and dropped when the task finishes. The
+records are bounded in number (``max_tracked_tasks``, oldest dropped first) and in age
 (``max_task_age_seconds``); a task whose record was dropped is counted under queue/task
 ``(unknown)``.
 
