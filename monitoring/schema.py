@@ -83,7 +83,7 @@ class Ratio(Number):
 
 @dataclass(frozen=True)
 class Duration:
-    """A Prometheus duration of at least ``minimum_seconds`` (a range of 0s selects nothing)."""
+    """A Prometheus duration of at least ``minimum_seconds`` (PromQL refuses a ``[0s]`` range)."""
 
     minimum_seconds: int = 1
 
