@@ -22,6 +22,7 @@ e2e:
 k8s:
 	kubectl kustomize k8s/
 
-# Regenerate rules, the PrometheusRule and the dashboards from monitoring/config.yaml.
+# Regenerate rules, the PrometheusRule, the dashboards and their k8s copies from
+# monitoring/config.yaml (add --check to only compare: docs/alerts.md).
 generate:
 	.venv/bin/python -m monitoring.generate

@@ -1,8 +1,10 @@
-"""Load monitoring/config.yaml, the shared source of truth for alerts and dashboards.
+"""Load monitoring/config.yaml, the one tuning file of the monitoring mixin.
 
-``load()`` returns the plain dict (dashboards read their own ``dashboards:`` section from it)
-after validating everything the rule generator depends on, so a typo in a user's copy stops
-the generator with the path of the offending field instead of producing broken rules.
+``load()`` returns the plain dict (the dashboards read their own ``dashboards:`` section from
+it) after validating everything the rules depend on, so a typo in a user's copy stops the
+generator with the path of the offending field instead of producing broken rules. The allowed
+alert names and parameters come from the alert declarations (monitoring/alerts/), those of
+``recording:`` from monitoring/recording.py: nothing here repeats them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,35 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from . import recording
+from .alerts import ALERTS
+from .alerts.base import runbook_url
+from .schema import (
+    MonitoringConfigError,
+    Number,
+    Param,
+    Ratio,
+    check_params,
+    check_section,
+    duration_seconds,
+    format_duration,
+    mapping,
+    parse_duration,
+)
+
+__all__ = [
+    "DEFAULT_PATH",
+    "SEVERITIES",
+    "TOP_LEVEL_KEYS",
+    "MonitoringConfigError",
+    "duration_seconds",
+    "format_duration",
+    "load",
+    "parse_duration",
+    "runbook_url",
+    "validate",
+]
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "config.yaml"
 
@@ -27,80 +58,20 @@ TOP_LEVEL_KEYS = (
 )
 SEVERITIES = ("critical", "warning", "info")
 
-#: Parameters each alert takes besides for/severity/enabled/labels, with their kinds.
-ALERT_PARAMETERS: dict[str, dict[str, str]] = {
-    "CeleryExporterDown": {},
-    "CeleryBrokerDown": {},
-    "CeleryQueueBacklogHigh": {"messages": "number"},
-    "CeleryQueueBacklogGrowing": {"horizon": "duration", "window": "duration"},
-    "CeleryQueueMostUrgentWaitingTooLong": {
-        "seconds": "number",
-        "priority_usage_window": "duration",
-    },
-    "CeleryQueueMessageWaitingTooLong": {"seconds": "number"},
-    "CeleryQueueNoConsumers": {},
-    "CeleryWorkerDown": {},
-    "CeleryQueueWorkersDropped": {"ratio": "ratio", "window": "duration"},
-    "CeleryAllWorkersDown": {},
-    "CeleryTaskFailureRatioHigh": {
-        "ratio": "ratio",
-        "min_tasks_per_second": "number",
-        "window": "duration",
-    },
-    "CeleryTaskTimeLimitKillsHigh": {
-        "ratio": "ratio",
-        "min_tasks_per_second": "number",
-        "window": "duration",
-    },
-    "CeleryPriorityStarvation": {"seconds": "number", "window": "duration"},
-    "CeleryPrioritiesIneffective": {},
-    "CeleryReservedNearVisibilityTimeout": {"ratio": "ratio"},
+#: ``goals:``: the platform goals the priority alerts and panels compare against.
+GOALS: dict[str, Param] = {
+    "most_urgent_start_seconds": Number(),
+    "min_priority_wait_reduction": Ratio(),
 }
-_COMMON_ALERT_KEYS = {"for", "severity", "enabled", "labels"}
-
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?$")
-
-
-class MonitoringConfigError(ValueError):
-    """A problem in the monitoring config, with the path of the field in the message."""
-
-
-def parse_duration(text: Any, where: str = "duration") -> int:
-    """Seconds in a Prometheus duration such as ``90s``, ``5m`` or ``1h30m`` (whole seconds)."""
-    match = _DURATION.match(str(text).strip()) if text is not None else None
-    if not match or not any(match.groups()):
-        raise MonitoringConfigError(
-            f"{where}: expected a duration like 30s, 5m or 1h, got {text!r}"
-        )
-    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
-
-
-def format_duration(seconds: int) -> str:
-    """The shortest Prometheus duration for ``seconds``: 3600 -> ``1h``, 90 -> ``1m30s``."""
-    if seconds <= 0:
-        return "0s"
-    out = ""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            out += f"{seconds // size}{unit}"
-            seconds %= size
-    return out
-
-
-def _number(where: str, value: Any, *, ratio: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise MonitoringConfigError(f"{where}: expected a number, got {value!r}")
-    if value < 0 or (ratio and value > 1):
-        bounds = "between 0 and 1" if ratio else "0 or more"
-        raise MonitoringConfigError(f"{where}: must be {bounds}, got {value!r}")
-    return value
-
-
-def _mapping(where: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise MonitoringConfigError(f"{where}: expected a mapping, got {value!r}")
-    return value
+#: ``exporter:``: the exporter's event settings the worker alerts depend on.
+EXPORTER: dict[str, Param] = {
+    "worker_heartbeat_timeout_seconds": Number(),
+    "worker_retention_seconds": Number(),
+}
+#: Settings every alert takes besides the parameters it declares.
+COMMON_ALERT_KEYS = frozenset({"for", "severity", "enabled", "labels"})
+#: Labels an alert's extra ``labels:`` may not set (Prometheus and the generator set them).
+RESERVED_ALERT_LABELS = frozenset({"severity", "alertname"})
 
 
 def validate(config: dict[str, Any]) -> None:
@@ -117,44 +88,36 @@ def validate(config: dict[str, Any]) -> None:
     url = config["runbook_base_url"]
     if not isinstance(url, str) or not re.match(r"^https?://", url):
         raise MonitoringConfigError(f"runbook_base_url: expected an http(s) URL, got {url!r}")
-    rule_object = _mapping("rule_object", config["rule_object"])
+    rule_object = mapping("rule_object", config["rule_object"])
     for key in ("name", "namespace"):
         if not isinstance(rule_object.get(key), str) or not rule_object[key]:
             raise MonitoringConfigError(f"rule_object.{key}: expected a non-empty string")
-    labels = _mapping("rule_object.labels", rule_object.get("labels") or {})
-    for key, value in labels.items():
-        if not isinstance(value, str):
-            raise MonitoringConfigError(f"rule_object.labels.{key}: expected a string")
+    _check_labels("rule_object.labels", rule_object.get("labels"))
+    check_section("recording", config["recording"], recording.PARAMETERS)
+    check_section("goals", config["goals"], GOALS)
+    check_section("exporter", config["exporter"], EXPORTER)
+    _validate_alerts(mapping("alerts", config["alerts"]))
 
-    recording = _mapping("recording", config["recording"])
-    parse_duration(recording.get("interval"), "recording.interval")
-    parse_duration(recording.get("window"), "recording.window")
-    _number("recording.backlog_min_messages", recording.get("backlog_min_messages"))
 
-    goals = _mapping("goals", config["goals"])
-    _number("goals.most_urgent_start_seconds", goals.get("most_urgent_start_seconds"))
-    _number(
-        "goals.min_priority_wait_reduction", goals.get("min_priority_wait_reduction"), ratio=True
-    )
-    exporter = _mapping("exporter", config["exporter"])
-    for key in ("worker_heartbeat_timeout_seconds", "worker_retention_seconds"):
-        _number(f"exporter.{key}", exporter.get(key))
+def _check_labels(where: str, labels: Any, reserved: frozenset[str] = frozenset()) -> None:
+    for key, value in mapping(where, labels or {}).items():
+        if key in reserved or not isinstance(value, str):
+            raise MonitoringConfigError(f"{where}.{key}: expected a string label")
 
-    alerts = _mapping("alerts", config["alerts"])
-    for name in ALERT_PARAMETERS:
+
+def _validate_alerts(alerts: dict[str, Any]) -> None:
+    for name in ALERTS:
         if name not in alerts:
             raise MonitoringConfigError(
                 f"alerts.{name}: missing (set `enabled: false` to switch an alert off)"
             )
     for name, settings in alerts.items():
         where = f"alerts.{name}"
-        if name not in ALERT_PARAMETERS:
-            raise MonitoringConfigError(
-                f"{where}: unknown alert (known: {', '.join(ALERT_PARAMETERS)})"
-            )
-        settings = _mapping(where, settings)
-        parameters = ALERT_PARAMETERS[name]
-        unknown = sorted(set(settings) - _COMMON_ALERT_KEYS - set(parameters))
+        if name not in ALERTS:
+            raise MonitoringConfigError(f"{where}: unknown alert (known: {', '.join(ALERTS)})")
+        settings = mapping(where, settings)
+        params = ALERTS[name].params
+        unknown = sorted(set(settings) - COMMON_ALERT_KEYS - set(params))
         if unknown:
             raise MonitoringConfigError(f"{where}.{unknown[0]}: unknown setting")
         if settings.get("severity") not in SEVERITIES:
@@ -168,21 +131,8 @@ def validate(config: dict[str, Any]) -> None:
             parse_duration(settings["for"], f"{where}.for")
         if not isinstance(settings.get("enabled", True), bool):
             raise MonitoringConfigError(f"{where}.enabled: expected true or false")
-        for key, value in _mapping(f"{where}.labels", settings.get("labels") or {}).items():
-            if key in {"severity", "alertname"} or not isinstance(value, str):
-                raise MonitoringConfigError(f"{where}.labels.{key}: expected a string label")
-        for key, kind in parameters.items():
-            if key not in settings:
-                raise MonitoringConfigError(f"{where}.{key}: missing")
-            if kind == "duration":
-                parse_duration(settings[key], f"{where}.{key}")
-            else:
-                _number(f"{where}.{key}", settings[key], ratio=kind == "ratio")
-
-
-def duration_seconds(value: Any) -> int:
-    """Seconds of an already validated duration (``0``/``0s`` allowed)."""
-    return 0 if str(value).strip() in {"0", "0s"} else parse_duration(value)
+        _check_labels(f"{where}.labels", settings.get("labels"), RESERVED_ALERT_LABELS)
+        check_params(where, settings, params)
 
 
 def load(path: str | Path | None = None) -> dict[str, Any]:
@@ -199,7 +149,3 @@ def load(path: str | Path | None = None) -> dict[str, Any]:
         raise MonitoringConfigError(f"{where}: expected a mapping")
     validate(data)
     return data
-
-
-def runbook_url(config: dict[str, Any], alert: str) -> str:
-    return f"{config['runbook_base_url'].rstrip('/')}/{alert}.md"

@@ -21,6 +21,7 @@ from celery_queue_exporter import catalogue as cat
 from celery_queue_exporter.config import EventSettings
 from monitoring import config as mconfig
 from monitoring import generate, rules
+from monitoring.alerts import ALERTS, MODULES
 
 RULE_FILE = ROOT / generate.RULE_FILE
 PROMETHEUS_RULE_FILE = ROOT / generate.PROMETHEUS_RULE_FILE
@@ -92,7 +93,7 @@ def test_every_configured_alert_is_generated_once_and_nothing_else(config, rule_
         rule["alert"] for group in rule_doc["groups"] for rule in group["rules"] if "alert" in rule
     ]
     assert generated == list(config["alerts"])
-    assert set(generated) == set(mconfig.ALERT_PARAMETERS)
+    assert set(generated) == set(ALERTS)
 
 
 def test_alerts_carry_severity_static_summary_templated_description_and_runbook(config, rule_doc):
@@ -212,6 +213,24 @@ def test_generator_command_renders_a_users_thresholds_and_check_mode_detects_dri
             lambda c: c["alerts"]["CeleryBrokerDown"].update(threshold=3),
             "alerts.CeleryBrokerDown.threshold: unknown setting",
         ),
+        (
+            lambda c: c["alerts"]["CeleryQueueBacklogGrowing"].pop("window"),
+            "alerts.CeleryQueueBacklogGrowing.window: missing",
+        ),
+        (
+            lambda c: c["alerts"]["CeleryQueueBacklogGrowing"].update(window="0s"),
+            "alerts.CeleryQueueBacklogGrowing.window: must be at least 1s",
+        ),
+        (
+            lambda c: c["alerts"]["CeleryQueueBacklogHigh"].update(messages=-1),
+            "alerts.CeleryQueueBacklogHigh.messages: must be 0 or more",
+        ),
+        (lambda c: c["recording"].update(window="0s"), "recording.window: must be at least 1s"),
+        (lambda c: c["goals"].update(most_urgent=5), "goals.most_urgent: unknown setting"),
+        (
+            lambda c: c["exporter"].pop("worker_retention_seconds"),
+            "exporter.worker_retention_seconds: missing",
+        ),
     ],
 )
 def test_generator_rejects_a_bad_config_naming_the_field(config, tmp_path, change, message):
@@ -235,6 +254,27 @@ def test_generator_rejects_a_bad_config_naming_the_field(config, tmp_path, chang
     assert done.returncode == 2
     assert message in done.stderr
     assert not (tmp_path / generate.RULE_FILE).exists()
+
+
+def test_the_alert_declarations_are_the_configs_schema(config):
+    """Each alert declares its parameters once; the committed config holds exactly those."""
+    for name, definition in ALERTS.items():
+        assert definition.name == name
+        declared = set(definition.params) | {"for", "severity"}
+        assert set(config["alerts"][name]) == declared, name
+
+
+def test_each_alert_module_has_the_promtool_unit_tests_of_its_alerts():
+    """monitoring/alerts/<group>.py and alerts/tests/<group>.yaml hold the same alerts."""
+    for module in MODULES:
+        group = module.__name__.rsplit(".", 1)[1]
+        declared = {d.name for d in ALERTS.values() if d.body.__module__ == module.__name__}
+        doc = yaml.safe_load((ROOT / "alerts" / "tests" / f"{group}.yaml").read_text())
+        tested = {
+            case["alertname"] for block in doc["tests"] for case in block.get("alert_rule_test", [])
+        }
+        assert declared and tested == declared, group
+    assert len(UNIT_TESTS) == len(MODULES)
 
 
 def test_durations_parse_and_format_like_prometheus():
@@ -385,4 +425,4 @@ def test_every_metric_a_rule_reads_is_in_the_catalogue(config):
 
 def test_metric_helper_refuses_names_outside_the_catalogue():
     with pytest.raises(KeyError, match="celery_queue_lenght"):
-        rules._Exprs('job="x"').metric("celery_queue_lenght")
+        rules.Exprs('job="x"').metric("celery_queue_lenght")

@@ -1,0 +1,132 @@
+"""Alerts on queue backlogs, message ages and consumers (alerts/tests/queues.yaml)."""
+
+from __future__ import annotations
+
+from celery_queue_exporter import catalogue as cat
+from celery_queue_exporter.catalogue import URGENCY_LEAST, URGENCY_MOST
+
+from ..promql import dur, num, pct
+from ..schema import Duration, Number, Ratio, duration_seconds, format_duration
+from .base import WHERE, WHERE_CAPITAL, Body, Settings, alert
+
+AGE = cat.QUEUE_OLDEST_MESSAGE_AGE.name
+
+
+@alert(
+    "CeleryQueueBacklogHigh",
+    summary="A Celery queue has a large backlog.",
+    messages=Number(),
+)
+def backlog_high(s: Settings) -> Body:
+    limit = num(s["messages"])
+    return Body(
+        f"{s.names.queue_messages} > {limit}",
+        f"{WHERE_CAPITAL} has had more than {limit} messages waiting (all "
+        f"priority levels) for more than {s.for_text}: {{{{ $value | humanize }}}} now.",
+    )
+
+
+@alert(
+    "CeleryQueueBacklogGrowing",
+    summary="A Celery queue is filling up and will soon hold a large backlog.",
+    horizon=Duration(),
+    window=Duration(),
+)
+def backlog_growing(s: Settings) -> Body:
+    # Fires below CeleryQueueBacklogHigh's limit only: above it, that alert speaks.
+    limit = num(s.of(backlog_high.name, "messages"))
+    messages = s.names.queue_messages
+    horizon = duration_seconds(s["horizon"])
+    trend = dur(s["window"])
+    return Body(
+        f"predict_linear({messages}[{trend}], {horizon}) > {limit}\nand\n{messages} <= {limit}",
+        f"At the trend of the last {trend}, {WHERE} will hold {{{{ $value | humanize }}}} "
+        f"messages in {format_duration(horizon)}, more than the {limit} of "
+        "CeleryQueueBacklogHigh.",
+    )
+
+
+@alert(
+    "CeleryQueueMostUrgentWaitingTooLong",
+    summary="The most urgent Celery tasks do not start within their goal.",
+    seconds=Number(),
+    priority_usage_window=Duration(),
+)
+def most_urgent_waiting_too_long(s: Settings) -> Body:
+    # Messages without a priority land on Redis' most urgent level: only queues that used
+    # another level within priority_usage_window are held to the goal.
+    e = s.e
+    usage = dur(s["priority_usage_window"])
+    return Body(
+        f"{e.metric(AGE)} > {num(s['seconds'])}\n"
+        f"and on (broker, queue, priority) {e.urgency(URGENCY_MOST)}\n"
+        f"unless on (broker, queue, priority) {e.urgency(URGENCY_LEAST)}\n"
+        "and on (broker, queue) (\n"
+        "  max by (broker, queue) (\n"
+        f"    max_over_time({e.metric(cat.QUEUE_MESSAGES.name)}[{usage}])\n"
+        f"    unless on (broker, queue, priority) {e.urgency(URGENCY_MOST)}\n"
+        "  ) > 0\n"
+        ")",
+        "The next message at the most urgent level (priority {{ $labels.priority }}) of "
+        f"{WHERE} has been waiting {{{{ $value | humanizeDuration }}}}, over the "
+        f"{format_duration(int(s['seconds']))} goal, for more than {s.for_text}.",
+    )
+
+
+@alert(
+    "CeleryQueueMessageWaitingTooLong",
+    summary="Messages in a Celery queue have been waiting too long.",
+    seconds=Number(),
+)
+def message_waiting_too_long(s: Settings) -> Body:
+    return Body(
+        f"{s.e.metric(AGE)} > {num(s['seconds'])}",
+        "The next message at {{ if $labels.priority }}priority {{ $labels.priority }}"
+        "{{ else }}an unknown priority level{{ end }} of "
+        f"{WHERE} has been waiting {{{{ $value | humanizeDuration }}}}, over the limit of "
+        f"{format_duration(int(s['seconds']))}, for more than {s.for_text}.",
+    )
+
+
+@alert(
+    "CeleryQueueNoConsumers",
+    summary="A Celery queue has waiting messages and nothing consuming them.",
+)
+def no_consumers(s: Settings) -> Body:
+    e = s.e
+    messages = s.names.queue_messages
+    consumers = e.metric(cat.QUEUE_CONSUMERS.name)
+    # RabbitMQ counts consumers; on any broker, the events say how many workers serve a queue.
+    return Body(
+        "(\n"
+        f"  {messages} > 0\n"
+        f"  and on (broker, queue) {consumers} == 0\n"
+        ")\n"
+        "or\n"
+        "(\n"
+        f"  {messages} > 0\n"
+        f"  unless on (broker, queue) {consumers}\n"
+        f"  unless on (broker, queue) {e.metric(cat.QUEUE_WORKERS.name)} > 0\n"
+        f"  and on (broker) {e.metric(cat.EVENT_CONSUMER_UP.name)} == 1\n"
+        ")",
+        f"{WHERE_CAPITAL} has {{{{ $value | humanize }}}} messages waiting and "
+        "no consumer (RabbitMQ) or no live worker (Celery events) for more than "
+        f"{s.for_text}: nothing is processing them.",
+    )
+
+
+@alert(
+    "CeleryReservedNearVisibilityTimeout",
+    summary="Reserved Celery tasks approach the Redis visibility timeout and will run twice.",
+    ratio=Ratio(),
+)
+def reserved_near_visibility_timeout(s: Settings) -> Body:
+    e = s.e
+    return Body(
+        f"{e.metric(cat.BROKER_RESERVED_OLDEST_AGE.name)}\n"
+        f"> {num(s['ratio'])} * {e.metric(cat.BROKER_VISIBILITY_TIMEOUT.name)}",
+        "The oldest unacknowledged reservation on Redis broker {{ $labels.broker }} has been "
+        "held for {{ $value | humanizeDuration }}, over "
+        f"{pct(s['ratio'])} of the visibility_timeout: once it passes, Redis delivers the "
+        "message again and the task runs a second time.",
+    )

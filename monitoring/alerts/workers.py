@@ -1,0 +1,63 @@
+"""Alerts on Celery workers, seen through the broker's events (alerts/tests/workers.yaml)."""
+
+from __future__ import annotations
+
+from celery_queue_exporter import catalogue as cat
+
+from ..promql import Exprs, dur, num, pct
+from ..schema import Duration, Ratio
+from .base import WHERE_CAPITAL, Body, Settings, alert
+
+
+def stream_up(e: Exprs) -> str:
+    """Worker alerts need a working event stream: when it is down (broker outage), every worker
+    turns 0 after the heartbeat timeout, and CeleryBrokerDown already pages for that."""
+    return f"on (instance, broker) {e.metric(cat.EVENT_CONSUMER_UP.name)} == 1"
+
+
+@alert("CeleryWorkerDown", summary="A Celery worker stopped sending heartbeats.")
+def worker_down(s: Settings) -> Body:
+    timeout = num(s.config["exporter"]["worker_heartbeat_timeout_seconds"])
+    return Body(
+        f"{s.e.metric(cat.WORKER_UP.name)} == 0\nand {stream_up(s.e)}",
+        "Worker {{ $labels.worker }} on broker {{ $labels.broker }} has sent no heartbeat "
+        f"for {timeout}s or announced its shutdown, and has not come back for "
+        f"{s.for_text}.",
+    )
+
+
+@alert(
+    "CeleryQueueWorkersDropped",
+    summary="The number of workers serving a Celery queue dropped.",
+    ratio=Ratio(),
+    window=Duration(),
+)
+def queue_workers_dropped(s: Settings) -> Body:
+    e = s.e
+    ratio = num(s["ratio"])
+    span = dur(s["window"])
+    workers = e.metric(cat.QUEUE_WORKERS.name)
+    consumers = e.metric(cat.QUEUE_CONSUMERS.name)
+    return Body(
+        f"(\n  {workers} < {ratio} * max_over_time({workers}[{span}])\n  and {stream_up(e)}\n)\n"
+        "or\n"
+        "(\n"
+        f"  {consumers} < {ratio} * max_over_time({consumers}[{span}])\n"
+        f"  unless on (broker, queue) {workers}\n"
+        ")",
+        f"{WHERE_CAPITAL} is served by {{{{ $value }}}} live workers (RabbitMQ "
+        f"consumers when events are off), under {pct(s['ratio'])} of its maximum "
+        f"over the last {span}.",
+    )
+
+
+@alert("CeleryAllWorkersDown", summary="No Celery worker is alive on a broker.")
+def all_workers_down(s: Settings) -> Body:
+    e = s.e
+    return Body(
+        f"{e.metric(cat.EVENT_CONSUMER_UP.name)} == 1\n"
+        f"unless on (broker) {e.metric(cat.WORKER_UP.name)} == 1",
+        "The exporter {{ $labels.instance }} receives Celery events from broker "
+        "{{ $labels.broker }}, yet no worker has sent a heartbeat for more than "
+        f"{s.for_text}: no task on this broker is being processed.",
+    )

@@ -1,0 +1,91 @@
+"""PromQL building blocks shared by the recording and alerting rules.
+
+Every metric a rule reads goes through :meth:`Exprs.metric`, which refuses names that are not
+in celery_queue_exporter/catalogue.py; :func:`metrics_in` then records which metrics each rule
+uses (``Rule.metrics``), so the tests can check them against a real scrape.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery_queue_exporter import catalogue as cat
+
+from .schema import duration_seconds, format_duration
+
+
+@dataclass
+class Rule:
+    """One recording or alerting rule plus the exported metrics its expression reads."""
+
+    expr: str
+    record: str | None = None
+    alert: str | None = None
+    for_: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    metrics: frozenset[str] = frozenset()
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.record:
+            out["record"] = self.record
+        if self.alert:
+            out["alert"] = self.alert
+        out["expr"] = self.expr
+        if self.for_:
+            out["for"] = self.for_
+        if self.labels:
+            out["labels"] = dict(self.labels)
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        return out
+
+
+def known_series() -> frozenset[str]:
+    """Sample names the exporter can expose (histograms as _bucket/_sum/_count), plus ``up``."""
+    names = {series for spec in cat.all_metrics() for series in cat.exposed_series_names(spec)}
+    return frozenset(names | {"up"})
+
+
+def metrics_in(expr: str) -> frozenset[str]:
+    """Exported sample names an expression reads: ``name{...}`` selectors and the names of a
+    ``{__name__=~"a|b"}`` selector. Recording rule names (with colons) are not counted."""
+    used = set(re.findall(r"(?<![\w:])([a-zA-Z_][a-zA-Z0-9_]*)\{", expr))
+    for group in re.findall(r'__name__=~"([^"]*)"', expr):
+        used.update(group.split("|"))
+    return frozenset(used)
+
+
+class Exprs:
+    """Selector-aware expression helpers that refuse metrics missing from the catalogue."""
+
+    def __init__(self, selector: str) -> None:
+        self.selector = selector.strip().strip(",")
+
+    def metric(self, name: str, **matchers: str) -> str:
+        """``name{<selector>, k="v"}`` for a sample name of the catalogue."""
+        if name not in known_series():
+            raise KeyError(f"{name} is not a metric of celery_queue_exporter/catalogue.py")
+        parts = [self.selector] + [f'{key}="{value}"' for key, value in matchers.items()]
+        return f"{name}{{{', '.join(part for part in parts if part)}}}"
+
+    def urgency(self, level: str) -> str:
+        return self.metric(cat.QUEUE_PRIORITY_URGENCY.name, urgency=level)
+
+
+def num(value: float) -> str:
+    """A PromQL number literal without a trailing ``.0``."""
+    return f"{value:g}" if float(value) != int(value) else str(int(value))
+
+
+def pct(ratio: float) -> str:
+    """A ratio as the percentage an annotation shows: 0.5 -> ``50%``."""
+    return f"{float(ratio) * 100:g}%"
+
+
+def dur(value: Any) -> str:
+    """A validated duration in its shortest Prometheus form: ``90s`` -> ``1m30s``."""
+    return format_duration(duration_seconds(value))
