@@ -186,11 +186,11 @@ def test_every_redis_metric_in_the_catalogue_appears_in_a_real_scrape(redis_serv
     assert undocumented == set()
 
 
-def test_readme_metric_catalogue_is_generated_from_code():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert catalogue.render_into(readme) == readme, "run: python -m celery_queue_exporter.catalogue"
+def test_docs_metric_catalogue_is_generated_from_code():
+    page = (ROOT / catalogue.CATALOGUE_PAGE).read_text(encoding="utf-8")
+    assert catalogue.render_into(page) == page, "run: python -m celery_queue_exporter.catalogue"
     for spec in catalogue.all_metrics():
-        assert f"`{spec.name}`" in readme
+        assert f"`{spec.name}`" in page
 
 
 def _make_cert(tmp: Path, name: str, ca: tuple[Path, Path] | None = None) -> tuple[Path, Path]:
