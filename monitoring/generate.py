@@ -65,7 +65,7 @@ def rule_files(config: dict[str, Any]) -> dict[Path, str]:
 
 
 def dashboard_files(config: dict[str, Any]) -> dict[Path, str]:
-    from dashboards.generate import files  # needs grafanalib (the `dashboards` extra)
+    from .dashboards import files
 
     return files(config)
 
