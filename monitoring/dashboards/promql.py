@@ -62,13 +62,6 @@ def histogram_quantile(q: float, spec: cat.MetricSpec, sel: str, by: str, window
     return f"histogram_quantile({q}, sum by ({by}, le) (rate({bucket}[{window}])))"
 
 
-def mean_of(spec: cat.MetricSpec, sel: str, by: str, window: str) -> str:
-    """Mean of a histogram over ``window`` (exact, unlike bucketed quantiles)."""
-    total = f"sum by ({by}) (rate({m(spec, sel, '_sum')}[{window}]))"
-    count = f"sum by ({by}) (rate({m(spec, sel, '_count')}[{window}]))"
-    return f"{total} / {count}"
-
-
 class Priority:
     """Per-priority wait queries: the priorities dashboard's core and the alerts' subject.
 
