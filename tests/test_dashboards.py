@@ -19,7 +19,7 @@ import yaml
 from celery_queue_exporter import catalogue as cat
 from monitoring import config as monitoring_config
 from monitoring import generate as monitoring_generate
-from monitoring.dashboards import files, panels
+from monitoring.dashboards import build_all, files, panels
 from monitoring.dashboards.settings import DASHBOARDS, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,6 +153,17 @@ def test_files_are_relative_to_the_repository():
     assert sorted(files(monitoring_config.load())) == [
         Path("dashboards") / f"{slug}.json" for slug in SLUGS
     ]
+
+
+def test_built_panels_share_no_objects():
+    """build_all() is for callers to inspect and edit: one panel's edit stays in that panel."""
+    board = build_all(monitoring_config.load())["queues"]
+    first, second = list(content_panels(board))[:2]
+    first["fieldConfig"]["defaults"]["thresholds"]["steps"][0]["color"] = "purple"
+    first["datasource"]["uid"] = "edited"
+    assert second["fieldConfig"]["defaults"]["thresholds"]["steps"][0]["color"] != "purple"
+    assert second["datasource"]["uid"] == "${datasource}"
+    assert build_all(monitoring_config.load())["queues"] != board
 
 
 def test_check_reports_a_stale_file(tmp_path, capsys):

@@ -183,9 +183,11 @@ def dashboard(
     s: Settings, slug: str, description: str, rows: Sequence[Row], templating: list[Json]
 ) -> Json:
     """A dashboard with the shared settings. No ``id``: Grafana assigns one on import and
-    matches an existing dashboard by ``uid``."""
+    matches an existing dashboard by ``uid``. Returned through a JSON round trip, so no two
+    panels share the library's constants (thresholds, mappings, the data source: a deep copy
+    would keep them shared) and a caller may edit one panel without touching the others."""
     board = s.board
-    return {
+    built = {
         "title": DASHBOARDS[slug][0],
         "uid": s.uid(slug),
         "description": description,
@@ -205,6 +207,7 @@ def dashboard(
         "templating": {"list": templating},
         "panels": place(rows),
     }
+    return json.loads(json.dumps(built))
 
 
 def render(board: dict[str, Any]) -> str:
