@@ -64,9 +64,7 @@ def rule_files(config: dict[str, Any]) -> dict[Path, str]:
 
 def dashboard_files(config: dict[str, Any]) -> dict[Path, str]:
     """The dashboards' JSON files: ``{Path("dashboards/queues.json"): text, ...}``."""
-    # The one call site of the dashboard definitions. MERGE (helper C's monitoring/dashboards/):
-    # replace the next line with `from .dashboards import files`.
-    from dashboards.generate import files
+    from .dashboards import files
 
     return files(config)
 

@@ -17,8 +17,10 @@ import pytest
 import yaml
 
 from celery_queue_exporter import catalogue as cat
-from dashboards import common, generate
 from monitoring import config as monitoring_config
+from monitoring import generate as monitoring_generate
+from monitoring.dashboards import build_all, files, panels
+from monitoring.dashboards.settings import DASHBOARDS, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_DIR = ROOT / "dashboards"
@@ -136,25 +138,45 @@ def recording_rule_names(config: dict[str, Any] | None = None) -> set[str]:
 
 
 def test_committed_json_equals_a_fresh_generation():
-    fresh = generate.rendered()
+    fresh = {path.name: text for path, text in files(monitoring_config.load()).items()}
     assert sorted(fresh) == [f"{slug}.json" for slug in SLUGS]
     for name, text in fresh.items():
         on_disk = (DASHBOARD_DIR / name).read_text(encoding="utf-8")
-        assert on_disk == text, f"dashboards/{name} is stale: run python -m dashboards.generate"
-    assert generate.main(["--check"]) == 0
+        assert on_disk == text, f"dashboards/{name} is stale: run python -m monitoring.generate"
+    assert monitoring_generate.main(["--check"]) == 0
     # the copies kustomize packs into ConfigMaps (written by python -m monitoring.generate)
     for name, text in fresh.items():
         assert (ROOT / "k8s" / "generated" / "dashboards" / name).read_text() == text, name
 
 
+def test_files_are_relative_to_the_repository():
+    assert sorted(files(monitoring_config.load())) == [
+        Path("dashboards") / f"{slug}.json" for slug in SLUGS
+    ]
+
+
+def test_built_panels_share_no_objects():
+    """build_all() is for callers to inspect and edit: one panel's edit stays in that panel."""
+    board = build_all(monitoring_config.load())["queues"]
+    first, second = list(content_panels(board))[:2]
+    first["fieldConfig"]["defaults"]["thresholds"]["steps"][0]["color"] = "purple"
+    first["datasource"]["uid"] = "edited"
+    assert second["fieldConfig"]["defaults"]["thresholds"]["steps"][0]["color"] != "purple"
+    assert second["datasource"]["uid"] == "${datasource}"
+    assert build_all(monitoring_config.load())["queues"] != board
+
+
 def test_check_reports_a_stale_file(tmp_path, capsys):
-    generate.generate(out_dir=tmp_path)
-    board = json.loads((tmp_path / "queues.json").read_text())
+    assert monitoring_generate.main(["--out", str(tmp_path)]) == 0
+    board = json.loads((tmp_path / "dashboards" / "queues.json").read_text())
     board["panels"][1]["title"] = "edited by hand"
-    (tmp_path / "queues.json").write_text(json.dumps(board))
-    assert generate.main(["--check", "--out", str(tmp_path)]) == 1
-    assert f"{tmp_path / 'queues.json'} is stale" in capsys.readouterr().out
-    assert generate.stale(out_dir=tmp_path) == ["queues.json"]
+    (tmp_path / "dashboards" / "queues.json").write_text(json.dumps(board))
+    capsys.readouterr()
+    assert monitoring_generate.main(["--check", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "dashboards/queues.json" in err
+    # only that file is stale
+    assert "dashboards/workers.json" not in err and "dashboards/priorities.json" not in err
 
 
 def test_own_settings_flow_into_every_dashboard(tmp_path):
@@ -171,9 +193,9 @@ def test_own_settings_flow_into_every_dashboard(tmp_path):
     path = tmp_path / "my.yaml"
     path.write_text(yaml.safe_dump(config))
     out = tmp_path / "out"
-    assert generate.main(["--config", str(path), "--out", str(out)]) == 0
+    assert monitoring_generate.main(["--config", str(path), "--out", str(out)]) == 0
 
-    boards = {slug: json.loads((out / f"{slug}.json").read_text()) for slug in SLUGS}
+    boards = {slug: json.loads((out / "dashboards" / f"{slug}.json").read_text()) for slug in SLUGS}
     for slug, board in boards.items():
         assert board["uid"] == f"acme-{slug}"
         assert (board["refresh"], board["time"]["from"], board["tags"]) == (
@@ -182,7 +204,7 @@ def test_own_settings_flow_into_every_dashboard(tmp_path):
             ["acme"],
         )
         links = [link["url"] for link in board["links"]]
-        assert links == [f"/d/acme-{other}" for other in common.DASHBOARDS if other != slug] + [
+        assert links == [f"/d/acme-{other}" for other in DASHBOARDS if other != slug] + [
             "https://wiki.example.com/runbooks"
         ]
     recorded = recording_rule_names(config)
@@ -207,14 +229,12 @@ def test_own_settings_flow_into_every_dashboard(tmp_path):
     assert all(url.startswith("https://wiki.example.com/runbooks/") for url in runbooks)
 
 
-def test_k8s_copies_are_identical(tmp_path, monkeypatch):
-    monkeypatch.setattr(generate, "K8S_DIR", tmp_path / "k8s")
-    written = generate.generate(out_dir=tmp_path / "out", k8s=True)
-    assert sorted(p.name for p in written) == sorted([f"{s}.json" for s in SLUGS] * 2)
+def test_k8s_copies_are_identical(tmp_path):
+    assert monitoring_generate.main(["--out", str(tmp_path)]) == 0
+    copies = tmp_path / "k8s" / "generated" / "dashboards"
+    assert sorted(p.name for p in copies.iterdir()) == sorted(f"{s}.json" for s in SLUGS)
     for slug in SLUGS:
-        assert (tmp_path / "k8s" / f"{slug}.json").read_text() == (
-            DASHBOARD_DIR / f"{slug}.json"
-        ).read_text()
+        assert (copies / f"{slug}.json").read_text() == (DASHBOARD_DIR / f"{slug}.json").read_text()
 
 
 # --- structure --------------------------------------------------------------------------------
@@ -230,12 +250,13 @@ def test_stable_uids_titles_and_settings(boards):
     for slug, board in boards.items():
         assert board["uid"] == f"celery-queue-exporter-{slug}"
         assert len(board["uid"]) <= 40  # Grafana's limit
-        assert board["title"] == common.DASHBOARDS[slug][0]
+        assert board["title"] == DASHBOARDS[slug][0]
         assert board["refresh"] == settings["refresh"]
         assert board["time"] == {"from": settings["time_from"], "to": "now"}
         assert board["tags"] == settings["tags"]
         assert board["schemaVersion"] >= 38  # Grafana 10 schema: no migrations on import
-        assert board["id"] is None
+        # no id (it was null): Grafana assigns one on import and matches by uid
+        assert "id" not in board
         assert board["description"]
 
 
@@ -276,13 +297,11 @@ def test_overlap_check_catches_an_overlap(boards):
 
 
 def test_layout_rejects_a_line_that_does_not_fill_the_grid():
-    layout = common.Layout()
-    settings = common.Settings()
-    panel = common.stat(
-        settings, "t", "d", [common.Q("1")], unit="short", thresholds=common.NEUTRAL
+    panel = panels.stat(
+        Settings(), "t", "d", [panels.Q("1")], unit="short", thresholds=panels.NEUTRAL
     )
     with pytest.raises(ValueError, match="add up to 20, not 24"):
-        layout.line(4, (panel, 20))
+        panels.line(4, (panel, 20))
 
 
 def test_only_current_panel_types(boards):
@@ -467,9 +486,9 @@ def test_metric_name_extraction():
 
 
 def test_layout_pictures_are_drawn_for_every_dashboard(tmp_path):
-    from dashboards import render_layout
+    from monitoring.dashboards import layout
 
-    assert render_layout.main(["--out", str(tmp_path)]) == 0
+    assert layout.main(["--out", str(tmp_path)]) == 0
     for slug in SLUGS:
         fresh = (tmp_path / f"{slug}.png").read_bytes()
         doc = (ROOT / "docs" / "img" / f"{slug}.png").read_bytes()

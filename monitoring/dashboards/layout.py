@@ -1,9 +1,10 @@
 """Draw each dashboard's panel grid (titles, types, rows) to docs/img/<name>.png.
 
-    python -m dashboards.render_layout [--out docs/img]
+    python -m monitoring.dashboards.layout [--out docs/img]
 
-A picture of what a dashboard holds before importing it; reads the committed JSON, so run
-``python -m dashboards.generate`` first. Needs matplotlib (the ``test`` extra).
+A picture of what a dashboard holds before importing it; reads the committed JSON in
+dashboards/, so run ``python -m monitoring.generate`` first. Needs matplotlib (the ``test``
+extra).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-OUT = HERE.parent / "docs" / "img"
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD_DIR = ROOT / "dashboards"
+OUT = ROOT / "docs" / "img"
 
 #: Grafana draws a grid row 30 px high and a column 1/24 of the width (~80 px at 1920 px).
 ROW_TO_COLUMN = 30 / 80 * 1.25
@@ -87,10 +89,12 @@ def render(board: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dashboards.render_layout", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m monitoring.dashboards.layout", description=__doc__
+    )
     parser.add_argument("--out", default=str(OUT), help="output directory (default: docs/img)")
     args = parser.parse_args(argv)
-    for source in sorted(HERE.glob("*.json")):
+    for source in sorted(DASHBOARD_DIR.glob("*.json")):
         board = json.loads(source.read_text(encoding="utf-8"))
         target = Path(args.out) / f"{source.stem}.png"
         render(board, target)

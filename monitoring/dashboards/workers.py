@@ -1,0 +1,445 @@
+"""Celery / Workers: which workers are up, what they run, how long it takes, what fails.
+
+Every panel here comes from Celery events (workers started with ``-E`` or
+``worker_send_task_events``); built by ``python -m monitoring.generate`` into
+dashboards/workers.json.
+"""
+
+from __future__ import annotations
+
+from celery_queue_exporter import catalogue as cat
+
+from .board import dashboard, variables
+from .panels import (
+    NEUTRAL,
+    UNIT_BOOL,
+    UNIT_COUNT,
+    UNIT_EVENT_RATE,
+    UNIT_RATIO,
+    UNIT_SECONDS,
+    UNIT_TASK_RATE,
+    UP_DOWN,
+    Column,
+    Json,
+    Q,
+    Row,
+    above,
+    below,
+    heatmap,
+    line,
+    row,
+    stat,
+    table,
+    timeseries,
+)
+from .promql import (
+    histogram_quantile,
+    m,
+    selector,
+)
+from .settings import Settings
+
+SLUG = "workers"
+RATE = "$__rate_interval"
+PER_TASK = "broker, queue, task"
+
+
+def _tasks(s: Settings) -> str:
+    """Task series in the selected queues and tasks."""
+    return selector(s, queue=True, task='=~"$task"')
+
+
+def _rate_by(s: Settings, spec: cat.MetricSpec, by: str, sel: str | None = None) -> str:
+    return f"sum by ({by}) (rate({m(spec, sel or _tasks(s))}[{RATE}]))"
+
+
+def _finished(s: Settings, by: str) -> str:
+    """Tasks finished per second: one selector over the three outcome counters, since a sum
+    of three rates would be empty until every one of them has a series (no time-limit kill
+    yet = no such series)."""
+    outcomes = "|".join(c.name for c in (cat.TASK_SUCCEEDED, cat.TASK_FAILED, cat.TASK_TIME_LIMIT))
+    return f'sum by ({by}) (rate({{__name__=~"{outcomes}", {_tasks(s)}}}[{RATE}]))'
+
+
+def _share(s: Settings, spec: cat.MetricSpec, by: str) -> str:
+    """spec's rate / finished; 0 (not empty) while spec has no series yet."""
+    finished = _finished(s, by)
+    return f"({_rate_by(s, spec, by)} or 0 * {finished}) / {finished}"
+
+
+def overview(s: Settings) -> Row:
+    """Stat tiles: workers up and down, active tasks, throughput, failures, kills."""
+    sw = selector(s, worker='=~"$worker"')
+    failure_ratio = s.threshold("CeleryTaskFailureRatioHigh", "ratio")
+    kill_ratio = s.threshold("CeleryTaskTimeLimitKillsHigh", "ratio")
+
+    workers_up = stat(
+        s,
+        "Workers up",
+        "Workers sending heartbeats now (celery_worker_up == 1). Normal: the number "
+        "you deploy. 0 while tasks are queued means nothing runs them "
+        "(CeleryAllWorkersDown).",
+        [Q(f"sum({m(cat.WORKER_UP, sw)})")],
+        unit=UNIT_COUNT,
+        thresholds=below(1),
+        runbooks=["CeleryAllWorkersDown"],
+    )
+    workers_down = stat(
+        s,
+        "Workers down",
+        "Workers that stopped sending heartbeats or went offline and are still "
+        "within the exporter's retention (celery_worker_up == 0). Normal: 0; after a "
+        "deploy old hostnames show here until retention drops them.",
+        [Q(f"count({m(cat.WORKER_UP, sw)} == 0) or vector(0)")],
+        unit=UNIT_COUNT,
+        thresholds=above(1),
+        runbooks=["CeleryWorkerDown"],
+    )
+    active_tasks = stat(
+        s,
+        "Active tasks",
+        "Tasks being executed by the selected workers, from their last heartbeats "
+        "(celery_worker_active_tasks). Normal: up to the total concurrency; stuck at "
+        "the concurrency with a growing backlog means workers are saturated.",
+        [Q(f"sum({m(cat.WORKER_ACTIVE_TASKS, sw)})")],
+        unit=UNIT_COUNT,
+        thresholds=NEUTRAL,
+    )
+    throughput = stat(
+        s,
+        "Throughput",
+        "Tasks finished per second in the selected queues: succeeded + failed + "
+        "time-limited (task events). Normal: follows the publish rate.",
+        [Q(f"sum({_finished(s, 'broker')})")],
+        unit=UNIT_TASK_RATE,
+        thresholds=NEUTRAL,
+    )
+    failure_ratio = stat(
+        s,
+        "Failure ratio",
+        "Failed tasks / finished tasks, time-limit kills not included (they have their "
+        f"own panel). Normal: near 0; red from {failure_ratio:.0%} "
+        "(CeleryTaskFailureRatioHigh).",
+        [Q(f"max({_share(s, cat.TASK_FAILED, 'broker')})")],
+        unit=UNIT_RATIO,
+        thresholds=above(failure_ratio),
+        runbooks=["CeleryTaskFailureRatioHigh"],
+    )
+    time_limit_kills = stat(
+        s,
+        "Time-limit kills",
+        "Tasks stopped by a soft or hard time limit / finished tasks. Normal: 0; red "
+        f"from {kill_ratio:.0%} (CeleryTaskTimeLimitKillsHigh).",
+        [Q(f"max({_share(s, cat.TASK_TIME_LIMIT, 'broker')})")],
+        unit=UNIT_RATIO,
+        thresholds=above(kill_ratio),
+        runbooks=["CeleryTaskTimeLimitKillsHigh"],
+    )
+    return row(
+        "Overview",
+        line(
+            5,
+            (workers_up, 4),
+            (workers_down, 4),
+            (active_tasks, 4),
+            (throughput, 4),
+            (failure_ratio, 4),
+            (time_limit_kills, 4),
+        ),
+    )
+
+
+def worker_health(s: Settings) -> Row:
+    """Each worker: up or not, what it runs, how fast, how loaded its host is."""
+    sw = selector(s, worker='=~"$worker"')
+    heartbeat_timeout = float(s.config["exporter"]["worker_heartbeat_timeout_seconds"])
+    workers_up_down = timeseries(
+        s,
+        "Workers up and down",
+        "Workers with heartbeats (up) and workers that stopped (down, kept by the "
+        "exporter for its retention period so the alert can fire), per broker. Normal: "
+        "a flat 'up' line; steps down at deploys that come back up within minutes.",
+        [
+            Q(f"sum by (broker) ({m(cat.WORKER_UP, sw)} == 1)", "{{broker}} up"),
+            Q(f"count by (broker) ({m(cat.WORKER_UP, sw)} == 0)", "{{broker}} down"),
+        ],
+        unit=UNIT_COUNT,
+        step=True,
+        runbooks=["CeleryWorkerDown", "CeleryAllWorkersDown"],
+    )
+    worker_up_worker = timeseries(
+        s,
+        "Worker up, per worker",
+        "celery_worker_up per worker: 1 while heartbeats arrive, 0 once none arrived "
+        f"within the heartbeat timeout ({heartbeat_timeout:g}s) or the worker went "
+        "offline. Normal: every line at 1.",
+        [Q(m(cat.WORKER_UP, sw), "{{broker}} / {{worker}}")],
+        unit=UNIT_BOOL,
+        thresholds=below(1),
+        step=True,
+        max_value=1,
+        runbooks=["CeleryWorkerDown"],
+    )
+    live_workers_queue = timeseries(
+        s,
+        "Live workers per queue",
+        "Workers consuming from each queue (celery_queue_workers). Normal: steady; a "
+        "drop to less than half of the recent maximum fires "
+        "CeleryQueueWorkersDropped.",
+        [Q(m(cat.QUEUE_WORKERS, selector(s, queue=True)), "{{broker}} / {{queue}}")],
+        unit=UNIT_COUNT,
+        thresholds=below(1),
+        step=True,
+        runbooks=["CeleryQueueWorkersDropped", "CeleryQueueNoConsumers"],
+        dashboards=["queues"],
+    )
+    active_tasks_worker = timeseries(
+        s,
+        "Active tasks per worker",
+        "Tasks each worker is executing, from its heartbeats "
+        "(celery_worker_active_tasks). Normal: between 0 and the worker's "
+        "concurrency; all workers pinned at their concurrency while queues grow "
+        "means more workers are needed.",
+        [Q(m(cat.WORKER_ACTIVE_TASKS, sw), "{{broker}} / {{worker}}")],
+        unit=UNIT_COUNT,
+    )
+    processed_second_worker = timeseries(
+        s,
+        "Processed per second, per worker",
+        "Tasks each worker processed per second, from the processed counter of its "
+        "heartbeats (celery_worker_processed_tasks_total). Normal: load spread evenly; "
+        "one worker at 0 while others are busy points at a stuck process.",
+        [
+            Q(
+                _rate_by(s, cat.WORKER_PROCESSED, "broker, worker", sw),
+                "{{broker}} / {{worker}}",
+            )
+        ],
+        unit=UNIT_TASK_RATE,
+    )
+    load_worker_host = timeseries(
+        s,
+        "Load per worker host",
+        "One-minute load average of each worker's host, from its heartbeats "
+        "(celery_worker_load1). Normal: below the host's CPU count.",
+        [Q(m(cat.WORKER_LOAD, sw), "{{broker}} / {{worker}}")],
+        unit=UNIT_COUNT,
+    )
+    return row(
+        "Workers",
+        line(8, (workers_up_down, 8), (worker_up_worker, 8), (live_workers_queue, 8)),
+        line(8, (active_tasks_worker, 8), (processed_second_worker, 8), (load_worker_host, 8)),
+    )
+
+
+def tasks(s: Settings) -> Row:
+    """Per task: throughput by outcome, runtimes, failures and kills apart, queue waits."""
+    st = selector(s, queue=True, task='=~"$task"')
+    failure_ratio = s.threshold("CeleryTaskFailureRatioHigh", "ratio")
+    kill_ratio = s.threshold("CeleryTaskTimeLimitKillsHigh", "ratio")
+
+    throughput_queue = timeseries(
+        s,
+        "Throughput per queue",
+        "Tasks per second per queue, by outcome (task events). Normal: succeeded "
+        "tracks the publish rate; failed and time-limited stay near 0.",
+        [
+            Q(
+                _rate_by(s, cat.TASK_SUCCEEDED, "broker, queue"),
+                "{{broker}} / {{queue}} succeeded",
+            ),
+            Q(
+                _rate_by(s, cat.TASK_FAILED, "broker, queue"),
+                "{{broker}} / {{queue}} failed",
+            ),
+            Q(
+                _rate_by(s, cat.TASK_TIME_LIMIT, "broker, queue"),
+                "{{broker}} / {{queue}} time-limited",
+            ),
+            Q(
+                _rate_by(s, cat.TASK_RETRIED, "broker, queue"),
+                "{{broker}} / {{queue}} retried",
+            ),
+        ],
+        unit=UNIT_TASK_RATE,
+    )
+    runtime_quantiles_task = timeseries(
+        s,
+        "Runtime quantiles per task",
+        "p50 and p95 execution time per task name from task-succeeded events "
+        "(celery_task_runtime_seconds, bucketed). Normal: stable per task; a rising "
+        "p95 points at a slow dependency; runtimes near the time limit end as kills.",
+        [
+            Q(
+                histogram_quantile(0.5, cat.TASK_RUNTIME, st, "broker, task", RATE),
+                "{{task}} p50",
+            ),
+            Q(
+                histogram_quantile(0.95, cat.TASK_RUNTIME, st, "broker, task", RATE),
+                "{{task}} p95",
+            ),
+        ],
+        unit=UNIT_SECONDS,
+    )
+    failures_task_time_limits = timeseries(
+        s,
+        "Failures per task (time limits apart)",
+        "Tasks that raised an exception per second, per task; time-limit kills are "
+        "NOT counted here (next panel), so a code bug and a too-tight limit are told "
+        "apart. Normal: 0 or rare. The alert compares the ratio to finished tasks "
+        f"({failure_ratio:.0%}, next-but-one panel).",
+        [
+            Q(
+                _rate_by(s, cat.TASK_FAILED, "broker, queue, task"),
+                "{{queue}} / {{task}}",
+            )
+        ],
+        unit=UNIT_TASK_RATE,
+        runbooks=["CeleryTaskFailureRatioHigh"],
+    )
+    time_limit_kills_task = timeseries(
+        s,
+        "Time-limit kills per task",
+        "Tasks stopped by a time limit per second, per task and limit: 'soft' "
+        "(SoftTimeLimitExceeded raised in the task) or 'hard' (the process was "
+        "killed). Normal: 0. Hard kills lose the task's work and restart a pool "
+        "process.",
+        [
+            Q(
+                _rate_by(s, cat.TASK_TIME_LIMIT, "broker, task, limit"),
+                "{{task}} {{limit}}",
+            )
+        ],
+        unit=UNIT_TASK_RATE,
+        runbooks=["CeleryTaskTimeLimitKillsHigh"],
+    )
+    failure_kill_ratio_task = timeseries(
+        s,
+        "Failure and kill ratio per task",
+        "failed / finished and time-limited / finished per task, with the alert "
+        f"thresholds ({failure_ratio:.0%} failures, {kill_ratio:.0%} kills). Normal: "
+        "near 0.",
+        [
+            Q(_share(s, cat.TASK_FAILED, PER_TASK), "{{task}} failed"),
+            Q(_share(s, cat.TASK_TIME_LIMIT, PER_TASK), "{{task}} time-limited"),
+        ],
+        unit=UNIT_RATIO,
+        thresholds=above(min(failure_ratio, kill_ratio)),
+        max_value=1,
+        runbooks=["CeleryTaskFailureRatioHigh", "CeleryTaskTimeLimitKillsHigh"],
+    )
+    runtime_distribution = heatmap(
+        s,
+        "Runtime distribution",
+        "How task runtimes spread over the histogram buckets, all selected tasks "
+        "(celery_task_runtime_seconds_bucket). Normal: a tight band; a second band "
+        "or a smear upwards shows a slow path.",
+        f"sum by (le) (rate({m(cat.TASK_RUNTIME, st, '_bucket')}[{RATE}]))",
+    )
+    queue_wait_task = timeseries(
+        s,
+        "Queue wait per task",
+        "p95 time from publish to start per task name "
+        "(celery_task_queue_wait_seconds): how long callers wait before the work "
+        "begins. Normal: well below the task's own runtime. Per-priority waits are "
+        "on the Priorities dashboard.",
+        [
+            Q(
+                histogram_quantile(0.95, cat.TASK_QUEUE_WAIT, st, "broker, task", RATE),
+                "{{task}} p95",
+            )
+        ],
+        unit=UNIT_SECONDS,
+        dashboards=["priorities"],
+    )
+    return row(
+        "Tasks",
+        line(8, (throughput_queue, 12), (runtime_quantiles_task, 12)),
+        line(
+            8,
+            (failures_task_time_limits, 8),
+            (time_limit_kills_task, 8),
+            (failure_kill_ratio_task, 8),
+        ),
+        line(8, (runtime_distribution, 12), (queue_wait_task, 12)),
+    )
+
+
+def summary_and_event_stream(s: Settings) -> Row:
+    """A table of the workers now, and the health of the event stream."""
+    sb = selector(s)
+    sw = selector(s, worker='=~"$worker"')
+    heartbeat_timeout = float(s.config["exporter"]["worker_heartbeat_timeout_seconds"])
+    workers_now = table(
+        s,
+        "Workers now",
+        "One row per worker: up, active tasks, load and seconds since the exporter "
+        f"last heard from it (red past the {heartbeat_timeout:g}s heartbeat timeout). "
+        "Normal: all up, heartbeats a few seconds old.",
+        [
+            Column("Up", m(cat.WORKER_UP, sw), UNIT_BOOL, below(1)),
+            Column("Active", m(cat.WORKER_ACTIVE_TASKS, sw), UNIT_COUNT),
+            Column("Load 1m", m(cat.WORKER_LOAD, sw), UNIT_COUNT),
+            Column(
+                "Since heartbeat",
+                f"time() - {m(cat.WORKER_LAST_HEARTBEAT, sw)}",
+                UNIT_SECONDS,
+                above(heartbeat_timeout),
+            ),
+        ],
+        keys=["broker", "worker"],
+        runbooks=["CeleryWorkerDown"],
+    )
+    event_consumer = stat(
+        s,
+        "Event consumer",
+        "Whether the exporter is subscribed to each broker's Celery events "
+        "(celery_event_consumer_up). Normal: UP. Every other panel on this dashboard "
+        "depends on this stream.",
+        [Q(f"min by (broker) ({m(cat.EVENT_CONSUMER_UP, sb)})", "{{broker}}")],
+        unit=UNIT_BOOL,
+        thresholds=below(1),
+        mappings=UP_DOWN,
+        no_value="no events consumer",
+        graph=False,
+    )
+    event_stream = timeseries(
+        s,
+        "Event stream",
+        "Celery events received per second, unreadable events, and interruptions of "
+        "the subscription (events sent meanwhile are lost: counts undercount, a down "
+        "worker may be missed). Normal: a steady event rate, no malformed events, no "
+        "interruptions.",
+        [
+            Q(
+                f"sum by (broker) (rate({m(cat.EVENTS_RECEIVED, sb)}[{RATE}]))",
+                "{{broker}} received",
+            ),
+            Q(
+                f"sum by (broker) (rate({m(cat.EVENTS_MALFORMED, sb)}[{RATE}]))",
+                "{{broker}} malformed",
+            ),
+            Q(
+                f"sum by (broker, reason) (rate({m(cat.EVENT_STREAM_INTERRUPTIONS, sb)}[{RATE}]))",
+                "{{broker}} interruptions ({{reason}})",
+            ),
+        ],
+        unit=UNIT_EVENT_RATE,
+    )
+    return row(
+        "Worker summary and event stream",
+        line(8, (workers_now, 12), (event_consumer, 4), (event_stream, 8)),
+    )
+
+
+def build(s: Settings) -> Json:
+    """The dashboard, row by row."""
+    rows = [overview(s), worker_health(s), tasks(s), summary_and_event_stream(s)]
+    return dashboard(
+        s,
+        SLUG,
+        "Celery workers and tasks from celery-queue-exporter's Celery event stream: workers "
+        "up/down, active tasks, throughput, runtimes, failures and time-limit kills.",
+        rows,
+        variables(s, "worker", "task"),
+    )
