@@ -1,4 +1,5 @@
-"""Processes the load test starts and owns: a private redis-server, the exporter, workers.
+"""Processes the load test starts and owns: a private redis-server (testsupport's RedisServer),
+the exporter, workers.
 
 It never stops or changes anything it did not start: the machine's Redis on 6379 is not used,
 and on the shared RabbitMQ only the load test's own uniquely named queues and exchanges are
@@ -8,92 +9,28 @@ created and deleted.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import redis
 import requests
 import yaml
 
 from celery_queue_exporter.config import redact_url
+from testsupport import waiting
+from testsupport.net import free_port, http_ok
+from testsupport.waiting import ServiceError
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class ServiceError(RuntimeError):
-    pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise ServiceError(f"timed out after {timeout:g}s waiting for {what}")
-
-
-class PrivateRedis:
-    """A redis-server on a spare port with no persistence, removed on stop()."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.workdir = Path(tempfile.mkdtemp(prefix="cqe-loadtest-redis-"))
-        self.process: subprocess.Popen | None = None
-
-    def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def start(self) -> PrivateRedis:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise ServiceError("redis-server is not installed (run scripts/bootstrap.sh)")
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis(host="127.0.0.1", port=self.port)
-
-        def pings() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                return False
-
-        wait_for(pings, 10, f"redis-server on port {self.port}")
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        self.process = None
-        shutil.rmtree(self.workdir, ignore_errors=True)
+# The loadtest's failures are ServiceErrors (printed as one line by __main__), timeouts too.
+wait_for = functools.partial(waiting.wait_for, error=ServiceError)
 
 
 def rabbitmq_available(url: str) -> bool:
@@ -192,10 +129,7 @@ class ExporterProcess:
         def answers() -> bool:
             if self.process is not None and self.process.poll() is not None:
                 raise ServiceError(f"exporter exited early; see {self.log_path}")
-            try:
-                return requests.get(self.url, timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
+            return http_ok(self.url)
 
         wait_for(answers, 30, "the exporter's /metrics")
         return self

@@ -1,0 +1,10 @@
+"""Helpers the test suite (tests/) and the benchmarks (bench/) share.
+
+One copy of how a spare port is found, how a service is awaited and how a private redis-server
+is started and removed, so a fix to any of them reaches both. Importable from the repository
+root: pytest puts it on sys.path (``pythonpath = ["."]``) and every bench script inserts it.
+
+* :mod:`testsupport.net`: ``free_port``, ``port_open``, ``http_ok``;
+* :mod:`testsupport.waiting`: ``wait_for`` and ``ServiceError``;
+* :mod:`testsupport.redis_server`: ``RedisServer``, a private redis-server process.
+"""
