@@ -49,6 +49,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from testsupport.net import free_port, http_ok  # noqa: E402
+from testsupport.processes import stop_process  # noqa: E402
 from testsupport.redis_server import RedisServer  # noqa: E402
 from testsupport.waiting import ServiceError, wait_for  # noqa: E402
 
@@ -326,12 +327,7 @@ def main() -> int:
         for thread in threads:
             thread.join(timeout=10)
         for process in reversed(processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop_process(process, timeout=15)
             if process in workers:  # their own session: end the pool children too
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(process.pid, signal.SIGKILL)

@@ -6,5 +6,6 @@ root: pytest puts it on sys.path (``pythonpath = ["."]``) and every bench script
 
 * :mod:`testsupport.net`: ``free_port``, ``port_open``, ``http_ok``;
 * :mod:`testsupport.waiting`: ``wait_for`` and ``ServiceError``;
-* :mod:`testsupport.redis_server`: ``RedisServer``, a private redis-server process.
+* :mod:`testsupport.redis_server`: ``RedisServer``, a private redis-server process;
+* :mod:`testsupport.processes`: ``stop_process``, SIGTERM then SIGKILL (optionally the group).
 """

@@ -24,6 +24,7 @@ import yaml
 from celery_queue_exporter.config import redact_url
 from testsupport import waiting
 from testsupport.net import free_port, http_ok
+from testsupport.processes import stop_process
 from testsupport.waiting import ServiceError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,13 +139,7 @@ class ExporterProcess:
         return requests.get(self.url, timeout=10).text
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process, timeout=10)
         self.process = None
         with contextlib.suppress(OSError):
             self.config_path.unlink()
@@ -187,15 +182,5 @@ class WorkerProcess:
 
     def stop(self) -> None:
         """Warm shutdown; after 15 s kill the worker's own process group (its pool children)."""
-        process = self.process
-        if process is None:
-            return
-        if process.poll() is None:
-            self.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        stop_process(self.process, timeout=15, group=True)
         self.process = None
