@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from testsupport.net import free_port, http_ok  # noqa: E402
 from testsupport.processes import stop_process  # noqa: E402
+from testsupport.rabbitmq import delete_rabbitmq_objects  # noqa: E402
 from testsupport.redis_server import RedisServer  # noqa: E402
 from testsupport.waiting import ServiceError, wait_for  # noqa: E402
 
@@ -100,17 +101,6 @@ def fill_queues(broker_url: str, queues: list[str], messages: int, rabbitmq: boo
                     priority=index % 10,
                     producer=producer,
                 )
-
-
-def delete_rabbitmq_queues(queues: list[str]) -> None:
-    import pika
-
-    connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", 5672))
-    channel = connection.channel()
-    for name in queues:
-        channel.queue_delete(name)
-        channel.exchange_delete(name)
-    connection.close()
 
 
 def start_worker(broker_url: str, queue: str, log_dir: Path) -> subprocess.Popen:
@@ -333,7 +323,9 @@ def main() -> int:
                     os.killpg(process.pid, signal.SIGKILL)
         redis_server.stop()
         if rabbit_queues:
-            delete_rabbitmq_queues(rabbit_queues)
+            # Each queue has a direct exchange of the same name (fill_queues declares both).
+            for error in delete_rabbitmq_objects(rabbit_url, rabbit_queues, rabbit_queues):
+                print(f"clean-up: {error}", file=sys.stderr)
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

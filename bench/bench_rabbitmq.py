@@ -35,6 +35,7 @@ from bench.timing import median_seconds  # noqa: E402
 from celery_queue_exporter.cli import Exporter  # noqa: E402
 from celery_queue_exporter.config import BrokerConfig, ExporterConfig  # noqa: E402
 from celery_queue_exporter.rabbitmq_inspector import MANAGEMENT_COLUMNS, RabbitMQInspector  # noqa: E402
+from testsupport.rabbitmq import delete_rabbitmq_objects, pika_url  # noqa: E402
 from testsupport.redis_server import RedisServer  # noqa: E402
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
@@ -44,7 +45,7 @@ PRIORITIES = (0, 3, 9)
 
 
 def create_queues(names: list[str]) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL[:-1] + "%2F"))
+    connection = pika.BlockingConnection(pika.URLParameters(pika_url(AMQP_URL)))
     try:
         channel = connection.channel()
         for name in names:
@@ -56,13 +57,8 @@ def create_queues(names: list[str]) -> None:
 
 
 def delete_queues(names: list[str]) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL[:-1] + "%2F"))
-    try:
-        channel = connection.channel()
-        for name in names:
-            channel.queue_delete(name)
-    finally:
-        connection.close()
+    for error in delete_rabbitmq_objects(AMQP_URL, names, []):
+        print(f"clean-up: {error}", file=sys.stderr)
 
 
 def wait_for_stats(names: list[str], timeout: float = 30.0) -> int:

@@ -42,6 +42,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from celery_queue_exporter.config import redact_url
+from testsupport.rabbitmq import delete_rabbitmq_objects
 from testsupport.redis_server import RedisServer
 
 from . import services
@@ -230,7 +231,7 @@ class Runner:
             exporter.stop()
         self.exporters = []
         if self.created_rabbitmq:
-            errors = services.delete_rabbitmq_objects(
+            errors = delete_rabbitmq_objects(
                 self.rabbitmq_url, self.created_rabbitmq, self.created_rabbitmq
             )
             for error in errors:

@@ -1,5 +1,5 @@
-"""Processes the load test starts and owns: a private redis-server (testsupport's RedisServer),
-the exporter, workers.
+"""Processes the load test starts and owns: the exporter and workers (its private
+redis-server is testsupport's RedisServer, its RabbitMQ clean-up testsupport.rabbitmq's).
 
 It never stops or changes anything it did not start: the machine's Redis on 6379 is not used,
 and on the shared RabbitMQ only the load test's own uniquely named queues and exchanges are
@@ -21,7 +21,6 @@ from typing import Any
 import requests
 import yaml
 
-from celery_queue_exporter.config import redact_url
 from testsupport import waiting
 from testsupport.net import free_port, http_ok
 from testsupport.processes import stop_process
@@ -32,52 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # The loadtest's failures are ServiceErrors (printed as one line by __main__), timeouts too.
 wait_for = functools.partial(waiting.wait_for, error=ServiceError)
-
-
-def rabbitmq_available(url: str) -> bool:
-    import pika
-
-    try:
-        connection = pika.BlockingConnection(pika.URLParameters(_pika_url(url)))
-    except Exception:  # noqa: BLE001 - any failure means "not available"
-        return False
-    connection.close()
-    return True
-
-
-def _pika_url(url: str) -> str:
-    # kombu writes the default vhost as "//" ("/" + "/"); pika wants it %2F-encoded.
-    if url.endswith("//"):
-        return url[:-1] + "%2F"
-    return url
-
-
-def delete_rabbitmq_objects(url: str, queues: list[str], exchanges: list[str]) -> list[str]:
-    """Delete the load test's own queues and exchanges (names it generated). Returns errors."""
-    import pika
-
-    errors: list[str] = []
-    try:
-        connection = pika.BlockingConnection(pika.URLParameters(_pika_url(url)))
-    except Exception as exc:  # noqa: BLE001
-        return [f"cannot connect to {redact_url(url)} for clean-up: {type(exc).__name__}"]
-    try:
-        for kind, names in (("queue", queues), ("exchange", exchanges)):
-            for name in names:
-                channel = connection.channel()
-                try:
-                    if kind == "queue":
-                        channel.queue_delete(queue=name)
-                    else:
-                        channel.exchange_delete(exchange=name)
-                except Exception as exc:  # noqa: BLE001 - report, go on with the rest
-                    errors.append(f"delete {kind} {name}: {type(exc).__name__}")
-                with contextlib.suppress(Exception):
-                    channel.close()
-    finally:
-        with contextlib.suppress(Exception):
-            connection.close()
-    return errors
 
 
 def events_supported(transport: str) -> bool:
