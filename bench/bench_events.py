@@ -33,28 +33,21 @@ import json
 import multiprocessing
 import os
 import resource
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import redis  # noqa: E402
 
 from celery_queue_exporter.config import BrokerConfig, EventSettings  # noqa: E402
 from celery_queue_exporter.events.redis_consumer import RedisEventConsumer  # noqa: E402
 from celery_queue_exporter.events.tracker import EventTracker  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from testsupport.redis_server import RedisServer  # noqa: E402
+from testsupport.waiting import ServiceError  # noqa: E402
 
 
 def envelope(events: list[dict] | dict, routing_key: str) -> str:
@@ -348,37 +341,28 @@ def main() -> int:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {consumer_cpu})  # the exporter: one core
     if not args.memory_only:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            print("redis-server not found", file=sys.stderr)
-            return 2
-        workdir = tempfile.mkdtemp(prefix="bench-events-")
-        port = free_port()
-        server = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-             "no", "--dir", workdir],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        if hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(server.pid, other_cpus)
+        server = RedisServer()
         try:
-            client = redis.Redis(port=port)
-            for _ in range(100):
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    time.sleep(0.05)
+            server.start()
+            if hasattr(os, "sched_setaffinity"):
+                os.sched_setaffinity(server.process.pid, other_cpus)
             for batch in [int(b) for b in args.batches.split(",")]:
                 for rate in [int(r) for r in args.rates.split(",")]:
                     result = ingestion(
-                        port, rate, args.seconds, args.publishers, batch, consumer_cpu, other_cpus
+                        server.port,
+                        rate,
+                        args.seconds,
+                        args.publishers,
+                        batch,
+                        consumer_cpu,
+                        other_cpus,
                     )
                     print(json.dumps(result), flush=True)
+        except ServiceError as exc:
+            print(exc, file=sys.stderr)
+            return 2
         finally:
-            server.terminate()
-            server.wait()
-            shutil.rmtree(workdir, ignore_errors=True)
+            server.close()
     for mode in ("lifecycle", "sent-only"):
         subprocess.run(
             [sys.executable, __file__, "--memory-mode", mode, "--tasks", str(args.tasks)],

@@ -35,7 +35,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,26 +46,18 @@ from pathlib import Path
 import requests
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from testsupport.net import free_port, http_ok  # noqa: E402
+from testsupport.processes import stop_process  # noqa: E402
+from testsupport.rabbitmq import delete_rabbitmq_objects  # noqa: E402
+from testsupport.redis_server import RedisServer  # noqa: E402
+from testsupport.waiting import ServiceError, wait_for  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 APPS = ROOT / "tests" / "apps"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            if predicate():
-                return
-        time.sleep(0.2)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -110,17 +101,6 @@ def fill_queues(broker_url: str, queues: list[str], messages: int, rabbitmq: boo
                     priority=index % 10,
                     producer=producer,
                 )
-
-
-def delete_rabbitmq_queues(queues: list[str]) -> None:
-    import pika
-
-    connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", 5672))
-    channel = connection.channel()
-    for name in queues:
-        channel.queue_delete(name)
-        channel.exchange_delete(name)
-    connection.close()
 
 
 def start_worker(broker_url: str, queue: str, log_dir: Path) -> subprocess.Popen:
@@ -188,7 +168,6 @@ def produce(broker_url: str, queue: str, rate: float, stop: threading.Event) -> 
 
 def tracker_worst_case() -> None:
     """RSS the event tracker adds when it holds max_tracked_tasks tasks."""
-    sys.path.insert(0, str(ROOT))
     from celery_queue_exporter.config import EventSettings
     from celery_queue_exporter.events.tracker import EventTracker
 
@@ -235,21 +214,15 @@ def main() -> int:
 
     tag = uuid.uuid4().hex[:8]
     workdir = Path(tempfile.mkdtemp(prefix="cqe-bench-k8s-"))
+    redis_server = RedisServer(workdir=workdir)
     processes: list[subprocess.Popen] = []
     workers: list[subprocess.Popen] = []
     rabbit_queues: list[str] = []
     stop = threading.Event()
     threads: list[threading.Thread] = []
     try:
-        redis_port = free_port()
-        redis_proc = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(redis_port),
-             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        processes.append(redis_proc)
-        redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        wait_for(lambda: socket.create_connection(("127.0.0.1", redis_port)), 10, "redis")
+        redis_server.start()
+        redis_url = redis_server.url
         redis_queues = [f"bench-{tag}-{i}" for i in range(args.redis_queues)]
         fill_queues(redis_url, redis_queues, args.messages, rabbitmq=False)
         brokers = [{"name": "redis", "url": redis_url}]
@@ -285,7 +258,7 @@ def main() -> int:
         )  # fmt: skip
         processes.append(exporter)
         url = f"http://127.0.0.1:{port}/metrics"
-        wait_for(lambda: requests.get(url, timeout=5).ok, 30, "the exporter")
+        wait_for(lambda: http_ok(url, timeout=5), 30, "the exporter", error=SystemExit)
 
         def scrape_loop() -> None:
             while not stop.is_set():
@@ -336,22 +309,23 @@ def main() -> int:
         print(f"  busiest 10 s window {max(windows) * 1000:.0f} millicores")
         if events:
             print("events:" + events)
+    except ServiceError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=10)
         for process in reversed(processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop_process(process, timeout=15)
             if process in workers:  # their own session: end the pool children too
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(process.pid, signal.SIGKILL)
+        redis_server.stop()
         if rabbit_queues:
-            delete_rabbitmq_queues(rabbit_queues)
+            # Each queue has a direct exchange of the same name (fill_queues declares both).
+            for error in delete_rabbitmq_objects(rabbit_url, rabbit_queues, rabbit_queues):
+                print(f"clean-up: {error}", file=sys.stderr)
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

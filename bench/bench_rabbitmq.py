@@ -31,11 +31,12 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.loadtest.services import PrivateRedis  # noqa: E402
 from bench.timing import median_seconds  # noqa: E402
 from celery_queue_exporter.cli import Exporter  # noqa: E402
 from celery_queue_exporter.config import BrokerConfig, ExporterConfig  # noqa: E402
 from celery_queue_exporter.rabbitmq_inspector import MANAGEMENT_COLUMNS, RabbitMQInspector  # noqa: E402
+from testsupport.rabbitmq import delete_rabbitmq_objects, pika_url  # noqa: E402
+from testsupport.redis_server import RedisServer  # noqa: E402
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 MANAGEMENT = "http://127.0.0.1:15672"
@@ -44,7 +45,7 @@ PRIORITIES = (0, 3, 9)
 
 
 def create_queues(names: list[str]) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL[:-1] + "%2F"))
+    connection = pika.BlockingConnection(pika.URLParameters(pika_url(AMQP_URL)))
     try:
         channel = connection.channel()
         for name in names:
@@ -56,13 +57,8 @@ def create_queues(names: list[str]) -> None:
 
 
 def delete_queues(names: list[str]) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL[:-1] + "%2F"))
-    try:
-        channel = connection.channel()
-        for name in names:
-            channel.queue_delete(name)
-    finally:
-        connection.close()
+    for error in delete_rabbitmq_objects(AMQP_URL, names, []):
+        print(f"clean-up: {error}", file=sys.stderr)
 
 
 def wait_for_stats(names: list[str], timeout: float = 30.0) -> int:
@@ -105,15 +101,14 @@ def rabbit(names: list[str], management: str) -> BrokerConfig:
 def run(queues: int, repeat: int) -> None:
     prefix = f"cqe-bench-{uuid.uuid4().hex[:8]}"
     names = [f"{prefix}-{i:03d}" for i in range(queues)]
-    redis_server = PrivateRedis().start()
-    redis_port = redis_server.port
+    redis_server = RedisServer().start()
     try:
         create_queues(names)
         vhost_size = wait_for_stats(names)
-        client = redis.Redis(port=redis_port)
+        client = redis_server.client()
         fill_redis(client, names)
         redis_broker = BrokerConfig(
-            name="redis", url=f"redis://127.0.0.1:{redis_port}/0", queues=names,
+            name="redis", url=redis_server.url, queues=names,
             discover_queues=False,
         )  # fmt: skip
 
@@ -167,7 +162,7 @@ def run(queues: int, repeat: int) -> None:
         try:
             delete_queues(names)
         finally:
-            redis_server.stop()
+            redis_server.close()
 
 
 def main() -> None:

@@ -24,12 +24,13 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.loadtest.services import PrivateRedis, ServiceError  # noqa: E402
 from bench.timing import median_seconds  # noqa: E402
 from celery_queue_exporter.cli import Exporter  # noqa: E402
 from celery_queue_exporter.config import BrokerConfig, ExporterConfig  # noqa: E402
 from celery_queue_exporter.redis_inspector import RedisInspector  # noqa: E402
 from celery_queue_exporter.server import MetricsServer  # noqa: E402
+from testsupport.redis_server import RedisServer  # noqa: E402
+from testsupport.waiting import ServiceError  # noqa: E402
 
 STEPS = list(range(10))
 
@@ -59,14 +60,15 @@ def main() -> int:
     parser.add_argument("--queues", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
+    server = RedisServer()
     try:
-        server = PrivateRedis().start()
+        server.start()
     except ServiceError as exc:
+        server.close()
         print(exc, file=sys.stderr)
         return 2
     try:
-        port = server.port
-        client = redis.Redis(port=port)
+        client = server.client()
         queues = [f"queue-{i:04d}" for i in range(args.queues)]
         non_empty = fill(client, queues)
         keys = [q if s == 0 else f"{q}:{s}" for q in queues for s in STEPS]
@@ -77,7 +79,7 @@ def main() -> int:
                     pipe.llen(key)
                 pipe.execute()
 
-        url = f"redis://127.0.0.1:{port}/0"
+        url = server.url
         broker = BrokerConfig(
             name="bench",
             url=url,
@@ -105,7 +107,7 @@ def main() -> int:
         exporter.close()
         inspector.close()
     finally:
-        server.stop()
+        server.close()
 
     print(
         f"keys: {len(keys)} ({args.queues} queues x {len(STEPS)} levels), "

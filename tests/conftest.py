@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
+
+# One copy, in testsupport/, shared with the benchmarks; test modules import these names from
+# conftest. wait_until is the tests' name for testsupport's wait_for (AssertionError on timeout).
+from testsupport.net import free_port, port_open  # noqa: F401 - re-exported
+from testsupport.redis_server import RedisServer
+from testsupport.waiting import wait_for as wait_until  # noqa: F401 - re-exported
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUP_HINT = "run `bash scripts/bootstrap.sh` (installs and starts the services), then pytest"
@@ -41,97 +41,16 @@ def missing_service(reason: str) -> None:
     pytest.skip(message)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1, what: str = "condition"):
-    """Poll ``predicate`` until it returns a truthy value; fail with ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
 # --- Redis ------------------------------------------------------------------------------------
-
-
-@dataclass
-class RedisServer:
-    """A private redis-server process owned by the test that started it."""
-
-    port: int
-    workdir: Path
-    process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self, db: int = 0) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, db=db)
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            missing_service("redis-server is not installed")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until(lambda: self._pings(), timeout=10, what=f"redis-server on {self.port}")
-
-    def _pings(self) -> bool:
-        try:
-            return bool(self.client().ping())
-        except redis.ConnectionError:
-            return False
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        self.process = None
 
 
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
-    """A fresh private redis-server for one test."""
-    workdir = Path(tempfile.mkdtemp(prefix="cqe-redis-"))
-    server = RedisServer(port=free_port(), workdir=workdir)
-    server.start()
-    try:
+    """A fresh private redis-server for one test, stopped and removed afterwards."""
+    if shutil.which("redis-server") is None:
+        missing_service("redis-server is not installed")
+    with RedisServer() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 # --- RabbitMQ ---------------------------------------------------------------------------------

@@ -318,7 +318,8 @@ def test_service_tests_fail_in_ci_and_skip_locally_when_a_service_is_missing(tmp
     )
     shutil.copy(ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
     base = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(test_file)]
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    # The copied conftest imports its helpers from testsupport/ at the repository root.
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"PYTHONPATH": str(ROOT)}
     local = subprocess.run(base, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
     assert local.returncode == 0, local.stdout
     assert "1 skipped" in local.stdout and "scripts/bootstrap.sh" in local.stdout

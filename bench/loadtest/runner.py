@@ -42,6 +42,8 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from celery_queue_exporter.config import redact_url
+from testsupport.rabbitmq import delete_rabbitmq_objects
+from testsupport.redis_server import RedisServer
 
 from . import services
 from .app import TASK_NAME, AppSettings, make_app
@@ -166,7 +168,7 @@ class Runner:
         }
         total = sum(len(self.schedules[scenario.name]) for scenario, _ in self.entries)
         self.progress = progress or Progress(total)
-        self.redis: services.PrivateRedis | None = None
+        self.redis: RedisServer | None = None
         self.exporters: list[services.ExporterProcess] = []
         self.created_rabbitmq: list[str] = []
         self.notes: list[str] = []
@@ -185,7 +187,7 @@ class Runner:
                 if setup.broker == "redis":
                     entry = {
                         "name": name,
-                        "url": self.redis.url(0),
+                        "url": self.redis.url,
                         "transport_options": {"priority_steps": list(setup.steps)},
                     }
                 else:
@@ -204,7 +206,7 @@ class Runner:
         raise KeyError(name)
 
     def start(self) -> None:
-        self.redis = services.PrivateRedis().start()
+        self.redis = RedisServer().start()
         transports = {setup.broker for _, setup in self.entries}
         with_events = {t for t in transports if services.events_supported(t)}
         without = transports - with_events
@@ -229,14 +231,14 @@ class Runner:
             exporter.stop()
         self.exporters = []
         if self.created_rabbitmq:
-            errors = services.delete_rabbitmq_objects(
+            errors = delete_rabbitmq_objects(
                 self.rabbitmq_url, self.created_rabbitmq, self.created_rabbitmq
             )
             for error in errors:
                 self.log(f"loadtest: clean-up: {error}")
             self.created_rabbitmq = []
         if self.redis is not None:
-            self.redis.stop()
+            self.redis.close()
             self.redis = None
 
     # --- one (scenario, setup) --------------------------------------------------------------
@@ -244,11 +246,11 @@ class Runner:
     def settings(self, scenario: Scenario, setup: Setup) -> AppSettings:
         assert self.redis is not None
         queue = queue_name(self.run_id, scenario, setup)
-        broker_url = self.redis.url(0) if setup.broker == "redis" else self.rabbitmq_url
+        broker_url = self.redis.url if setup.broker == "redis" else self.rabbitmq_url
         return AppSettings(
             broker_url=broker_url,
             queue=queue,
-            record_url=self.redis.url(1),
+            record_url=self.redis.db_url(1),
             record_key=f"{queue}-records",
             max_priority=RABBITMQ_MAX_PRIORITY
             if setup.broker == "rabbitmq" and setup.priorities

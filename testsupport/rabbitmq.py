@@ -1,0 +1,58 @@
+"""The shared RabbitMQ, as tests and benchmarks use it: check it answers, and delete exactly
+the queues and exchanges they created (never anything else on a broker others use)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pika
+
+from celery_queue_exporter.config import redact_url
+
+
+def pika_url(url: str) -> str:
+    """A kombu AMQP URL as pika wants it: kombu writes the default vhost as "//" ("/" + "/"),
+    pika wants it %2F-encoded."""
+    if url.endswith("//"):
+        return url[:-1] + "%2F"
+    return url
+
+
+def rabbitmq_available(url: str) -> bool:
+    """Whether an AMQP connection to ``url`` opens."""
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(pika_url(url)))
+    except Exception:  # noqa: BLE001 - any failure means "not available"
+        return False
+    connection.close()
+    return True
+
+
+def delete_rabbitmq_objects(url: str, queues: list[str], exchanges: list[str]) -> list[str]:
+    """Delete the caller's own queues and exchanges (names it generated).
+
+    Goes on after a failure (a channel per deletion: an error closes the channel) and returns
+    the errors, with the URL's password redacted, so a clean-up never hides the real result.
+    """
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(pika_url(url)))
+    except Exception as exc:  # noqa: BLE001
+        return [f"cannot connect to {redact_url(url)} for clean-up: {type(exc).__name__}"]
+    errors: list[str] = []
+    try:
+        for kind, names in (("queue", queues), ("exchange", exchanges)):
+            for name in names:
+                channel = connection.channel()
+                try:
+                    if kind == "queue":
+                        channel.queue_delete(queue=name)
+                    else:
+                        channel.exchange_delete(exchange=name)
+                except Exception as exc:  # noqa: BLE001 - report, go on with the rest
+                    errors.append(f"delete {kind} {name}: {type(exc).__name__}")
+                with contextlib.suppress(Exception):
+                    channel.close()
+    finally:
+        with contextlib.suppress(Exception):
+            connection.close()
+    return errors
