@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadtest.services import PrivateRedis  # noqa: E402
 from bench.timing import median_seconds  # noqa: E402
+from celery_queue_exporter.brokers.rabbitmq.inspector import MANAGEMENT_COLUMNS, RabbitMQInspector  # noqa: E402
 from celery_queue_exporter.cli import Exporter  # noqa: E402
 from celery_queue_exporter.config import BrokerConfig, ExporterConfig  # noqa: E402
-from celery_queue_exporter.rabbitmq_inspector import MANAGEMENT_COLUMNS, RabbitMQInspector  # noqa: E402
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 MANAGEMENT = "http://127.0.0.1:15672"

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadtest.services import PrivateRedis, ServiceError  # noqa: E402
 from bench.timing import median_seconds  # noqa: E402
+from celery_queue_exporter.brokers.redis.inspector import RedisInspector  # noqa: E402
 from celery_queue_exporter.cli import Exporter  # noqa: E402
 from celery_queue_exporter.config import BrokerConfig, ExporterConfig  # noqa: E402
-from celery_queue_exporter.redis_inspector import RedisInspector  # noqa: E402
 from celery_queue_exporter.server import MetricsServer  # noqa: E402
 
 STEPS = list(range(10))

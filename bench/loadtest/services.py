@@ -144,8 +144,7 @@ def delete_rabbitmq_objects(url: str, queues: list[str], exchanges: list[str]) -
 
 def events_supported(transport: str) -> bool:
     """Whether this checkout's exporter can consume Celery events from the transport."""
-    module = "redis_consumer" if transport == "redis" else "rabbitmq_consumer"
-    return importlib.util.find_spec(f"celery_queue_exporter.events.{module}") is not None
+    return importlib.util.find_spec(f"celery_queue_exporter.brokers.{transport}.events") is not None
 
 
 class ExporterProcess:
