@@ -22,8 +22,8 @@ from celery_queue_exporter.brokers import Inspector, Transport
 from celery_queue_exporter.cli import Exporter, main
 from celery_queue_exporter.config import BrokerConfig, ConfigError, load_config, values
 from celery_queue_exporter.config.docs import render
-from celery_queue_exporter.config.load import build_parser
 from celery_queue_exporter.config.options import Option
+from celery_queue_exporter.config.parser import build_parser
 from celery_queue_exporter.events.consumer import EventConsumerThread
 from celery_queue_exporter.instrumentation import TASK_INFO_EVENT
 from celery_queue_exporter.snapshot import BrokerSnapshot, LevelReading, urgency_readings

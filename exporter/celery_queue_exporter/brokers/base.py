@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import SplitResult
 
@@ -82,5 +82,3 @@ class Transport:
     check_url: Callable[[str, SplitResult], None] = _no_check
     #: ``(where, broker)``: raise ConfigError for a broker it cannot watch as configured.
     check_broker: Callable[[str, BrokerConfig], None] = _no_check
-    #: Free-form notes for docs/configuration.md.
-    notes: tuple[str, ...] = field(default=())

@@ -1,7 +1,11 @@
-"""Configuration, split by job: options.py declares every option once (transport packages
-declare their own), values.py parses kinds, model.py holds the objects the exporter reads,
-brokers.py builds brokers, load.py merges flags > environment > file > defaults, urls.py keeps
-credentials out of text, docs.py renders docs/configuration.md from the declarations."""
+"""Configuration, split by job:
+
+* options.py declares every option once (transport packages declare their own);
+* values.py parses the kinds of value; urls.py keeps credentials out of text;
+* model.py holds the objects the exporter reads; brokers.py builds brokers;
+* parser.py makes the flags and --help; load.py merges flags > environment > file > defaults;
+* docs.py renders docs/configuration.md from the declarations.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from .brokers import (
     default_broker_name,
 )
 from .errors import ConfigError
-from .load import build_parser, load_config
+from .load import load_config
 from .model import (
     DEFAULT_BROKER_URL,
     DEFAULT_HOST,
@@ -22,6 +26,7 @@ from .model import (
     ExporterConfig,
 )
 from .options import ENV_PREFIX
+from .parser import build_parser
 from .urls import redact_url
 
 __all__ = [

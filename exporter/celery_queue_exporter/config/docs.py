@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .load import option_groups, show
 from .options import ENV_PREFIX, Option
+from .parser import option_groups, show
 
 #: The checkout's docs/configuration.md (exporter/celery_queue_exporter/config/docs.py).
 DEFAULT_PATH = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
