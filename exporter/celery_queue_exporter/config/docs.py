@@ -33,7 +33,7 @@ exit code 2 and a message naming the YAML key.
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return text.replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
 
 
 def _code(text: str | None) -> str:
