@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -56,7 +57,7 @@ class DummyConsumer(EventConsumerThread):
             ]
         )  # fmt: skip
         while not self.stopping:
-            self._stop.wait(0.05)
+            time.sleep(0.05)
 
 
 DUMMY = Transport(
