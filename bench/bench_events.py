@@ -43,8 +43,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+from celery_queue_exporter.brokers.redis.events import RedisEventConsumer  # noqa: E402
+from celery_queue_exporter.brokers.redis.priority import step_levels  # noqa: E402
 from celery_queue_exporter.config import BrokerConfig, EventSettings  # noqa: E402
-from celery_queue_exporter.events.redis_consumer import RedisEventConsumer  # noqa: E402
 from celery_queue_exporter.events.tracker import EventTracker  # noqa: E402
 from testsupport.redis_server import RedisServer  # noqa: E402
 from testsupport.waiting import ServiceError  # noqa: E402
@@ -176,7 +177,7 @@ def thread_cpu(thread) -> float | None:
 def ingestion(port: int, rate: int, seconds: float, publishers: int, batch: int,
               consumer_cpu: int, other_cpus: set[int]) -> dict:  # fmt: skip
     broker = BrokerConfig(name="bench", url=f"redis://127.0.0.1:{port}/0")
-    tracker = EventTracker("bench", EventSettings(), transport="redis")
+    tracker = EventTracker("bench", EventSettings(), priority_level=step_levels())
     consumer = RedisEventConsumer(broker, tracker)
     consumer.start()
     consumer.subscribed.wait(10)
@@ -244,8 +245,8 @@ def stages(messages_count: int = 40_000) -> None:
     """CPU time per message of each stage of the consumer, on pre-built one-event messages."""
     import hiredis
 
+    from celery_queue_exporter.brokers.redis.events import FEED_SIZE
     from celery_queue_exporter.events.decode import decode_redis_payload
-    from celery_queue_exporter.events.redis_consumer import FEED_SIZE
 
     now = time.time()
     events: list[dict] = []
@@ -271,7 +272,7 @@ def stages(messages_count: int = 40_000) -> None:
     decoded = [event for payload in payloads for event in decode_redis_payload(payload)]
 
     def track() -> None:
-        tracker = EventTracker("bench", EventSettings(), transport="redis")
+        tracker = EventTracker("bench", EventSettings(), priority_level=step_levels())
         for i in range(0, len(decoded), 2000):
             tracker.handle(decoded[i : i + 2000])
 
@@ -297,7 +298,7 @@ def stages(messages_count: int = 40_000) -> None:
 
 def memory(mode: str, tasks: int) -> None:
     """Run ``tasks`` distinct ids through a tracker; print peak RSS (MiB). Own process."""
-    tracker = EventTracker("bench", EventSettings(), transport="redis")
+    tracker = EventTracker("bench", EventSettings(), priority_level=step_levels())
     now = time.time()
     chunk: list[dict] = []
     for i in range(tasks):

@@ -168,12 +168,13 @@ def produce(broker_url: str, queue: str, rate: float, stop: threading.Event) -> 
 
 def tracker_worst_case() -> None:
     """RSS the event tracker adds when it holds max_tracked_tasks tasks."""
+    from celery_queue_exporter.brokers.redis.priority import step_levels
     from celery_queue_exporter.config import EventSettings
     from celery_queue_exporter.events.tracker import EventTracker
 
     settings = EventSettings()
     before = memory_kib(os.getpid())[0]
-    tracker = EventTracker("redis", settings, transport="redis", priority_steps=[0, 3, 6, 9])
+    tracker = EventTracker("redis", settings, priority_level=step_levels([0, 3, 6, 9]))
     now = time.time()
     batch = []
     for index in range(settings.max_tracked_tasks):

@@ -32,9 +32,9 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.timing import median_seconds  # noqa: E402
+from celery_queue_exporter.brokers.rabbitmq.inspector import MANAGEMENT_COLUMNS, RabbitMQInspector  # noqa: E402
 from celery_queue_exporter.cli import Exporter  # noqa: E402
 from celery_queue_exporter.config import BrokerConfig, ExporterConfig  # noqa: E402
-from celery_queue_exporter.rabbitmq_inspector import MANAGEMENT_COLUMNS, RabbitMQInspector  # noqa: E402
 from testsupport.rabbitmq import delete_rabbitmq_objects, pika_url  # noqa: E402
 from testsupport.redis_server import RedisServer  # noqa: E402
 

@@ -25,9 +25,9 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.timing import median_seconds  # noqa: E402
+from celery_queue_exporter.brokers.redis.inspector import RedisInspector  # noqa: E402
 from celery_queue_exporter.cli import Exporter  # noqa: E402
 from celery_queue_exporter.config import BrokerConfig, ExporterConfig  # noqa: E402
-from celery_queue_exporter.redis_inspector import RedisInspector  # noqa: E402
 from celery_queue_exporter.server import MetricsServer  # noqa: E402
 from testsupport.redis_server import RedisServer  # noqa: E402
 from testsupport.waiting import ServiceError  # noqa: E402

@@ -7,16 +7,52 @@ import sys
 import textwrap
 
 import pytest
-from conftest import sample_value
+from conftest import ROOT, sample_value
 from exporter_helpers import build_exporter, scrape
 
 from celery_queue_exporter.config import (
     DEFAULT_PORT,
     ConfigError,
+    build_parser,
     default_broker_name,
     load_config,
     redact_url,
 )
+
+#: Every flag the exporter has had since before options were declared in one place.
+FLAGS = [
+    "--broker-url",
+    "--celery-app",
+    "--config",
+    "--discover-queues",
+    "--events",
+    "--events-heartbeat-timeout",
+    "--events-max-queue-names",
+    "--events-max-task-age",
+    "--events-max-task-names",
+    "--events-max-tracked-tasks",
+    "--events-max-wait",
+    "--events-max-workers",
+    "--events-runtime-buckets",
+    "--events-task-names",
+    "--events-wait-buckets",
+    "--events-worker-retention",
+    "--global-keyprefix",
+    "--host",
+    "--log-level",
+    "--management-api",
+    "--management-url",
+    "--once",
+    "--port",
+    "--priority-steps",
+    "--queue",
+    "--scrape-timeout",
+    "--sep",
+    "--tls-cert-file",
+    "--tls-client-ca-file",
+    "--tls-key-file",
+    "--visibility-timeout",
+]
 
 
 def write(tmp_path, text: str):
@@ -254,3 +290,38 @@ def test_celery_app_supplies_broker_transport_options_and_queues(
     assert sample_value(samples, "celery_broker_visibility_timeout_seconds", broker=name) == 900
     with pytest.raises(ConfigError, match="celery_app: cannot import 'no_such_module_x'"):
         load_config(["--celery-app", "no_such_module_x:app"], environ={})
+
+
+def test_configuration_docs_are_generated_from_the_declarations(tmp_path):
+    """docs/configuration.md is committed; --check fails when it drifts from the options."""
+    command = [sys.executable, "-m", "celery_queue_exporter.config.docs", "--check"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert (result.returncode, result.stderr) == (0, ""), (
+        "run: python -m celery_queue_exporter.config.docs"
+    )
+    stale = tmp_path / "configuration.md"
+    stale.write_text((ROOT / "docs" / "configuration.md").read_text().replace("9818", "9819"))
+    result = subprocess.run(
+        [*command, "--output", str(stale)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"{stale} is out of date: run python -m celery_queue_exporter.config.docs\n"
+    )
+    # Every flag of --help and every variable has its row, with the parser's default.
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    parser = build_parser()
+    flags = [a.option_strings[0] for a in parser._actions if a.option_strings[0] != "-h"]
+    assert sorted(flags) == sorted(FLAGS)  # the command line is unchanged by the split
+    for flag in flags:
+        assert f"| `{flag}` |" in page, flag
+    assert "| `port` | `--port` | `CELERY_EXPORTER_PORT` | integer 0..65535 | `9818` |" in page
+    assert (
+        "| `brokers[].transport_options.priority_steps` | `--priority-steps` | "
+        "`CELERY_EXPORTER_PRIORITY_STEPS` | ascending integers 0..9 starting at 0 (a,b,c) | "
+        "`0,3,6,9` |"
+    ) in page
+    assert (
+        "| `events.heartbeat_timeout_seconds` | `--events-heartbeat-timeout` | "
+        "`CELERY_EXPORTER_EVENTS_HEARTBEAT_TIMEOUT` | number > 0 | `30` |"
+    ) in page

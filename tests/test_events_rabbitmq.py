@@ -18,7 +18,8 @@ import requests
 from apps.harness import ROOT, Exporter
 from conftest import free_port, wait_until
 
-from celery_queue_exporter.events.rabbitmq_consumer import EVENT_EXCHANGE, QUEUE_PREFIX
+from celery_queue_exporter.brokers.celery_layout import EVENT_EXCHANGE
+from celery_queue_exporter.brokers.rabbitmq.events import QUEUE_PREFIX
 
 pytest.register_assert_rewrite("apps.scenarios")  # its asserts are the tests' asserts
 from apps.scenarios import outcome_scenario, priority_scenario, publish_heartbeat  # noqa: E402

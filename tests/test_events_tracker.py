@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+from celery_queue_exporter.brokers.rabbitmq.priority import rabbitmq_priority_level
+from celery_queue_exporter.brokers.redis.priority import redis_priority_level, step_levels
 from celery_queue_exporter.catalogue import OTHER_QUEUE, OTHER_TASK, OTHER_WORKER, UNKNOWN_QUEUE
 from celery_queue_exporter.config import EventSettings
 from celery_queue_exporter.events.decode import (
@@ -15,13 +17,7 @@ from celery_queue_exporter.events.decode import (
     decode_json_body,
     decode_redis_payload,
 )
-from celery_queue_exporter.events.tracker import (
-    UNKNOWN_TASK,
-    EventTracker,
-    rabbitmq_priority_level,
-    redis_priority_level,
-    time_limit_kind,
-)
+from celery_queue_exporter.events.tracker import UNKNOWN_TASK, EventTracker, time_limit_kind
 from celery_queue_exporter.instrumentation import TASK_INFO_EVENT, WORKER_QUEUES_EVENT
 
 
@@ -90,7 +86,7 @@ def test_priority_levels_match_the_broker():
 
 
 def tracker(clock: Clock, **settings) -> EventTracker:
-    return EventTracker("b", EventSettings(**settings), clock=clock)
+    return EventTracker("b", EventSettings(**settings), priority_level=step_levels(), clock=clock)
 
 
 def test_wait_per_priority_from_the_hook_and_fallback_from_task_sent():

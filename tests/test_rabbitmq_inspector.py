@@ -25,13 +25,10 @@ from exporter_helpers import build_exporter, scrape, scrape_text
 from kombu import Exchange, Queue
 
 from celery_queue_exporter import instrumentation
+from celery_queue_exporter.brokers.celery_layout import is_internal_queue
+from celery_queue_exporter.brokers.rabbitmq.inspector import RabbitMQInspector, queue_levels
+from celery_queue_exporter.brokers.rabbitmq.url import parse_amqp_url
 from celery_queue_exporter.config import BrokerConfig
-from celery_queue_exporter.rabbitmq_inspector import (
-    RabbitMQInspector,
-    is_internal_queue,
-    parse_amqp_url,
-    queue_levels,
-)
 
 pytestmark = pytest.mark.rabbitmq
 

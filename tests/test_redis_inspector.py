@@ -13,9 +13,9 @@ from exporter_helpers import build_exporter, scrape
 from kombu import Connection, Exchange, Queue
 
 from celery_queue_exporter import instrumentation
+from celery_queue_exporter.brokers.redis.inspector import RedisInspector
 from celery_queue_exporter.catalogue import UNKNOWN_QUEUE
 from celery_queue_exporter.config import BrokerConfig
-from celery_queue_exporter.redis_inspector import RedisInspector
 
 pytestmark = pytest.mark.redis
 

@@ -35,8 +35,7 @@ wait_for = functools.partial(waiting.wait_for, error=ServiceError)
 
 def events_supported(transport: str) -> bool:
     """Whether this checkout's exporter can consume Celery events from the transport."""
-    module = "redis_consumer" if transport == "redis" else "rabbitmq_consumer"
-    return importlib.util.find_spec(f"celery_queue_exporter.events.{module}") is not None
+    return importlib.util.find_spec(f"celery_queue_exporter.brokers.{transport}.events") is not None
 
 
 class ExporterProcess:

@@ -13,21 +13,18 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from .collector import Inspector, QueueCollector
+from . import brokers as registry
+from .collector import QueueCollector
 from .config import BrokerConfig, ConfigError, ExporterConfig, load_config
 from .exposition import render_text
-from .rabbitmq_inspector import RabbitMQInspector
-from .redis_inspector import RedisInspector
 from .server import MetricsServer
 
 log = logging.getLogger("celery_queue_exporter")
 
 
-def make_inspector(broker: BrokerConfig, timeout_seconds: float) -> Inspector:
-    """One inspector per broker, by transport."""
-    if broker.transport == "redis":
-        return RedisInspector(broker, timeout_seconds=timeout_seconds)
-    return RabbitMQInspector(broker, timeout_seconds=timeout_seconds)
+def make_inspector(broker: BrokerConfig, timeout_seconds: float) -> registry.Inspector:
+    """One inspector per broker, from its transport."""
+    return registry.transport_of(broker).inspector(broker, timeout_seconds)
 
 
 class Exporter:

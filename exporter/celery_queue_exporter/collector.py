@@ -16,37 +16,21 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import celery
 import kombu
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    InfoMetricFamily,
-    Metric,
-)
+from prometheus_client.core import InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from . import __version__
 from . import catalogue as cat
-from .catalogue import MetricSpec
-from .config import BrokerConfig
+from .brokers import Inspector
+from .config.urls import redact_url
+from .families import add_known, counter, flag, gauge
 from .snapshot import BrokerSnapshot
 
 log = logging.getLogger(__name__)
-
-
-class Inspector(Protocol):
-    """What the collector needs from a broker inspector."""
-
-    config: BrokerConfig
-    transport: str
-
-    def inspect(self) -> BrokerSnapshot: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass
@@ -70,14 +54,6 @@ class _BrokerState:
     )
     errors_total: int = 0
     malformed_total: int = 0
-
-
-def gauge(spec: MetricSpec) -> GaugeMetricFamily:
-    return GaugeMetricFamily(spec.family_name, spec.help, labels=list(spec.labels))
-
-
-def counter(spec: MetricSpec) -> CounterMetricFamily:
-    return CounterMetricFamily(spec.family_name, spec.help, labels=list(spec.labels))
 
 
 class QueueCollector(Collector):
@@ -164,9 +140,7 @@ class QueueCollector(Collector):
         for state, result in zip(self._brokers, results, strict=True):
             broker = result.name
             config = state.inspector.config
-            info.add_metric(
-                [broker], {"transport": state.inspector.transport, "url": config.safe_url}
-            )
+            info.add_metric([broker], {"transport": config.transport, "url": config.safe_url})
             up.add_metric([broker], 0.0 if result.snapshot is None else 1.0)
             duration.add_metric([broker], result.duration_seconds)
             errors.add_metric([broker], state.errors_total)
@@ -186,28 +160,23 @@ class QueueCollector(Collector):
             for rank in snap.urgency:
                 urgency.add_metric([broker, rank.queue, rank.priority, rank.urgency], rank.rank)
             for queue in snap.queues.values():
-                labels = [broker, queue.queue]
-                if queue.reserved is not None:
-                    reserved.add_metric(labels, queue.reserved)
-                if queue.consumers is not None:
-                    consumers.add_metric(labels, queue.consumers)
-                if queue.consumer_utilisation is not None:
-                    utilisation.add_metric(labels, queue.consumer_utilisation)
-                if queue.max_priority is not None:
-                    max_priority.add_metric(labels, queue.max_priority)
-                if queue.missing is not None:
-                    missing.add_metric(labels, 1.0 if queue.missing else 0.0)
-            for family, value in (
+                add_known(
+                    [broker, queue.queue],
+                    (reserved, queue.reserved),
+                    (consumers, queue.consumers),
+                    (utilisation, queue.consumer_utilisation),
+                    (max_priority, queue.max_priority),
+                    (missing, flag(queue.missing)),
+                )
+            add_known(
+                [broker],
                 (reserved_total, snap.reserved_total),
                 (reserved_oldest, snap.reserved_oldest_age_seconds),
                 (reserved_overdue, snap.reserved_overdue),
                 (visibility, snap.visibility_timeout_seconds),
                 (over_limit, snap.queues_over_limit),
-            ):
-                if value is not None:
-                    family.add_metric([broker], value)
-            if snap.management_api_up is not None:
-                management_up.add_metric([broker], 1.0 if snap.management_api_up else 0.0)
+                (management_up, flag(snap.management_api_up)),
+            )
 
         build = InfoMetricFamily(cat.BUILD_INFO.family_name, cat.BUILD_INFO.help)
         build.add_metric(
@@ -255,8 +224,6 @@ class QueueCollector(Collector):
 
 def _describe(exc: BaseException) -> str:
     """An error message for logs: type and text, without URLs that may carry passwords."""
-    from .config import redact_url
-
     text = str(exc)
     for word in text.split():
         if "://" in word and "@" in word:

@@ -1,6 +1,7 @@
 """Celery events: task timings and outcomes, worker health, per-priority queue wait.
 
 tracker.py joins events into metrics (pure logic); decode.py unpacks broker messages;
-redis_consumer.py and rabbitmq_consumer.py read the event stream of one broker each without
-touching the user's queues; collector.py exposes every tracker to Prometheus.
+consumer.py is the reconnecting thread every broker's consumer (``brokers/<name>/events.py``)
+builds on, reading one broker's event stream without touching the user's queues; collector.py
+exposes every tracker to Prometheus.
 """

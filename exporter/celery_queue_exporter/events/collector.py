@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from .. import brokers as registry
 from .. import catalogue as cat
-from ..catalogue import MetricSpec
-from ..config import BrokerConfig, EventSettings
+from ..config.model import BrokerConfig, EventSettings
+from ..families import add_known
+from ..families import counter as _counter
+from ..families import gauge as _gauge
+from ..families import histogram as _histogram
 from .tracker import TASK_COUNTER_KINDS, EventSnapshot, EventTracker
 
 log = logging.getLogger(__name__)
@@ -40,22 +38,6 @@ _TASK_COUNTERS = dict(
 )
 
 
-class Consumer(Protocol):
-    def start(self) -> None: ...
-
-    def stop(self, timeout: float = 5.0) -> None: ...
-
-
-def make_consumer(broker: BrokerConfig, tracker: EventTracker) -> Consumer:
-    if broker.transport == "redis":
-        from .redis_consumer import RedisEventConsumer
-
-        return RedisEventConsumer(broker, tracker)
-    from .rabbitmq_consumer import RabbitMQEventConsumer
-
-    return RabbitMQEventConsumer(broker, tracker)
-
-
 class EventCollector(Collector):
     """Owns one tracker and one consumer thread per broker; exposes their metrics."""
 
@@ -66,17 +48,15 @@ class EventCollector(Collector):
         consumers: bool = True,
     ) -> None:
         self.trackers: list[EventTracker] = []
-        self.consumers: list[Any] = []
+        self.consumers: list[registry.EventConsumer] = []
         for broker in brokers:
+            transport = registry.transport_of(broker)
             tracker = EventTracker(
-                broker.name,
-                settings,
-                transport=broker.transport,
-                priority_steps=broker.priority_steps,
+                broker.name, settings, priority_level=transport.priority_levels(broker)
             )
             self.trackers.append(tracker)
             if consumers:
-                self.consumers.append(make_consumer(broker, tracker))
+                self.consumers.append(transport.event_consumer(broker, tracker))
 
     def start(self) -> None:
         for consumer in self.consumers:
@@ -95,18 +75,6 @@ class EventCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         snapshots = [(tracker.broker, tracker, tracker.snapshot()) for tracker in self.trackers]
         yield from families(snapshots)
-
-
-def _gauge(spec: MetricSpec) -> GaugeMetricFamily:
-    return GaugeMetricFamily(spec.family_name, spec.help, labels=list(spec.labels))
-
-
-def _counter(spec: MetricSpec) -> CounterMetricFamily:
-    return CounterMetricFamily(spec.family_name, spec.help, labels=list(spec.labels))
-
-
-def _histogram(spec: MetricSpec) -> HistogramMetricFamily:
-    return HistogramMetricFamily(spec.family_name, spec.help, labels=list(spec.labels))
 
 
 def _add_histogram(
@@ -175,12 +143,12 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
             worker_heard.add_metric(labels, worker.last_heard)
             if not worker.up:
                 continue  # a dead worker's last load and activity would mislead
-            if worker.active is not None:
-                worker_active.add_metric(labels, worker.active)
-            if worker.processed is not None:
-                worker_processed.add_metric(labels, worker.processed)
-            if worker.load1 is not None:
-                worker_load.add_metric(labels, worker.load1)
+            add_known(
+                labels,
+                (worker_active, worker.active),
+                (worker_processed, worker.processed),
+                (worker_load, worker.load1),
+            )
         for queue, count in sorted(snap.queue_workers.items()):
             queue_workers.add_metric([broker, queue], count)
         consumer_up.add_metric([broker], 1.0 if snap.consumer_up else 0.0)

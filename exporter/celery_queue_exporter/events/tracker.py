@@ -1,6 +1,6 @@
 """Joins Celery events into task and worker metrics: a pure state machine, no I/O.
 
-The broker consumers (redis_consumer.py, rabbitmq_consumer.py) decode event messages and hand
+The broker consumers (``brokers/<name>/events.py``) decode event messages and hand
 lists of event dicts to :meth:`EventTracker.handle`; the collector reads :meth:`snapshot` at
 scrape time. One lock guards all state; consumers take it once per batch.
 
@@ -30,14 +30,14 @@ from __future__ import annotations
 import math
 import threading
 import time
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..catalogue import OTHER_QUEUE, OTHER_TASK, OTHER_WORKER, UNKNOWN_QUEUE
-from ..config import EventSettings
+from ..config.model import EventSettings
 from ..instrumentation import TASK_INFO_EVENT, WORKER_QUEUES_EVENT
 
 #: Label value for a task whose name the exporter could not learn (record dropped or missed).
@@ -90,28 +90,6 @@ def time_limit_kind(exception: Any, traceback: Any = None) -> str | None:
     return None
 
 
-def redis_priority_level(priority: Any, steps: Sequence[int]) -> str:
-    """The kombu Redis step a message of this priority was stored under (see broker-facts)."""
-    try:
-        value = int(priority)
-    except (TypeError, ValueError):
-        value = 0
-    value = max(0, min(9, value))
-    return str(steps[max(0, bisect_right(steps, value) - 1)])
-
-
-def rabbitmq_priority_level(priority: Any, max_priority: Any) -> str:
-    """The level RabbitMQ serves a message at: its priority capped at x-max-priority."""
-    try:
-        value = int(priority)
-    except (TypeError, ValueError):
-        value = 0
-    value = max(0, min(255, value))
-    if isinstance(max_priority, int) and not isinstance(max_priority, bool) and max_priority > 0:
-        value = min(value, max_priority)
-    return str(value)
-
-
 class Histogram:
     """Bucket counts (non-cumulative, last is +Inf), sum and count of one series."""
 
@@ -131,6 +109,27 @@ class Histogram:
             total += count
             out.append(total)
         return out
+
+
+class FirstNames:
+    """Label values for names: the first ``limit`` distinct names are their own label, later
+    ones share ``other``. Names are never forgotten, so a flood of new names cannot push out
+    the real ones."""
+
+    __slots__ = ("limit", "other", "names")
+
+    def __init__(self, limit: int, other: str) -> None:
+        self.limit = limit
+        self.other = other
+        self.names: set[str] = set()
+
+    def label(self, name: str) -> str:
+        if name in self.names:
+            return name
+        if len(self.names) < self.limit:
+            self.names.add(name)
+            return name
+        return self.other
 
 
 class _Task:
@@ -202,21 +201,20 @@ class EventTracker:
         broker: str,
         settings: EventSettings | None = None,
         *,
-        transport: str = "redis",
-        priority_steps: Sequence[int] = (0, 3, 6, 9),
+        priority_level: Callable[[Any, Any], str],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.broker = broker
         self.settings = settings or EventSettings()
-        self.transport = transport
-        self.priority_steps = tuple(priority_steps)
+        #: (priority, x-max-priority) -> level label, from the broker's transport.
+        self.priority_level = priority_level
         self.clock = clock
         self.lock = threading.Lock()
         self.runtime_bounds = tuple(float(b) for b in self.settings.runtime_buckets)
         self.wait_bounds = tuple(float(b) for b in self.settings.wait_buckets)
         self._allowed = frozenset(self.settings.task_names)
-        self._names: set[str] = set()
-        self._queues: set[str] = set()
+        self._task_names = FirstNames(self.settings.max_task_names, OTHER_TASK)
+        self._queue_names = FirstNames(self.settings.max_queue_names, OTHER_QUEUE)
         self._counts: dict[tuple[str, str, str], int] = {}
         self._time_limits: dict[tuple[str, str, str], int] = {}
         self._runtime: dict[tuple[str, str], Histogram] = {}
@@ -301,29 +299,14 @@ class EventTracker:
             return UNKNOWN_TASK
         if self._allowed:
             return name if name in self._allowed else OTHER_TASK
-        if name in self._names:
-            return name
-        if len(self._names) < self.settings.max_task_names:
-            self._names.add(name)
-            return name
-        return OTHER_TASK
+        return self._task_names.label(name)
 
     def queue_label(self, queue: Any) -> str | None:
         """The queue label for a name: among the first max_queue_names, else OTHER_QUEUE; None
         when the event names no queue."""
         if not isinstance(queue, str) or not queue:
             return None
-        if queue in self._queues:
-            return queue
-        if len(self._queues) < self.settings.max_queue_names:
-            self._queues.add(queue)
-            return queue
-        return OTHER_QUEUE
-
-    def priority_level(self, priority: Any, max_priority: Any = None) -> str:
-        if self.transport == "redis":
-            return redis_priority_level(priority, self.priority_steps)
-        return rabbitmq_priority_level(priority, max_priority)
+        return self._queue_names.label(queue)
 
     # --- task events ------------------------------------------------------------------------
 

@@ -19,37 +19,30 @@ On Redis >= 7.2 the ``client_output_buffer_limit_disconnections`` statistic conf
 from __future__ import annotations
 
 import contextlib
-import logging
 import socket
-import threading
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import hiredis
 import redis
 
-from ..config import BrokerConfig
-from ..redis_inspector import escape_glob
-from .decode import MalformedEvent, decode_redis_payload
-from .tracker import EventTracker
+from ...config.model import BrokerConfig
+from ...events.consumer import EventConsumerThread
+from ...events.decode import MalformedEvent, decode_redis_payload
+from ...events.tracker import EventTracker
+from .keys import escape_glob, event_channel
 
-log = logging.getLogger(__name__)
-
-EVENT_EXCHANGE = "celeryev"
 READ_SIZE = 1 << 20
 #: hiredis compacts its buffer (memmove of everything unread) after each reply once 1 KiB of it
 #: is consumed: fed a whole 1 MiB read at once it spends ~10x longer per message than when fed
 #: in slices of this size.
 FEED_SIZE = 16 << 10
-RECONNECT_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0, 5.0)
 OVERFLOW_STAT = "client_output_buffer_limit_disconnections"
 
 
 def event_patterns(broker: BrokerConfig) -> list[str]:
     """PSUBSCRIBE patterns of the event channels (with and without fanout_patterns)."""
-    db = urlsplit(broker.url).path.lstrip("/") or "0"
-    base = escape_glob(f"{broker.global_keyprefix}/{db}.{EVENT_EXCHANGE}")
+    base = escape_glob(event_channel(broker.url, broker.global_keyprefix))
     return [base, base + "/*"]
 
 
@@ -57,7 +50,7 @@ class RespError(Exception):
     """The server answered the subscribed connection with an error."""
 
 
-class RedisEventConsumer:
+class RedisEventConsumer(EventConsumerThread):
     """One thread subscribed to one Redis broker's Celery events."""
 
     def __init__(
@@ -68,71 +61,24 @@ class RedisEventConsumer:
         connect_timeout: float = 10.0,
         idle_ping_seconds: float = 10.0,
     ) -> None:
-        self.broker = broker
-        self.tracker = tracker
+        super().__init__(broker, tracker)
         self.connect_timeout = connect_timeout
         self.idle_ping_seconds = idle_ping_seconds
         self.patterns = event_patterns(broker)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self._conn: Any = None
         self._redis: redis.Redis | None = None  # owns the connection pool of _conn
         self._server: tuple[str, int | None] | None = None  # (run_id, overflow stat)
-        #: Set whenever a subscription is confirmed (tests wait on it).
-        self.subscribed = threading.Event()
 
-    # --- lifecycle --------------------------------------------------------------------------
+    def _consume(self) -> None:
+        self._connect()
+        self._read_loop()
 
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._run, name=f"events-{self.broker.name}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
+    def _interrupt(self) -> None:
         sock = self._sock
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._disconnect()
-
-    # --- the loop ---------------------------------------------------------------------------
-
-    def _run(self) -> None:
-        attempt = 0
-        while not self._stop.is_set():
-            try:
-                self._connect()
-                self._read_loop()
-            except Exception as exc:  # any failure: count, reconnect, never die
-                was_up = self.tracker.consumer_up
-                self.tracker.set_consumer_up(False)
-                self.subscribed.clear()
-                self._disconnect()
-                if self._stop.is_set():
-                    break
-                if was_up:
-                    reason = self._interruption_reason()
-                    self.tracker.count_interruption(reason)
-                    log.warning(
-                        "events from %s interrupted (%s): %s; reconnecting",
-                        self.broker.name,
-                        reason,
-                        _describe(exc),
-                    )
-                else:
-                    log.debug("events from %s: connect failed: %s", self.broker.name, exc)
-                if was_up:
-                    attempt = 0  # reconnect at once after losing a working subscription
-                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
-                attempt += 1
-                if delay:
-                    self._stop.wait(delay)
-        self.tracker.set_consumer_up(False)
 
     def _client(self) -> redis.Redis:
         return redis.Redis.from_url(
@@ -206,7 +152,7 @@ class RedisEventConsumer:
         last_data = time.monotonic()
         ping_sent: float | None = None
         pending = len(self.patterns)
-        while not self._stop.is_set():
+        while not self.stopping:
             try:
                 size = sock.recv_into(buf)
             except TimeoutError:
@@ -238,13 +184,8 @@ class RedisEventConsumer:
                     elif kind == b"psubscribe":
                         pending -= 1
                         if pending == 0:
-                            tracker.set_consumer_up(True)
-                            self.subscribed.set()
+                            self._subscribed()
                     elif kind == b"pong":
                         ping_sent = None
             if events or malformed:
                 tracker.handle(events, malformed)
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"

@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-import ssl
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -33,15 +30,13 @@ import pika
 import pika.exceptions
 import requests
 
-from .config import BrokerConfig, redact_url
-from .snapshot import BrokerSnapshot, LevelReading, select_queues, urgency_readings
+from ...config.urls import bracket, redact_url
+from ...snapshot import BrokerSnapshot, LevelReading, select_queues, urgency_readings
+from ..base import Inspector
+from ..celery_layout import is_internal_queue
+from .url import connection_parameters, default_management_url, parse_amqp_url
 
 log = logging.getLogger(__name__)
-
-DEFAULT_AMQP_PORT = 5672
-DEFAULT_AMQPS_PORT = 5671
-DEFAULT_MANAGEMENT_PORT = 15672
-DEFAULT_MANAGEMENT_TLS_PORT = 15671
 
 #: Columns asked of /api/queues/{vhost}; the broker leaves out those it does not know.
 MANAGEMENT_COLUMNS = (
@@ -63,14 +58,6 @@ MANAGEMENT_COLUMNS = (
     "messages_by_priority",
 )
 
-#: Queue name prefixes that are Celery's (or this exporter's) machinery, or server-named
-#: (amq.gen-*: reply queues), not task queues.
-INTERNAL_QUEUE_PREFIXES = (
-    "celeryev.",
-    "celery-queue-exporter.",
-    "celery_queue_exporter.",
-    "amq.gen-",
-)
 #: Quorum queues on RabbitMQ 4.0-4.2 have two priority buckets; 'high' is served first.
 QUORUM_LEVELS_MOST_URGENT_FIRST = ("high", "normal")
 
@@ -83,63 +70,12 @@ class _DeadlineExceeded(Exception):
     """Raised from a pika timer when an AMQP call runs past the inspection's deadline."""
 
 
-def is_internal_queue(name: str) -> bool:
-    """Celery event receivers, pidbox (remote control) queues and the exporter's own queues."""
-    return not name or name.startswith(INTERNAL_QUEUE_PREFIXES) or name.endswith(".pidbox")
-
-
-@dataclass(frozen=True)
-class AmqpTarget:
-    """Where and how to connect, parsed from the broker URL (kombu's URL conventions)."""
-
-    tls: bool
-    host: str
-    port: int
-    user: str
-    password: str = ""
-    vhost: str = "/"
-
-    def __repr__(self) -> str:  # never show the password
-        return f"AmqpTarget(host={self.host!r}, port={self.port}, vhost={self.vhost!r})"
-
-
-def parse_amqp_url(url: str) -> AmqpTarget:
-    """``amqp://user:pass@host:5672/vhost`` (also ``amqps://``, ``pyamqp://``) as kombu reads it.
-
-    The vhost is the URL path without its leading slash, percent-decoded; an empty path, ``/``,
-    ``//`` and ``/%2F`` all mean the default vhost ``/``. User and password default to guest.
-    """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    tls = scheme == "amqps" or scheme.endswith("+ssl")
-    path = parts.path[1:] if parts.path.startswith("/") else parts.path
-    vhost = unquote(path) or "/"
-    return AmqpTarget(
-        tls=tls,
-        host=parts.hostname or "localhost",
-        port=parts.port or (DEFAULT_AMQPS_PORT if tls else DEFAULT_AMQP_PORT),
-        user=unquote(parts.username) if parts.username is not None else "guest",
-        password=unquote(parts.password) if parts.password is not None else "guest",
-        vhost=vhost,
-    )
-
-
-def default_management_url(target: AmqpTarget) -> str:
-    """``http://<host>:15672``, or ``https://<host>:15671`` for an ``amqps://`` broker."""
-    host = f"[{target.host}]" if ":" in target.host else target.host
-    if target.tls:
-        return f"https://{host}:{DEFAULT_MANAGEMENT_TLS_PORT}"
-    return f"http://{host}:{DEFAULT_MANAGEMENT_PORT}"
-
-
 def _split_management_url(url: str) -> tuple[str, tuple[str, str] | None]:
     """The management URL without credentials, and the credentials it carried (if any)."""
     parts = urlsplit(url)
     if parts.username is None:
         return url.rstrip("/"), None
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
+    host = bracket(parts.hostname or "")
     netloc = f"{host}:{parts.port}" if parts.port else host
     bare = urlunsplit((parts.scheme, netloc, parts.path, "", "")).rstrip("/")
     return bare, (unquote(parts.username), unquote(parts.password or ""))
@@ -204,24 +140,14 @@ def queue_levels(entry: dict[str, Any]) -> tuple[list[tuple[str, int]], list[str
     return None
 
 
-class RabbitMQInspector:
-    """Inspects one RabbitMQ vhost; not thread-safe (the collector serialises calls)."""
+class RabbitMQInspector(Inspector):
+    """Inspects one RabbitMQ vhost."""
 
-    transport = "rabbitmq"
-
-    def __init__(
-        self,
-        config: BrokerConfig,
-        timeout_seconds: float = 10.0,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.config = config
-        self.timeout_seconds = timeout_seconds
-        self.clock = clock
+    def setup(self) -> None:
         _quiet_pika()
-        self.target = parse_amqp_url(config.connect_url())
+        self.target = parse_amqp_url(self.config.connect_url())
         mgmt_url, mgmt_auth = _split_management_url(
-            config.management_url or default_management_url(self.target)
+            self.config.management_url or default_management_url(self.target)
         )
         self.management_url = mgmt_url
         self._auth = mgmt_auth or (self.target.user, self.target.password)
@@ -477,22 +403,12 @@ class RabbitMQInspector:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise _DeadlineExceeded
-        target = self.target
-        ssl_options = None
-        if target.tls:
-            context = ssl.create_default_context()  # honours SSL_CERT_FILE / SSL_CERT_DIR
-            ssl_options = pika.SSLOptions(context, server_hostname=target.host)
-        parameters = pika.ConnectionParameters(
-            host=target.host,
-            port=target.port,
-            virtual_host=target.vhost,
-            credentials=pika.PlainCredentials(target.user, target.password),
-            ssl_options=ssl_options,
-            socket_timeout=remaining,
+        parameters = connection_parameters(
+            self.target,
+            f"celery-queue-exporter {self.config.name}",
+            remaining,
             stack_timeout=remaining,
-            connection_attempts=1,
             retry_delay=0,
-            client_properties={"connection_name": f"celery-queue-exporter {self.config.name}"},
         )
         try:
             return pika.BlockingConnection(parameters)

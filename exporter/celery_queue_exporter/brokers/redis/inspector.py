@@ -20,22 +20,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import redis
 
-from .catalogue import UNKNOWN_QUEUE
-from .config import BrokerConfig
-from .headtracker import HeadTracker
-from .instrumentation import enqueued_at
-from .snapshot import BrokerSnapshot, LevelReading, select_queues, urgency_readings
+from ...catalogue import UNKNOWN_QUEUE
+from ...headtracker import HeadTracker
+from ...instrumentation import enqueued_at
+from ...snapshot import BrokerSnapshot, LevelReading, select_queues, urgency_readings
+from ..base import Inspector
+from ..celery_layout import is_internal_queue
+from .keys import BINDING_PREFIX, escape_glob
 
 log = logging.getLogger(__name__)
-
-BINDING_PREFIX = "_kombu.binding."
 
 #: Depth of every key, and the next message to be consumed of every non-empty key.
 LEVELS_SCRIPT = """
@@ -47,39 +45,16 @@ for i, key in ipairs(KEYS) do
 end
 return {depths, heads}
 """
-#: Exchanges whose bindings belong to Celery's own machinery, not to task queues.
-IGNORED_EXCHANGES = ("celeryev",)
 
 
-def is_internal_queue(exchange: str, queue: str) -> bool:
-    """celeryev event receivers and pidbox (remote control) queues are not task queues."""
-    return (
-        exchange in IGNORED_EXCHANGES
-        or exchange.endswith(".pidbox")
-        or queue.endswith(".pidbox")
-        or queue.startswith("celeryev.")
-        or not queue
-    )
+class RedisInspector(Inspector):
+    """Inspects one Redis broker."""
 
-
-class RedisInspector:
-    """Inspects one Redis broker; not thread-safe (the collector serialises calls)."""
-
-    transport = "redis"
-
-    def __init__(
-        self,
-        config: BrokerConfig,
-        timeout_seconds: float = 10.0,
-        clock: Callable[[], float] = time.time,
-        client: redis.Redis | None = None,
-    ) -> None:
-        self.config = config
-        self.clock = clock
-        self.client = client or redis.Redis.from_url(
-            config.connect_url(),
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
+    def setup(self) -> None:
+        self.client = redis.Redis.from_url(
+            self.config.connect_url(),
+            socket_timeout=self.timeout_seconds,
+            socket_connect_timeout=self.timeout_seconds,
             client_name="celery-queue-exporter",
         )
         self.heads = HeadTracker()
@@ -136,7 +111,7 @@ class RedisInspector:
                     if len(parts) != 3:
                         continue
                     routing_key, _pattern, queue = parts
-                    if is_internal_queue(exchange, queue):
+                    if is_internal_queue(queue, exchange):
                         continue
                     bindings[(exchange, routing_key)] = queue
                     if queue not in discovered:
@@ -294,8 +269,3 @@ def _message_identity(message: dict[str, Any], raw: bytes) -> str:
     if isinstance(properties, dict) and properties.get("delivery_tag"):
         return str(properties["delivery_tag"])
     return hashlib.sha1(raw).hexdigest()
-
-
-def escape_glob(text: str) -> str:
-    """Escape Redis glob characters so a prefix like 'app[1]:' matches literally."""
-    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)

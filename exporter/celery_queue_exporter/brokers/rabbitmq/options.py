@@ -1,0 +1,27 @@
+"""RabbitMQ broker options: where the management API is and whether to use it."""
+
+from __future__ import annotations
+
+from ...config import values
+from ...config.options import Option
+
+OPTIONS = (
+    Option(
+        "management_url",
+        values.HTTP_URL,
+        None,
+        "management API URL; credentials in it replace the broker's (default "
+        "http://<host>:15672, https://<host>:15671 for amqps://)",
+        "--management-url",
+        "MANAGEMENT_URL",
+    ),
+    Option(
+        "management",
+        values.choice("auto", "always", "never"),
+        "auto",
+        "use the management API when it answers, else AMQP (auto), only the API (always), or "
+        "AMQP only (never: no per-priority or unacknowledged counts)",
+        "--management-api",
+        "MANAGEMENT_API",
+    ),
+)

@@ -1,0 +1,82 @@
+"""AMQP broker URLs as kombu reads them, and the pika connection parameters they mean; the
+inspector and the event consumer connect through here."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pika
+
+from ...config.urls import bracket
+
+DEFAULT_AMQP_PORT = 5672
+DEFAULT_AMQPS_PORT = 5671
+DEFAULT_MANAGEMENT_PORT = 15672
+DEFAULT_MANAGEMENT_TLS_PORT = 15671
+
+
+@dataclass(frozen=True)
+class AmqpTarget:
+    """Where and how to connect, parsed from the broker URL (kombu's URL conventions)."""
+
+    tls: bool
+    host: str
+    port: int
+    user: str
+    password: str = ""
+    vhost: str = "/"
+
+    def __repr__(self) -> str:  # never show the password
+        return f"AmqpTarget(host={self.host!r}, port={self.port}, vhost={self.vhost!r})"
+
+
+def parse_amqp_url(url: str) -> AmqpTarget:
+    """``amqp://user:pass@host:5672/vhost`` (also ``amqps://``, ``pyamqp://``) as kombu reads it.
+
+    The vhost is the URL path without its leading slash, percent-decoded; an empty path, ``/``,
+    ``//`` and ``/%2F`` all mean the default vhost ``/``. User and password default to guest.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    tls = scheme == "amqps" or scheme.endswith("+ssl")
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    vhost = unquote(path) or "/"
+    return AmqpTarget(
+        tls=tls,
+        host=parts.hostname or "localhost",
+        port=parts.port or (DEFAULT_AMQPS_PORT if tls else DEFAULT_AMQP_PORT),
+        user=unquote(parts.username) if parts.username is not None else "guest",
+        password=unquote(parts.password) if parts.password is not None else "guest",
+        vhost=vhost,
+    )
+
+
+def default_management_url(target: AmqpTarget) -> str:
+    """``http://<host>:15672``, or ``https://<host>:15671`` for an ``amqps://`` broker."""
+    if target.tls:
+        return f"https://{bracket(target.host)}:{DEFAULT_MANAGEMENT_TLS_PORT}"
+    return f"http://{bracket(target.host)}:{DEFAULT_MANAGEMENT_PORT}"
+
+
+def connection_parameters(
+    target: AmqpTarget, connection_name: str, timeout: float, **extra: Any
+) -> pika.ConnectionParameters:
+    """pika parameters for ``target``: TLS checked against the system's CAs (honours
+    SSL_CERT_FILE / SSL_CERT_DIR) and the host name, one attempt, ``timeout`` per socket step."""
+    ssl_options = None
+    if target.tls:
+        ssl_options = pika.SSLOptions(ssl.create_default_context(), server_hostname=target.host)
+    return pika.ConnectionParameters(
+        host=target.host,
+        port=target.port,
+        virtual_host=target.vhost,
+        credentials=pika.PlainCredentials(target.user, target.password),
+        ssl_options=ssl_options,
+        socket_timeout=timeout,
+        connection_attempts=1,
+        client_properties={"connection_name": connection_name},
+        **extra,
+    )

@@ -1,0 +1,51 @@
+"""Redis broker options: kombu's transport options that shape keys, and the reserved-work and
+discovery settings. Declared once here; config, --help and docs read them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...config import values
+from ...config.errors import ConfigError
+from ...config.options import Option
+
+#: kombu's defaults (kombu/transport/redis.py).
+DEFAULT_PRIORITY_STEPS = [0, 3, 6, 9]
+DEFAULT_SEP = "\x06\x16"
+DEFAULT_VISIBILITY_TIMEOUT = 3600.0
+
+
+def parse_priority_steps(where: str, value: Any) -> list[int]:
+    """kombu's priority_steps: ascending distinct integers within 0..9 (kombu clamps to 0..9)."""
+    steps = values.ascending(where, value, lambda w, i: values.as_int(w, i, 0, 9), "integers")
+    if steps[0] != 0:
+        raise ConfigError(
+            f"{where}: must start at 0 (kombu floors priorities to a step), got {steps}"
+        )
+    return steps
+
+
+PRIORITY_STEPS = values.Kind("ascending integers 0..9 starting at 0 (a,b,c)", parse_priority_steps)
+
+OPTIONS = (
+    Option("transport_options.priority_steps", PRIORITY_STEPS, DEFAULT_PRIORITY_STEPS,
+           "priority steps: one list per step (kombu's default 0,3,6,9)",
+           "--priority-steps", "PRIORITY_STEPS"),
+    Option("transport_options.sep", values.NON_EMPTY_STRING, DEFAULT_SEP,
+           "separator between queue name and step in the key (kombu's default \\x06\\x16)",
+           "--sep", "SEP"),
+    Option("transport_options.global_keyprefix", values.STRING, "",
+           "kombu's global_keyprefix: prepended to every key", "--global-keyprefix",
+           "GLOBAL_KEYPREFIX"),
+    Option("transport_options.visibility_timeout", values.number(0), DEFAULT_VISIBILITY_TIMEOUT,
+           "seconds after which Redis delivers an unacknowledged message again",
+           "--visibility-timeout", "VISIBILITY_TIMEOUT"),
+    Option("transport_options.unacked_key", values.STRING, "unacked",
+           "hash of reserved (unacknowledged) messages"),
+    Option("transport_options.unacked_index_key", values.STRING, "unacked_index",
+           "sorted set of reservation times"),
+    Option("reserved_sample_size", values.integer(1, 1_000_000), 1000,
+           "reserved messages sampled per scrape to split the total over queues"),
+    Option("discovery_interval_seconds", values.number(-1), 30.0,
+           "how often kombu's binding sets are re-read to discover queues"),
+)  # fmt: skip

@@ -1,0 +1,190 @@
+"""Brokers from a YAML mapping, a ``--broker-url`` value or the user's Celery app. The options
+a broker takes are the generic ones of options.py plus every transport's declared ones."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .. import brokers as registry
+from . import options as opt
+from .errors import ConfigError
+from .model import BrokerConfig
+from .options import Option
+from .urls import credentials_misparsed, label_text, redact_url
+
+TRANSPORT_OPTIONS = "transport_options"
+
+
+def check_keys(where: str, data: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}{unknown[0]}: unknown field (allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def broker_settings() -> list[Option]:
+    """Every option a broker takes that is set the ordinary way, generic ones first."""
+    return [*opt.BROKER_SETTINGS, *registry.transport_options().values()]
+
+
+def _top_keys(options: list[Option]) -> set[str]:
+    return {option.key.split(".", 1)[0] for option in options}
+
+
+def _transport_option_keys() -> set[str]:
+    return {
+        option.attr
+        for option in registry.transport_options().values()
+        if option.key.startswith(TRANSPORT_OPTIONS + ".")
+    }
+
+
+def check_url(where: str, url: Any) -> str:
+    """A broker URL some transport serves, parsable without leaking its password."""
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError(f"{where}: expected a broker URL such as {opt.DEFAULT_BROKER_URL}")
+    url = url.strip()
+    unparsable = ConfigError(
+        f"{where}: cannot parse the URL (is a special character such as / ? # @ in the "
+        "password? percent-encode it, or use password_file / password_env)"
+    )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:  # its message can quote parts of the password: never show it
+        raise unparsable from None
+    if credentials_misparsed(url, parts.netloc):
+        raise unparsable
+    transport = registry.for_scheme(where, parts.scheme, redact_url(url))
+    if not parts.hostname:
+        raise ConfigError(f"{where}: no host in {redact_url(url)!r}")
+    transport.check_url(where, parts)
+    return url
+
+
+def default_broker_name(url: str) -> str:
+    """A readable broker label derived from the URL, e.g. ``redis-localhost-6379-0``."""
+    parts = urlsplit(url)
+    transport = registry.for_scheme("url", parts.scheme, redact_url(url))
+    where = parts.path.lstrip("/") or transport.default_path
+    pieces = [transport.name, parts.hostname or "localhost"]
+    if parts.port:
+        pieces.append(str(parts.port))
+    pieces.append("default-vhost" if where == "/" else where)
+    return label_text(pieces)
+
+
+def apply(broker: BrokerConfig, option: Option, where: str, value: Any) -> None:
+    """Set one option on ``broker``; listing queues turns discovery off (discover_queues, set
+    after it, can turn it back on)."""
+    setattr(broker, option.attr, option.kind.parse(where, value))
+    if option is opt.QUEUES:
+        broker.discover_queues = False
+
+
+def _lookup(data: dict[str, Any], key: str) -> tuple[bool, Any]:
+    """(present, value) of a dotted key in a mapping."""
+    head, _, rest = key.partition(".")
+    if head not in data:
+        return False, None
+    if not rest:
+        return True, data[head]
+    inner = data[head]
+    return _lookup(inner, rest) if isinstance(inner, dict) else (False, None)
+
+
+def _read_password_file(where: str, path: Any) -> str:
+    try:
+        return Path(str(path)).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read password file {path!r}: {exc.strerror}") from None
+
+
+def _password(where: str, data: dict[str, Any]) -> str | None:
+    password = None
+    if "password" in data:
+        password = str(data["password"])
+    if "password_file" in data:
+        password = _read_password_file(f"{where}.password_file", data["password_file"])
+    if "password_env" in data:
+        variable = str(data["password_env"])
+        if variable not in os.environ:
+            raise ConfigError(f"{where}.password_env: environment variable {variable} is not set")
+        password = os.environ[variable]
+    return password
+
+
+def broker_from_mapping(where: str, data: Any) -> BrokerConfig:
+    """Build one broker from a YAML mapping."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping with at least 'url'")
+    settings = broker_settings()
+    check_keys(f"{where}.", data, _top_keys([*opt.BROKER_OPTIONS, *settings]))
+    options = data.get(TRANSPORT_OPTIONS) or {}
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}.{TRANSPORT_OPTIONS}: expected a mapping, got {options!r}")
+    check_keys(f"{where}.{TRANSPORT_OPTIONS}.", options, _transport_option_keys())
+    url = check_url(f"{where}.url", data.get("url"))
+    broker = BrokerConfig(name=str(data.get("name") or default_broker_name(url)), url=url)
+    for option in settings:
+        present, value = _lookup(data, option.key)
+        if present:
+            apply(broker, option, f"{where}.{option.key}", value)
+    broker.password = _password(where, data)
+    return broker
+
+
+_NAMED_URL = re.compile(r"^(?P<name>[A-Za-z0-9_.:-]+)=(?P<url>[a-z]+://.*)$")
+
+
+def broker_from_flag(where: str, text: str) -> BrokerConfig:
+    """``--broker-url`` takes ``URL`` or ``NAME=URL``."""
+    match = _NAMED_URL.match(text.strip())
+    if match:
+        return broker_from_mapping(where, {"name": match["name"], "url": match["url"]})
+    return broker_from_mapping(where, {"url": text})
+
+
+def broker_from_celery_app(spec: str) -> BrokerConfig:
+    """Read broker URL, transport options and declared queues from the user's Celery app."""
+    where = "celery_app"
+    module_name, _, attr = spec.partition(":")
+    if not module_name:
+        raise ConfigError(f"{where}: expected module:attribute, got {spec!r}")
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # the user's module can raise anything
+        raise ConfigError(f"{where}: cannot import {module_name!r}: {exc}") from None
+    try:
+        app = getattr(module, attr or "app")
+    except AttributeError:
+        raise ConfigError(f"{where}: module {module_name!r} has no {attr or 'app'!r}") from None
+    conf = app.conf
+    url = conf.broker_url or opt.DEFAULT_BROKER_URL
+    url = url.split(";")[0].strip()  # failover lists: the first is the primary
+    broker = broker_from_mapping(where, {"url": url, "name": default_broker_name(url)})
+    # A Celery app's transport options can hold anything: only the declared ones are read.
+    app_options = dict(conf.broker_transport_options or {})
+    for option in registry.transport_options().values():
+        if option.key.startswith(TRANSPORT_OPTIONS + ".") and option.attr in app_options:
+            place = f"{where}.broker_transport_options.{option.attr}"
+            apply(broker, option, place, app_options[option.attr])
+    queues: list[str] = []
+    for queue in conf.task_queues or ():
+        name = getattr(queue, "name", None) or str(queue)
+        queues.append(name)
+    default = conf.task_default_queue
+    if default and default not in queues:
+        queues.append(default)
+    broker.queues = queues
+    broker.discover_queues = True
+    return broker

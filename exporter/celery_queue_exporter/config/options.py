@@ -1,0 +1,232 @@
+"""Every option of the exporter, declared once: YAML key, flag, environment variable, kind
+(type and bounds), default and help. Parsing (load.py), ``--help`` and docs/configuration.md
+(docs.py) all read these declarations. Options of one broker kind are declared by its transport
+package (``brokers/<name>/options.py``) with the same Option class.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from . import values
+from .values import Kind
+
+ENV_PREFIX = "CELERY_EXPORTER_"
+DEFAULT_BROKER_URL = "redis://localhost:6379/0"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting."""
+
+    #: YAML key path within its section: ``port``, ``tls.cert_file``, ``events.max_workers``;
+    #: for broker options the key inside a ``brokers:`` entry (``transport_options.sep``).
+    key: str
+    kind: Kind
+    default: Any
+    help: str
+    flag: str | None = None
+    #: Environment variable without ENV_PREFIX.
+    env: str | None = None
+    #: store | append (repeatable flag) | bool (--x / --no-x) | store_true (flag only)
+    action: str = "store"
+    #: False for the options that exist only on the command line (--config, --once).
+    in_file: bool = True
+
+    @property
+    def attr(self) -> str:
+        """The attribute the option sets on its config object."""
+        return self.key.rsplit(".", 1)[-1]
+
+    @property
+    def dest(self) -> str:
+        """The argparse destination of its flag."""
+        return re.sub(r"[^0-9A-Za-z]+", "_", self.key).strip("_")
+
+    @property
+    def env_var(self) -> str | None:
+        return ENV_PREFIX + self.env if self.env else None
+
+    def default_value(self) -> Any:
+        """A fresh copy of the default (lists must not be shared between brokers)."""
+        return copy.deepcopy(self.default)
+
+
+def default_of(options: tuple[Option, ...], key: str) -> Any:
+    """The declared default of ``key``, for the dataclasses of model.py."""
+    return next(option for option in options if option.key == key).default
+
+
+SECONDS = values.number(0)
+COUNT = values.integer(1, 100_000_000)
+
+# --- the process --------------------------------------------------------------------------------
+
+CONFIG = Option("config", values.TEXT, None, "YAML configuration file", "--config", "CONFIG",
+                in_file=False)  # fmt: skip
+BROKER_URL = Option(
+    "brokers[].url",
+    values.TEXT,
+    DEFAULT_BROKER_URL,
+    "broker to watch, URL or NAME=URL; repeat for several (the environment variable takes "
+    "several separated by spaces); replaces the file's brokers",
+    "--broker-url",
+    "BROKER_URL",
+    action="append",
+)
+CELERY_APP = Option(
+    "celery_app",
+    values.TEXT,
+    None,
+    "module:attr of your Celery app, to read broker, transport options and queues from",
+    "--celery-app",
+    "CELERY_APP",
+)
+HOST = Option("host", values.TEXT, "0.0.0.0", "listen address", "--host", "HOST")
+PORT = Option("port", values.integer(0, 65535), 9818, "listen port", "--port", "PORT")
+SCRAPE_TIMEOUT = Option(
+    "scrape_timeout_seconds",
+    SECONDS,
+    10.0,
+    "per-broker inspection timeout in seconds",
+    "--scrape-timeout",
+    "SCRAPE_TIMEOUT",
+)
+TLS_CERT_FILE = Option("tls.cert_file", values.TEXT, None, "serve HTTPS with this certificate",
+                       "--tls-cert-file", "TLS_CERT_FILE")  # fmt: skip
+TLS_KEY_FILE = Option("tls.key_file", values.TEXT, None, "private key for --tls-cert-file",
+                      "--tls-key-file", "TLS_KEY_FILE")  # fmt: skip
+TLS_CLIENT_CA_FILE = Option(
+    "tls.client_ca_file",
+    values.TEXT,
+    None,
+    "require client certificates signed by this CA",
+    "--tls-client-ca-file",
+    "TLS_CLIENT_CA_FILE",
+)
+LOG_LEVEL = Option(
+    "log_level",
+    values.choice("DEBUG", "INFO", "WARNING", "ERROR", upper=True),
+    "INFO",
+    "log level",
+    "--log-level",
+    "LOG_LEVEL",
+)
+EVENTS = Option(
+    "events",
+    values.BOOLEAN,
+    False,
+    "consume Celery events (task and worker metrics); in the file `events: true` or an "
+    "`events:` mapping (with `enabled:`, default true)",
+    "--events",
+    "EVENTS",
+    action="bool",
+)
+ONCE = Option("once", values.BOOLEAN, False, "print one scrape to stdout and exit", "--once",
+              action="store_true", in_file=False)  # fmt: skip
+
+#: Settings of the ExporterConfig that need no special handling.
+EXPORTER_SETTINGS = (HOST, PORT, SCRAPE_TIMEOUT, TLS_CERT_FILE, TLS_KEY_FILE, TLS_CLIENT_CA_FILE,
+                     LOG_LEVEL)  # fmt: skip
+PROCESS_OPTIONS = (CONFIG, BROKER_URL, CELERY_APP, *EXPORTER_SETTINGS, EVENTS, ONCE)
+
+# --- every broker, whatever its transport -------------------------------------------------------
+
+NAME = Option(
+    "name",
+    values.TEXT,
+    None,
+    "the broker label (default: from the URL, e.g. redis-localhost-6379-0)",
+)
+URL = Option("url", values.TEXT, DEFAULT_BROKER_URL, "broker URL (required)")
+QUEUES = Option(
+    "queues",
+    values.NAMES,
+    [],
+    "queues to watch (always watched); listing queues turns discovery off unless "
+    "discover_queues says otherwise",
+    "--queue",
+    "QUEUES",
+    action="append",
+)
+DISCOVER_QUEUES = Option(
+    "discover_queues",
+    values.BOOLEAN,
+    True,
+    "find queues from kombu's binding sets (Redis) or the vhost (RabbitMQ)",
+    "--discover-queues",
+    "DISCOVER_QUEUES",
+    action="bool",
+)
+MAX_QUEUES = Option(
+    "max_queues",
+    values.integer(1, 1_000_000),
+    2000,
+    "cardinality cap: discovered queues beyond it are not watched (listed queues always are)",
+)
+PASSWORD = Option("password", values.TEXT, None, "password, kept out of the URL")
+PASSWORD_FILE = Option("password_file", values.TEXT, None, "read the password from this file")
+PASSWORD_ENV = Option("password_env", values.TEXT, None,
+                      "read the password from this environment variable")  # fmt: skip
+
+#: Broker options set like any other (name, url and the password ones are special).
+BROKER_SETTINGS = (QUEUES, DISCOVER_QUEUES, MAX_QUEUES)
+BROKER_OPTIONS = (NAME, URL, *BROKER_SETTINGS, PASSWORD, PASSWORD_FILE, PASSWORD_ENV)
+
+# --- Celery events (``events:`` in YAML) --------------------------------------------------------
+
+#: Task runtime buckets (seconds): milliseconds to an hour.
+DEFAULT_RUNTIME_BUCKETS = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
+)  # fmt: skip
+#: Queue wait buckets (seconds): the "starts within 5 s" goal needs resolution below 10 s.
+DEFAULT_WAIT_BUCKETS = (
+    0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600,
+)  # fmt: skip
+
+
+def _event(key: str, kind: Kind, default: Any, help_text: str) -> Option:
+    """An ``events:`` setting; its flag and variable drop the ``_seconds`` of the key."""
+    suffix = key.removesuffix("_seconds").upper()
+    flag = "--events-" + suffix.lower().replace("_", "-")
+    return Option(f"events.{key}", kind, default, help_text, flag, "EVENTS_" + suffix)
+
+
+EVENT_SETTINGS = (
+    _event(
+        "heartbeat_timeout_seconds",
+        SECONDS,
+        30.0,
+        "a worker is down after this long without a heartbeat (see docs/events.md)",
+    ),
+    _event(
+        "worker_retention_seconds",
+        SECONDS,
+        3600.0,
+        "a down worker stays exported (as 0) this long; at least heartbeat_timeout_seconds",
+    ),
+    _event(
+        "runtime_buckets",
+        values.BUCKETS,
+        DEFAULT_RUNTIME_BUCKETS,
+        "task runtime histogram bounds, seconds",
+    ),
+    _event(
+        "wait_buckets", values.BUCKETS, DEFAULT_WAIT_BUCKETS, "queue wait histogram bounds, seconds"
+    ),
+    _event(
+        "task_names",
+        values.NAMES,
+        [],
+        'allow-list of task names; others become task="(other)" (empty: any, up to max_task_names)',
+    ),
+    _event("max_task_names", COUNT, 500, 'no allow-list: the first N task names, then "(other)"'),
+    _event("max_queue_names", COUNT, 1000, 'queue label: the first N names, then "(other)"'),
+    _event("max_workers", COUNT, 1000, 'workers one by one; the rest share worker="(other)"'),
+    _event("max_tracked_tasks", COUNT, 100_000, "join state: tasks in flight remembered"),
+    _event("max_task_age_seconds", SECONDS, 3600.0, "join state: forget a task after this long"),
+    _event("max_wait_seconds", SECONDS, 86400.0, "waits above this are clamped as clock skew"),
+)

@@ -1,0 +1,150 @@
+"""Value kinds: how a raw option value (flag or environment text, YAML value) becomes a checked
+one. Each kind also describes itself for --help and docs/configuration.md, so the type and
+bounds a user reads are the ones the parser enforces."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+from .urls import redact_url
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A parser plus what the docs say about it."""
+
+    describe: str
+    parse: Callable[[str, Any], Any]
+    #: An empty flag or environment value means "not set" (e.g. CELERY_EXPORTER_QUEUES="").
+    blank_is_unset: bool = False
+
+
+def as_int(where: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+    if not low <= number <= high:
+        raise ConfigError(f"{where}: must be between {low} and {high}, got {number}")
+    return number
+
+
+def as_float(where: str, value: Any, low: float) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    if not number > low:
+        raise ConfigError(f"{where}: must be greater than {low:g}, got {number:g}")
+    return number
+
+
+def as_bool(where: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{where}: expected true or false, got {value!r}")
+
+
+def as_str_list(where: str, value: Any) -> list[str]:
+    if isinstance(value, str):
+        items = [item.strip() for item in value.split(",")]
+    elif isinstance(value, list | tuple):
+        items = [str(item).strip() for item in value]
+    else:
+        raise ConfigError(f"{where}: expected a list of names, got {value!r}")
+    if any(not item for item in items):
+        raise ConfigError(f"{where}: empty queue name in {value!r}")
+    return items
+
+
+def ascending(where: str, value: Any, item: Callable[[str, Any], Any], what: str) -> list[Any]:
+    """A non-empty, strictly ascending list from ``a,b,c`` or a YAML list."""
+    if isinstance(value, str):
+        raw: list[Any] = [piece for piece in value.replace(" ", "").split(",") if piece]
+    elif isinstance(value, list | tuple | range):
+        raw = list(value)
+    else:
+        raise ConfigError(f"{where}: expected a list of {what}, got {value!r}")
+    values = [item(where, piece) for piece in raw]
+    if not values:
+        raise ConfigError(f"{where}: must not be empty")
+    if values != sorted(set(values)):
+        raise ConfigError(f"{where}: must be strictly ascending, got {values}")
+    return values
+
+
+def check_http_url(where: str, value: Any) -> str:
+    text = str(value).strip()
+    parts = urlsplit(text)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ConfigError(f"{where}: expected an http(s) URL, got {redact_url(text)!r}")
+    return text.rstrip("/")
+
+
+# --- the kinds options are declared with ----------------------------------------------------
+
+
+def integer(low: int, high: int) -> Kind:
+    return Kind(f"integer {low}..{high}", lambda where, v: as_int(where, v, low, high))
+
+
+def number(above: float) -> Kind:
+    return Kind(f"number > {above:g}", lambda where, v: as_float(where, v, above))
+
+
+def choice(*values: str, upper: bool = False) -> Kind:
+    def parse(where: str, value: Any) -> str:
+        text = str(value).strip()
+        text = text.upper() if upper else text.lower()
+        if text not in values:
+            listed = ", ".join(values[:-1]) + f" or {values[-1]}"
+            raise ConfigError(f"{where}: expected {listed}, got {text!r}")
+        return text
+
+    return Kind(" | ".join(values), parse, blank_is_unset=upper)
+
+
+def _text(where: str, value: Any) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a string")
+    return str(value)
+
+
+def _non_empty(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: expected a non-empty string")
+    return value
+
+
+def _string(where: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string")
+    return value
+
+
+BOOLEAN = Kind("boolean", as_bool)
+#: Free text (a host name, a file path): empty means "not set".
+TEXT = Kind("text", _text, blank_is_unset=True)
+#: A string that must be one (may be empty; e.g. a key prefix).
+STRING = Kind("string", _string)
+NON_EMPTY_STRING = Kind("non-empty string", _non_empty)
+NAMES = Kind("list of names (a,b,c)", as_str_list, blank_is_unset=True)
+HTTP_URL = Kind("http(s) URL", check_http_url, blank_is_unset=True)
+BUCKETS = Kind(
+    "ascending numbers > 0 (a,b,c)",
+    lambda where, v: tuple(ascending(where, v, lambda w, i: as_float(w, i, 0), "bucket bounds")),
+)
