@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 import redis
 
+pytest_plugins = ["skip_summary"]  # a local run that skipped says so last (tests/skip_summary.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 SETUP_HINT = "run `bash scripts/bootstrap.sh` (installs and starts the services), then pytest"
 
