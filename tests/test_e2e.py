@@ -285,7 +285,7 @@ class Stack:
     def app(self, broker: str, role: str):
         key = (broker, role)
         if key not in self.apps:
-            from events_app import make_app
+            from apps.events_app import make_app
 
             self.apps[key] = make_app(self.url(broker), self.queue(broker, role))
         return self.apps[key]
@@ -446,8 +446,7 @@ def stack() -> Iterator[Stack]:
     if not port_open(5672):
         missing_service("RabbitMQ is not answering on 127.0.0.1:5672")
     workdir = Path(tempfile.mkdtemp(prefix="cqe-e2e-"))
-    sys.path.insert(0, str(ROOT / "tests" / "apps"))
-    import events_app  # noqa: F401 - install(app): every message we publish carries a stamp
+    import apps.events_app  # noqa: F401 - install(app): every message we publish carries a stamp
 
     redis = RedisServer(port=free_port(), workdir=workdir)
     stack = Stack(workdir=workdir, redis=redis, tag=os.urandom(4).hex())
@@ -577,7 +576,6 @@ def stack() -> Iterator[Stack]:
         from celery_queue_exporter.instrumentation import uninstall
 
         uninstall()
-        sys.path.remove(str(ROOT / "tests" / "apps"))
         redis.stop()
         with contextlib.suppress(pika.exceptions.AMQPError):
             delete_rabbitmq_queues(rabbit_queues)
