@@ -58,6 +58,7 @@ PY="$ROOT/.venv/bin/python"
 # --- bookkeeping: everything started is a process group leader in PIDS -----------------------
 WORKDIR=$(mktemp -d /tmp/cqe-demo-XXXXXX)
 TAG=$(basename "$WORKDIR" | sed 's/^cqe-demo-//' | tr 'A-Z' 'a-z')
+log "working directory $WORKDIR"
 PIDS=()
 NAMES=()
 SHARED_RABBITMQ=0
@@ -68,6 +69,7 @@ start() {  # start NAME COMMAND... : own session, output to $WORKDIR/NAME.log
   setsid "$@" >"$WORKDIR/$name.log" 2>&1 < /dev/null &
   PIDS+=($!)
   NAMES+=("$name")
+  log "started $name (pid $!)"  # as it happens: whoever runs the demo can clean up after it
 }
 
 cleanup() {
