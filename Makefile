@@ -1,5 +1,5 @@
 # Convenience targets; each is one command from the README or docs.
-.PHONY: demo demo-private test e2e k8s generate
+.PHONY: demo demo-private test e2e k8s generate lock
 
 # Redis, RabbitMQ (when missing), Prometheus with the rules, the exporter, workers and a
 # mixed-priority workload; Ctrl-C stops everything it started (docs/demo.md).
@@ -25,3 +25,7 @@ k8s:
 # Regenerate rules, the PrometheusRule and the dashboards from monitoring/config.yaml.
 generate:
 	.venv/bin/python -m monitoring.generate
+
+# Refresh requirements/lock.txt after changing a dependency in pyproject.toml (docs/development.md).
+lock:
+	bash scripts/lock.sh
