@@ -12,13 +12,12 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, free_port, missing_service, port_open, wait_until
-from rabbitmq_node import RabbitMQNode, _server_binary
+from rabbitmq_node import RabbitMQNode, running_node
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -50,6 +49,13 @@ class ScriptConfiguredNode(RabbitMQNode):
         )
         (self.workdir / "rabbitmq-env.conf").write_text("")
         write_loopback_config(self.workdir, self.amqp_port, self.management_port or 0)
+
+    def stop(self) -> None:
+        super().stop()
+        # The node's own epmd outlives it (a daemon): stop it by its port.
+        env = {**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)}
+        subprocess.run(["epmd", "-kill"], env=env, capture_output=True, timeout=10)
+        wait_until(lambda: not port_open(self.epmd_port), timeout=10, what="epmd gone")
 
     def environment(self) -> dict[str, str]:
         env = super().environment()
@@ -85,22 +91,10 @@ def process_group(pgid: int) -> set[int]:
 
 @pytest.fixture
 def script_node() -> Iterator[ScriptConfiguredNode]:
-    if _server_binary() is None:
-        missing_service("rabbitmq-server is not installed")
     if shutil.which("ss") is None or shutil.which("epmd") is None:
         missing_service("ss (iproute2) or epmd (erlang) is not installed")
-    workdir = Path(tempfile.mkdtemp(prefix="cqe-rabbitmq-loopback-"))
-    node = ScriptConfiguredNode(workdir)
-    try:
-        node.start()
+    with running_node(ScriptConfiguredNode) as node:
         yield node
-    finally:
-        node.stop()
-        # The node's own epmd outlives it (it is a daemon): stop it by its port.
-        env = {**os.environ, "ERL_EPMD_PORT": str(node.epmd_port)}
-        subprocess.run(["epmd", "-kill"], env=env, capture_output=True, timeout=10)
-        wait_until(lambda: not port_open(node.epmd_port), timeout=10, what="epmd gone")
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_every_port_of_a_node_configured_by_the_script_is_on_loopback(script_node):
