@@ -82,9 +82,13 @@ if want run || want demo || want test; then
   [ -x .venv/bin/python ] || python3 -m venv .venv
   key=$(cat "$LOCK" pyproject.toml | sha256sum | cut -d' ' -f1)
   stamp_ok() { [ "$(cat ".venv/.installed-$1" 2>/dev/null)" = "$key" ]; }
-  # The test extra holds grafanalib too: a venv installed for the tests serves every piece.
-  if ! { stamp_ok test || { [ -n "$EXTRAS" ] && stamp_ok "$EXTRAS"; } \
-         || { [ -z "$EXTRAS" ] && stamp_ok base; }; }; then
+  # The test extra holds grafanalib too: a venv installed for the tests serves every piece,
+  # and any install serves run.
+  installed() {
+    stamp_ok test && return 0
+    if [ -n "$EXTRAS" ]; then stamp_ok "$EXTRAS"; else stamp_ok base || stamp_ok dashboards; fi
+  }
+  if ! installed; then
     log "installing the package${EXTRAS:+ with [$EXTRAS]} into .venv (versions from $LOCK)"
     .venv/bin/python -m pip install -q -c "$LOCK" pip
     .venv/bin/python -m pip install -q -c "$LOCK" -e ".${EXTRAS:+[$EXTRAS]}"
