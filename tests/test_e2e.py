@@ -502,7 +502,13 @@ def stack() -> Iterator[Stack]:
     if not port_open(5672):
         missing_service("RabbitMQ is not answering on 127.0.0.1:5672")
     workdir = Path(tempfile.mkdtemp(prefix="cqe-e2e-"))
-    import apps.events_app  # noqa: F401 - install(app): every message we publish carries a stamp
+    from apps.events_app import app as events_app
+
+    from celery_queue_exporter.instrumentation import install
+
+    # Every message we publish carries a stamp. Explicitly: importing the app installs it only
+    # the first time, and other tests' fixtures uninstall it (the teardown below does too).
+    install(events_app)
 
     redis = RedisServer(port=free_port(), workdir=workdir)
     stack = Stack(workdir=workdir, redis=redis, tag=os.urandom(4).hex())
