@@ -1,5 +1,5 @@
 # Convenience targets; each is one command from the README or docs.
-.PHONY: demo demo-private test e2e k8s generate
+.PHONY: demo demo-private test e2e k8s generate lock
 
 # Redis, RabbitMQ (when missing), Prometheus with the rules, the exporter, workers and a
 # mixed-priority workload; Ctrl-C stops everything it started (docs/demo.md).
@@ -26,3 +26,7 @@ k8s:
 # monitoring/config.yaml (add --check to only compare: docs/alerts.md).
 generate:
 	.venv/bin/python -m monitoring.generate
+
+# Refresh requirements/lock.txt after changing a dependency in pyproject.toml (docs/development.md).
+lock:
+	bash scripts/lock.sh

@@ -14,8 +14,8 @@
 # The machine's Redis and RabbitMQ are never stopped; on exit the demo deletes only the queues
 # it created there (names start with "cqe-demo-").
 #
-# Missing packages (redis-server, rabbitmq-server, prometheus) are installed with apt-get, and
-# .venv is created, as scripts/bootstrap.sh does, but no service is started outside the demo.
+# Missing packages (redis-server, rabbitmq-server, prometheus) and .venv are installed by
+# `scripts/bootstrap.sh --for demo`, which starts no service: only the demo does, as above.
 #
 # Options: --smoke  start everything, wait until Prometheus scrapes the exporter and both
 #                   brokers are up, print the addresses, then stop (used by tests/test_e2e.py).
@@ -52,29 +52,13 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
 }
 
 # --- install what is missing (no service is started here) ------------------------------------
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-need=()
-command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null 2>&1 \
-  || need+=(rabbitmq-server)
-[ -x /usr/bin/prometheus ] || need+=(prometheus)
-if [ ${#need[@]} -gt 0 ]; then
-  log "installing ${need[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    "${need[@]}" >/dev/null
-fi
-if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
-if ! .venv/bin/python -c 'import celery_queue_exporter.events, celery, grafanalib' >/dev/null 2>&1; then
-  log "installing the exporter into .venv"
-  .venv/bin/pip install -q -e '.[test]'
-fi
+bash scripts/bootstrap.sh --for demo
 PY="$ROOT/.venv/bin/python"
 
 # --- bookkeeping: everything started is a process group leader in PIDS -----------------------
 WORKDIR=$(mktemp -d /tmp/cqe-demo-XXXXXX)
 TAG=$(basename "$WORKDIR" | sed 's/^cqe-demo-//' | tr 'A-Z' 'a-z')
+log "working directory $WORKDIR"
 PIDS=()
 NAMES=()
 SHARED_RABBITMQ=0
@@ -85,6 +69,7 @@ start() {  # start NAME COMMAND... : own session, output to $WORKDIR/NAME.log
   setsid "$@" >"$WORKDIR/$name.log" 2>&1 < /dev/null &
   PIDS+=($!)
   NAMES+=("$name")
+  log "started $name (pid $!)"  # as it happens: whoever runs the demo can clean up after it
 }
 
 cleanup() {

@@ -25,6 +25,8 @@ from testsupport.net import free_port, port_open  # noqa: F401 - re-exported
 from testsupport.redis_server import RedisServer
 from testsupport.waiting import wait_for as wait_until  # noqa: F401 - re-exported
 
+pytest_plugins = ["skip_summary"]  # a local run that skipped says so last (tests/skip_summary.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 SETUP_HINT = "run `bash scripts/bootstrap.sh` (installs and starts the services), then pytest"
 

@@ -221,16 +221,23 @@ class RabbitMQNode:
             return "(no console log)"
 
 
-@pytest.fixture
-def private_rabbitmq() -> Iterator[RabbitMQNode]:
-    """A private, started RabbitMQ node with the management plugin, removed afterwards."""
+@contextlib.contextmanager
+def running_node(node_class: type[RabbitMQNode] = RabbitMQNode) -> Iterator[RabbitMQNode]:
+    """A started node of ``node_class`` in a temporary directory, stopped and removed after."""
     if _server_binary() is None:
         missing_service("rabbitmq-server is not installed")
     workdir = Path(tempfile.mkdtemp(prefix="cqe-rabbitmq-"))
-    node = RabbitMQNode(workdir)
+    node = node_class(workdir)
     try:
         node.start()
         yield node
     finally:
         node.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def private_rabbitmq() -> Iterator[RabbitMQNode]:
+    """A private, started RabbitMQ node with the management plugin, removed afterwards."""
+    with running_node() as node:
+        yield node

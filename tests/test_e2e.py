@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -98,6 +99,11 @@ def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 DEMO = ROOT / "scripts" / "demo.sh"
+# demo.sh logs each start as it happens, and its working directory first.
+STARTED = re.compile(r"demo: started (?P<name>[\w-]+) \(pid (?P<pid>\d+)\)$")
+WORKDIR = re.compile(r"demo: working directory (?P<path>/tmp/cqe-demo-\w+)$", re.MULTILINE)
+# The demo's own cleanup waits up to 30 s for each of the 7 things it started.
+DEMO_STOP_SECONDS = 240
 
 
 def _alive(pid: int) -> bool:
@@ -156,22 +162,40 @@ class DemoRun:
         return {name: int(pid) for name, pid in (item.split("=") for item in text.split())}
 
     def wait_running(self) -> None:
-        try:
-            wait_until(
-                lambda: "demo is running" in self.output or self.process.poll() is not None,
-                timeout=240,
-                interval=0.5,
-                what="the demo to start",
-            )
-        finally:
-            if "demo is running" not in self.output:
-                self.stop()
+        wait_until(
+            lambda: "demo is running" in self.output or self.process.poll() is not None,
+            timeout=240,
+            interval=0.5,
+            what="the demo to start",
+        )
         assert "demo is running" in self.output, self.output
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+    def started_so_far(self) -> dict[str, int]:
+        """What the demo has started until now (it logs each start as it happens)."""
+        found = (STARTED.match(line) for line in list(self.lines))
+        return {match["name"]: int(match["pid"]) for match in found if match}
+
+    def stop(self, timeout: float = DEMO_STOP_SECONDS) -> None:
+        """Stop the demo and everything it started, whatever state it is in (a test's cleanup:
+        never raises). SIGTERM lets its trap stop what it started; what is still alive after
+        that, or after the demo had to be killed, is killed by process group."""
+        with contextlib.suppress(ProcessLookupError):
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
+        for pid in self.started_so_far().values():
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+        workdir = next((WORKDIR.match(line) for line in self.lines if WORKDIR.match(line)), None)
+        if workdir:
+            shutil.rmtree(workdir["path"], ignore_errors=True)
 
 
 @pytest.mark.rabbitmq
@@ -181,13 +205,14 @@ def test_demo_on_a_machine_without_brokers_starts_them_and_ctrl_c_stops_all_it_s
     _demo_services()
     machine = {port: port_open(port) for port in (6379, 5672, 15672)}
     demo = DemoRun("--private")
-    demo.wait_running()
     try:
+        demo.wait_running()
         pids = demo.started()
         assert sorted(pids) == sorted(
             ["redis", "rabbitmq", "exporter", "prometheus", "worker-redis", "worker-rabbitmq",
              "producer"]
         )  # fmt: skip
+        assert demo.started_so_far() == pids
         assert all(_alive(pid) for pid in pids.values())
         metrics = requests.get(demo.field("metrics"), timeout=10).text
         for broker in ("demo-redis", "demo-rabbitmq"):
@@ -203,16 +228,44 @@ def test_demo_on_a_machine_without_brokers_starts_them_and_ctrl_c_stops_all_it_s
         }
         logs = Path(demo.field("Logs:").removesuffix("/*.log"))
         assert logs.is_dir()
-    except BaseException:
+        os.killpg(demo.process.pid, signal.SIGINT)  # Ctrl-C in the demo's terminal
+        assert demo.process.wait(timeout=180) == 130
+        wait_until(
+            lambda: not any(_alive(pid) for pid in pids.values()), timeout=10, what="stopped"
+        )
+        for name in pids:
+            assert f"stopped {name} (pid {pids[name]})" in demo.output
+        assert not logs.exists()
+        assert {port: port_open(port) for port in machine} == machine
+    finally:
+        demo.stop()  # whatever timed out or failed above: nothing of the demo outlives the test
+
+
+def test_a_hung_demo_is_still_stopped_with_all_it_started():
+    """The tests' cleanup does not rely on the demo's own trap: a demo frozen mid-start (SIGSTOP:
+    it cannot run its trap) is killed, and so is every process group it had started."""
+    _demo_services()
+    demo = DemoRun("--private")
+    try:
+        wait_until(
+            lambda: "redis" in demo.started_so_far() or demo.process.poll() is not None,
+            timeout=120,
+            interval=0.2,
+            what="the demo to start its Redis",
+        )
+        started = demo.started_so_far()
+        assert "redis" in started, demo.output
+        os.kill(demo.process.pid, signal.SIGSTOP)
+        started = demo.started_so_far()  # what it had started when it froze
+        demo.stop(timeout=3)
+        assert demo.process.returncode == -signal.SIGKILL
+        wait_until(
+            lambda: not any(_alive(pid) for pid in started.values()), timeout=10, what="stopped"
+        )
+        workdir = WORKDIR.search(demo.output)
+        assert workdir is not None and not Path(workdir["path"]).exists()
+    finally:
         demo.stop()
-        raise
-    os.killpg(demo.process.pid, signal.SIGINT)  # Ctrl-C in the demo's terminal
-    assert demo.process.wait(timeout=180) == 130
-    wait_until(lambda: not any(_alive(pid) for pid in pids.values()), timeout=10, what="stopped")
-    for name in pids:
-        assert f"stopped {name} (pid {pids[name]})" in demo.output
-    assert not logs.exists()
-    assert {port: port_open(port) for port in machine} == machine
 
 
 @pytest.mark.redis
@@ -225,8 +278,11 @@ def test_demo_uses_running_brokers_and_leaves_them_running_and_clean(redis_serve
     if not (port_open(5672) and port_open(15672)):
         missing_service("the machine's RabbitMQ (5672, management 15672) is not running")
     demo = DemoRun("--smoke", env={"DEMO_REDIS_PORT": str(redis_server.port)})
-    assert demo.process.wait(timeout=240) == 0, demo.output
-    demo.reader.join(timeout=10)
+    try:
+        assert demo.process.wait(timeout=240) == 0, demo.output
+        demo.reader.join(timeout=10)
+    finally:
+        demo.stop()  # a no-op after a clean exit; stops everything after a timeout
     assert f"using the machine's Redis on 127.0.0.1:{redis_server.port}" in demo.output
     assert "using the machine's RabbitMQ on 127.0.0.1:5672" in demo.output
     pids = demo.started()
@@ -285,7 +341,7 @@ class Stack:
     def app(self, broker: str, role: str):
         key = (broker, role)
         if key not in self.apps:
-            from events_app import make_app
+            from apps.events_app import make_app
 
             self.apps[key] = make_app(self.url(broker), self.queue(broker, role))
         return self.apps[key]
@@ -446,8 +502,13 @@ def stack() -> Iterator[Stack]:
     if not port_open(5672):
         missing_service("RabbitMQ is not answering on 127.0.0.1:5672")
     workdir = Path(tempfile.mkdtemp(prefix="cqe-e2e-"))
-    sys.path.insert(0, str(ROOT / "tests" / "apps"))
-    import events_app  # noqa: F401 - install(app): every message we publish carries a stamp
+    from apps.events_app import app as events_app
+
+    from celery_queue_exporter.instrumentation import install
+
+    # Every message we publish carries a stamp. Explicitly: importing the app installs it only
+    # the first time, and other tests' fixtures uninstall it (the teardown below does too).
+    install(events_app)
 
     redis = RedisServer(port=free_port(), workdir=workdir)
     stack = Stack(workdir=workdir, redis=redis, tag=os.urandom(4).hex())
@@ -577,7 +638,6 @@ def stack() -> Iterator[Stack]:
         from celery_queue_exporter.instrumentation import uninstall
 
         uninstall()
-        sys.path.remove(str(ROOT / "tests" / "apps"))
         redis.stop()
         with contextlib.suppress(pika.exceptions.AMQPError):
             delete_rabbitmq_queues(rabbit_queues)

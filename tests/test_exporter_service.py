@@ -317,6 +317,7 @@ def test_service_tests_fail_in_ci_and_skip_locally_when_a_service_is_missing(tmp
     """)
     )
     shutil.copy(ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
+    shutil.copy(ROOT / "tests" / "skip_summary.py", tmp_path / "skip_summary.py")  # its plugin
     base = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(test_file)]
     # The copied conftest imports its helpers from testsupport/ at the repository root.
     env = {k: v for k, v in os.environ.items() if k != "CI"} | {"PYTHONPATH": str(ROOT)}
@@ -433,5 +434,7 @@ def test_readme_run_command_starts_the_exporter(redis_server):
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "bootstrap: ready" in result.stdout
+    # Set-up talks on stderr: stdout is the scrape alone.
+    assert "bootstrap: ready (run)" in result.stderr
+    assert result.stdout.startswith("# HELP ")
     assert "celery_broker_up{" in result.stdout and "celery_queue_messages{" not in ""

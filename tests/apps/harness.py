@@ -17,7 +17,10 @@ from celery_queue_exporter.config import BrokerConfig, EventSettings, broker_fro
 from celery_queue_exporter.events.collector import EventCollector
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = Path(__file__).resolve().parent
+TESTS = ROOT / "tests"
+# Workers import the app as apps.events_app, the name the test process imports it under: a
+# second name would register every task twice (DuplicateTaskNameWarning in every app).
+EVENTS_APP = "apps.events_app"
 
 
 @dataclass
@@ -50,13 +53,13 @@ class Worker:
     def start(self) -> Worker:
         env = dict(os.environ)
         env.update(
-            PYTHONPATH=f"{APPS}{os.pathsep}{ROOT}",
+            PYTHONPATH=f"{TESTS}{os.pathsep}{ROOT}",
             CQE_BROKER_URL=self.broker_url,
             CQE_QUEUE=self.queue,
             CQE_INSTALL="1" if self.install else "0",
         )
         command = [
-            sys.executable, "-m", "celery", "-A", "events_app", "worker",
+            sys.executable, "-m", "celery", "-A", EVENTS_APP, "worker",
             "-P", self.pool, "-c", str(self.concurrency), "-E", "-Q", self.queue,
             "-n", self.name, "--without-gossip", "--without-mingle",
             "--heartbeat-interval", str(self.heartbeat_seconds), "-l", "WARNING",

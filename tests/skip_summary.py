@@ -1,0 +1,54 @@
+"""Ends a local run that skipped tests with one line: how many, and the command that runs them.
+
+Without ``CI`` a test whose service is missing skips (tests/conftest.py, ``missing_service``);
+pytest's own closing line then still looks green, so a user could take a partial run for a
+full one. This plugin prints, after pytest's summary, e.g.::
+
+    SKIPPED 24 of 230 tests (services or tools missing); to run them: bash scripts/test.sh
+
+``bash scripts/test.sh`` installs and starts what is missing and runs with ``CI=true``, where a
+missing service fails instead of skipping. Nothing is printed under ``CI`` or when nothing was
+skipped. Registered in tests/conftest.py (``pytest_plugins``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+RUN_THEM = "bash scripts/test.sh"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def skip_line(skipped: int, total: int, files: list[str]) -> str:
+    """The closing line; names the test files when a few hold every skip."""
+    command = RUN_THEM
+    if files and len(" ".join(files)) <= 120:
+        command = f"{RUN_THEM} {' '.join(files)}"
+    return (
+        f"SKIPPED {skipped} of {total} tests (services or tools missing); to run them: " + command
+    )
+
+
+COLLECTED = pytest.StashKey[int]()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    session.config.stash[COLLECTED] = session.testscollected
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After pytest's own summary line, so the skip line is the run's last line."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or _in_ci():
+        return
+    skipped = [r for r in reporter.stats.get("skipped", []) if getattr(r, "nodeid", "")]
+    if not skipped:
+        return
+    files = sorted({r.nodeid.split("::")[0] for r in skipped})
+    total = config.stash.get(COLLECTED, len(skipped))
+    reporter.write_line(skip_line(len(skipped), total, files), yellow=True, bold=True)
