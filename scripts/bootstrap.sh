@@ -6,7 +6,7 @@
 #   run    .venv with the package (pinned by requirements/lock.txt): running the exporter
 #   redis  redis-server, started on 127.0.0.1:6379 when nothing answers there
 #   demo   what scripts/demo.sh runs (it starts its own services): redis-server,
-#          rabbitmq-server, prometheus, make, .venv with the dashboards extra
+#          rabbitmq-server, prometheus, make, .venv with the package
 #   test   everything the tests and docs use: the demo's packages plus openssl, Node.js/npm
 #          (tests/node), jq; .venv with the test extra; Redis on 6379 and RabbitMQ (management
 #          API on 15672) started on 127.0.0.1 only when they do not answer
@@ -77,16 +77,15 @@ fi
 # --- Python: .venv pinned by the lock -----------------------------------------------------------
 LOCK=requirements/lock.txt
 EXTRAS=""
-if want test; then EXTRAS=test; elif want demo; then EXTRAS=dashboards; fi
+if want test; then EXTRAS=test; fi
 if want run || want demo || want test; then
   [ -x .venv/bin/python ] || python3 -m venv .venv
   key=$(cat "$LOCK" pyproject.toml | sha256sum | cut -d' ' -f1)
   stamp_ok() { [ "$(cat ".venv/.installed-$1" 2>/dev/null)" = "$key" ]; }
-  # The test extra holds grafanalib too: a venv installed for the tests serves every piece,
-  # and any install serves run.
+  # A venv installed for the tests serves every piece, and any install serves run and demo.
   installed() {
     stamp_ok test && return 0
-    if [ -n "$EXTRAS" ]; then stamp_ok "$EXTRAS"; else stamp_ok base || stamp_ok dashboards; fi
+    if [ -n "$EXTRAS" ]; then stamp_ok "$EXTRAS"; else stamp_ok base; fi
   }
   if ! installed; then
     log "installing the package${EXTRAS:+ with [$EXTRAS]} into .venv (versions from $LOCK)"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Refresh requirements/lock.txt: the exact versions of every runtime and test dependency
-# (and the dashboards and loadtest extras) that scripts/bootstrap.sh installs with
+# (and the loadtest extra) that scripts/bootstrap.sh installs with
 # `pip install -c`. pyproject.toml keeps compatible ranges for users; the lock makes a set-up
 # reproducible. Run after changing a dependency in pyproject.toml, commit the result; the
 # lock test (tests/test_lock.py) fails while the two disagree.
@@ -20,7 +20,7 @@ pip_quiet() {  # pip without the warnings about this machine's absent find-links
 pip_quiet install -q --upgrade pip setuptools wheel
 # A copy of the sources, so no build/ or *.egg-info is left in the work tree.
 git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$tmp" --one-top-level=src
-pip_quiet install -q "$tmp/src[test,dashboards,loadtest]"
+pip_quiet install -q "$tmp/src[test,loadtest]"
 py_version=$("$tmp/venv/bin/python" -c 'import platform; print(platform.python_version())')
 # --all keeps pip, setuptools and wheel: the test that builds the wheel offline uses the
 # venv's setuptools. The package itself is not a constraint.

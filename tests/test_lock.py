@@ -13,7 +13,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 LOCK = ROOT / "requirements" / "lock.txt"
-LOCKED_EXTRAS = ("test", "dashboards", "loadtest")  # scripts/lock.sh installs these
+LOCKED_EXTRAS = ("test", "loadtest")  # scripts/lock.sh installs these
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9._-]+)==(?P<version>[^\s;]+)$")
 
 
