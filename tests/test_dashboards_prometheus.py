@@ -11,10 +11,8 @@ query is sent (``$__rate_interval`` -> 1m, ``$queue`` -> the two test queues, ..
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -51,6 +49,7 @@ from test_dashboards import (
 from celery_queue_exporter import catalogue as cat
 from monitoring import config as monitoring_config
 from monitoring import rules
+from testsupport.processes import stop_process
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -139,18 +138,6 @@ class Stack:
 
     def scrape(self) -> dict:
         return parse_exposition(requests.get(self.exporter_url, timeout=10).text)
-
-
-def _stop(process: subprocess.Popen | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 class Producer:
@@ -330,7 +317,7 @@ def stack() -> Iterator[Stack]:
         if producer is not None:
             producer.close()
         for process in reversed(processes):
-            _stop(process)
+            stop_process(process, group=True)
         for log in logs:
             log.close()
         redis.stop()

@@ -55,6 +55,8 @@ from conftest import (
 from test_dashboards import all_targets, concrete, metric_names
 
 from monitoring import config as monitoring_config
+from testsupport.processes import stop_process
+from testsupport.rabbitmq import delete_rabbitmq_objects
 
 pytestmark = [pytest.mark.redis, pytest.mark.rabbitmq, pytest.mark.slow]
 
@@ -482,17 +484,6 @@ def write_rules(workdir: Path) -> dict[str, Any]:
     return monitoring_config.load(path)
 
 
-def delete_rabbitmq_queues(names: list[str]) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL[:-1] + "%2F"))
-    try:
-        channel = connection.channel()
-        for name in names:
-            channel.queue_delete(name)
-            channel.exchange_delete(name)  # Celery declared a direct exchange named after it
-    finally:
-        connection.close()
-
-
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     if not PROMETHEUS.exists():
@@ -624,13 +615,7 @@ def stack() -> Iterator[Stack]:
             stack.exporter.terminate()
             stack.exporter.wait(timeout=15)
         for process in stack.processes:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(timeout=10)
+            stop_process(process, group=True)
         for log in stack.logs:
             log.close()
         for app in stack.apps.values():
@@ -639,8 +624,9 @@ def stack() -> Iterator[Stack]:
 
         uninstall()
         redis.stop()
-        with contextlib.suppress(pika.exceptions.AMQPError):
-            delete_rabbitmq_queues(rabbit_queues)
+        # Celery declared a direct exchange named after each queue. A clean-up error is not
+        # the test's result (it never raises; the test's own failure, if any, stands).
+        delete_rabbitmq_objects(RABBITMQ_URL, rabbit_queues, rabbit_queues)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -111,8 +111,13 @@ def test_one_scrape_shows_both_brokers_under_the_same_names(
             reply = requests.get(f"http://127.0.0.1:{server.port}/metrics", timeout=30)
             samples = parse_exposition(reply.text)
             levels = levels_of(samples, "rabbit", queue)
-            # Right after publishing the management API may still report the total alone.
-            done = None not in levels and sum(levels.values()) == sum(PUBLISHED.values())
+            # Right after publishing the management API may still report the total alone,
+            # and a new queue's entry may not carry its unacked count yet.
+            done = (
+                None not in levels
+                and sum(levels.values()) == sum(PUBLISHED.values())
+                and "celery_queue_reserved_messages" in families_of(samples, "rabbit")
+            )
             return (reply.text, samples) if done else None
 
         text, samples = wait_until(complete, timeout=20, interval=0.5, what="both brokers")
