@@ -26,7 +26,7 @@ from prometheus_client.samples import Sample
 from . import __version__
 from . import catalogue as cat
 from .brokers import Inspector
-from .config.urls import redact_url
+from .config.urls import redact_urls_in
 from .families import add_known, counter, flag, gauge
 from .snapshot import BrokerSnapshot
 
@@ -224,8 +224,4 @@ class QueueCollector(Collector):
 
 def _describe(exc: BaseException) -> str:
     """An error message for logs: type and text, without URLs that may carry passwords."""
-    text = str(exc)
-    for word in text.split():
-        if "://" in word and "@" in word:
-            text = text.replace(word, redact_url(word.strip("'\"(),")))
-    return f"{type(exc).__name__}: {text}"
+    return f"{type(exc).__name__}: {redact_urls_in(str(exc))}"

@@ -60,7 +60,7 @@ def default_of(options: tuple[Option, ...], key: str) -> Any:
     return next(option for option in options if option.key == key).default
 
 
-SECONDS = values.number(0)
+SECONDS = values.number(0, values.MAX_SECONDS)
 COUNT = values.integer(1, 100_000_000)
 
 # --- the process --------------------------------------------------------------------------------
