@@ -122,3 +122,12 @@ def test_idle_and_trickling_clients_hold_no_thread_and_are_closed_quietly(
     ]
     assert not any(r.exc_info for r in caplog.records)
     assert "Traceback" not in caplog.text
+
+
+def test_a_request_head_over_16_kib_is_closed_at_once(served):
+    sock = connect(served.port, timeout=5)
+    started = time.monotonic()
+    sock.sendall(b"GET /metrics HTTP/1.1\r\n" + b"X-Pad: " + b"a" * (http.MAX_HEAD_BYTES + 1))
+    assert closed_by_server(sock)
+    assert time.monotonic() - started < 1.0  # not at the 10 s deadline
+    sock.close()

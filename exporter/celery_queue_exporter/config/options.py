@@ -91,7 +91,8 @@ SCRAPE_TIMEOUT = Option(
     "scrape_timeout_seconds",
     SECONDS,
     10.0,
-    "per-broker inspection timeout in seconds",
+    "longest a scrape waits for each broker's inspection, in seconds (Prometheus' own scrape "
+    "timeout, from its X-Prometheus-Scrape-Timeout-Seconds header, wins when shorter)",
     "--scrape-timeout",
     "SCRAPE_TIMEOUT",
 )
