@@ -32,20 +32,11 @@ import contextlib
 
 from testsupport.http import connect, exchange, read_response, request_bytes  # noqa: E402
 from testsupport.net import free_port, port_open  # noqa: E402
+from testsupport.processes import proc_status  # noqa: E402
 from testsupport.redis_server import RedisServer  # noqa: E402
 from testsupport.waiting import wait_for  # noqa: E402
 
 CLIENT_TIMEOUT = 10.0  # the server's whole-request deadline (server.CLIENT_TIMEOUT_SECONDS)
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """Threads and VmRSS (KiB) of a process."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in {"Threads", "VmRSS"}:
-            fields[name] = int(value.split()[0])
-    return fields
 
 
 def eval_calls(redis: RedisServer) -> int:
@@ -83,7 +74,7 @@ def scrapers(port: int, redis: RedisServer, counts: list[int], rounds: int, paus
 
 def slow_clients(port: int, pid: int, count: int) -> dict:
     idle, trickling = [], []
-    base = proc_status(pid)
+    base = proc_status(pid, "Threads", "VmRSS")
     started = time.monotonic()
     for index in range(count):
         sock = connect(port, timeout=30)
@@ -94,7 +85,7 @@ def slow_clients(port: int, pid: int, count: int) -> dict:
     peak = dict(base)
     latencies = []
     while time.monotonic() - started < CLIENT_TIMEOUT - 1:
-        status = proc_status(pid)
+        status = proc_status(pid, "Threads", "VmRSS")
         peak = {k: max(peak[k], status[k]) for k in peak}
         t0 = time.monotonic()
         assert exchange(port, "GET", "/metrics").status == 200

@@ -35,17 +35,18 @@ def put_messages(server: RedisServer, db: int, queue: str, count: int) -> None:
     client.lpush(queue, *[f'{{"n": {n}}}' for n in range(count)])
 
 
+def serve_two(first: str, second: str):
+    """Two brokers (NAME=URL) behind one server, each inspection bounded by 5 s."""
+    return serve_exporter("--broker-url", first, "--broker-url", second, "--scrape-timeout", "5")
+
+
 def test_200_concurrent_scrapes_cost_one_inspection_per_broker_and_no_false_down(redis_server):
     """Each round: 200 connections open, Redis paused for 0.1 s (CLIENT PAUSE: a really slow
     broker), then 200 requests at once. Exactly one EVAL_RO per broker per round, and every
     answer has both brokers up with their exact depths."""
     put_messages(redis_server, 0, "alpha", 3)
     put_messages(redis_server, 1, "beta", 5)
-    exporter, server = serve_exporter(
-        "--broker-url", f"a={redis_server.db_url(0)}",
-        "--broker-url", f"b={redis_server.db_url(1)}",
-        "--scrape-timeout", "5",
-    )  # fmt: skip
+    exporter, server = serve_two(f"a={redis_server.db_url(0)}", f"b={redis_server.db_url(1)}")
     control = redis_server.client()
     try:
         control.config_resetstat()
@@ -89,11 +90,7 @@ def test_hung_broker_costs_at_most_prometheus_timeout_and_never_the_other_broker
     put_messages(redis_server, 0, "alpha", 4)
     with RedisServer() as hung:
         put_messages(hung, 0, "gamma", 2)
-        exporter, server = serve_exporter(
-            "--broker-url", f"ok={redis_server.url}",
-            "--broker-url", f"hung={hung.url}",
-            "--scrape-timeout", "5",
-        )  # fmt: skip
+        exporter, server = serve_two(f"ok={redis_server.url}", f"hung={hung.url}")
         header = {"X-Prometheus-Scrape-Timeout-Seconds": "1"}
 
         def scrape() -> tuple[dict, float]:
