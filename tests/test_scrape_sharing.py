@@ -9,13 +9,18 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 
 import pytest
 from conftest import parse_exposition, sample_value, wait_until
 from exporter_helpers import serve_exporter
 
+from celery_queue_exporter.brokers import Inspector
+from celery_queue_exporter.collector import QueueCollector
+from celery_queue_exporter.config import BrokerConfig
 from celery_queue_exporter.deadline import budget_from_header
+from celery_queue_exporter.snapshot import BrokerSnapshot
 from testsupport.http import connect, exchange, read_response, request_bytes
 from testsupport.redis_server import RedisServer
 
@@ -168,3 +173,42 @@ def test_budget_from_prometheus_header(header, budget):
     """Pure logic beside the real-broker tests above: the margin is 10%, at most 0.5 s."""
     result = budget_from_header(header)
     assert result == (None if budget is None else pytest.approx(budget))
+
+
+class _HeldInspector(Inspector):
+    """Pure logic only (beside the real SIGSTOPped Redis above): an inspection that returns
+    when the test says so, and counts how often it was started."""
+
+    def setup(self) -> None:
+        self.release = threading.Event()
+        self.started = 0
+
+    def inspect(self) -> BrokerSnapshot:
+        self.started += 1
+        self.release.wait(30)
+        return BrokerSnapshot()
+
+
+def test_a_scrape_joining_an_overdue_inspection_does_not_wait_for_it_again():
+    """--scrape-timeout 0.5: the first scrape waits 0.5 s; one joining after the inspection is
+    already 0.5 s old answers at once (down, one error in all); when it ends, it is used."""
+    inspector = _HeldInspector(BrokerConfig(name="held", url="redis://127.0.0.1:1/0"), 0.5)
+    collector = QueueCollector([inspector], timeout_seconds=0.5)
+    try:
+        started = time.monotonic()
+        (first,) = collector.inspect_all()
+        assert 0.5 <= time.monotonic() - started < 0.7
+        assert first.snapshot is None and first.error.startswith("still inspecting after 0.5")
+        started = time.monotonic()
+        (second,) = collector.inspect_all()
+        assert time.monotonic() - started < 0.05
+        assert second.snapshot is None and second.running_seconds >= 0.5
+        assert (inspector.started, collector._brokers[0].errors_total) == (1, 1)
+        inspector.release.set()
+        wait_until(lambda: collector._brokers[0].running is None, timeout=5, what="release")
+        # It finished before this scrape arrived: a new inspection, which answers at once.
+        (third,) = collector.inspect_all()
+        assert third.snapshot == BrokerSnapshot() and inspector.started == 2
+    finally:
+        inspector.release.set()
+        collector.close()

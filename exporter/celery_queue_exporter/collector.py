@@ -166,8 +166,11 @@ class QueueCollector(Collector):
         inspections = [self._inspection_for(state, window) for state in self._brokers]
         results: list[BrokerResult] = []
         for state, inspection in zip(self._brokers, inspections, strict=True):
+            # An inspection gets timeout_seconds from its own start: a scrape that joins one
+            # already overdue (a hung broker) does not wait for it all over again.
+            until = min(due, inspection.started + self.timeout_seconds)
             try:
-                result = inspection.future.result(timeout=max(0.0, due - time.monotonic()))
+                result = inspection.future.result(timeout=max(0.0, until - time.monotonic()))
             except FutureTimeout:
                 result = self._gave_up(state, inspection)
             results.append(result)

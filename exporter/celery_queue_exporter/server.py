@@ -267,6 +267,8 @@ class MetricsServer:
             if conn.handshaking:
                 conn.sock.do_handshake()  # type: ignore[attr-defined]
                 conn.handshaking = False
+                # It may have waited for EVENT_WRITE too; from now on only reads matter.
+                self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
             while True:
                 chunk = conn.sock.recv(65536)
                 if not chunk:  # the client went away
@@ -310,10 +312,11 @@ class MetricsServer:
             self._drop(conn)
         if self._idle_closed and now >= self._next_idle_log:
             log.info(
-                "closed %d HTTP connection(s) that sent no complete request within %gs "
-                "(this line: at most once a minute)",
+                "closed %d HTTP connection(s) that sent no complete request within %gs, or the "
+                "oldest waiting ones past %d (this line: at most once a minute)",
                 self._idle_closed,
                 CLIENT_TIMEOUT_SECONDS,
+                self._limit,
             )
             self._idle_closed = 0
             self._next_idle_log = now + IDLE_LOG_INTERVAL_SECONDS
