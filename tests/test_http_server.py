@@ -5,14 +5,17 @@ trickling clients closed at one whole-request deadline with one log line, never 
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
 import subprocess
 import threading
 import time
 
 import pytest
-from conftest import parse_exposition, sample_value
+import requests
+from conftest import missing_service, parse_exposition, sample_value
 from exporter_helpers import serve_exporter
+from test_exporter_service import _make_cert
 
 from celery_queue_exporter import server as http
 from testsupport.http import connect, exchange
@@ -131,3 +134,40 @@ def test_a_request_head_over_16_kib_is_closed_at_once(served):
     assert closed_by_server(sock)
     assert time.monotonic() - started < 1.0  # not at the 10 s deadline
     sock.close()
+
+
+def test_tls_clients_that_never_finish_the_handshake_are_closed_quietly(
+    redis_server, tmp_path, monkeypatch, caplog
+):
+    """Over TLS the handshake is read by the selector thread too: 20 silent clients and 20
+    that stop inside their ClientHello hold no thread, an HTTPS scrape is answered meanwhile,
+    and all 40 are closed at the deadline without a traceback."""
+    if shutil.which("openssl") is None:
+        missing_service("openssl is needed to make test certificates")
+    monkeypatch.setattr(http, "CLIENT_TIMEOUT_SECONDS", 1.5)
+    caplog.set_level(logging.DEBUG, logger="celery_queue_exporter")
+    key, cert = _make_cert(tmp_path, "server")
+    exporter, server = serve_exporter(
+        "--broker-url", f"r={redis_server.url}", "--queue", "jobs",
+        "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+    )  # fmt: skip
+    try:
+        threads_before = threading.active_count()
+        silent = [connect(server.port, timeout=5) for _ in range(20)]
+        partial = [connect(server.port, timeout=5) for _ in range(20)]
+        for sock in partial:
+            sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello's start
+        started = time.monotonic()
+        response = requests.get(
+            f"https://127.0.0.1:{server.port}/metrics", verify=str(cert), timeout=5
+        )
+        assert response.status_code == 200 and time.monotonic() - started < 1.0
+        assert 'celery_broker_up{broker="r"} 1.0' in response.text
+        assert threading.active_count() <= threads_before + http.HANDLER_THREADS
+        assert [closed_by_server(sock) for sock in silent + partial] == [True] * 40
+        assert time.monotonic() - started < 1.5 + 1.0
+    finally:
+        server.stop()
+        exporter.close()
+    assert not any(r.exc_info for r in caplog.records)
+    assert "Traceback" not in caplog.text
