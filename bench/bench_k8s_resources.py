@@ -49,7 +49,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from testsupport.net import free_port, http_ok  # noqa: E402
-from testsupport.processes import stop_process  # noqa: E402
+from testsupport.processes import proc_status, stop_process  # noqa: E402
 from testsupport.rabbitmq import delete_rabbitmq_objects  # noqa: E402
 from testsupport.redis_server import RedisServer  # noqa: E402
 from testsupport.waiting import ServiceError, wait_for  # noqa: E402
@@ -67,11 +67,7 @@ def cpu_seconds(pid: int) -> float:
 
 def memory_kib(pid: int) -> tuple[int, int]:
     """(VmRSS, VmHWM) in KiB."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in {"VmRSS", "VmHWM"}:
-            values[key] = int(rest.split()[0])
+    values = proc_status(pid, "VmRSS", "VmHWM")
     return values["VmRSS"], values["VmHWM"]
 
 

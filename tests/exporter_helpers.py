@@ -6,6 +6,7 @@ from conftest import parse_exposition
 
 from celery_queue_exporter.cli import Exporter
 from celery_queue_exporter.config import load_config
+from celery_queue_exporter.server import MetricsServer
 
 
 def build_exporter(*args: str, environ: dict[str, str] | None = None) -> Exporter:
@@ -22,3 +23,11 @@ def scrape(exporter: Exporter) -> dict:
 def scrape_text(exporter: Exporter) -> str:
     text, _ = exporter.scrape_once()
     return text.decode()
+
+
+def serve_exporter(*args: str) -> tuple[Exporter, MetricsServer]:
+    """An exporter serving HTTP on a spare loopback port (stop the server, then close it)."""
+    exporter = build_exporter(*args, "--port", "0", "--host", "127.0.0.1")
+    server = MetricsServer(exporter.registry, exporter.config)
+    server.start()
+    return exporter, server

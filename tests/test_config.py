@@ -323,5 +323,5 @@ def test_configuration_docs_are_generated_from_the_declarations(tmp_path):
     ) in page
     assert (
         "| `events.heartbeat_timeout_seconds` | `--events-heartbeat-timeout` | "
-        "`CELERY_EXPORTER_EVENTS_HEARTBEAT_TIMEOUT` | number > 0 | `30` |"
+        "`CELERY_EXPORTER_EVENTS_HEARTBEAT_TIMEOUT` | number > 0, at most 1,000,000 | `30` |"
     ) in page

@@ -67,8 +67,8 @@ def families_of(samples: dict, broker: str) -> set[str]:
 
 
 def redis_view(samples: dict) -> dict:
-    """Everything the exporter says about the Redis broker except timings and ages (the
-    lower-bound head ages grow between scrapes)."""
+    """Everything the exporter says about the Redis broker except timings, ages and times (the
+    lower-bound head ages grow between scrapes, every scrape inspects anew)."""
     return {
         (name, labels): value
         for (name, labels), value in samples.items()
@@ -77,6 +77,7 @@ def redis_view(samples: dict) -> dict:
         not in {
             "celery_exporter_scrape_duration_seconds",
             "celery_queue_oldest_message_age_seconds",
+            "celery_broker_last_success_timestamp_seconds",
         }
     }
 

@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 KILL_WAIT_SECONDS = 10.0
 
@@ -31,3 +32,13 @@ def stop_process(
         else:
             process.kill()
         process.wait(timeout=KILL_WAIT_SECONDS)
+
+
+def proc_status(pid: int, *fields: str) -> dict[str, int]:
+    """Numeric fields of /proc/PID/status (``Threads``, ``VmRSS`` in KiB, ...), Linux only."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in fields:
+            values[key] = int(rest.split()[0])
+    return values

@@ -176,6 +176,15 @@ BROKER_UP = _spec(
     "exact",
     "the exporter, per scrape.",
 )
+BROKER_LAST_SUCCESS = _spec(
+    "celery_broker_last_success_timestamp_seconds",
+    "gauge",
+    ("broker",),
+    "Unix time at which the last successful inspection of the broker finished (absent until "
+    "one has): time() minus it is the age of the exporter's latest good reading.",
+    "exact",
+    "the exporter.",
+)
 BROKER_INFO = _spec(
     "celery_broker_info",
     "info",
@@ -204,6 +213,17 @@ SCRAPE_DURATION = _spec(
     "Time the last inspection of the broker took.",
     "exact",
     "the exporter.",
+)
+INSPECTION_RUNNING = _spec(
+    "celery_exporter_inspection_running_seconds",
+    "gauge",
+    ("broker",),
+    "How long the broker's inspection had been running when the scrape stopped waiting for it "
+    "(at the earlier of --scrape-timeout and Prometheus' scrape timeout); 0 when the scrape got "
+    "a finished inspection. With celery_broker_up 0, above 0 means the broker is slow or hung, "
+    "0 means the inspection failed.",
+    "exact",
+    "the exporter, per scrape.",
 )
 SCRAPE_ERRORS = _spec(
     "celery_exporter_scrape_errors_total",
@@ -263,6 +283,11 @@ QUEUE_METRICS: tuple[MetricSpec, ...] = (
     QUEUES_OVER_LIMIT,
     BUILD_INFO,
 )
+
+#: How fresh each broker's reading is (issue 12/13: shared and deadline-bound inspections).
+#: Kept apart from QUEUE_METRICS: they describe the exporter's view of a broker, not a queue
+#: (the dashboards do not chart them yet; the queue dashboards' coverage test is unchanged).
+FRESHNESS_METRICS: tuple[MetricSpec, ...] = (BROKER_LAST_SUCCESS, INSPECTION_RUNNING)
 
 # --- Celery events (task and worker metrics) ----------------------------------------------------
 
@@ -476,7 +501,7 @@ EVENT_METRICS: tuple[MetricSpec, ...] = (
 
 def all_metrics() -> tuple[MetricSpec, ...]:
     """Every metric the exporter can expose."""
-    return QUEUE_METRICS + EVENT_METRICS
+    return QUEUE_METRICS + FRESHNESS_METRICS + EVENT_METRICS
 
 
 def by_name(name: str) -> MetricSpec:

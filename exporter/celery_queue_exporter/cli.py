@@ -16,6 +16,7 @@ from prometheus_client.process_collector import ProcessCollector
 from . import brokers as registry
 from .collector import QueueCollector
 from .config import BrokerConfig, ConfigError, ExporterConfig, load_config
+from .config.urls import redact_urls_in
 from .exposition import render_text
 from .server import MetricsServer
 
@@ -57,12 +58,19 @@ class Exporter:
         self.queues.close()
 
 
+def config_error(exc: ConfigError) -> int:
+    """One line on stderr and exit status 2; URLs with credentials are redacted even when the
+    text came from elsewhere (the user's Celery module, a library)."""
+    message = redact_urls_in(str(exc))
+    print(f"celery-queue-exporter: configuration error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(list(argv) if argv is not None else None)
     except ConfigError as exc:
-        print(f"celery-queue-exporter: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return config_error(exc)
     logging.basicConfig(
         level=config.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -71,8 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         exporter = Exporter(config)
     except ConfigError as exc:
-        print(f"celery-queue-exporter: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return config_error(exc)
 
     if config.once:
         text, all_up = exporter.scrape_once()

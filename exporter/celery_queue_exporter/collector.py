@@ -1,9 +1,21 @@
-"""The Prometheus collector: inspects every broker at scrape time, concurrently.
+"""The Prometheus collector: inspects every broker at scrape time, concurrently, one inspection
+per broker at a time however many scrapes arrive.
 
-Each broker gets its own worker thread and the whole scrape waits at most the per-broker
-timeout, so a broker that hangs or is down costs one timeout, not one per broker, and never
-hides the others' metrics: it shows up as ``celery_broker_up 0``. Calls to one broker are
-serialised (overlapping scrapes wait for each other, at most the timeout).
+Design: on demand, with a single flight per broker (not a background loop). A scrape starts
+an inspection of a broker only when none is running and none finished after the scrape's
+request arrived; otherwise it shares that one. So broker load is at most one inspection per
+broker at a time whatever the number of scrapers, data is never older than the scrape that
+asked for it (as with a dedicated inspection, minus at most one inspection's duration), and a
+broker nobody scrapes is not read at all. A background loop would decouple the two but read
+brokers on its own clock and serve results up to a whole interval old.
+
+Each scrape waits for all brokers at once, until the earlier of ``--scrape-timeout`` and the
+deadline from Prometheus' X-Prometheus-Scrape-Timeout-Seconds header (deadline.py). A broker
+whose inspection is still running then is reported down for this scrape
+(``celery_exporter_inspection_running_seconds`` says for how long it has been running), the
+others are reported in full, and the next scrape joins the same inspection rather than queueing
+a second one behind it. ``celery_broker_last_success_timestamp_seconds`` dates the last good
+reading of each broker.
 """
 
 from __future__ import annotations
@@ -26,7 +38,8 @@ from prometheus_client.samples import Sample
 from . import __version__
 from . import catalogue as cat
 from .brokers import Inspector
-from .config.urls import redact_url
+from .config.urls import redact_urls_in
+from .deadline import ScrapeWindow, current_window
 from .families import add_known, counter, flag, gauge
 from .snapshot import BrokerSnapshot
 
@@ -35,25 +48,44 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BrokerResult:
-    """Outcome of one broker's inspection in one scrape."""
+    """Outcome of one broker's inspection as one scrape saw it."""
 
     name: str
     snapshot: BrokerSnapshot | None
     duration_seconds: float
     error: str | None = None
+    #: Seconds the inspection had been running when the scrape stopped waiting (0: finished).
+    running_seconds: float = 0.0
+
+
+@dataclass
+class _Inspection:
+    """One run of a broker's inspector, shared by every scrape that arrives while it runs."""
+
+    started: float  # monotonic
+    future: Future[BrokerResult] = field(default_factory=Future)
+    finished: float | None = None  # monotonic
+    #: An error was already counted and logged for it (a scrape gave up waiting).
+    counted: bool = False
 
 
 @dataclass
 class _BrokerState:
     """Per broker: its own inspection thread (a slow broker never queues the others behind
-    it, and calls to one inspector are serialised) and its counters."""
+    it, and calls to one inspector are serialised), the inspection in flight and the last
+    finished one, and its counters."""
 
     inspector: Inspector
     pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspect")
     )
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    running: _Inspection | None = None
+    last: _Inspection | None = None
     errors_total: int = 0
     malformed_total: int = 0
+    #: Unix time the last successful inspection finished.
+    last_success: float | None = None
 
 
 class QueueCollector(Collector):
@@ -64,47 +96,83 @@ class QueueCollector(Collector):
         self._brokers = [_BrokerState(inspector) for inspector in inspectors]
         #: Outcome of the latest scrape, per broker (``--once`` reads it for its exit code).
         self.last_results: list[BrokerResult] = []
-        self._counters_lock = threading.Lock()  # scrapes can run concurrently
 
     def describe(self) -> list[Metric]:
         return []  # families depend on the brokers; don't inspect at registration time
 
     # --- inspection -------------------------------------------------------------------------
 
-    def _inspect_one(self, state: _BrokerState) -> BrokerResult:
+    def _run(self, state: _BrokerState, inspection: _Inspection) -> None:
+        """The inspection thread: inspect, record the outcome once, wake the scrapes."""
         name = state.inspector.config.name
-        started = time.perf_counter()
         try:
             snapshot = state.inspector.inspect()
-            return BrokerResult(name, snapshot, time.perf_counter() - started)
+            result = BrokerResult(name, snapshot, time.monotonic() - inspection.started)
         except Exception as exc:  # any broker failure must become a metric, not a crash
-            return BrokerResult(name, None, time.perf_counter() - started, _describe(exc))
+            result = BrokerResult(name, None, time.monotonic() - inspection.started, _describe(exc))
+        with state.lock:
+            inspection.finished = time.monotonic()
+            state.running = None
+            state.last = inspection
+            if result.snapshot is not None:
+                state.malformed_total += result.snapshot.malformed_messages
+                state.last_success = time.time()
+            elif not inspection.counted:
+                state.errors_total += 1
+                inspection.counted = True
+        if result.error is not None:
+            log.warning("broker %s: inspection failed: %s", name, result.error)
+        inspection.future.set_result(result)
+
+    def _inspection_for(self, state: _BrokerState, window: ScrapeWindow) -> _Inspection:
+        """The inspection this scrape uses: one that finished after the request arrived, else
+        the one in flight, else a new one."""
+        with state.lock:
+            last = state.last
+            if last is not None and last.finished is not None and last.finished >= window.arrived:
+                return last
+            if state.running is None:
+                state.running = _Inspection(started=time.monotonic())
+                state.pool.submit(self._run, state, state.running)
+            return state.running
+
+    def _gave_up(self, state: _BrokerState, inspection: _Inspection) -> BrokerResult:
+        """The scrape's deadline passed with the inspection still running: down for this
+        scrape, one error and one log line per inspection (not per scrape)."""
+        name = state.inspector.config.name
+        running = time.monotonic() - inspection.started
+        with state.lock:
+            first = not inspection.counted and inspection.finished is None
+            if first:
+                inspection.counted = True
+                state.errors_total += 1
+        if first:
+            log.warning(
+                "broker %s: inspection still running after %.1fs, reported down until it ends",
+                name,
+                running,
+            )
+        return BrokerResult(
+            name, None, running, f"still inspecting after {running:.1f}s", running_seconds=running
+        )
 
     def inspect_all(self) -> list[BrokerResult]:
-        """Inspect every broker at once; wait at most the per-broker timeout."""
-        started = time.perf_counter()
-        futures: list[Future[BrokerResult]] = [
-            state.pool.submit(self._inspect_one, state) for state in self._brokers
-        ]
+        """Every broker at once, sharing inspections in flight; wait until the window is due
+        or ``timeout_seconds`` after the request arrived, whichever comes first."""
+        window = current_window()
+        due = window.arrived + self.timeout_seconds
+        if window.due is not None:
+            due = min(due, window.due)
+        inspections = [self._inspection_for(state, window) for state in self._brokers]
         results: list[BrokerResult] = []
-        for state, future in zip(self._brokers, futures, strict=True):
-            remaining = max(0.0, self.timeout_seconds - (time.perf_counter() - started))
+        for state, inspection in zip(self._brokers, inspections, strict=True):
+            # An inspection gets timeout_seconds from its own start: a scrape that joins one
+            # already overdue (a hung broker) does not wait for it all over again.
+            until = min(due, inspection.started + self.timeout_seconds)
             try:
-                result = future.result(timeout=remaining)
+                result = inspection.future.result(timeout=max(0.0, until - time.monotonic()))
             except FutureTimeout:
-                result = BrokerResult(
-                    state.inspector.config.name,
-                    None,
-                    time.perf_counter() - started,
-                    f"timed out after {self.timeout_seconds:g}s",
-                )
-            if result.error is not None:
-                log.warning("broker %s: inspection failed: %s", result.name, result.error)
-            with self._counters_lock:
-                if result.error is not None:
-                    state.errors_total += 1
-                elif result.snapshot is not None:
-                    state.malformed_total += result.snapshot.malformed_messages
+                result = self._gave_up(state, inspection)
             results.append(result)
         return results
 
@@ -128,6 +196,8 @@ class QueueCollector(Collector):
         reserved_overdue = gauge(cat.BROKER_RESERVED_OVERDUE)
         visibility = gauge(cat.BROKER_VISIBILITY_TIMEOUT)
         up = gauge(cat.BROKER_UP)
+        last_success = gauge(cat.BROKER_LAST_SUCCESS)
+        running = gauge(cat.INSPECTION_RUNNING)
         management_up = gauge(cat.RABBITMQ_MANAGEMENT_UP)
         duration = gauge(cat.SCRAPE_DURATION)
         errors = counter(cat.SCRAPE_ERRORS)
@@ -143,6 +213,9 @@ class QueueCollector(Collector):
             info.add_metric([broker], {"transport": config.transport, "url": config.safe_url})
             up.add_metric([broker], 0.0 if result.snapshot is None else 1.0)
             duration.add_metric([broker], result.duration_seconds)
+            running.add_metric([broker], result.running_seconds)
+            if state.last_success is not None:
+                last_success.add_metric([broker], state.last_success)
             errors.add_metric([broker], state.errors_total)
             malformed.add_metric([broker], state.malformed_total)
             snap = result.snapshot
@@ -202,8 +275,10 @@ class QueueCollector(Collector):
             reserved_overdue,
             visibility,
             up,
+            last_success,
             management_up,
             duration,
+            running,
             errors,
             malformed,
             over_limit,
@@ -224,8 +299,4 @@ class QueueCollector(Collector):
 
 def _describe(exc: BaseException) -> str:
     """An error message for logs: type and text, without URLs that may carry passwords."""
-    text = str(exc)
-    for word in text.split():
-        if "://" in word and "@" in word:
-            text = text.replace(word, redact_url(word.strip("'\"(),")))
-    return f"{type(exc).__name__}: {text}"
+    return f"{type(exc).__name__}: {redact_urls_in(str(exc))}"

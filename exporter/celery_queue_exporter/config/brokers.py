@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from .. import brokers as registry
 from . import options as opt
 from .errors import ConfigError
+from .files import read_text_file
 from .model import BrokerConfig
 from .options import Option
 from .urls import credentials_misparsed, label_text, redact_url
@@ -100,21 +101,30 @@ def _lookup(data: dict[str, Any], key: str) -> tuple[bool, Any]:
     return _lookup(inner, rest) if isinstance(inner, dict) else (False, None)
 
 
-def _read_password_file(where: str, path: Any) -> str:
-    try:
-        return Path(str(path)).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read password file {path!r}: {exc.strerror}") from None
+def _text_field(where: str, value: Any, hint: str = "") -> str:
+    """A field that must be a YAML string; the message never shows the value (a password
+    given as a mapping or a number would otherwise be echoed)."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got a {_yaml_type(value)}{hint}")
+    return value
+
+
+def _yaml_type(value: Any) -> str:
+    names = {bool: "boolean", int: "number", float: "number", dict: "mapping", list: "list"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def _password(where: str, data: dict[str, Any]) -> str | None:
     password = None
     if "password" in data:
-        password = str(data["password"])
+        password = _text_field(
+            f"{where}.password", data["password"], " (quote it in YAML: password: '...')"
+        )
     if "password_file" in data:
-        password = _read_password_file(f"{where}.password_file", data["password_file"])
+        path = _text_field(f"{where}.password_file", data["password_file"])
+        password = read_text_file(f"{where}.password_file", path).strip()
     if "password_env" in data:
-        variable = str(data["password_env"])
+        variable = _text_field(f"{where}.password_env", data["password_env"])
         if variable not in os.environ:
             raise ConfigError(f"{where}.password_env: environment variable {variable} is not set")
         password = os.environ[variable]
@@ -132,7 +142,10 @@ def broker_from_mapping(where: str, data: Any) -> BrokerConfig:
         raise ConfigError(f"{where}.{TRANSPORT_OPTIONS}: expected a mapping, got {options!r}")
     check_keys(f"{where}.{TRANSPORT_OPTIONS}.", options, _transport_option_keys())
     url = check_url(f"{where}.url", data.get("url"))
-    broker = BrokerConfig(name=str(data.get("name") or default_broker_name(url)), url=url)
+    name = data.get("name")
+    if name is not None:
+        name = _text_field(f"{where}.name", name) if not isinstance(name, int) else str(name)
+    broker = BrokerConfig(name=name or default_broker_name(url), url=url)
     for option in settings:
         present, value = _lookup(data, option.key)
         if present:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from .brokers import (
     check_keys,
 )
 from .errors import ConfigError
+from .files import read_text_file
 from .model import BrokerConfig, EventSettings, ExporterConfig
 from .options import Option
 from .parser import build_parser
@@ -51,15 +53,27 @@ class _Sources:
         return value
 
 
+def yaml_error_text(exc: yaml.YAMLError) -> str:
+    """Where and what, without the parser's snippet of the offending line (it may hold a
+    password) and without anything it quotes from the file."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or "cannot parse"
+    context = getattr(exc, "context", None)
+    what = f"{context}: {problem}" if context else problem
+    what = re.sub(r"'[^']*'|\"[^\"]*\"", "(...)", what)  # e.g. "found character 'x' ..."
+    if mark is None:
+        return what
+    return f"line {mark.line + 1}, column {mark.column + 1}: {what}"
+
+
 def _load_file(path: str) -> dict[str, Any]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"config: cannot read {path!r}: {exc.strerror}") from None
+    text = read_text_file("config", path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config: {path!r} is not valid YAML: {exc}") from None
+        raise ConfigError(f"config: {path!r} is not valid YAML: {yaml_error_text(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"config: {path!r} is nested too deeply to be a configuration") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

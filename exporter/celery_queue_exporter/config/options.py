@@ -60,7 +60,7 @@ def default_of(options: tuple[Option, ...], key: str) -> Any:
     return next(option for option in options if option.key == key).default
 
 
-SECONDS = values.number(0)
+SECONDS = values.number(0, values.MAX_SECONDS)
 COUNT = values.integer(1, 100_000_000)
 
 # --- the process --------------------------------------------------------------------------------
@@ -91,7 +91,8 @@ SCRAPE_TIMEOUT = Option(
     "scrape_timeout_seconds",
     SECONDS,
     10.0,
-    "per-broker inspection timeout in seconds",
+    "longest a scrape waits for each broker's inspection, in seconds (Prometheus' own scrape "
+    "timeout, from its X-Prometheus-Scrape-Timeout-Seconds header, wins when shorter)",
     "--scrape-timeout",
     "SCRAPE_TIMEOUT",
 )

@@ -48,3 +48,12 @@ def with_password(url: str, password: str) -> str:
 def label_text(pieces: list[str]) -> str:
     """Pieces joined into a readable label value (anything odd becomes '-')."""
     return re.sub(r"[^A-Za-z0-9_.:-]+", "-", "-".join(pieces))
+
+
+def redact_urls_in(text: str) -> str:
+    """``text`` with every URL that carries credentials redacted (for errors and logs whose
+    text comes from a library or the user's own module)."""
+    for word in text.split():
+        if "://" in word and "@" in word:
+            text = text.replace(word, redact_url(word.strip("'\"(),")))
+    return text

@@ -36,15 +36,19 @@ def as_int(where: str, value: Any, low: int, high: int) -> int:
     return number
 
 
-def as_float(where: str, value: Any, low: float) -> float:
+def as_float(where: str, value: Any, low: float, high: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ConfigError(f"{where}: expected a number")
     try:
         number = float(str(value).strip())
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an integer of 400 digits
         raise ConfigError(f"{where}: expected a number, got {value!r}") from None
     if not math.isfinite(number):
         raise ConfigError(f"{where}: expected a finite number, got {value!r}")
     if not number > low:
         raise ConfigError(f"{where}: must be greater than {low:g}, got {number:g}")
+    if number > high:
+        raise ConfigError(f"{where}: must be at most {high:g}, got {number:g}")
     return number
 
 
@@ -102,8 +106,15 @@ def integer(low: int, high: int) -> Kind:
     return Kind(f"integer {low}..{high}", lambda where, v: as_int(where, v, low, high))
 
 
-def number(above: float) -> Kind:
-    return Kind(f"number > {above:g}", lambda where, v: as_float(where, v, above))
+#: The longest duration (seconds) an option may hold: every platform's sockets, selectors and
+#: thread waits accept it (Windows' threading.TIMEOUT_MAX is about 4.3e6), so a value such as
+#: 1e12 is a configuration error instead of an OverflowError on every scrape.
+MAX_SECONDS = 1_000_000.0
+
+
+def number(above: float, at_most: float = math.inf) -> Kind:
+    bounds = f"number > {above:g}" + (f", at most {at_most:,.0f}" if at_most < math.inf else "")
+    return Kind(bounds, lambda where, v: as_float(where, v, above, at_most))
 
 
 def choice(*values: str, upper: bool = False) -> Kind:
