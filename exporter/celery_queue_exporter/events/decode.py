@@ -12,6 +12,11 @@ JSON is parsed with orjson (about 4x faster than the standard library on these m
 docs/performance.md). What orjson rejects is retried with the standard library, which accepts
 everything kombu's serializer can write (NaN, Infinity, numbers beyond a double), so the fast
 parser changes no outcome, only the cost.
+
+One exception: an integer beyond a double (400 digits: no clock or counter writes that) makes
+the event holding it malformed, on its own: the other events of a ``task.multi`` batch still
+count. Only the fallback parser can meet one (orjson rejects integers beyond 64 bits), so the
+fast path pays nothing for the check.
 """
 
 from __future__ import annotations
@@ -32,16 +37,63 @@ class MalformedEvent(ValueError):
     """An event message that cannot be decoded."""
 
 
+class _OutOfRange:
+    """Stands for an integer a double cannot hold: float() of it raises OverflowError."""
+
+    __slots__ = ()
+
+
+_OUT_OF_RANGE = _OutOfRange()
+
+
+def _bounded_int(text: str, found: list[bool]) -> Any:
+    """``int`` for the fallback parser; the marker (noted in ``found``) beyond a double."""
+    value = int(text)
+    if len(text) < 300:  # a double holds every integer below 1e299
+        return value
+    try:
+        float(value)
+    except OverflowError:
+        found.append(True)
+        return _OUT_OF_RANGE
+    return value
+
+
+def _holds_out_of_range(value: Any) -> bool:
+    """Whether a decoded value holds an out-of-range integer anywhere (iterative: a deep
+    document must not exhaust the stack here either)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if item is _OUT_OF_RANGE:
+            return True
+        if type(item) is dict:
+            stack.extend(item.values())
+        elif type(item) is list:
+            stack.extend(item)
+    return False
+
+
+def _drop_out_of_range(value: Any) -> Any:
+    """None for a document holding an out-of-range integer; for a list (a batch), each such
+    item replaced by None, so the others still count."""
+    if type(value) is list:
+        return [None if _holds_out_of_range(item) else item for item in value]
+    return None if _holds_out_of_range(value) else value
+
+
 def loads(data: bytes | str, what: str) -> Any:
     """Parse JSON; MalformedEvent (naming ``what``) when neither parser accepts it."""
     try:
         return _fast_loads(data)
     except ValueError:
         pass
+    found: list[bool] = []
     try:
-        return _slow_loads(data)
+        value = _slow_loads(data, parse_int=lambda text: _bounded_int(text, found))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedEvent(f"{what} is not JSON: {exc}") from None
+    return _drop_out_of_range(value) if found else value
 
 
 def events_from_body(body: Any) -> list[Any]:
