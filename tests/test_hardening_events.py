@@ -8,7 +8,6 @@ import json
 
 import pika
 import pytest
-import requests
 from apps.harness import Exporter
 from conftest import wait_until
 
@@ -92,27 +91,6 @@ def test_huge_runtime_and_infinite_priority_each_one_malformed(redis_server):
         assert interruptions == {"disconnected": 0, "overflow": 0}
     finally:
         exporter.close()
-
-
-MANAGEMENT = "http://127.0.0.1:15672"
-AUTH = ("guest", "guest")
-
-
-@pytest.fixture
-def rabbitmq_vhost(rabbitmq_url, unique_name):
-    """A vhost of the shared RabbitMQ for one test (guest may use it), deleted afterwards."""
-    url = f"{MANAGEMENT}/api/vhosts/{unique_name}"
-    requests.put(url, auth=AUTH, timeout=10).raise_for_status()
-    requests.put(
-        f"{MANAGEMENT}/api/permissions/{unique_name}/guest",
-        json={"configure": ".*", "write": ".*", "read": ".*"},
-        auth=AUTH,
-        timeout=10,
-    ).raise_for_status()
-    try:
-        yield unique_name
-    finally:
-        requests.delete(url, auth=AUTH, timeout=10)
 
 
 @pytest.mark.rabbitmq

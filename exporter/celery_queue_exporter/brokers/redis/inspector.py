@@ -20,10 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import weakref
 from collections import Counter
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ...catalogue import UNKNOWN_QUEUE
 from ...headtracker import HeadTracker
@@ -31,6 +34,7 @@ from ...instrumentation import ENQUEUED_AT_HEADER, enqueued_at
 from ...snapshot import BrokerSnapshot, LevelReading, select_queues, urgency_readings
 from ..base import Inspector
 from ..celery_layout import is_internal_queue
+from ..deadline import Deadline, note_socket
 from .keys import BINDING_PREFIX, escape_glob
 
 log = logging.getLogger(__name__)
@@ -58,11 +62,17 @@ class RedisInspector(Inspector):
     """Inspects one Redis broker."""
 
     def setup(self) -> None:
+        #: The client's connections, so a Deadline can shut their sockets down.
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self.client = redis.Redis.from_url(
             self.config.connect_url(),
             socket_timeout=self.timeout_seconds,
             socket_connect_timeout=self.timeout_seconds,
             client_name="celery-queue-exporter",
+            redis_connect_func=self._connected,
+            # One immediate retry (a pooled connection the server closed while idle); more,
+            # with redis-py's backoff, would outlast the scrape.
+            retry=Retry(NoBackoff(), 1),
         )
         self.heads = HeadTracker()
         self._bindings: dict[tuple[str, str], str] = {}
@@ -140,8 +150,31 @@ class RedisInspector(Inspector):
 
     # --- inspection -------------------------------------------------------------------------
 
+    def _connected(self, connection: Any) -> None:
+        """redis-py's hook for a new connection, before AUTH and SELECT: from here on the
+        inspection's Deadline covers its socket."""
+        self._connections.add(connection)
+        note_socket(connection._sock)  # a reconnect after the deadline is shut down at once
+        connection.on_connect()
+
+    def _sockets(self) -> list[Any]:
+        return [getattr(connection, "_sock", None) for connection in list(self._connections)]
+
     def inspect(self) -> BrokerSnapshot:
-        """Read depths, head ages and reserved work. Raises redis errors when Redis is down."""
+        """Read depths, head ages and reserved work. Raises redis errors when Redis is down.
+        Bounded as a whole, a little under the collector's timeout so our error wins over its
+        "timed out": socket_timeout alone bounds each read, not a reply that trickles in."""
+        with Deadline(0.9 * self.timeout_seconds, self._sockets) as deadline:
+            try:
+                return self._inspect()
+            except redis.RedisError:
+                if deadline.expired:
+                    raise redis.TimeoutError(
+                        f"Redis did not answer within {0.9 * self.timeout_seconds:.1f}s"
+                    ) from None
+                raise
+
+    def _inspect(self) -> BrokerSnapshot:
         cfg = self.config
         queues = self.watched_queues()
         steps = cfg.priority_steps
@@ -166,7 +199,7 @@ class RedisInspector(Inspector):
                 "broker %s: EVAL_RO unavailable (%s); reading with pipelines", cfg.name, replies[0]
             )
             self.use_script = False
-            return self.inspect()
+            return self._inspect()
         if self.use_script:
             if isinstance(replies[0], Exception):
                 raise replies[0]
