@@ -96,11 +96,13 @@ def _as_int(value: Any) -> int | None:
 
 
 def _as_float(value: Any) -> float | None:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    if isinstance(value, int | float) and math.isfinite(float(value)):
-        return float(value)
-    return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond a double, from a faulty API
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _max_priority(value: Any) -> int | None:
