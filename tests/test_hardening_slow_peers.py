@@ -216,3 +216,28 @@ def test_trickling_redis_costs_at_most_the_timeout_per_inspection(fake_server):
             assert took < TIMEOUT, took
     finally:
         inspector.close()
+
+
+def slow_amqp(conn: socket.socket, stop: threading.Event) -> None:
+    """Reads the protocol header, then answers with a Connection.Start frame one byte every
+    half second (the frame is valid; it just never completes in time)."""
+    conn.recv(8)
+    trickle(conn, b"\x01\x00\x00\x00\x00\x01\xf4\x00\x0a\x00\x0a" + b"\x00" * 489, stop)
+
+
+def test_trickling_amqp_handshake_costs_at_most_the_timeout(fake_server):
+    """AMQP was already bounded as a whole (pika's stack_timeout for the connection, its own
+    timers for each call); this holds it to that."""
+    server = fake_server(slow_amqp)
+    config = BrokerConfig(
+        name="a", url=f"amqp://guest:guest@127.0.0.1:{server.port}//", queues=["jobs"],
+        management="never",
+    )  # fmt: skip
+    inspector = RabbitMQInspector(config, timeout_seconds=TIMEOUT)
+    try:
+        for _ in range(2):
+            error, took = _timed(inspector.inspect)
+            assert "AMQP did not answer within 3s" in str(error), error
+            assert took < TIMEOUT, took
+    finally:
+        inspector.close()
