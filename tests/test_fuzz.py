@@ -13,7 +13,7 @@ import base64
 import json
 import math
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from celery_queue_exporter.brokers.rabbitmq.inspector import RabbitMQInspector
@@ -21,6 +21,7 @@ from celery_queue_exporter.brokers.rabbitmq.priority import rabbitmq_priority_le
 from celery_queue_exporter.brokers.redis.inspector import RedisInspector
 from celery_queue_exporter.brokers.redis.priority import step_levels
 from celery_queue_exporter.config import BrokerConfig
+from celery_queue_exporter.events.collector import families
 from celery_queue_exporter.events.decode import (
     MalformedEvent,
     decode_json_body,
@@ -46,7 +47,9 @@ numbers = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from(["NaN", "abc", "1e999", "-0", ""]),
 )
-scalars = st.one_of(st.none(), st.booleans(), numbers, st.text(max_size=20))
+#: Text, including lone surrogates (JSON can write "\\ud800"; no exposition can encode it).
+texts = st.one_of(st.text(max_size=20), st.sampled_from(["\ud800", "q\udcff", "caf\xe9"]))
+scalars = st.one_of(st.none(), st.booleans(), numbers, texts)
 json_values = st.recursive(
     scalars,
     lambda inner: st.one_of(
@@ -90,6 +93,10 @@ def _feed(tracker: EventTracker, decode, data) -> None:  # noqa: ANN001 - decode
     snap = tracker.snapshot()
     for _buckets, total in [*snap.runtime.values(), *snap.task_wait.values()]:
         assert math.isfinite(total)
+    for family in families([("fuzz", tracker, snap)]):
+        for sample in family.samples:
+            for value in sample.labels.values():
+                value.encode("utf-8")  # every label can be exposed
 
 
 @FUZZ
@@ -101,6 +108,8 @@ def test_event_decoders_on_arbitrary_bytes(data):
 
 @FUZZ
 @given(bodies, st.booleans())
+@example({"type": "task-sent", "uuid": "a", "queue": "q\udcff"}, True)
+@example({"type": "worker-heartbeat", "hostname": "w", "active": 10**400}, True)
 def test_event_decoders_and_tracker_on_arbitrary_events(body, batch):
     text = _dumps([body] if batch else body)
     envelope = {
@@ -204,4 +213,6 @@ entries = st.lists(
 def test_management_api_entries(document):
     snapshot = RABBITMQ._snapshot_from_entries(json.loads(_dumps(document)))
     assert set(snapshot.queues) == {"q"}  # the watched queue, found or reported missing
+    discovered = RABBITMQ._discovered  # names that discovery would export as labels
+    assert all(name.encode("utf-8") for name in discovered)
     assert all(isinstance(level.messages, int) for level in snapshot.levels)

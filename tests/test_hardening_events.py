@@ -69,9 +69,11 @@ def test_one_huge_number_among_10000_events_costs_one_malformed(redis_server, ba
 
 
 @pytest.mark.redis
-def test_huge_runtime_and_infinite_priority_each_one_malformed(redis_server):
-    """Task events: a 401-digit runtime and ``"priority": Infinity`` (both only the stdlib
-    fallback parser accepts) cost one count each; their neighbours in the batch count."""
+def test_huge_runtime_infinite_priority_and_lone_surrogate_each_one_malformed(redis_server):
+    """Task events: a 401-digit runtime, ``"priority": Infinity`` and a queue name holding a
+    lone surrogate (all three only the stdlib fallback parser accepts; the last one, as a
+    label, would make every scrape fail to encode) cost one count each; their neighbours in
+    the batch count, and the exposition renders."""
     exporter = Exporter(redis_server.url).start()
     try:
         wait_until(exporter.consumer.subscribed.is_set, 15, what="subscribed")
@@ -80,11 +82,12 @@ def test_huge_runtime_and_infinite_priority_each_one_malformed(redis_server):
             f' {{"type": "{TASK_INFO_EVENT}", "uuid": "a", "queue": "q", "priority": Infinity}},'
             ' {"type": "task-started", "uuid": "a", "hostname": "w@h", "timestamp": 2.0},'
             f' {{"type": "task-succeeded", "uuid": "a", "runtime": {BIG}}},'
+            ' {"type": "task-sent", "uuid": "c", "name": "t", "queue": "q\\udcff"},'
             ' {"type": "task-sent", "uuid": "b", "name": "t", "queue": "q", "timestamp": 3.0}]'
         )
         redis_server.client().publish("/0.celeryev/task.multi", _kombu_envelope(batch))
         wait_until(lambda: exporter.value("celery_events_received_total") == 3, 10, what="3")
-        assert exporter.value("celery_events_malformed_total") == 2
+        assert exporter.value("celery_events_malformed_total") == 3
         assert exporter.value("celery_task_sent_total", queue="q", task="t") == 2
         assert exporter.value("celery_task_started_total", queue="q", task="t") == 1
         interruptions = exporter.values("celery_event_stream_interruptions_total", "reason")

@@ -13,10 +13,11 @@ docs/performance.md). What orjson rejects is retried with the standard library, 
 everything kombu's serializer can write (NaN, Infinity, numbers beyond a double), so the fast
 parser changes no outcome, only the cost.
 
-One exception: an integer beyond a double (400 digits: no clock or counter writes that) makes
-the event holding it malformed, on its own: the other events of a ``task.multi`` batch still
-count. Only the fallback parser can meet one (orjson rejects integers beyond 64 bits), so the
-fast path pays nothing for the check.
+Two exceptions: an integer beyond a double (400 digits: no clock or counter writes that) and
+text that is not valid Unicode (a lone surrogate such as ``"\\ud800"``, which no exposition
+can encode: as a label it would break every scrape) make the event holding them malformed, on
+its own: the other events of a ``task.multi`` batch still count. Only the fallback parser can
+meet either (orjson rejects both), so the fast path pays nothing for the check.
 """
 
 from __future__ import annotations
@@ -46,40 +47,47 @@ class _OutOfRange:
 _OUT_OF_RANGE = _OutOfRange()
 
 
-def _bounded_int(text: str, found: list[bool]) -> Any:
-    """``int`` for the fallback parser; the marker (noted in ``found``) beyond a double."""
+def _bounded_int(text: str) -> Any:
+    """``int`` for the fallback parser; the marker beyond a double."""
     value = int(text)
     if len(text) < 300:  # a double holds every integer below 1e299
         return value
     try:
         float(value)
     except OverflowError:
-        found.append(True)
         return _OUT_OF_RANGE
     return value
 
 
-def _holds_out_of_range(value: Any) -> bool:
-    """Whether a decoded value holds an out-of-range integer anywhere (iterative: a deep
-    document must not exhaust the stack here either)."""
+def _unfit(value: Any) -> bool:
+    """Whether a decoded value holds an out-of-range integer or text that is not valid
+    Unicode anywhere (iterative: a deep document must not exhaust the stack here either)."""
     stack = [value]
     while stack:
         item = stack.pop()
+        kind = type(item)
         if item is _OUT_OF_RANGE:
             return True
-        if type(item) is dict:
+        if kind is str:
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif kind is dict:
+            stack.extend(item)
             stack.extend(item.values())
-        elif type(item) is list:
+        elif kind is list:
             stack.extend(item)
     return False
 
 
-def _drop_out_of_range(value: Any) -> Any:
-    """None for a document holding an out-of-range integer; for a list (a batch), each such
-    item replaced by None, so the others still count."""
+def _drop_unfit(value: Any) -> Any:
+    """None for a document that is unfit; for a list (a batch), each unfit item replaced by
+    None, so the others still count."""
     if type(value) is list:
-        return [None if _holds_out_of_range(item) else item for item in value]
-    return None if _holds_out_of_range(value) else value
+        return [None if _unfit(item) else item for item in value]
+    return None if _unfit(value) else value
 
 
 def loads(data: bytes | str, what: str) -> Any:
@@ -88,12 +96,11 @@ def loads(data: bytes | str, what: str) -> Any:
         return _fast_loads(data)
     except ValueError:
         pass
-    found: list[bool] = []
     try:
-        value = _slow_loads(data, parse_int=lambda text: _bounded_int(text, found))
+        value = _slow_loads(data, parse_int=_bounded_int)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedEvent(f"{what} is not JSON: {exc}") from None
-    return _drop_out_of_range(value) if found else value
+    return _drop_unfit(value)
 
 
 def events_from_body(body: Any) -> list[Any]:

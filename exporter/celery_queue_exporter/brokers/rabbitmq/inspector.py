@@ -105,6 +105,18 @@ def _as_float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _label_text(value: Any) -> bool:
+    """A string a label can carry: a lone surrogate (JSON can write "\\ud800") would make
+    every scrape fail to encode."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _max_priority(value: Any) -> int | None:
     """x-max-priority as RabbitMQ can hold it (0..255); anything else from a faulty API is
     unknown, never a loop over millions of levels on every scrape."""
@@ -283,7 +295,7 @@ class RabbitMQInspector(Inspector):
         by_name = {
             str(entry["name"]): entry
             for entry in entries
-            if isinstance(entry, dict) and isinstance(entry.get("name"), str)
+            if isinstance(entry, dict) and _label_text(entry.get("name"))
         }
         # Exclusive and auto-delete queues come and go with a connection (Celery's rpc result
         # queues, reply queues): watching them would churn series. Listed queues still count.
