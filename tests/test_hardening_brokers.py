@@ -5,6 +5,7 @@ stamp that is not a number)."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from conftest import sample_value, samples_named
@@ -55,7 +56,7 @@ def _reader_url(redis_server) -> str:
 
 @pytest.mark.parametrize("path", ["script", "pipeline"])
 @pytest.mark.parametrize("kind", ["hash", "string", "zset"])
-def test_one_wrong_typed_key_among_50_queues_costs_that_level(redis_server, path, kind):
+def test_one_wrong_typed_key_among_50_queues_costs_that_level(redis_server, path, kind, caplog):
     client = redis_server.client()
     queues = [f"q{i:02d}" for i in range(50)]
     _bind(client, queues)
@@ -87,6 +88,14 @@ def test_one_wrong_typed_key_among_50_queues_costs_that_level(redis_server, path
             assert sample_value(samples, "celery_broker_reserved_messages", broker="b") == 0
     finally:
         exporter.close()
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.endswith("redis.inspector") and r.levelno == logging.WARNING
+    ]
+    assert warnings == [  # one line for two scrapes: logged when the set changes
+        "broker b: 1 key(s) of another type than kombu writes, skipped (queues: q17)"
+    ]
 
 
 @pytest.mark.parametrize("path", ["script", "pipeline"])

@@ -253,8 +253,7 @@ class RedisInspector(Inspector):
                 age = self._head_age(snapshot, key, raw, now)
             snapshot.levels.append(LevelReading(label, str(step), int(depths[i]), age))
         self.heads.forget_except(seen_keys)
-        if unreadable_keys:
-            self._log_unreadable(snapshot, unreadable_keys)
+        self._log_unreadable(snapshot, unreadable_keys)
 
         for queue in queues:
             label = _label(queue)
@@ -271,7 +270,7 @@ class RedisInspector(Inspector):
         """One line when the set of unreadable keys changes, not one per scrape."""
         queues = sorted(q.queue for q in snapshot.queues.values() if q.unreadable)
         state = (count, tuple(queues))
-        if state != self._unreadable_state:
+        if count and state != self._unreadable_state:
             log.warning(
                 "broker %s: %d key(s) of another type than kombu writes, skipped (queues: %s)",
                 self.config.name,
