@@ -311,7 +311,7 @@ class RedisInspector(Inspector):
                 counts[UNKNOWN_QUEUE] += 1
                 continue
             _message, exchange, routing_key = entry
-            counts[self.queue_for(str(exchange or ""), str(routing_key or ""), known)] += 1
+            counts[self.queue_for(_name(exchange), _name(routing_key), known)] += 1
         scale = total / len(values)
         for queue, count in counts.items():
             snapshot.queue(queue).reserved = round(count * scale)
@@ -352,6 +352,12 @@ def _label(queue: str) -> str:
         raw = queue.encode("utf-8", "surrogateescape")
         return raw.decode("utf-8", "backslashreplace")
     return queue
+
+
+def _name(value: Any) -> str:
+    """An exchange or routing key from a reservation entry; kombu writes strings (str() of a
+    deeply nested value could exhaust the stack)."""
+    return value if isinstance(value, str) else ""
 
 
 def _readable(reply: Any) -> Any:
