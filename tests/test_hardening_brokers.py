@@ -54,6 +54,16 @@ def _reader_url(redis_server) -> str:
     return f"redis://reader:readerpw@127.0.0.1:{redis_server.port}/0"
 
 
+def _scrape_once(redis_server, path: str, *args: str) -> dict:
+    """One scrape of broker b, read by the Lua script or (path "pipeline") by pipelines."""
+    url = redis_server.url if path == "script" else _reader_url(redis_server)
+    exporter = build_exporter("--broker-url", f"b={url}", *args)
+    try:
+        return scrape(exporter)
+    finally:
+        exporter.close()
+
+
 @pytest.mark.parametrize("path", ["script", "pipeline"])
 @pytest.mark.parametrize("kind", ["hash", "string", "zset"])
 def test_one_wrong_typed_key_among_50_queues_costs_that_level(redis_server, path, kind, caplog):
@@ -105,12 +115,7 @@ def test_listed_queue_that_is_a_hash_and_unacked_that_is_a_string(redis_server, 
     client.rpush("jobs", _message("a"), _message("b"))
     client.set("unacked", "not a hash")
     client.set("unacked_index", "not a zset")
-    url = redis_server.url if path == "script" else _reader_url(redis_server)
-    exporter = build_exporter("--broker-url", f"b={url}", "--queue", "x,jobs")
-    try:
-        samples = scrape(exporter)
-    finally:
-        exporter.close()
+    samples = _scrape_once(redis_server, path, "--queue", "x,jobs")
     assert sample_value(samples, "celery_broker_up", broker="b") == 1
     assert _levels(samples, "jobs") == {"0": 2, "3": 0, "6": 0, "9": 0}
     assert _levels(samples, "x") == {"3": 0, "6": 0, "9": 0}
@@ -133,12 +138,7 @@ def test_deeply_nested_head_is_one_malformed_message(redis_server, path):
     nested = b"[" * 1000 + b"]" * 1000  # 2 kB: beyond the stdlib parser's recursion limit
     client.rpush("deep", _message("later"), nested)  # LINDEX -1: the nested one is the head
     client.rpush("fine", _message("f"))
-    url = redis_server.url if path == "script" else _reader_url(redis_server)
-    exporter = build_exporter("--broker-url", f"b={url}", "--queue", "deep,fine")
-    try:
-        samples = scrape(exporter)
-    finally:
-        exporter.close()
+    samples = _scrape_once(redis_server, path, "--queue", "deep,fine")
     assert sample_value(samples, "celery_broker_up", broker="b") == 1
     assert _levels(samples, "deep") == {"0": 2, "3": 0, "6": 0, "9": 0}
     assert _levels(samples, "fine") == {"0": 1, "3": 0, "6": 0, "9": 0}
