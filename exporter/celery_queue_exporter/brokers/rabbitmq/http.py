@@ -11,7 +11,7 @@ import urllib3.connection
 import urllib3.connectionpool
 from requests.adapters import HTTPAdapter
 
-from ..deadline import note_socket
+from ..peer_deadline import note_socket
 
 
 class _HTTPConnection(urllib3.connection.HTTPConnection):

@@ -34,7 +34,7 @@ from ...config.urls import bracket, redact_url
 from ...snapshot import BrokerSnapshot, LevelReading, select_queues, urgency_readings
 from ..base import Inspector
 from ..celery_layout import is_internal_queue
-from ..deadline import Deadline
+from ..peer_deadline import Deadline
 from .http import deadline_session
 from .url import connection_parameters, default_management_url, parse_amqp_url
 

@@ -34,7 +34,7 @@ from ...instrumentation import ENQUEUED_AT_HEADER, enqueued_at
 from ...snapshot import BrokerSnapshot, LevelReading, select_queues, urgency_readings
 from ..base import Inspector
 from ..celery_layout import is_internal_queue
-from ..deadline import Deadline, note_socket
+from ..peer_deadline import Deadline, note_socket
 from .keys import BINDING_PREFIX, escape_glob
 
 log = logging.getLogger(__name__)
