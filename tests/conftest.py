@@ -70,6 +70,27 @@ def rabbitmq_url() -> str:
 
 
 @pytest.fixture
+def rabbitmq_vhost(rabbitmq_url: str) -> Iterator[str]:
+    """A vhost of its own on the shared RabbitMQ (guest may use it), deleted afterwards with
+    everything in it."""
+    import requests
+
+    name = f"cqe-test-{uuid.uuid4().hex[:10]}"
+    auth, api = ("guest", "guest"), "http://127.0.0.1:15672/api"
+    requests.put(f"{api}/vhosts/{name}", auth=auth, timeout=10).raise_for_status()
+    requests.put(
+        f"{api}/permissions/{name}/guest",
+        json={"configure": ".*", "write": ".*", "read": ".*"},
+        auth=auth,
+        timeout=10,
+    ).raise_for_status()
+    try:
+        yield name
+    finally:
+        requests.delete(f"{api}/vhosts/{name}", auth=auth, timeout=10)
+
+
+@pytest.fixture
 def unique_name() -> str:
     """A queue/prefix name no other test (or concurrent run) uses."""
     return f"cqe-test-{uuid.uuid4().hex[:10]}"

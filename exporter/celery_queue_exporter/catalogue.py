@@ -129,6 +129,18 @@ QUEUE_MISSING = _spec(
     "RabbitMQ: passive queue.declare answered 404, or the queue is absent from the management API.",
     ("rabbitmq",),
 )
+QUEUE_UNREADABLE = _spec(
+    "celery_queue_unreadable",
+    "gauge",
+    ("broker", "queue"),
+    "1 when a key of the queue could not be read in the last inspection (a key of another type "
+    "than kombu writes, e.g. a hash where a priority list belongs), else 0. That level has no "
+    "celery_queue_messages series; the queue's other levels and every other queue are still "
+    "exported and celery_broker_up stays 1.",
+    "exact",
+    "Redis: LLEN answered WRONGTYPE for the level's key.",
+    ("redis",),
+)
 
 # --- broker-wide reserved work (Redis) --------------------------------------------------------
 
@@ -242,6 +254,17 @@ MALFORMED_MESSAGES = _spec(
     "exact",
     "the exporter.",
 )
+UNREADABLE_KEYS = _spec(
+    "celery_exporter_unreadable_keys",
+    "gauge",
+    ("broker",),
+    "Keys the last inspection could not read because they hold another type than kombu writes: "
+    "queue levels (see celery_queue_unreadable) and the unacked hash or its index (the reserved "
+    "work readings are then left out). Each costs its own readings, never the broker.",
+    "exact",
+    "the exporter (Redis WRONGTYPE replies).",
+    ("redis",),
+)
 QUEUES_OVER_LIMIT = _spec(
     "celery_exporter_queues_over_limit",
     "gauge",
@@ -270,6 +293,7 @@ QUEUE_METRICS: tuple[MetricSpec, ...] = (
     QUEUE_CONSUMER_UTILISATION,
     QUEUE_MAX_PRIORITY,
     QUEUE_MISSING,
+    QUEUE_UNREADABLE,
     BROKER_RESERVED_MESSAGES,
     BROKER_RESERVED_OLDEST_AGE,
     BROKER_RESERVED_OVERDUE,
@@ -280,6 +304,7 @@ QUEUE_METRICS: tuple[MetricSpec, ...] = (
     SCRAPE_DURATION,
     SCRAPE_ERRORS,
     MALFORMED_MESSAGES,
+    UNREADABLE_KEYS,
     QUEUES_OVER_LIMIT,
     BUILD_INFO,
 )

@@ -191,6 +191,7 @@ class QueueCollector(Collector):
         utilisation = gauge(cat.QUEUE_CONSUMER_UTILISATION)
         max_priority = gauge(cat.QUEUE_MAX_PRIORITY)
         missing = gauge(cat.QUEUE_MISSING)
+        unreadable = gauge(cat.QUEUE_UNREADABLE)
         reserved_total = gauge(cat.BROKER_RESERVED_MESSAGES)
         reserved_oldest = gauge(cat.BROKER_RESERVED_OLDEST_AGE)
         reserved_overdue = gauge(cat.BROKER_RESERVED_OVERDUE)
@@ -203,6 +204,7 @@ class QueueCollector(Collector):
         errors = counter(cat.SCRAPE_ERRORS)
         malformed = counter(cat.MALFORMED_MESSAGES)
         over_limit = gauge(cat.QUEUES_OVER_LIMIT)
+        unreadable_keys = gauge(cat.UNREADABLE_KEYS)
         info = InfoMetricFamily(
             cat.BROKER_INFO.family_name, cat.BROKER_INFO.help, labels=["broker"]
         )
@@ -240,6 +242,7 @@ class QueueCollector(Collector):
                     (utilisation, queue.consumer_utilisation),
                     (max_priority, queue.max_priority),
                     (missing, flag(queue.missing)),
+                    (unreadable, flag(queue.unreadable)),
                 )
             add_known(
                 [broker],
@@ -248,6 +251,7 @@ class QueueCollector(Collector):
                 (reserved_overdue, snap.reserved_overdue),
                 (visibility, snap.visibility_timeout_seconds),
                 (over_limit, snap.queues_over_limit),
+                (unreadable_keys, snap.unreadable_keys),
                 (management_up, flag(snap.management_api_up)),
             )
 
@@ -270,6 +274,7 @@ class QueueCollector(Collector):
             utilisation,
             max_priority,
             missing,
+            unreadable,
             reserved_total,
             reserved_oldest,
             reserved_overdue,
@@ -282,6 +287,7 @@ class QueueCollector(Collector):
             errors,
             malformed,
             over_limit,
+            unreadable_keys,
             info,
             build,
         ):

@@ -16,9 +16,9 @@ class HeadTracker:
     """
 
     def __init__(self) -> None:
-        self._heads: dict[str, tuple[str, float]] = {}
+        self._heads: dict[str | bytes, tuple[str, float]] = {}
 
-    def observe(self, key: str, identity: str, now: float) -> float:
+    def observe(self, key: str | bytes, identity: str, now: float) -> float:
         """Record that ``identity`` is at the head of ``key``; return how long it has been."""
         seen = self._heads.get(key)
         if seen is not None and seen[0] == identity:
@@ -26,7 +26,7 @@ class HeadTracker:
         self._heads[key] = (identity, now)
         return 0.0
 
-    def forget_except(self, keys: set[str]) -> None:
+    def forget_except(self, keys: set[str] | set[bytes]) -> None:
         """Drop levels that were empty (or no longer watched) in this scrape."""
         for key in list(self._heads):
             if key not in keys:

@@ -165,6 +165,6 @@ def enqueued_at(headers: dict[str, Any] | None) -> float | None:
         return None
     try:
         stamp = float(value) if value is not None else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond a double
         return None
     return stamp if stamp is None or math.isfinite(stamp) else None

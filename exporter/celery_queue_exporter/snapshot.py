@@ -31,6 +31,8 @@ class QueueReading:
     consumer_utilisation: float | None = None
     max_priority: int | None = None
     missing: bool | None = None
+    #: A key of the queue could not be read (another type than the broker's client writes).
+    unreadable: bool | None = None
 
 
 @dataclass
@@ -58,6 +60,8 @@ class BrokerSnapshot:
     malformed_messages: int = 0
     #: Discovered queues not watched because of the broker's max_queues.
     queues_over_limit: int | None = None
+    #: Keys the inspection could not read (another type than expected); None: not applicable.
+    unreadable_keys: int | None = None
 
     def queue(self, name: str) -> QueueReading:
         """The QueueReading for ``name``, created on first use."""

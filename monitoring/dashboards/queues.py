@@ -430,16 +430,27 @@ def exporter_and_brokers(s: Settings) -> Row:
     )
     rabbitmq_management_api_missing = timeseries(
         s,
-        "RabbitMQ: management API and missing queues",
+        "Management API, missing and unreadable queues",
         "celery_rabbitmq_management_api_up: 1 when the management API answered; 0 "
         "means the exporter fell back to AMQP, which has no per-priority and no "
         "unacknowledged counts. celery_queue_missing: 1 for a configured queue the "
-        "broker does not have. Normal: API at 1, no missing queue.",
+        "broker does not have. celery_queue_unreadable (Redis): 1 for a queue with a "
+        "key of another type than kombu writes (that level has no depth); "
+        "celery_exporter_unreadable_keys > 0 also covers the unacked hash. Normal: API "
+        "at 1, no missing or unreadable queue.",
         [
             Q(m(cat.RABBITMQ_MANAGEMENT_UP, sb), "{{broker}} management API"),
             Q(
                 f"{m(cat.QUEUE_MISSING, sq)} == 1",
                 "{{broker}} / {{queue}} missing",
+            ),
+            Q(
+                f"{m(cat.QUEUE_UNREADABLE, sq)} == 1",
+                "{{broker}} / {{queue}} unreadable",
+            ),
+            Q(
+                f"{m(cat.UNREADABLE_KEYS, sb)} > bool 0",
+                "{{broker}} unreadable keys",
             ),
         ],
         unit=UNIT_BOOL,

@@ -12,6 +12,12 @@ JSON is parsed with orjson (about 4x faster than the standard library on these m
 docs/performance.md). What orjson rejects is retried with the standard library, which accepts
 everything kombu's serializer can write (NaN, Infinity, numbers beyond a double), so the fast
 parser changes no outcome, only the cost.
+
+Two exceptions: an integer beyond a double (400 digits: no clock or counter writes that) and
+text that is not valid Unicode (a lone surrogate such as ``"\\ud800"``, which no exposition
+can encode: as a label it would break every scrape) make the event holding them malformed, on
+its own: the other events of a ``task.multi`` batch still count. Only the fallback parser can
+meet either (orjson rejects both), so the fast path pays nothing for the check.
 """
 
 from __future__ import annotations
@@ -32,6 +38,58 @@ class MalformedEvent(ValueError):
     """An event message that cannot be decoded."""
 
 
+class _OutOfRange:
+    """Stands for an integer a double cannot hold: float() of it raises OverflowError."""
+
+    __slots__ = ()
+
+
+_OUT_OF_RANGE = _OutOfRange()
+
+
+def _bounded_int(text: str) -> Any:
+    """``int`` for the fallback parser; the marker beyond a double."""
+    value = int(text)
+    if len(text) < 300:  # a double holds every integer below 1e299
+        return value
+    try:
+        float(value)
+    except OverflowError:
+        return _OUT_OF_RANGE
+    return value
+
+
+def _unfit(value: Any) -> bool:
+    """Whether a decoded value holds an out-of-range integer or text that is not valid
+    Unicode anywhere (iterative: a deep document must not exhaust the stack here either)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if item is _OUT_OF_RANGE:
+            return True
+        if kind is str:
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif kind is dict:
+            stack.extend(item)
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+    return False
+
+
+def _drop_unfit(value: Any) -> Any:
+    """None for a document that is unfit; for a list (a batch), each unfit item replaced by
+    None, so the others still count."""
+    if type(value) is list:
+        return [None if _unfit(item) else item for item in value]
+    return None if _unfit(value) else value
+
+
 def loads(data: bytes | str, what: str) -> Any:
     """Parse JSON; MalformedEvent (naming ``what``) when neither parser accepts it."""
     try:
@@ -39,9 +97,10 @@ def loads(data: bytes | str, what: str) -> Any:
     except ValueError:
         pass
     try:
-        return _slow_loads(data)
+        value = _slow_loads(data, parse_int=_bounded_int)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedEvent(f"{what} is not JSON: {exc}") from None
+    return _drop_unfit(value)
 
 
 def events_from_body(body: Any) -> list[Any]:

@@ -271,11 +271,14 @@ class EventTracker:
                 if kind not in _WORKER_EVENTS and not isinstance(event.get("uuid"), str):
                     self.malformed += 1  # a task event must name its task
                     continue
-                self.events_received += 1
                 try:
                     handler(event, now)
-                except (TypeError, ValueError, AttributeError, KeyError):
-                    self.malformed += 1  # a field of the wrong type: skip the event
+                except (TypeError, ValueError, AttributeError, KeyError, ArithmeticError):
+                    # A field of the wrong type, or a number no float holds (Infinity as a
+                    # priority): this one event is malformed, the others of the batch count.
+                    self.malformed += 1
+                    continue
+                self.events_received += 1
             self._evict(now)
 
     def count_malformed(self, messages: int = 1) -> None:

@@ -34,6 +34,8 @@ from ...config.urls import bracket, redact_url
 from ...snapshot import BrokerSnapshot, LevelReading, select_queues, urgency_readings
 from ..base import Inspector
 from ..celery_layout import is_internal_queue
+from ..peer_deadline import Deadline
+from .http import deadline_session
 from .url import connection_parameters, default_management_url, parse_amqp_url
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,8 @@ MANAGEMENT_COLUMNS = (
     "messages_by_priority",
 )
 
+#: RabbitMQ refuses an x-max-priority above 255 (rabbit_priority_queue's limit).
+MAX_PRIORITY_CAP = 255
 #: Quorum queues on RabbitMQ 4.0-4.2 have two priority buckets; 'high' is served first.
 QUORUM_LEVELS_MOST_URGENT_FIRST = ("high", "normal")
 
@@ -92,11 +96,32 @@ def _as_int(value: Any) -> int | None:
 
 
 def _as_float(value: Any) -> float | None:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    if isinstance(value, int | float) and math.isfinite(float(value)):
-        return float(value)
-    return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond a double, from a faulty API
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _label_text(value: Any) -> bool:
+    """A string a label can carry: a lone surrogate (JSON can write "\\ud800") would make
+    every scrape fail to encode."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _max_priority(value: Any) -> int | None:
+    """x-max-priority as RabbitMQ can hold it (0..255); anything else from a faulty API is
+    unknown, never a loop over millions of levels on every scrape."""
+    number = _as_int(value)
+    return number if number is not None and 0 <= number <= MAX_PRIORITY_CAP else None
 
 
 def _numbered_levels(raw: Any) -> dict[int, int] | None:
@@ -151,7 +176,7 @@ class RabbitMQInspector(Inspector):
         )
         self.management_url = mgmt_url
         self._auth = mgmt_auth or (self.target.user, self.target.password)
-        self._session = requests.Session()
+        self._session = deadline_session()
         self._session.headers["User-Agent"] = "celery-queue-exporter"
         self._connection: pika.BlockingConnection | None = None
         self._channel: Any = None
@@ -218,22 +243,27 @@ class RabbitMQInspector(Inspector):
         url = f"{self.management_url}/api/queues/{quote(self.target.vhost, safe='')}"
         remaining = max(0.05, deadline - time.monotonic())
         api = redact_url(self.management_url)
+        # requests' timeouts are per read: the Deadline bounds the whole request (a server
+        # that sends one byte every half second would otherwise hold us for hours).
         try:
-            reply = self._session.get(
-                url,
-                params={"columns": ",".join(MANAGEMENT_COLUMNS)},
-                auth=self._auth,
-                timeout=(remaining, remaining),
-            )
-        except requests.Timeout:
-            raise RabbitMQInspectionError(
-                f"{self.where}: management API {api} did not answer within {remaining:.1f}s"
-            ) from None
+            with Deadline(remaining) as whole_call:
+                reply = self._session.get(
+                    url,
+                    params={"columns": ",".join(MANAGEMENT_COLUMNS)},
+                    auth=self._auth,
+                    timeout=(remaining, remaining),
+                )
         except requests.RequestException as exc:
+            if whole_call.expired or isinstance(exc, requests.Timeout):
+                raise RabbitMQInspectionError(
+                    f"{self.where}: management API {api} did not answer within {remaining:.1f}s"
+                ) from None
             reason = type(exc).__name__
             raise RabbitMQInspectionError(
                 f"{self.where}: management API {api} unreachable ({reason})"
             ) from None
+        finally:
+            self._session.close()  # a new connection (and socket to watch) for every call
         if reply.status_code == 401:
             raise RabbitMQInspectionError(
                 f"{self.where}: management API {api} refused the credentials of user "
@@ -265,7 +295,7 @@ class RabbitMQInspector(Inspector):
         by_name = {
             str(entry["name"]): entry
             for entry in entries
-            if isinstance(entry, dict) and isinstance(entry.get("name"), str)
+            if isinstance(entry, dict) and _label_text(entry.get("name"))
         }
         # Exclusive and auto-delete queues come and go with a connection (Celery's rpc result
         # queues, reply queues): watching them would churn series. Listed queues still count.
@@ -302,7 +332,7 @@ class RabbitMQInspector(Inspector):
         reading.consumer_utilisation = utilisation
         arguments = entry.get("arguments")
         if isinstance(arguments, dict):
-            reading.max_priority = _as_int(arguments.get("x-max-priority"))
+            reading.max_priority = _max_priority(arguments.get("x-max-priority"))
         head = _as_float(entry.get("head_message_timestamp"))
         head_age = max(0.0, now - head) if head is not None else None
 

@@ -20,42 +20,59 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import weakref
 from collections import Counter
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ...catalogue import UNKNOWN_QUEUE
 from ...headtracker import HeadTracker
-from ...instrumentation import enqueued_at
+from ...instrumentation import ENQUEUED_AT_HEADER, enqueued_at
 from ...snapshot import BrokerSnapshot, LevelReading, select_queues, urgency_readings
 from ..base import Inspector
 from ..celery_layout import is_internal_queue
+from ..peer_deadline import Deadline, note_socket
 from .keys import BINDING_PREFIX, escape_glob
 
 log = logging.getLogger(__name__)
 
-#: Depth of every key, and the next message to be consumed of every non-empty key.
+#: Depth of every key, and the next message to be consumed of every non-empty key. A key of
+#: another type (WRONGTYPE) reads as depth -1: it costs that one level, not the whole script.
 LEVELS_SCRIPT = """
 local depths, heads = {}, {}
 for i, key in ipairs(KEYS) do
-  local n = redis.call('LLEN', key)
+  local n = redis.pcall('LLEN', key)
+  if type(n) ~= 'number' then
+    n = -1
+  elseif n > 0 then
+    heads[#heads + 1] = redis.call('LINDEX', key, -1)
+  end
   depths[i] = n
-  if n > 0 then heads[#heads + 1] = redis.call('LINDEX', key, -1) end
 end
 return {depths, heads}
 """
+#: Depth the script and the pipeline report for a key they cannot read.
+UNREADABLE = -1
 
 
 class RedisInspector(Inspector):
     """Inspects one Redis broker."""
 
     def setup(self) -> None:
+        #: The client's connections, so a Deadline can shut their sockets down.
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self.client = redis.Redis.from_url(
             self.config.connect_url(),
             socket_timeout=self.timeout_seconds,
             socket_connect_timeout=self.timeout_seconds,
             client_name="celery-queue-exporter",
+            redis_connect_func=self._connected,
+            # One immediate retry (a pooled connection the server closed while idle); more,
+            # with redis-py's backoff, would outlast the scrape.
+            retry=Retry(NoBackoff(), 1),
         )
         self.heads = HeadTracker()
         self._bindings: dict[tuple[str, str], str] = {}
@@ -63,15 +80,19 @@ class RedisInspector(Inspector):
         self._discovered_at: float | None = None
         #: Discovered queues left out by max_queues in the last scrape.
         self.queues_over_limit = 0
+        #: What the last warning about unreadable keys said (to log changes only).
+        self._unreadable_state: tuple[int, tuple[str, ...]] = (0, ())
         #: Read levels with EVAL_RO; switched off for good when the server refuses it.
         self.use_script = True
 
     # --- keys -------------------------------------------------------------------------------
 
-    def level_key(self, queue: str, step: int) -> str:
-        """The Redis key of one priority step of a queue, as kombu names it."""
+    def level_key(self, queue: str, step: int) -> bytes:
+        """The Redis key of one priority step of a queue, as kombu names it. In bytes: a queue
+        name read from a binding set that is not UTF-8 is held with surrogate escapes and must
+        name the same key again, byte for byte."""
         name = queue if step == 0 else f"{queue}{self.config.sep}{step}"
-        return self.config.global_keyprefix + name
+        return (self.config.global_keyprefix + name).encode("utf-8", "surrogateescape")
 
     def watched_queues(self) -> list[str]:
         """Configured queues plus, when discovery is on, those found in binding sets."""
@@ -90,30 +111,28 @@ class RedisInspector(Inspector):
         if self._discovered_at is not None and now - self._discovered_at < interval:
             return
         prefix = self.config.global_keyprefix + BINDING_PREFIX
-        keys = [
-            key.decode() if isinstance(key, bytes) else key
-            for key in self.client.scan_iter(match=escape_glob(prefix) + "*", count=1000)
-        ]
+        raw_keys = list(self.client.scan_iter(match=escape_glob(prefix) + "*", count=1000))
+        keys = [_text(key) for key in raw_keys]
         bindings: dict[tuple[str, str], str] = {}
         discovered: list[str] = []
         if keys:
             with self.client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.smembers(key)
+                for raw_key in raw_keys:
+                    pipe.smembers(raw_key)
                 members_per_key = pipe.execute(raise_on_error=False)
             for key, members in zip(keys, members_per_key, strict=True):
                 exchange = key[len(prefix) :]
                 if isinstance(members, Exception):
                     continue  # a key of another type under the prefix: not kombu's
                 for member in members:
-                    text = member.decode("utf-8", "replace")
+                    text = _text(member)
                     parts = text.split(self.config.sep)
                     if len(parts) != 3:
                         continue
                     routing_key, _pattern, queue = parts
                     if is_internal_queue(queue, exchange):
                         continue
-                    bindings[(exchange, routing_key)] = queue
+                    bindings[(exchange, routing_key)] = _label(queue)
                     if queue not in discovered:
                         discovered.append(queue)
         self._bindings = bindings
@@ -131,8 +150,31 @@ class RedisInspector(Inspector):
 
     # --- inspection -------------------------------------------------------------------------
 
+    def _connected(self, connection: Any) -> None:
+        """redis-py's hook for a new connection, before AUTH and SELECT: from here on the
+        inspection's Deadline covers its socket."""
+        self._connections.add(connection)
+        note_socket(connection._sock)  # a reconnect after the deadline is shut down at once
+        connection.on_connect()
+
+    def _sockets(self) -> list[Any]:
+        return [getattr(connection, "_sock", None) for connection in list(self._connections)]
+
     def inspect(self) -> BrokerSnapshot:
-        """Read depths, head ages and reserved work. Raises redis errors when Redis is down."""
+        """Read depths, head ages and reserved work. Raises redis errors when Redis is down.
+        Bounded as a whole, a little under the collector's timeout so our error wins over its
+        "timed out": socket_timeout alone bounds each read, not a reply that trickles in."""
+        with Deadline(0.9 * self.timeout_seconds, self._sockets) as deadline:
+            try:
+                return self._inspect()
+            except redis.RedisError:
+                if deadline.expired:
+                    raise redis.TimeoutError(
+                        f"Redis did not answer within {0.9 * self.timeout_seconds:.1f}s"
+                    ) from None
+                raise
+
+    def _inspect(self) -> BrokerSnapshot:
         cfg = self.config
         queues = self.watched_queues()
         steps = cfg.priority_steps
@@ -157,27 +199,32 @@ class RedisInspector(Inspector):
                 "broker %s: EVAL_RO unavailable (%s); reading with pipelines", cfg.name, replies[0]
             )
             self.use_script = False
-            return self.inspect()
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
+            return self._inspect()
         if self.use_script:
+            if isinstance(replies[0], Exception):
+                raise replies[0]
             depths, heads = replies[0]
             totals = replies[1:]
         else:
-            depths, heads, totals = replies[: len(keys)], None, replies[len(keys) :]
-        reserved_total, oldest, overdue = totals
+            # One reply per key: a key of another type answers WRONGTYPE for itself alone.
+            depths = [_depth(reply) for reply in replies[: len(keys)]]
+            heads, totals = None, replies[len(keys) :]
+        # The unacked hash and its index: a key of another type costs the reserved readings.
+        reserved_total, oldest, overdue = (_readable(reply) for reply in totals)
+        unreadable_keys = sum(1 for depth in depths if depth == UNREADABLE)
+        unreadable_keys += _unreadable_count(reserved_total, (oldest, overdue))
 
         snapshot = BrokerSnapshot(
             queues_over_limit=self.queues_over_limit,
-            reserved_total=int(reserved_total),
-            reserved_overdue=int(overdue),
+            reserved_total=None if reserved_total is None else int(reserved_total),
+            reserved_overdue=None if overdue is None else int(overdue),
             visibility_timeout_seconds=cfg.visibility_timeout,
-            reserved_oldest_age_seconds=max(0.0, now - oldest[0][1]) if oldest else 0.0,
+            reserved_oldest_age_seconds=_oldest_age(oldest, now),
+            unreadable_keys=unreadable_keys,
         )
 
-        non_empty = [i for i, depth in enumerate(depths) if depth]
-        sample_size = min(int(reserved_total), cfg.reserved_sample_size)
+        non_empty = [i for i, depth in enumerate(depths) if depth and depth != UNREADABLE]
+        sample_size = min(int(reserved_total or 0), cfg.reserved_sample_size)
         sample: list[Any] = []
         if heads is None or sample_size:
             with self.client.pipeline(transaction=False) as pipe:
@@ -186,38 +233,66 @@ class RedisInspector(Inspector):
                         pipe.lindex(level_keys[i], -1)
                 if sample_size:
                     pipe.hrandfield(unacked, sample_size, withvalues=True)
-                replies = pipe.execute()
+                replies = pipe.execute(raise_on_error=False)
             if heads is None:
-                heads = replies[: len(non_empty)]
-            sample = replies[-1] if sample_size else []
+                # A key that changed type between the two round trips: no head, no age.
+                heads = [_readable(reply) for reply in replies[: len(non_empty)]]
+            sample = (_readable(replies[-1]) or []) if sample_size else []
 
         head_by_index = dict(zip(non_empty, heads, strict=True))
-        seen_keys: set[str] = set()
+        seen_keys: set[bytes] = set()
         for i, (queue, step, key) in enumerate(keys):
+            label = _label(queue)
+            if depths[i] == UNREADABLE:
+                snapshot.queue(label).unreadable = True
+                continue
             age = 0.0
             raw = head_by_index.get(i)
             if raw is not None:
                 seen_keys.add(key)
                 age = self._head_age(snapshot, key, raw, now)
-            snapshot.levels.append(LevelReading(queue, str(step), int(depths[i]), age))
+            snapshot.levels.append(LevelReading(label, str(step), int(depths[i]), age))
         self.heads.forget_except(seen_keys)
+        self._log_unreadable(snapshot, unreadable_keys)
 
         for queue in queues:
-            snapshot.urgency.extend(urgency_readings(queue, [str(s) for s in steps]))
-            snapshot.queue(queue).reserved = 0
-        self._attribute_reserved(snapshot, sample, int(reserved_total), set(queues))
+            label = _label(queue)
+            snapshot.urgency.extend(urgency_readings(label, [str(s) for s in steps]))
+            reading = snapshot.queue(label)
+            reading.reserved = 0 if reserved_total is not None else None
+            reading.unreadable = bool(reading.unreadable)
+        if reserved_total is not None:
+            known = {_label(queue) for queue in queues}
+            self._attribute_reserved(snapshot, sample, int(reserved_total), known)
         return snapshot
 
-    def _head_age(self, snapshot: BrokerSnapshot, key: str, raw: bytes, now: float) -> float:
-        """Exact age from the enqueue stamp, else a lower bound from head tracking."""
+    def _log_unreadable(self, snapshot: BrokerSnapshot, count: int) -> None:
+        """One line when the set of unreadable keys changes, not one per scrape."""
+        queues = sorted(q.queue for q in snapshot.queues.values() if q.unreadable)
+        state = (count, tuple(queues))
+        if count and state != self._unreadable_state:
+            log.warning(
+                "broker %s: %d key(s) of another type than kombu writes, skipped (queues: %s)",
+                self.config.name,
+                count,
+                ", ".join(queues) or "none; the unacked hash or its index",
+            )
+        self._unreadable_state = state
+
+    def _head_age(self, snapshot: BrokerSnapshot, key: bytes, raw: bytes, now: float) -> float:
+        """Exact age from the enqueue stamp, else a lower bound from head tracking. A message
+        that is not JSON, or a stamp that is not a number ("NaN", "abc"), counts as malformed."""
         message = _parse_json(raw)
         if not isinstance(message, dict):
             snapshot.malformed_messages += 1
             return self.heads.observe(key, hashlib.sha1(raw).hexdigest(), now)
         headers = message.get("headers")
-        stamp = enqueued_at(headers if isinstance(headers, dict) else None)
+        headers = headers if isinstance(headers, dict) else None
+        stamp = enqueued_at(headers)
         if stamp is not None:
             return max(0.0, now - stamp)
+        if headers is not None and headers.get(ENQUEUED_AT_HEADER) is not None:
+            snapshot.malformed_messages += 1
         return self.heads.observe(key, _message_identity(message, raw), now)
 
     def _attribute_reserved(
@@ -236,7 +311,7 @@ class RedisInspector(Inspector):
                 counts[UNKNOWN_QUEUE] += 1
                 continue
             _message, exchange, routing_key = entry
-            counts[self.queue_for(str(exchange or ""), str(routing_key or ""), known)] += 1
+            counts[self.queue_for(_name(exchange), _name(routing_key), known)] += 1
         scale = total / len(values)
         for queue, count in counts.items():
             snapshot.queue(queue).reserved = round(count * scale)
@@ -254,10 +329,63 @@ def _script_unavailable(reply: Any) -> bool:
 
 
 def _parse_json(raw: bytes | str) -> Any:
+    """The decoded message, or None: a deeply nested document (RecursionError) is as malformed
+    as one that is not JSON."""
     try:
         return json.loads(raw)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None
+
+
+def _text(name: bytes | str) -> str:
+    """A key or member name as text; bytes that are not UTF-8 kept as surrogate escapes, so
+    ``level_key`` gives back the same bytes (never a replacement character: a wrong key)."""
+    return name.decode("utf-8", "surrogateescape") if isinstance(name, bytes) else name
+
+
+def _label(queue: str) -> str:
+    """The label value of a queue: a name that is not UTF-8 shows its bytes escaped (\\xff),
+    since a label must be valid UTF-8."""
+    try:
+        queue.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = queue.encode("utf-8", "surrogateescape")
+        return raw.decode("utf-8", "backslashreplace")
+    return queue
+
+
+def _name(value: Any) -> str:
+    """An exchange or routing key from a reservation entry; kombu writes strings (str() of a
+    deeply nested value could exhaust the stack)."""
+    return value if isinstance(value, str) else ""
+
+
+def _readable(reply: Any) -> Any:
+    """A pipeline reply, or None when the key was of another type (or unreadable)."""
+    return None if isinstance(reply, redis.ResponseError) else _raise_other(reply)
+
+
+def _raise_other(reply: Any) -> Any:
+    """Connection failures and the like end the inspection: the broker is down, not a key."""
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
+def _depth(reply: Any) -> int:
+    value = _readable(reply)
+    return UNREADABLE if value is None else int(value)
+
+
+def _unreadable_count(reserved_total: Any, index_replies: tuple[Any, Any]) -> int:
+    """Unreadable keys among the unacked hash and its index (both index reads: one key)."""
+    return (reserved_total is None) + any(reply is None for reply in index_replies)
+
+
+def _oldest_age(oldest: Any, now: float) -> float | None:
+    if oldest is None:
+        return None
+    return max(0.0, now - oldest[0][1]) if oldest else 0.0
 
 
 def _message_identity(message: dict[str, Any], raw: bytes) -> str:
