@@ -142,6 +142,8 @@ def test_priority_levels_exact_from_management_totals_from_amqp(
     try:
         exporter = build_exporter("--broker-url", f"rmq={rabbitmq_url}", "--queue", queue)
         try:
+            # The first statistics of a new queue can carry its per-level counts before its
+            # unacked count: wait for both.
             samples = scrape_until(
                 exporter,
                 lambda s: (
@@ -151,6 +153,10 @@ def test_priority_levels_exact_from_management_totals_from_amqp(
                         if ("queue", queue) in labels
                     )
                     == total
+                    and any(
+                        ("queue", queue) in labels
+                        for labels in samples_named(s, "celery_queue_reserved_messages")
+                    )
                 ),
                 what="management statistics of the new queue",
             )
