@@ -34,6 +34,7 @@ from ...config.urls import bracket, redact_url
 from ...snapshot import BrokerSnapshot, LevelReading, select_queues, urgency_readings
 from ..base import Inspector
 from ..celery_layout import is_internal_queue
+from .tls import http_arguments
 from .url import connection_parameters, default_management_url, parse_amqp_url
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,8 @@ class RabbitMQInspector(Inspector):
         self._auth = mgmt_auth or (self.target.user, self.target.password)
         self._session = requests.Session()
         self._session.headers["User-Agent"] = "celery-queue-exporter"
+        for name, value in http_arguments(self.config.tls).items():
+            setattr(self._session, name, value)  # the broker's CA and client certificate
         self._connection: pika.BlockingConnection | None = None
         self._channel: Any = None
         self._discovered: list[str] = []
@@ -170,7 +173,12 @@ class RabbitMQInspector(Inspector):
     def _queues(self, discovered: list[str] | None) -> list[str]:
         cfg = self.config
         queues, self._queues_over_limit = select_queues(
-            cfg.queues, discovered or [], cfg.discover_queues, cfg.max_queues
+            cfg.queues,
+            discovered or [],
+            cfg.discover_queues,
+            cfg.max_queues,
+            cfg.queue_include,
+            cfg.queue_exclude,
         )
         return queues
 
@@ -407,6 +415,7 @@ class RabbitMQInspector(Inspector):
             self.target,
             f"celery-queue-exporter {self.config.name}",
             remaining,
+            self.config.tls,
             stack_timeout=remaining,
             retry_delay=0,
         )

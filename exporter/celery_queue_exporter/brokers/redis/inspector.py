@@ -31,6 +31,7 @@ from ...instrumentation import enqueued_at
 from ...snapshot import BrokerSnapshot, LevelReading, select_queues, urgency_readings
 from ..base import Inspector
 from ..celery_layout import is_internal_queue
+from .connection import follow_master, redis_client
 from .keys import BINDING_PREFIX, escape_glob
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,8 @@ class RedisInspector(Inspector):
     """Inspects one Redis broker."""
 
     def setup(self) -> None:
-        self.client = redis.Redis.from_url(
-            self.config.connect_url(),
+        self.client = redis_client(
+            self.config,
             socket_timeout=self.timeout_seconds,
             socket_connect_timeout=self.timeout_seconds,
             client_name="celery-queue-exporter",
@@ -78,7 +79,12 @@ class RedisInspector(Inspector):
         self._refresh_bindings()
         cfg = self.config
         queues, self.queues_over_limit = select_queues(
-            cfg.queues, self._discovered, cfg.discover_queues, cfg.max_queues
+            cfg.queues,
+            self._discovered,
+            cfg.discover_queues,
+            cfg.max_queues,
+            cfg.queue_include,
+            cfg.queue_exclude,
         )
         return queues
 
@@ -134,6 +140,7 @@ class RedisInspector(Inspector):
     def inspect(self) -> BrokerSnapshot:
         """Read depths, head ages and reserved work. Raises redis errors when Redis is down."""
         cfg = self.config
+        follow_master(self.client)  # Sentinel: after a failover, read the new master
         queues = self.watched_queues()
         steps = cfg.priority_steps
         keys = [(queue, step, self.level_key(queue, step)) for queue in queues for step in steps]
