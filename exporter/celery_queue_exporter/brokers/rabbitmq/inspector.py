@@ -34,7 +34,7 @@ from ...config.urls import bracket, redact_url
 from ...snapshot import BrokerSnapshot, LevelReading, select_queues, urgency_readings
 from ..base import Inspector
 from ..celery_layout import is_internal_queue
-from .tls import http_arguments
+from .tls import http_session
 from .url import connection_parameters, default_management_url, parse_amqp_url
 
 log = logging.getLogger(__name__)
@@ -152,10 +152,8 @@ class RabbitMQInspector(Inspector):
         )
         self.management_url = mgmt_url
         self._auth = mgmt_auth or (self.target.user, self.target.password)
-        self._session = requests.Session()
+        self._session = http_session(self.config.tls)  # the broker's CA and client certificate
         self._session.headers["User-Agent"] = "celery-queue-exporter"
-        for name, value in http_arguments(self.config.tls).items():
-            setattr(self._session, name, value)  # the broker's CA and client certificate
         self._connection: pika.BlockingConnection | None = None
         self._channel: Any = None
         self._discovered: list[str] = []

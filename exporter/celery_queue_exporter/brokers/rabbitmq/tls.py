@@ -7,6 +7,8 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+import requests
+
 from ...config.model import BrokerTLS
 
 VERIFY_MODES = {
@@ -26,12 +28,28 @@ def amqp_context(tls: BrokerTLS) -> ssl.SSLContext:
     return context
 
 
-def http_arguments(tls: BrokerTLS) -> dict[str, Any]:
-    """``verify`` and ``cert`` for requests (which always checks the host name when it
-    verifies)."""
-    arguments: dict[str, Any] = {"verify": tls.ca_file or True}
+class _BrokerSession(requests.Session):
+    """requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace a session's ``verify``; a CA
+    configured for this broker (or verify: none) must win over the environment."""
+
+    pinned_verify: bool | str | None = None
+
+    def merge_environment_settings(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        settings = super().merge_environment_settings(*args, **kwargs)
+        if self.pinned_verify is not None:
+            settings["verify"] = self.pinned_verify
+        return settings
+
+
+def http_session(tls: BrokerTLS) -> requests.Session:
+    """A requests session checking the management API against the broker's CA (with the
+    host name, as requests always does when it verifies) and presenting its client
+    certificate."""
+    session = _BrokerSession()
     if tls.verify == "none":
-        arguments["verify"] = False
+        session.verify = session.pinned_verify = False
+    elif tls.ca_file:
+        session.verify = session.pinned_verify = tls.ca_file
     if tls.cert_file:
-        arguments["cert"] = (tls.cert_file, tls.key_file) if tls.key_file else tls.cert_file
-    return arguments
+        session.cert = (tls.cert_file, tls.key_file) if tls.key_file else tls.cert_file
+    return session
