@@ -219,3 +219,42 @@ def test_the_redis_option_list_is_kombus():
     declared = {option.attr for option in OPTIONS if option.key.startswith("transport_options.")}
     read_by_kombu = set(SentinelChannel.from_transport_options)
     assert read_by_kombu - declared <= KOMBU_OPTIONS
+
+
+# --- Sentinel configuration ----------------------------------------------------------------
+
+
+def test_a_sentinel_celery_app_is_one_broker(tmp_path, monkeypatch):
+    (tmp_path / "cqe_sentinel_app.py").write_text(
+        "from celery import Celery\n"
+        "app = Celery('x', broker='sentinel://:pw@s1:26379/2;sentinel://:pw@s2:26380/2',\n"
+        "             set_as_current=False)\n"
+        "app.conf.broker_transport_options = {'master_name': 'mymaster',\n"
+        "    'sentinel_kwargs': {'password': 'sentinel-pw'}, 'polling_interval': 1}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    broker = load_config(["--celery-app", "cqe_sentinel_app:app"], environ={}).brokers[-1]
+    assert broker.transport == "redis"
+    assert broker.safe_url == "sentinel://s1:26379/2;sentinel://s2:26380/2"
+    assert broker.name == "redis-s1-26379-2"
+    assert (broker.master_name, broker.sentinel_kwargs) == ("mymaster", {"password": "sentinel-pw"})
+    assert broker.extra_transport_options == {"polling_interval": 1}
+    assert "pw" not in repr(broker)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--broker-url", "sentinel://s1:26379/0;sentinel://s2:26379/0"],
+         "brokers[redis-s1-26379-0].transport_options.master_name: required with sentinel://"),
+        (["--broker-url", "amqp://a:5672//;amqp://b:5672//"],
+         "--broker-url[0].url: a ';'-separated URL list is one rabbitmq broker never"),
+        (["--broker-url", "sentinel://s1:26379/0;redis://r:6379/0",
+          "--broker-transport-option", "master_name=m"],
+         "--broker-url[0].url: a ';'-separated URL list is one redis broker only when every URL is sentinel://"),
+    ],
+)  # fmt: skip
+def test_url_lists_are_checked(args, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(args, environ={})
+    assert str(error.value).startswith(message)

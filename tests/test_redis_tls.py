@@ -144,10 +144,25 @@ def test_a_wrong_ca_is_a_clear_tls_error_without_the_password(pki, caplog, uniqu
             collector.close()
 
 
-def test_ssl_settings_need_a_tls_url():
-    broker = broker_from_mapping(
-        "brokers[0]", {"url": "redis://127.0.0.1:6379/0", "ssl": {"ca_file": "/x.pem"}}
-    )
+@pytest.mark.parametrize(
+    ("url", "ssl", "message"),
+    [
+        ("redis://127.0.0.1:6379/0", {"ca_file": "ca.pem"},
+         "brokers[0].ssl: the URL is redis://; use rediss:// for TLS"),
+        ("rediss://127.0.0.1:6379/0", {"ca_file": "missing.pem"},
+         "brokers[0].ssl.ca_file: no such file "),
+        ("rediss://127.0.0.1:6379/0", {"key_file": "client.key"},
+         "brokers[0].ssl.key_file: needs cert_file too"),
+        ("rediss://127.0.0.1:6379/0", {"server_name": "redis.internal"},
+         "brokers[0].ssl.server_name: not supported for Redis"),
+        ("amqp://127.0.0.1:5672//", {"ca_file": "ca.pem"},
+         "brokers[0].ssl: the broker is reached without TLS; use amqps://"),
+    ],
+)  # fmt: skip
+def test_ssl_settings_are_checked_at_start(pki, url, ssl, message):
+    settings = {key: pki.path(value) if value.endswith((".pem", ".key")) else value
+                for key, value in ssl.items()}  # fmt: skip
+    broker = broker_from_mapping("brokers[0]", {"url": url, "ssl": settings})
     with pytest.raises(ConfigError) as error:
         transport_of(broker).check_broker("brokers[0]", broker)
-    assert str(error.value) == "brokers[0].ssl: the URL is redis://; use rediss:// for TLS"
+    assert str(error.value).startswith(message)

@@ -72,9 +72,10 @@ def _check_url_list(where: str, url: str, pieces: list[str]) -> str:
     schemes = {urlsplit(piece).scheme for piece in pieces}
     transport = registry.for_scheme(where, urlsplit(pieces[0]).scheme, redact_url(url))
     if len(schemes) > 1 or not schemes <= transport.list_schemes:
-        allowed = ", ".join(sorted(transport.list_schemes)) or "none"
+        allowed = " or ".join(f"{scheme}://" for scheme in sorted(transport.list_schemes))
+        only = f"only when every URL is {allowed}" if allowed else "never (a failover list)"
         raise ConfigError(
-            f"{where}: a ';'-separated URL list is one broker only for the schemes {allowed}; "
+            f"{where}: a ';'-separated URL list is one {transport.name} broker {only}; "
             "give each broker its own entry"
         )
     return ";".join(pieces)

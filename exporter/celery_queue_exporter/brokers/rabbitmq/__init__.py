@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from ...config.errors import ConfigError
 from ..base import Transport
+from ..ssl_files import check_ssl_files
 from .options import OPTIONS
 from .priority import priority_levels
 
@@ -34,6 +35,7 @@ def _check_broker(where: str, broker: BrokerConfig) -> None:
     tls_url = urlsplit(broker.url).scheme == "amqps" or (broker.management_url or "").startswith(
         "https://"
     )
+    check_ssl_files(where, broker)
     if broker.tls.configured and not tls_url:
         raise ConfigError(
             f"{where}.ssl: the broker is reached without TLS; use amqps:// (and https:// for "

@@ -8,6 +8,7 @@ from urllib.parse import SplitResult, urlsplit
 from ...config.errors import ConfigError
 from ...config.urls import split_url_list
 from ..base import Transport
+from ..ssl_files import check_ssl_files
 from .options import KOMBU_OPTIONS, OPTIONS
 from .priority import priority_levels
 
@@ -46,6 +47,7 @@ def _check_broker(where: str, broker: BrokerConfig) -> None:
             f"{where}.ssl.server_name: not supported for Redis (redis-py checks the URL's "
             "host); connect by the name the certificate carries"
         )
+    check_ssl_files(where, broker)
     if broker.tls.configured and scheme == "redis":
         raise ConfigError(f"{where}.ssl: the URL is redis://; use rediss:// for TLS")
 
