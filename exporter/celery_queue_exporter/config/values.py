@@ -184,12 +184,12 @@ def key_values(where: str, value: Any, convert: Callable[[str, str], Any]) -> di
     else:
         raise ConfigError(f"{where}: expected a mapping or key=value, got {type(value).__name__}")
     out: dict[str, Any] = {}
-    for pair in pairs:
+    for number, pair in enumerate(pairs):
         key, sep, text = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            # The value may be a secret (a password option): name the key only.
-            raise ConfigError(f"{where}: expected key=value, got {key or pair[:20]!r} without '='")
+            # The text may be a secret (a password option): it is not shown.
+            raise ConfigError(f"{where}: expected key=value, item {number + 1} has no key=")
         out[key] = convert(f"{where}.{key}", text.strip())
     return out
 
