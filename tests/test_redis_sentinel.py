@@ -21,7 +21,7 @@ from celery_queue_exporter.config import broker_from_mapping
 from celery_queue_exporter.exposition import render_text
 from celery_queue_exporter.static_labels import StaticLabelRegistry
 
-pytestmark = [pytest.mark.redis]
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 #: Bound on following a failover: from the sentinels naming the new master to a successful
 #: inspection of it (one sentinel round trip per scrape; measured well under 1 s).
