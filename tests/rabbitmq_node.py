@@ -17,7 +17,9 @@ Erlang cookie via HOME), is named ``cqe-<random>@localhost``, registers with the
 epmd on 127.0.0.1, and is stopped and removed when the test ends. It runs as the current user
 (root works; so does the rabbitmq user or any user that can run ``rabbitmq-server``).
 Starting takes a few seconds (the management plugin is the slow part); pass
-``management=False`` to ``RabbitMQNode`` for a faster node without it.
+``management=False`` to ``RabbitMQNode`` for a faster node without it, and ``tls=NodeTLS(...)``
+(or ``running_node(tls=...)``) for an AMQPS listener and the management API over HTTPS, both
+requiring client certificates.
 
 To use the fixture, name this module as a plugin in the test module (tests/ is on sys.path):
 ``pytest_plugins = ["rabbitmq_node"]``; the helpers are plain imports:
@@ -34,6 +36,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -55,14 +58,43 @@ def _server_binary() -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class NodeTLS:
+    """PEM files for a node's TLS listeners (server side) and for its own readiness checks
+    (a client certificate from the same CA)."""
+
+    ca_file: str
+    cert_file: str
+    key_file: str
+    client_cert_file: str
+    client_key_file: str
+
+    def config_lines(self, prefix: str) -> list[str]:
+        """rabbitmq.conf lines: this CA, this certificate, client certificates required."""
+        return [
+            f"{prefix}.cacertfile = {self.ca_file}",
+            f"{prefix}.certfile = {self.cert_file}",
+            f"{prefix}.keyfile = {self.key_file}",
+            f"{prefix}.verify = verify_peer",
+            f"{prefix}.fail_if_no_peer_cert = true",
+        ]
+
+    def requests_arguments(self) -> dict:
+        return {"verify": self.ca_file, "cert": (self.client_cert_file, self.client_key_file)}
+
+
 class RabbitMQNode:
     """One private RabbitMQ node; ``start()`` and ``stop()`` may be called repeatedly."""
 
-    def __init__(self, workdir: Path, management: bool = True) -> None:
+    def __init__(self, workdir: Path, management: bool = True, tls: NodeTLS | None = None) -> None:
         self.workdir = workdir
         self.management = management
+        #: With TLS: an AMQPS listener next to the plain one, and the management API over
+        #: HTTPS only; both require a client certificate from the same CA.
+        self.tls = tls
         self.nodename = f"cqe-{uuid.uuid4().hex[:10]}@localhost"
         self.amqp_port = free_port()
+        self.amqps_port = free_port() if tls else None
         self.dist_port = free_port()
         self.management_port = free_port() if management else None
         self.user = "guest"
@@ -80,11 +112,20 @@ class RabbitMQNode:
         return f"amqp://{self.user}:{self.password}@127.0.0.1:{self.amqp_port}//"
 
     @property
+    def amqps_url(self) -> str | None:
+        """AMQP over TLS URL of the default vhost (None without TLS)."""
+        if self.amqps_port is None:
+            return None
+        return f"amqps://{self.user}:{self.password}@127.0.0.1:{self.amqps_port}//"
+
+    @property
     def management_url(self) -> str | None:
-        """Base URL of the management HTTP API (None when started without it)."""
+        """Base URL of the management HTTP API (None when started without it); https with
+        TLS."""
         if self.management_port is None:
             return None
-        return f"http://127.0.0.1:{self.management_port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.management_port}"
 
     # --- files ------------------------------------------------------------------------------
 
@@ -97,7 +138,16 @@ class RabbitMQNode:
             # Keep a small test node from refusing publishes on a busy, full-ish machine.
             "disk_free_limit.absolute = 1MB",
         ]
-        if self.management_port is not None:
+        if self.tls is not None:
+            lines += [f"listeners.ssl.default = 127.0.0.1:{self.amqps_port}"]
+            lines += self.tls.config_lines("ssl_options")
+        if self.management_port is not None and self.tls is not None:
+            lines += [
+                f"management.ssl.port = {self.management_port}",
+                "management.ssl.ip = 127.0.0.1",
+                *self.tls.config_lines("management.ssl"),
+            ]
+        elif self.management_port is not None:
             lines += [
                 f"management.tcp.port = {self.management_port}",
                 "management.tcp.ip = 127.0.0.1",
@@ -175,6 +225,7 @@ class RabbitMQNode:
                 f"{self.management_url}/api/overview",
                 auth=(self.user, self.password),
                 timeout=2,
+                **(self.tls.requests_arguments() if self.tls else {}),
             )
         except requests.RequestException:
             return False
@@ -222,12 +273,14 @@ class RabbitMQNode:
 
 
 @contextlib.contextmanager
-def running_node(node_class: type[RabbitMQNode] = RabbitMQNode) -> Iterator[RabbitMQNode]:
+def running_node(
+    node_class: type[RabbitMQNode] = RabbitMQNode, tls: NodeTLS | None = None
+) -> Iterator[RabbitMQNode]:
     """A started node of ``node_class`` in a temporary directory, stopped and removed after."""
     if _server_binary() is None:
         missing_service("rabbitmq-server is not installed")
     workdir = Path(tempfile.mkdtemp(prefix="cqe-rabbitmq-"))
-    node = node_class(workdir)
+    node = node_class(workdir, tls=tls) if tls else node_class(workdir)
     try:
         node.start()
         yield node

@@ -29,7 +29,7 @@ from celery_queue_exporter.events.consumer import EventConsumerThread
 from celery_queue_exporter.instrumentation import TASK_INFO_EVENT
 from celery_queue_exporter.snapshot import BrokerSnapshot, LevelReading, urgency_readings
 
-SUPPORTED = "amqp, amqps, pyamqp, redis, rediss"
+SUPPORTED = "amqp, amqps, pyamqp, redis, rediss, sentinel"
 
 
 class DummyInspector(Inspector):

@@ -8,7 +8,6 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -19,6 +18,7 @@ from .config import BrokerConfig, ConfigError, ExporterConfig, load_config
 from .config.urls import redact_urls_in
 from .exposition import render_text
 from .server import MetricsServer
+from .static_labels import StaticLabelRegistry
 
 log = logging.getLogger("celery_queue_exporter")
 
@@ -33,7 +33,7 @@ class Exporter:
 
     def __init__(self, config: ExporterConfig) -> None:
         self.config = config
-        self.registry = CollectorRegistry()
+        self.registry = StaticLabelRegistry(config.static_labels)
         inspectors = [make_inspector(b, config.scrape_timeout_seconds) for b in config.brokers]
         self.queues = QueueCollector(inspectors, config.scrape_timeout_seconds)
         self.registry.register(self.queues)

@@ -6,6 +6,8 @@ metric families. Keeping this shape neutral is what lets Redis and RabbitMQ shar
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .catalogue import URGENCY_LEAST, URGENCY_MOST
@@ -84,14 +86,33 @@ def urgency_readings(queue: str, levels_most_urgent_first: list[str]) -> list[Ur
     ]
 
 
+def matching(
+    names: list[str], include: Sequence[re.Pattern[str]], exclude: Sequence[re.Pattern[str]]
+) -> list[str]:
+    """Names whose whole text matches an include pattern (any, when there are none) and no
+    exclude pattern."""
+    return [
+        name
+        for name in names
+        if (not include or any(p.fullmatch(name) for p in include))
+        and not any(p.fullmatch(name) for p in exclude)
+    ]
+
+
 def select_queues(
-    listed: list[str], discovered: list[str], discover: bool, max_queues: int
+    listed: list[str],
+    discovered: list[str],
+    discover: bool,
+    max_queues: int,
+    include: Sequence[re.Pattern[str]] = (),
+    exclude: Sequence[re.Pattern[str]] = (),
 ) -> tuple[list[str], int]:
-    """Queues to watch: every listed queue, then discovered ones up to ``max_queues`` in all.
-    Returns them and how many discovered queues the cap left out."""
+    """Queues to watch: every listed queue, then discovered ones that pass the include/exclude
+    patterns, up to ``max_queues`` in all. Returns them and how many discovered queues the cap
+    left out (those filtered out by a pattern are not counted: they were not wanted)."""
     queues = list(dict.fromkeys(listed))
     if not discover:
         return queues, 0
-    found = [queue for queue in discovered if queue not in queues]
+    found = matching([queue for queue in discovered if queue not in queues], include, exclude)
     room = max(0, max_queues - len(queues))
     return queues + found[:room], max(0, len(found) - room)

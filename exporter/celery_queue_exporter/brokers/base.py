@@ -78,6 +78,12 @@ class Transport:
     priority_levels: Callable[[BrokerConfig], PriorityLevel]
     #: Per-broker options it reads (YAML keys, flags, env), declared once.
     options: tuple[Option, ...] = ()
+    #: Schemes whose ``;``-separated URL list is ONE broker (kombu's ``sentinel://a;sentinel://b``);
+    #: for any other scheme a list is Celery's failover list.
+    list_schemes: frozenset[str] = frozenset()
+    #: kombu transport options it accepts without declaring them (kept and passed on to its
+    #: client where it takes them); None: any name (kombu hands them all to the client).
+    passed_options: frozenset[str] | None = None
     #: ``(where, split URL)``: raise ConfigError for a URL it cannot serve.
     check_url: Callable[[str, SplitResult], None] = _no_check
     #: ``(where, broker)``: raise ConfigError for a broker it cannot watch as configured.

@@ -17,7 +17,7 @@ from .errors import ConfigError
 from .files import read_text_file
 from .model import BrokerConfig
 from .options import Option
-from .urls import credentials_misparsed, label_text, redact_url
+from .urls import credentials_misparsed, label_text, redact_url, split_url_list
 
 TRANSPORT_OPTIONS = "transport_options"
 
@@ -39,19 +39,14 @@ def _top_keys(options: list[Option]) -> set[str]:
     return {option.key.split(".", 1)[0] for option in options}
 
 
-def _transport_option_keys() -> set[str]:
-    return {
-        option.attr
-        for option in registry.transport_options().values()
-        if option.key.startswith(TRANSPORT_OPTIONS + ".")
-    }
-
-
 def check_url(where: str, url: Any) -> str:
     """A broker URL some transport serves, parsable without leaking its password."""
     if not isinstance(url, str) or not url.strip():
         raise ConfigError(f"{where}: expected a broker URL such as {opt.DEFAULT_BROKER_URL}")
     url = url.strip()
+    pieces = split_url_list(url)
+    if len(pieces) > 1:
+        return _check_url_list(where, url, pieces)
     unparsable = ConfigError(
         f"{where}: cannot parse the URL (is a special character such as / ? # @ in the "
         "password? percent-encode it, or use password_file / password_env)"
@@ -70,9 +65,26 @@ def check_url(where: str, url: Any) -> str:
     return url
 
 
+def _check_url_list(where: str, url: str, pieces: list[str]) -> str:
+    """kombu's ``a;b`` URL lists: one broker only where its transport says so (sentinels);
+    elsewhere Celery means failover, and the exporter watches one broker per entry."""
+    for i, piece in enumerate(pieces):
+        check_url(f"{where}[{i}]", piece)
+    schemes = {urlsplit(piece).scheme for piece in pieces}
+    transport = registry.for_scheme(where, urlsplit(pieces[0]).scheme, redact_url(url))
+    if len(schemes) > 1 or not schemes <= transport.list_schemes:
+        allowed = " or ".join(f"{scheme}://" for scheme in sorted(transport.list_schemes))
+        only = f"only when every URL is {allowed}" if allowed else "never (a failover list)"
+        raise ConfigError(
+            f"{where}: a ';'-separated URL list is one {transport.name} broker {only}; "
+            "give each broker its own entry"
+        )
+    return ";".join(pieces)
+
+
 def default_broker_name(url: str) -> str:
     """A readable broker label derived from the URL, e.g. ``redis-localhost-6379-0``."""
-    parts = urlsplit(url)
+    parts = urlsplit(split_url_list(url)[0])
     transport = registry.for_scheme("url", parts.scheme, redact_url(url))
     where = parts.path.lstrip("/") or transport.default_path
     pieces = [transport.name, parts.hostname or "localhost"]
@@ -85,9 +97,78 @@ def default_broker_name(url: str) -> str:
 def apply(broker: BrokerConfig, option: Option, where: str, value: Any) -> None:
     """Set one option on ``broker``; listing queues turns discovery off (discover_queues, set
     after it, can turn it back on)."""
-    setattr(broker, option.attr, option.kind.parse(where, value))
+    parsed = option.kind.parse(where, value)
+    if option is opt.TRANSPORT_OPTIONS:
+        apply_transport_options(broker, where, parsed)
+        return
+    setattr(broker, option.attr, parsed)
     if option is opt.QUEUES:
         broker.discover_queues = False
+
+
+def apply_transport_options(
+    broker: BrokerConfig, where: str, options: dict[str, Any], strict: bool = True
+) -> None:
+    """kombu transport options: a declared one is checked by its kind and used; another one
+    the broker's transport passes on is kept in ``extra_transport_options`` for its client
+    (brokers/<name>/). ``strict``: any other name is a ConfigError (a typo kombu would ignore
+    as well); a Celery app's options are read leniently, they may serve other transports."""
+    declared = {
+        option.attr: option
+        for option in registry.transport_options().values()
+        if option.key.startswith(TRANSPORT_OPTIONS + ".")
+    }
+    passed = registry.transport_of(broker).passed_options
+    for key, value in options.items():
+        option = declared.get(key)
+        if option is not None:
+            setattr(broker, option.attr, option.kind.parse(f"{where}.{key}", value))
+        elif passed is None or key in passed:
+            broker.extra_transport_options[key] = value
+        elif strict:
+            known = ", ".join(sorted(set(declared) | passed))
+            raise ConfigError(f"{where}.{key}: unknown field (allowed: {known})")
+
+
+def apply_celery_ssl(broker: BrokerConfig, where: str, use_ssl: Any) -> None:
+    """Celery's ``broker_use_ssl`` (True, or a mapping spelt the Redis way ``ssl_ca_certs`` or
+    the AMQP way ``ca_certs``) as the broker's ``ssl:`` settings."""
+    if not use_ssl:
+        return
+    if use_ssl is True:
+        return  # the defaults: the system's CAs, full verification
+    if not isinstance(use_ssl, dict):
+        raise ConfigError(f"{where}: expected True or a mapping, got {type(use_ssl).__name__}")
+    for key, value in use_ssl.items():
+        setting = CELERY_SSL_KEYS.get(str(key).removeprefix("ssl_"))
+        if setting is None or value is None:
+            continue  # ciphers, ssl_version and the like: the defaults are kept
+        if setting == "verify":
+            value = _cert_reqs(f"{where}.{key}", value)
+        option = next(o for o in opt.BROKER_TLS if o.attr == setting)
+        apply(broker, option, f"{where}.{key}", value)
+
+
+#: broker_use_ssl keys (without kombu's Redis ``ssl_`` prefix) -> tls: settings.
+CELERY_SSL_KEYS = {
+    "ca_certs": "ca_file",
+    "certfile": "cert_file",
+    "keyfile": "key_file",
+    "cert_reqs": "verify",
+    "server_hostname": "server_name",
+}
+
+
+def _cert_reqs(where: str, value: Any) -> str:
+    """ssl.CERT_REQUIRED / 2 / 'required' / 'CERT_REQUIRED' -> required | optional | none."""
+    import ssl
+
+    if isinstance(value, int):
+        try:
+            value = ssl.VerifyMode(value).name
+        except ValueError:
+            raise ConfigError(f"{where}: unknown verification mode {value!r}") from None
+    return str(value).lower().removeprefix("cert_")
 
 
 def _lookup(data: dict[str, Any], key: str) -> tuple[bool, Any]:
@@ -140,13 +221,18 @@ def broker_from_mapping(where: str, data: Any) -> BrokerConfig:
     options = data.get(TRANSPORT_OPTIONS) or {}
     if not isinstance(options, dict):
         raise ConfigError(f"{where}.{TRANSPORT_OPTIONS}: expected a mapping, got {options!r}")
-    check_keys(f"{where}.{TRANSPORT_OPTIONS}.", options, _transport_option_keys())
+    tls = data.get("ssl") or {}
+    if not isinstance(tls, dict):
+        raise ConfigError(f"{where}.ssl: expected a mapping, got {tls!r}")
+    check_keys(f"{where}.ssl.", tls, {option.attr for option in opt.BROKER_TLS})
     url = check_url(f"{where}.url", data.get("url"))
     name = data.get("name")
     if name is not None:
         name = _text_field(f"{where}.name", name) if not isinstance(name, int) else str(name)
     broker = BrokerConfig(name=name or default_broker_name(url), url=url)
     for option in settings:
+        if option.key.startswith(TRANSPORT_OPTIONS + "."):
+            continue  # applied with the transport_options mapping, declared or not
         present, value = _lookup(data, option.key)
         if present:
             apply(broker, option, f"{where}.{option.key}", value)
@@ -183,14 +269,15 @@ def broker_from_celery_app(spec: str) -> BrokerConfig:
         raise ConfigError(f"{where}: module {module_name!r} has no {attr or 'app'!r}") from None
     conf = app.conf
     url = conf.broker_url or opt.DEFAULT_BROKER_URL
-    url = url.split(";")[0].strip()  # failover lists: the first is the primary
+    pieces = split_url_list(url)
+    first = urlsplit(pieces[0]).scheme
+    if first not in registry.for_scheme(where, first, redact_url(pieces[0])).list_schemes:
+        url = pieces[0]  # a failover list: the first is the primary
     broker = broker_from_mapping(where, {"url": url, "name": default_broker_name(url)})
-    # A Celery app's transport options can hold anything: only the declared ones are read.
+    # Declared options are checked; the others are kept for the transport's client.
     app_options = dict(conf.broker_transport_options or {})
-    for option in registry.transport_options().values():
-        if option.key.startswith(TRANSPORT_OPTIONS + ".") and option.attr in app_options:
-            place = f"{where}.broker_transport_options.{option.attr}"
-            apply(broker, option, place, app_options[option.attr])
+    apply_transport_options(broker, f"{where}.broker_transport_options", app_options, False)
+    apply_celery_ssl(broker, f"{where}.broker_use_ssl", conf.broker_use_ssl)
     queues: list[str] = []
     for queue in conf.task_queues or ():
         name = getattr(queue, "name", None) or str(queue)

@@ -42,7 +42,7 @@ class _Sources:
 
     def pick(self, option: Option, file_value: Any = None) -> Any:
         value = getattr(self.args, option.dest, None) if option.flag else None
-        if isinstance(value, list):  # repeatable flag
+        if isinstance(value, list) and not option.kind.takes_list:  # repeatable flag
             value = ",".join(value)
         if value is None and option.env_var and option.env_var in self.env:
             value = self.env[option.env_var]

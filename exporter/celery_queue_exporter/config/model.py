@@ -18,6 +18,24 @@ DEFAULT_RUNTIME_BUCKETS = opt.DEFAULT_RUNTIME_BUCKETS
 DEFAULT_WAIT_BUCKETS = opt.DEFAULT_WAIT_BUCKETS
 
 
+@dataclass(frozen=True)
+class BrokerTLS:
+    """How to check the broker's certificate and which one to present; file paths only (the
+    key itself is never read into the configuration, so it cannot end up in a message)."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    #: required | optional | none
+    verify: str = "required"
+    server_name: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        """Anything beyond the defaults (the system's CAs, full verification)."""
+        return self != BrokerTLS()
+
+
 class BrokerConfig:
     """One broker to watch; ``name`` becomes the ``broker`` label.
 
@@ -48,6 +66,11 @@ class BrokerConfig:
         self.max_queues = max_queues
         #: Credentials kept out of the URL.
         self.password = password
+        for option in (opt.QUEUE_INCLUDE, opt.QUEUE_EXCLUDE, *opt.BROKER_TLS):
+            setattr(self, option.attr, option.default_value())
+        #: Transport options no transport declares: kept, handed to the broker client where
+        #: it takes them (brokers/<name>/), ignored otherwise (they concern workers).
+        self.extra_transport_options: dict[str, Any] = {}
         self.options: dict[str, Any] = {
             attr: option.default_value() for attr, option in declared.items()
         }
@@ -75,6 +98,11 @@ class BrokerConfig:
     def transport(self) -> str:
         """The transport's name (``redis``, ``rabbitmq``), from the URL scheme."""
         return registry.transport_of(self).name
+
+    @property
+    def tls(self) -> BrokerTLS:
+        """TLS settings towards the broker (``ssl:`` of the broker entry)."""
+        return BrokerTLS(self.ca_file, self.cert_file, self.key_file, self.verify, self.server_name)
 
     @property
     def safe_url(self) -> str:
@@ -126,6 +154,8 @@ class ExporterConfig:
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     tls_client_ca_file: str | None = None
+    #: Added to every series (validated in config/labels.py).
+    static_labels: dict[str, str] = field(default_factory=dict)
     log_level: str = opt.LOG_LEVEL.default
     once: bool = False
     events: bool = False

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import values
+from .labels import STATIC_LABELS as STATIC_LABELS_KIND
 from .values import Kind
 
 ENV_PREFIX = "CELERY_EXPORTER_"
@@ -126,12 +127,21 @@ EVENTS = Option(
     "EVENTS",
     action="bool",
 )
+STATIC_LABELS = Option(
+    "static_labels",
+    STATIC_LABELS_KIND,
+    {},
+    "labels added to every series, e.g. env=prod; not one the exporter sets itself",
+    "--static-label",
+    "STATIC_LABELS",
+    action="append",
+)
 ONCE = Option("once", values.BOOLEAN, False, "print one scrape to stdout and exit", "--once",
               action="store_true", in_file=False)  # fmt: skip
 
 #: Settings of the ExporterConfig that need no special handling.
 EXPORTER_SETTINGS = (HOST, PORT, SCRAPE_TIMEOUT, TLS_CERT_FILE, TLS_KEY_FILE, TLS_CLIENT_CA_FILE,
-                     LOG_LEVEL)  # fmt: skip
+                     LOG_LEVEL, STATIC_LABELS)  # fmt: skip
 PROCESS_OPTIONS = (CONFIG, BROKER_URL, CELERY_APP, *EXPORTER_SETTINGS, EVENTS, ONCE)
 
 # --- every broker, whatever its transport -------------------------------------------------------
@@ -168,13 +178,66 @@ MAX_QUEUES = Option(
     2000,
     "cardinality cap: discovered queues beyond it are not watched (listed queues always are)",
 )
+QUEUE_INCLUDE = Option(
+    "queue_include",
+    values.PATTERNS,
+    [],
+    "watch only discovered queues whose whole name matches one of these regular expressions "
+    "(listed queues are always watched); applied before max_queues",
+    "--queue-include",
+    "QUEUE_INCLUDE",
+    action="append",
+)
+QUEUE_EXCLUDE = Option(
+    "queue_exclude",
+    values.PATTERNS,
+    [],
+    "leave out discovered queues whose whole name matches one of these regular expressions",
+    "--queue-exclude",
+    "QUEUE_EXCLUDE",
+    action="append",
+)
+TRANSPORT_OPTIONS = Option(
+    "transport_options",
+    values.OPTION_MAP,
+    {},
+    "kombu transport options as in broker_transport_options: declared ones (below) are "
+    "checked and used, the others kept and passed on where the exporter's client takes them",
+    "--broker-transport-option",
+    "BROKER_TRANSPORT_OPTIONS",
+    action="append",
+)
+
+
+def _broker_tls(key: str, kind: Kind, default: Any, help_text: str) -> Option:
+    """An ``ssl:`` setting of a broker connection (``--broker-ssl-*``; the name Celery gives
+    them, broker_use_ssl, and distinct from the exporter's own ``tls:``)."""
+    suffix = key.upper()
+    flag = "--broker-ssl-" + key.replace("_", "-")
+    return Option(f"ssl.{key}", kind, default, help_text, flag, "BROKER_SSL_" + suffix)
+
+
+#: TLS (``ssl:``) towards the broker (rediss://, amqps:// and the management API over https); the
+#: Celery app's broker_use_ssl fills the same settings.
+BROKER_TLS = (
+    _broker_tls("ca_file", values.TEXT, None,
+                "CA bundle (PEM) the broker's certificate must chain to (default: the system's)"),
+    _broker_tls("cert_file", values.TEXT, None, "client certificate (PEM) to present"),
+    _broker_tls("key_file", values.TEXT, None, "private key of cert_file (PEM, unencrypted)"),
+    _broker_tls("verify", values.choice("required", "optional", "none"), "required",
+                "certificate check: required (and host name), optional, none (insecure)"),
+    _broker_tls("server_name", values.TEXT, None,
+                "name the certificate must carry, when it is not the URL's host (AMQP only)"),
+)  # fmt: skip
+
 PASSWORD = Option("password", values.TEXT, None, "password, kept out of the URL")
 PASSWORD_FILE = Option("password_file", values.TEXT, None, "read the password from this file")
 PASSWORD_ENV = Option("password_env", values.TEXT, None,
                       "read the password from this environment variable")  # fmt: skip
 
 #: Broker options set like any other (name, url and the password ones are special).
-BROKER_SETTINGS = (QUEUES, DISCOVER_QUEUES, MAX_QUEUES)
+BROKER_SETTINGS = (QUEUES, DISCOVER_QUEUES, MAX_QUEUES, QUEUE_INCLUDE, QUEUE_EXCLUDE,
+                   TRANSPORT_OPTIONS, *BROKER_TLS)  # fmt: skip
 BROKER_OPTIONS = (NAME, URL, *BROKER_SETTINGS, PASSWORD, PASSWORD_FILE, PASSWORD_ENV)
 
 # --- Celery events (``events:`` in YAML) --------------------------------------------------------

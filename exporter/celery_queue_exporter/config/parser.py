@@ -30,7 +30,7 @@ def flag_help(option: Option) -> str:
     if option.action not in {"bool", "store_true"}:
         text += f" [{option.kind.describe}]"
     default = option.default
-    if default not in (None, "", [], False):
+    if default not in (None, "", [], {}, False):
         text += f" (default {show(default)})"
     if option.env_var:
         text += f"; env {option.env_var}"

@@ -23,8 +23,20 @@ def bracket(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def split_url_list(url: str) -> list[str]:
+    """kombu's ``url1;url2`` lists (sentinels, failover) as single URLs; a ';' not followed
+    by ``scheme://`` belongs to the URL (a password may hold one)."""
+    pieces = [piece.strip() for piece in _LIST_SEPARATOR.split(url) if piece.strip()]
+    return pieces or [url]
+
+
+_LIST_SEPARATOR = re.compile(r";\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
 def redact_url(url: str) -> str:
     """The URL without user name and password, safe for logs, labels and errors."""
+    if len(pieces := split_url_list(url)) > 1:
+        return ";".join(redact_url(piece) for piece in pieces)
     try:
         parts = urlsplit(url)
         if credentials_misparsed(url, parts.netloc) or not parts.hostname:
@@ -38,6 +50,8 @@ def redact_url(url: str) -> str:
 
 def with_password(url: str, password: str) -> str:
     """``url`` with its password replaced (user name and everything else kept)."""
+    if len(pieces := split_url_list(url)) > 1:
+        return ";".join(with_password(piece, password) for piece in pieces)
     parts = urlsplit(url)
     netloc = f"{parts.username or ''}:{quote(password, safe='')}@{bracket(parts.hostname or '')}"
     if parts.port:

@@ -5,6 +5,7 @@ bounds a user reads are the ones the parser enforces."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,9 @@ class Kind:
     parse: Callable[[str, Any], Any]
     #: An empty flag or environment value means "not set" (e.g. CELERY_EXPORTER_QUEUES="").
     blank_is_unset: bool = False
+    #: The values of a repeated flag reach ``parse`` as a list instead of joined with commas
+    #: (a regular expression or a label value may itself hold a comma).
+    takes_list: bool = False
 
 
 def as_int(where: str, value: Any, low: int, high: int) -> int:
@@ -159,3 +163,73 @@ BUCKETS = Kind(
     "ascending numbers > 0 (a,b,c)",
     lambda where, v: tuple(ascending(where, v, lambda w, i: as_float(w, i, 0), "bucket bounds")),
 )
+
+
+def _pattern(where: str, value: Any) -> re.Pattern[str]:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: expected a non-empty regular expression, got {value!r}")
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise ConfigError(f"{where}: invalid regular expression {value!r}: {exc}") from None
+
+
+def as_patterns(where: str, value: Any) -> list[re.Pattern[str]]:
+    """Regular expressions: a YAML list or repeated flags; one text is ONE pattern (commas and
+    spaces belong to it; combine several with ``|``)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ConfigError(f"{where}: expected a list of regular expressions, got {value!r}")
+    return [_pattern(f"{where}[{i}]", item) for i, item in enumerate(items)]
+
+
+def key_values(where: str, value: Any, convert: Callable[[str, str], Any]) -> dict[str, Any]:
+    """``{key: value}`` from a YAML mapping (values kept), ``key=value`` texts (repeated flags)
+    or one ``k=v,k2=v2`` text (an environment variable); texts go through ``convert``."""
+    if isinstance(value, dict):
+        return {str(key): item for key, item in value.items()}
+    if isinstance(value, str):
+        pairs = [piece for piece in value.split(",") if piece.strip()]
+    elif isinstance(value, list | tuple):
+        pairs = [str(item) for item in value]
+    else:
+        raise ConfigError(f"{where}: expected a mapping or key=value, got {type(value).__name__}")
+    out: dict[str, Any] = {}
+    for number, pair in enumerate(pairs):
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            # The text may be a secret (a password option): it is not shown.
+            raise ConfigError(f"{where}: expected key=value, item {number + 1} has no key=")
+        out[key] = convert(f"{where}.{key}", text.strip())
+    return out
+
+
+def _yaml_scalar(where: str, text: str) -> Any:
+    """A flag's option value as YAML reads it (7200 -> int, true -> bool, {a: 1} -> mapping)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"{where}: not a valid YAML value") from None
+
+
+PATTERNS = Kind("regular expressions (full match; repeat the flag)", as_patterns,
+                blank_is_unset=True, takes_list=True)  # fmt: skip
+#: Transport options as kombu/Celery spell them; values read as YAML scalars.
+OPTION_MAP = Kind(
+    "key=value (repeat the flag; value read as YAML)",
+    lambda where, v: key_values(where, v, _yaml_scalar),
+    blank_is_unset=True,
+    takes_list=True,
+)
+
+
+def as_mapping(where: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return {str(key): item for key, item in value.items()}
+
+
+MAPPING = Kind("mapping", as_mapping)

@@ -4,8 +4,11 @@ AMQP as the fallback, and Celery events from the ``celeryev`` topic exchange."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+from ...config.errors import ConfigError
 from ..base import Transport
+from ..ssl_files import check_ssl_files
 from .options import OPTIONS
 from .priority import priority_levels
 
@@ -27,6 +30,19 @@ def _event_consumer(broker: BrokerConfig, tracker: EventTracker) -> EventConsume
     return RabbitMQEventConsumer(broker, tracker)
 
 
+def _check_broker(where: str, broker: BrokerConfig) -> None:
+    """TLS settings need a TLS connection to apply to (amqps:// or an https management API)."""
+    tls_url = urlsplit(broker.url).scheme == "amqps" or (broker.management_url or "").startswith(
+        "https://"
+    )
+    check_ssl_files(where, broker)
+    if broker.tls.configured and not tls_url:
+        raise ConfigError(
+            f"{where}.ssl: the broker is reached without TLS; use amqps:// (and https:// for "
+            "management_url)"
+        )
+
+
 TRANSPORT = Transport(
     name="rabbitmq",
     schemes=frozenset({"amqp", "amqps", "pyamqp"}),
@@ -35,4 +51,5 @@ TRANSPORT = Transport(
     event_consumer=_event_consumer,
     priority_levels=priority_levels,
     options=OPTIONS,
+    check_broker=_check_broker,
 )

@@ -55,6 +55,7 @@ class RabbitMQEventConsumer(EventConsumerThread):
             parse_amqp_url(self.broker.connect_url()),
             "celery-queue-exporter events",
             CONNECT_TIMEOUT,
+            self.broker.tls,
             heartbeat=30,
             blocked_connection_timeout=CONNECT_TIMEOUT,
         )

@@ -42,10 +42,10 @@ class _DeadlineAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
-def deadline_session() -> requests.Session:
-    """A Session for calls made inside ``with Deadline(...)``. Close it after each call: a
-    kept-alive connection would be reused without reporting its socket again."""
-    session = requests.Session()
+def deadline_session(session: requests.Session) -> requests.Session:
+    """``session`` (its TLS settings kept) made fit for calls inside ``with Deadline(...)``.
+    Close it after each call: a kept-alive connection would be reused without reporting its
+    socket again."""
     adapter = _DeadlineAdapter()
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -36,6 +36,7 @@ from ..base import Inspector
 from ..celery_layout import is_internal_queue
 from ..peer_deadline import Deadline
 from .http import deadline_session
+from .tls import http_session
 from .url import connection_parameters, default_management_url, parse_amqp_url
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,9 @@ class RabbitMQInspector(Inspector):
         )
         self.management_url = mgmt_url
         self._auth = mgmt_auth or (self.target.user, self.target.password)
-        self._session = deadline_session()
+        # The broker's CA and client certificate; connections report their sockets to the
+        # inspection's Deadline.
+        self._session = deadline_session(http_session(self.config.tls))
         self._session.headers["User-Agent"] = "celery-queue-exporter"
         self._connection: pika.BlockingConnection | None = None
         self._channel: Any = None
@@ -195,7 +198,12 @@ class RabbitMQInspector(Inspector):
     def _queues(self, discovered: list[str] | None) -> list[str]:
         cfg = self.config
         queues, self._queues_over_limit = select_queues(
-            cfg.queues, discovered or [], cfg.discover_queues, cfg.max_queues
+            cfg.queues,
+            discovered or [],
+            cfg.discover_queues,
+            cfg.max_queues,
+            cfg.queue_include,
+            cfg.queue_exclude,
         )
         return queues
 
@@ -437,6 +445,7 @@ class RabbitMQInspector(Inspector):
             self.target,
             f"celery-queue-exporter {self.config.name}",
             remaining,
+            self.config.tls,
             stack_timeout=remaining,
             retry_delay=0,
         )

@@ -3,14 +3,15 @@ inspector and the event consumer connect through here."""
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pika
 
+from ...config.model import BrokerTLS
 from ...config.urls import bracket
+from .tls import amqp_context
 
 DEFAULT_AMQP_PORT = 5672
 DEFAULT_AMQPS_PORT = 5671
@@ -62,13 +63,20 @@ def default_management_url(target: AmqpTarget) -> str:
 
 
 def connection_parameters(
-    target: AmqpTarget, connection_name: str, timeout: float, **extra: Any
+    target: AmqpTarget,
+    connection_name: str,
+    timeout: float,
+    tls: BrokerTLS | None = None,
+    **extra: Any,
 ) -> pika.ConnectionParameters:
-    """pika parameters for ``target``: TLS checked against the system's CAs (honours
-    SSL_CERT_FILE / SSL_CERT_DIR) and the host name, one attempt, ``timeout`` per socket step."""
+    """pika parameters for ``target``: TLS checked against the broker's ``tls:`` CA (default:
+    the system's CAs, honouring SSL_CERT_FILE / SSL_CERT_DIR) and the host name (or
+    ``server_name``), one attempt, ``timeout`` per socket step."""
     ssl_options = None
     if target.tls:
-        ssl_options = pika.SSLOptions(ssl.create_default_context(), server_hostname=target.host)
+        tls = tls or BrokerTLS()
+        server_name = tls.server_name or target.host
+        ssl_options = pika.SSLOptions(amqp_context(tls), server_hostname=server_name)
     return pika.ConnectionParameters(
         host=target.host,
         port=target.port,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from urllib.parse import SplitResult
+from urllib.parse import SplitResult, urlsplit
 
 from ...config.errors import ConfigError
+from ...config.urls import split_url_list
 from ..base import Transport
-from .options import OPTIONS
+from ..ssl_files import check_ssl_files
+from .options import KOMBU_OPTIONS, OPTIONS
 from .priority import priority_levels
 
 if TYPE_CHECKING:
@@ -37,11 +39,24 @@ def _check_url(where: str, parts: SplitResult) -> None:
 def _check_broker(where: str, broker: BrokerConfig) -> None:
     if not broker.queues and not broker.discover_queues:
         raise ConfigError(f"{where}: no queues listed and discovery is off: nothing to watch")
+    scheme = urlsplit(split_url_list(broker.url)[0]).scheme
+    if scheme == "sentinel" and not broker.master_name:
+        raise ConfigError(f"{where}.transport_options.master_name: required with sentinel:// URLs")
+    if broker.server_name:
+        raise ConfigError(
+            f"{where}.ssl.server_name: not supported for Redis (redis-py checks the URL's "
+            "host); connect by the name the certificate carries"
+        )
+    check_ssl_files(where, broker)
+    if broker.tls.configured and scheme == "redis":
+        raise ConfigError(f"{where}.ssl: the URL is redis://; use rediss:// for TLS")
 
 
 TRANSPORT = Transport(
     name="redis",
-    schemes=frozenset({"redis", "rediss"}),
+    schemes=frozenset({"redis", "rediss", "sentinel"}),
+    list_schemes=frozenset({"sentinel"}),
+    passed_options=KOMBU_OPTIONS,
     default_path="0",
     inspector=_inspector,
     event_consumer=_event_consumer,

@@ -30,6 +30,7 @@ from ...config.model import BrokerConfig
 from ...events.consumer import EventConsumerThread
 from ...events.decode import MalformedEvent, decode_redis_payload
 from ...events.tracker import EventTracker
+from .connection import redis_client
 from .keys import escape_glob, event_channel
 
 READ_SIZE = 1 << 20
@@ -81,8 +82,8 @@ class RedisEventConsumer(EventConsumerThread):
                 sock.shutdown(socket.SHUT_RDWR)
 
     def _client(self) -> redis.Redis:
-        return redis.Redis.from_url(
-            self.broker.connect_url(),
+        return redis_client(
+            self.broker,
             protocol=2,
             socket_connect_timeout=self.connect_timeout,
             socket_timeout=self.connect_timeout,

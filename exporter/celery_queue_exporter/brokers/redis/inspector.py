@@ -35,6 +35,7 @@ from ...snapshot import BrokerSnapshot, LevelReading, select_queues, urgency_rea
 from ..base import Inspector
 from ..celery_layout import is_internal_queue
 from ..peer_deadline import Deadline, note_socket
+from .connection import follow_master, redis_client
 from .keys import BINDING_PREFIX, escape_glob
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,8 @@ class RedisInspector(Inspector):
     def setup(self) -> None:
         #: The client's connections, so a Deadline can shut their sockets down.
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
-        self.client = redis.Redis.from_url(
-            self.config.connect_url(),
+        self.client = redis_client(
+            self.config,
             socket_timeout=self.timeout_seconds,
             socket_connect_timeout=self.timeout_seconds,
             client_name="celery-queue-exporter",
@@ -99,7 +100,12 @@ class RedisInspector(Inspector):
         self._refresh_bindings()
         cfg = self.config
         queues, self.queues_over_limit = select_queues(
-            cfg.queues, self._discovered, cfg.discover_queues, cfg.max_queues
+            cfg.queues,
+            self._discovered,
+            cfg.discover_queues,
+            cfg.max_queues,
+            cfg.queue_include,
+            cfg.queue_exclude,
         )
         return queues
 
@@ -176,6 +182,7 @@ class RedisInspector(Inspector):
 
     def _inspect(self) -> BrokerSnapshot:
         cfg = self.config
+        follow_master(self.client)  # Sentinel: after a failover, read the new master
         queues = self.watched_queues()
         steps = cfg.priority_steps
         keys = [(queue, step, self.level_key(queue, step)) for queue in queues for step in steps]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from ...config.urls import split_url_list
 from ..celery_layout import EVENT_EXCHANGE
 
 #: kombu's binding sets: ``_kombu.binding.<exchange>``, members ``routing_key sep pattern sep
@@ -18,5 +19,5 @@ def escape_glob(text: str) -> str:
 
 def event_channel(url: str, global_keyprefix: str) -> str:
     """The pub/sub channel kombu publishes Celery events on (without the routing key)."""
-    db = urlsplit(url).path.lstrip("/") or "0"
+    db = urlsplit(split_url_list(url)[0]).path.lstrip("/") or "0"
     return f"{global_keyprefix}/{db}.{EVENT_EXCHANGE}"

@@ -27,6 +27,21 @@ def parse_priority_steps(where: str, value: Any) -> list[int]:
 
 PRIORITY_STEPS = values.Kind("ascending integers 0..9 starting at 0 (a,b,c)", parse_priority_steps)
 
+#: Every transport option kombu's Redis and Sentinel transports read (kombu 5.7:
+#: SentinelChannel.from_transport_options, Transport, Connection), less the declared ones
+#: below; tests/test_production_config.py checks the list against the installed kombu. An
+#: option outside both is refused as a typo: kombu would ignore it too.
+KOMBU_OPTIONS = frozenset({
+    "body_encoding", "deadletter_queue", "ack_emulation", "unacked_mutex_key",
+    "unacked_mutex_expire", "unacked_restore_limit", "unacked_restore_interval",
+    "unacked_restore_throttle", "fanout_prefix", "fanout_patterns", "socket_timeout",
+    "socket_connect_timeout", "socket_keepalive", "socket_keepalive_options",
+    "queue_order_strategy", "max_connections", "retry_on_timeout", "client_name",
+    "min_other_sentinels", "sentinel_fanout_compat", "reauth_check_interval",
+    "polling_interval", "max_retries", "interval_start", "interval_step", "interval_max",
+    "connect_retries_timeout",
+})  # fmt: skip
+
 OPTIONS = (
     Option("transport_options.priority_steps", PRIORITY_STEPS, DEFAULT_PRIORITY_STEPS,
            "priority steps: one list per step (kombu's default 0,3,6,9)",
@@ -44,6 +59,12 @@ OPTIONS = (
            "hash of reserved (unacknowledged) messages"),
     Option("transport_options.unacked_index_key", values.STRING, "unacked_index",
            "sorted set of reservation times"),
+    Option("transport_options.master_name", values.TEXT, None,
+           "Sentinel: the monitored master's name (required with sentinel:// URLs)"),
+    Option("transport_options.sentinel_kwargs", values.MAPPING, {},
+           "Sentinel: redis-py arguments for the sentinel connections (password, ssl, ...)"),
+    Option("transport_options.health_check_interval", values.integer(0, 86400), 0,
+           "seconds idle before redis-py checks a connection with PING (0: never)"),
     Option("reserved_sample_size", values.integer(1, 1_000_000), 1000,
            "reserved messages sampled per scrape to split the total over queues"),
     Option("discovery_interval_seconds", values.number(-1), 30.0,
