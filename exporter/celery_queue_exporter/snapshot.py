@@ -9,8 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .catalogue import URGENCY_LEAST, URGENCY_MOST
+
+if TYPE_CHECKING:
+    from .config.model import BrokerConfig
 
 
 @dataclass
@@ -99,20 +103,15 @@ def matching(
     ]
 
 
-def select_queues(
-    listed: list[str],
-    discovered: list[str],
-    discover: bool,
-    max_queues: int,
-    include: Sequence[re.Pattern[str]] = (),
-    exclude: Sequence[re.Pattern[str]] = (),
-) -> tuple[list[str], int]:
-    """Queues to watch: every listed queue, then discovered ones that pass the include/exclude
-    patterns, up to ``max_queues`` in all. Returns them and how many discovered queues the cap
-    left out (those filtered out by a pattern are not counted: they were not wanted)."""
-    queues = list(dict.fromkeys(listed))
-    if not discover:
+def select_queues(broker: BrokerConfig, discovered: list[str]) -> tuple[list[str], int]:
+    """Queues to watch: every queue the broker lists, then discovered ones that pass its
+    include/exclude patterns, up to its ``max_queues`` in all. Returns them and how many
+    discovered queues the cap left out (those filtered out by a pattern are not counted: they
+    were not wanted)."""
+    queues = list(dict.fromkeys(broker.queues))
+    if not broker.discover_queues:
         return queues, 0
-    found = matching([queue for queue in discovered if queue not in queues], include, exclude)
-    room = max(0, max_queues - len(queues))
+    candidates = [queue for queue in discovered if queue not in queues]
+    found = matching(candidates, broker.queue_include, broker.queue_exclude)
+    room = max(0, broker.max_queues - len(queues))
     return queues + found[:room], max(0, len(found) - room)

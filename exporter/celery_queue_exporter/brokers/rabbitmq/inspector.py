@@ -197,14 +197,7 @@ class RabbitMQInspector(Inspector):
 
     def _queues(self, discovered: list[str] | None) -> list[str]:
         cfg = self.config
-        queues, self._queues_over_limit = select_queues(
-            cfg.queues,
-            discovered or [],
-            cfg.discover_queues,
-            cfg.max_queues,
-            cfg.queue_include,
-            cfg.queue_exclude,
-        )
+        queues, self._queues_over_limit = select_queues(cfg, discovered or [])
         return queues
 
     # --- inspection -------------------------------------------------------------------------

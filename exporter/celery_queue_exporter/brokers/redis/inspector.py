@@ -99,14 +99,7 @@ class RedisInspector(Inspector):
         """Configured queues plus, when discovery is on, those found in binding sets."""
         self._refresh_bindings()
         cfg = self.config
-        queues, self.queues_over_limit = select_queues(
-            cfg.queues,
-            self._discovered,
-            cfg.discover_queues,
-            cfg.max_queues,
-            cfg.queue_include,
-            cfg.queue_exclude,
-        )
+        queues, self.queues_over_limit = select_queues(cfg, self._discovered)
         return queues
 
     def _refresh_bindings(self) -> None:
