@@ -92,7 +92,8 @@ def effectiveness(s: Settings) -> Row:
     most_urgent_level_p95 = stat(
         s,
         "Most urgent level: p95 wait",
-        f"p95 time from publish to start at the most urgent level, worst queue, over "
+        f"p95 queue wait (start minus the later of publish and ETA) at the most urgent "
+        f"level, worst queue, over "
         f"{window}. Goal: start within {goal_start:g}s. Normal: well below the goal.",
         [Q(f"max({q.most_p95})")],
         unit=UNIT_SECONDS,
@@ -218,9 +219,11 @@ def waits_per_level(s: Settings) -> Row:
     wait_quantiles_priority_level = timeseries(
         s,
         "Wait quantiles per priority level",
-        f"p50 and p95 time from publish to start per queue and level over {window} "
-        "(celery_queue_wait_seconds; needs install(app) on producers and workers for "
-        "the priority label). Normal: waits ordered by urgency under load.",
+        f"p50 and p95 queue wait per queue and level over {window} "
+        "(celery_queue_wait_seconds: start minus the later of the run's own publish and "
+        "its ETA, so countdowns and retry backoffs do not count; needs install(app) on "
+        "producers and workers for the priority label). Normal: waits ordered by urgency "
+        "under load.",
         [
             Q(q.p50_by_level, "{{broker}} / {{queue}} p{{priority}} p50"),
             Q(q.p95_by_level, "{{broker}} / {{queue}} p{{priority}} p95"),
