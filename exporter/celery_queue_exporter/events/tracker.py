@@ -653,7 +653,6 @@ class EventTracker:
         loadavg = event.get("loadavg")
         if isinstance(loadavg, list | tuple) and loadavg:
             worker.load1 = _number(loadavg[0], worker.load1)
-        # Heartbeats carry no pool size: the install(app) hook's WORKER_QUEUES_EVENT does.
 
     def _on_worker_offline(self, event: dict[str, Any], now: float) -> None:
         worker = self._worker(event, now)
