@@ -141,7 +141,9 @@ class Histogram:
 
 
 class _Run:
-    """Publish stamps of one delivery (run) of a task; ``run`` is its ``retries`` number."""
+    """Publish stamps of a task's next delivery (run), announced while the current one is
+    still in flight; ``run`` is its ``retries`` number. The current run's stamps live in the
+    task record itself (one object less per task in flight)."""
 
     __slots__ = ("run", "attempt_at", "sent_at", "eta")
 
@@ -158,13 +160,14 @@ class _Task:
     A retry is published from inside the running task, and its task-sent and install(app)
     events are not batched like the worker's task events: they can arrive before the
     task-started and task-retried of the run that published it. So the current run's stamps
-    (``current``) and those of an announced next delivery (``pending``) are kept apart, and
-    task-received (ordered with started/retried) says which run is which.
+    (``run``, ``attempt_at``, ``sent_at``, ``eta``) and those of an announced next delivery
+    (``pending``) are kept apart, and task-received (ordered with started/retried) says which
+    run is which.
     """
 
     __slots__ = (
-        "name", "queue", "priority", "enqueued_at", "current", "pending", "received_at",
-        "touched",
+        "name", "queue", "priority", "enqueued_at", "run", "attempt_at", "sent_at", "eta",
+        "pending", "received_at", "touched",
     )  # fmt: skip
 
     def __init__(self, now: float) -> None:
@@ -172,20 +175,22 @@ class _Task:
         self.queue: str | None = None
         self.priority: str | None = None
         self.enqueued_at: float | None = None  # first publish (install(app))
-        self.current = _Run(None)
+        self.run: int | None = None  # ``retries`` of the current run
+        self.attempt_at: float | None = None  # its publish (install(app))
+        self.sent_at: float | None = None  # its task-sent
+        self.eta: float | None = None  # its ETA (epoch seconds)
         self.pending: _Run | None = None
         self.received_at: float | None = None  # task-received, worker clock
         self.touched = now
 
-    def run_for(self, retries: Any) -> _Run:
-        """The run a sent/install(app) event with this ``retries`` is about: the current one,
-        or a later delivery announced before the current run's events arrived."""
+    def run_for(self, retries: Any) -> _Task | _Run:
+        """Where a sent/install(app) event with this ``retries`` puts its stamps: the current
+        run (this record), or a later delivery announced before the current run's events."""
         run = _run(retries)
-        current = self.current
-        if current.run is None:
-            current.run = run
-        if run is None or run <= current.run:
-            return current
+        if self.run is None:
+            self.run = run
+        if run is None or self.run is None or run <= self.run:
+            return self
         if self.pending is None or self.pending.run != run:
             self.pending = _Run(run)
         return self.pending
@@ -195,20 +200,26 @@ class _Task:
         run = _run(retries)
         pending = self.pending
         if pending is not None and pending.run == run:
-            self.current, self.pending = pending, None
-        elif self.current.run is None:
-            self.current.run = run
-        elif run is not None and run != self.current.run:
-            self.current = _Run(run)  # a delivery whose stamps were not seen
+            self._become(pending)
+        elif self.run is None:
+            self.run = run
+        elif run is not None and run != self.run:
+            self._become(_Run(run))  # a delivery whose stamps were not seen
 
     def end_run(self) -> bool:
         """task-retried: the current run ended; True when the next one was already announced
         (it becomes current), False when the record can go (the retry rebuilds it)."""
         if self.pending is None:
             return False
-        self.current, self.pending = self.pending, None
+        self._become(self.pending)
         self.received_at = None
         return True
+
+    def _become(self, run: _Run) -> None:
+        self.run, self.attempt_at, self.sent_at, self.eta = (
+            run.run, run.attempt_at, run.sent_at, run.eta,
+        )  # fmt: skip
+        self.pending = None
 
 
 @dataclass
@@ -484,8 +495,8 @@ class EventTracker:
             queue = task.queue or UNKNOWN_QUEUE
             task.next_run(event.get("retries"))
             task.received_at = _number(event.get("timestamp"))
-            if task.current.eta is None:
-                task.current.eta = _iso_epoch(event.get("eta"))
+            if task.eta is None:
+                task.eta = _iso_epoch(event.get("eta"))
         self._inc("received", queue, name)
 
     def _known(self, event: dict[str, Any]) -> tuple[_Task | None, str, str]:
@@ -500,7 +511,6 @@ class EventTracker:
         self._inc("started", queue, name)
         if task is None:
             return
-        run = task.current
         if queue != UNKNOWN_QUEUE:
             # A worker that runs a task from a queue consumes it, install(app) or not.
             worker = self._known_worker(event.get("hostname"))
@@ -510,12 +520,12 @@ class EventTracker:
         if started is None:
             return
         # install(app) stamps: this run's publish (older hooks sent only the first one).
-        published = run.attempt_at if run.attempt_at is not None else task.enqueued_at
+        published = task.attempt_at if task.attempt_at is not None else task.enqueued_at
         priority = task.priority if published is not None else None
         if published is None:
-            published = run.sent_at  # task-sent of this run (a retry sends its own)
+            published = task.sent_at  # task-sent of this run (a retry sends its own)
         bounds = self.wait_bounds
-        eta = run.eta
+        eta = task.eta
         if published is not None:
             ready = published if eta is None else max(published, eta)
             wait = self._clamp(started - ready)
