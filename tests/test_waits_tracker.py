@@ -10,6 +10,7 @@ import random
 from datetime import UTC, datetime
 
 import pytest
+from test_loadtest import my_histogram_quantile
 
 from celery_queue_exporter.config import DEFAULT_WAIT_BUCKETS, EventSettings
 from celery_queue_exporter.events.tracker import EventTracker
@@ -179,19 +180,9 @@ def test_pool_size_slots_and_busy_slots_of_live_workers():
 
 
 def prometheus_quantile(q: float, bounds: tuple[float, ...], values: list[float]) -> float:
-    """histogram_quantile as Prometheus computes it (linear within the bucket)."""
+    """histogram_quantile as Prometheus computes it, over the buckets ``values`` fill."""
     cumulative = [sum(1 for v in values if v <= b) for b in bounds] + [len(values)]
-    rank = q * len(values)
-    previous_bound, previous_count = 0.0, 0
-    for bound, count in zip([*bounds, math.inf], cumulative, strict=True):
-        if count >= rank:
-            if count == previous_count:
-                return bound
-            return previous_bound + (bound - previous_bound) * (rank - previous_count) / (
-                count - previous_count
-            )
-        previous_bound, previous_count = bound, count
-    raise AssertionError("unreachable")
+    return my_histogram_quantile(q, list(bounds), cumulative)
 
 
 @pytest.mark.parametrize("shape", ["uniform", "exponential", "lognormal", "normal", "tight"])

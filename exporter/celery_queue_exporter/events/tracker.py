@@ -408,10 +408,7 @@ class EventTracker:
             name = _exception_name(lines[-1]) if lines[-1] else name
         if not name:
             return UNKNOWN_TASK
-        if name in self._exceptions:
-            return name
-        if len(self._exceptions) < self.settings.max_exception_names:
-            self._exceptions.add(name)
+        if _admit(self._exceptions, name, self.settings.max_exception_names):
             return name
         return OTHER_TASK
 
@@ -769,6 +766,13 @@ def _observe(
     if histogram is None:
         histogram = histograms[key] = Histogram(len(bounds))
     histogram.observe(bounds, value)
+
+
+def _admit(seen: set[str], name: str, cap: int) -> bool:
+    """Whether ``name`` has (or now gets) a label of its own: the first ``cap`` names do."""
+    if name not in seen and len(seen) < cap:
+        seen.add(name)
+    return name in seen
 
 
 def _run(value: Any) -> int | None:
