@@ -129,6 +129,35 @@ def test_each_retry_waits_from_its_own_republish_even_when_announced_early():
     assert snap.tracked_tasks == 0
 
 
+@pytest.mark.parametrize("next_started_first", [False, True])
+def test_prefork_retry_reported_after_the_next_delivery_was_received(next_started_first):
+    """Prefork: the main process may receive the retry's message (and another child start it)
+    before it reads the retried run's result and sends task-retried."""
+    t = tracker(wait_buckets=(0.015, 0.025, 0.035, 100.0))
+    info = {"type": TASK_INFO_EVENT, "uuid": "p", "queue": "q", "enqueued_at": 100.0}
+    events = [
+        {**info, "retries": 0, "attempt_at": 100.0},
+        {"type": "task-received", "uuid": "p", "name": "n", "timestamp": 100.005, "retries": 0},
+        {"type": "task-started", "uuid": "p", "timestamp": 100.01},
+        {**info, "retries": 1, "attempt_at": 100.05},
+        {"type": "task-received", "uuid": "p", "timestamp": 100.055, "retries": 1},
+    ]
+    started_again = {"type": "task-started", "uuid": "p", "timestamp": 100.08}
+    retried = {"type": "task-retried", "uuid": "p", "timestamp": 100.06}
+    events += [started_again, retried] if next_started_first else [retried, started_again]
+    events.append({"type": "task-succeeded", "uuid": "p", "runtime": 0.01})
+    t.handle(events)
+    snap = t.snapshot()
+    assert snap.task_wait == {("q", "n"): ([1, 1, 2, 2, 2], pytest.approx(0.04))}  # 0.01, 0.03
+    assert snap.task_counts == {
+        ("received", "q", "n"): 2,
+        ("started", "q", "n"): 2,
+        ("retried", "q", "n"): 1,
+        ("succeeded", "q", "n"): 1,
+    }
+    assert snap.tracked_tasks == 0
+
+
 def test_failures_by_exception_class_capped_and_time_limits_apart():
     t = tracker(max_exception_names=2)
     wrapped = "Traceback (most recent call last):\n  ...\nbuiltins.KeyError: 'k'\n"

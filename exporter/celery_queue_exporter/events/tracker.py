@@ -162,12 +162,14 @@ class _Task:
     task-started and task-retried of the run that published it. So the current run's stamps
     (``run``, ``attempt_at``, ``sent_at``, ``eta``) and those of an announced next delivery
     (``pending``) are kept apart, and task-received (ordered with started/retried) says which
-    run is which.
+    run is which. With a prefork pool the main process may even receive, and another child
+    start, the next delivery before it reports the retry of the previous run, so
+    task-retried only drops the record when no later run was received or started.
     """
 
     __slots__ = (
         "name", "queue", "priority", "enqueued_at", "run", "attempt_at", "sent_at", "eta",
-        "pending", "received_at", "touched",
+        "pending", "received_at", "started_run", "open_starts", "touched",
     )  # fmt: skip
 
     def __init__(self, now: float) -> None:
@@ -181,7 +183,14 @@ class _Task:
         self.eta: float | None = None  # its ETA (epoch seconds)
         self.pending: _Run | None = None
         self.received_at: float | None = None  # task-received, worker clock
+        self.started_run: int | None = None  # ``run`` at the last task-started
+        self.open_starts = 0  # task-started not yet followed by task-retried
         self.touched = now
+
+    def start(self) -> None:
+        """task-started of the current run."""
+        self.started_run = self.run
+        self.open_starts += 1
 
     def run_for(self, retries: Any) -> _Task | _Run:
         """Where a sent/install(app) event with this ``retries`` puts its stamps: the current
@@ -207,13 +216,18 @@ class _Task:
             self._become(_Run(run))  # a delivery whose stamps were not seen
 
     def end_run(self) -> bool:
-        """task-retried: the current run ended; True when the next one was already announced
-        (it becomes current), False when the record can go (the retry rebuilds it)."""
-        if self.pending is None:
-            return False
-        self._become(self.pending)
-        self.received_at = None
-        return True
+        """task-retried: a started run ended; True when a later delivery was already
+        announced, received or started (the record stays for it), False when the record can
+        go (the retry's own events rebuild it)."""
+        self.open_starts = max(0, self.open_starts - 1)
+        if self.pending is not None:
+            self._become(self.pending)
+            self.received_at = None
+            return True
+        if self.open_starts > 0:
+            return True  # a later run started before this retry was reported
+        later = self.run is not None and self.started_run is not None
+        return later and self.run > self.started_run  # type: ignore[operator]
 
     def _become(self, run: _Run) -> None:
         self.run, self.attempt_at, self.sent_at, self.eta = (
@@ -508,6 +522,7 @@ class EventTracker:
         self._inc("started", queue, name)
         if task is None:
             return
+        task.start()
         if queue != UNKNOWN_QUEUE:
             # A worker that runs a task from a queue consumes it, install(app) or not.
             worker = self._known_worker(event.get("hostname"))
