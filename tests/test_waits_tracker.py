@@ -14,7 +14,14 @@ from test_loadtest import my_histogram_quantile
 
 from celery_queue_exporter.config import DEFAULT_WAIT_BUCKETS, EventSettings
 from celery_queue_exporter.events.tracker import EventTracker
-from celery_queue_exporter.instrumentation import TASK_INFO_EVENT, WORKER_QUEUES_EVENT
+from celery_queue_exporter.instrumentation import (
+    ATTEMPT_AT_HEADER,
+    ENQUEUED_AT_HEADER,
+    TASK_INFO_EVENT,
+    WORKER_QUEUES_EVENT,
+    published_at,
+    stamp_enqueue_time,
+)
 
 
 class Clock:
@@ -232,3 +239,23 @@ def test_default_wait_buckets_read_a_p95_near_5s_within_10_percent(shape):
         true_p95 = values[math.ceil(0.95 * len(values)) - 1]
         read = prometheus_quantile(0.95, bounds, values)
         assert abs(read - true_p95) <= 0.1 * true_p95, (shape, true_p95, read)
+
+
+def test_a_retry_keeps_its_first_publish_and_gets_its_own_attempt_stamp(monkeypatch):
+    """What Celery's retry hands the publish hook: the request's headers, stamps included."""
+    from celery_queue_exporter import instrumentation
+
+    now = iter([100.0, 160.5])
+    monkeypatch.setattr(instrumentation, "time", type("T", (), {"time": lambda: next(now)}))
+    headers: dict = {}
+    stamp_enqueue_time(headers=headers, properties={})
+    assert headers == {ENQUEUED_AT_HEADER: 100.0, ATTEMPT_AT_HEADER: 100.0}
+    retry = dict(headers)  # Celery copies the request's headers into the retry
+    properties: dict = {}
+    stamp_enqueue_time(headers=retry, properties=properties)
+    assert retry == {ENQUEUED_AT_HEADER: 100.0, ATTEMPT_AT_HEADER: 160.5}
+    assert properties == {"timestamp": 160}  # a new AMQP message: its own timestamp
+    # The Redis inspector ages a queue's head from the attempt stamp, else the first one.
+    assert published_at({ENQUEUED_AT_HEADER: 10.0, ATTEMPT_AT_HEADER: 70.0}) == 70.0
+    assert published_at({ENQUEUED_AT_HEADER: 10.0}) == 10.0
+    assert published_at({ATTEMPT_AT_HEADER: "x"}) is None

@@ -171,7 +171,7 @@ def announce_queues(sender: Any = None, **_: Any) -> None:
 
 def pool_of(consumer: Any) -> dict[str, Any]:
     """The worker's pool as announced to the exporter: processes/threads (the current size,
-    so autoscaling shows), the pool type ('prefork', 'solo', 'threads', ...) and the prefetch
+    so autoscaling shows), the pool type ('prefork', 'solo', 'thread', ...) and the prefetch
     multiplier. Missing parts are left out: the exporter then exports no pool size."""
     out: dict[str, Any] = {}
     pool = getattr(consumer, "pool", None)
@@ -199,3 +199,11 @@ def enqueued_at(headers: dict[str, Any] | None, header: str = ENQUEUED_AT_HEADER
     except (TypeError, ValueError):
         return None
     return stamp if stamp is None or math.isfinite(stamp) else None
+
+
+def published_at(headers: dict[str, Any] | None) -> float | None:
+    """When this message was published: the attempt stamp (a retry's own republish), else the
+    first-publish stamp of older producers, else None. A retried message at the head of a
+    queue has waited since its republish, not since the task was first sent."""
+    stamp = enqueued_at(headers, ATTEMPT_AT_HEADER)
+    return stamp if stamp is not None else enqueued_at(headers)

@@ -30,7 +30,7 @@ import redis
 from .catalogue import UNKNOWN_QUEUE
 from .config import BrokerConfig
 from .headtracker import HeadTracker
-from .instrumentation import enqueued_at
+from .instrumentation import published_at
 from .snapshot import BrokerSnapshot, LevelReading, select_queues, urgency_readings
 
 log = logging.getLogger(__name__)
@@ -240,7 +240,7 @@ class RedisInspector:
             snapshot.malformed_messages += 1
             return self.heads.observe(key, hashlib.sha1(raw).hexdigest(), now)
         headers = message.get("headers")
-        stamp = enqueued_at(headers if isinstance(headers, dict) else None)
+        stamp = published_at(headers if isinstance(headers, dict) else None)
         if stamp is not None:
             return max(0.0, now - stamp)
         return self.heads.observe(key, _message_identity(message, raw), now)
