@@ -8,7 +8,11 @@ import pytest
 import test_events_rabbitmq
 
 pytest.register_assert_rewrite("apps.wait_scenarios", "apps.scenarios")
-from apps.wait_scenarios import countdown_scenario, retry_scenario  # noqa: E402
+from apps.wait_scenarios import (  # noqa: E402
+    countdown_scenario,
+    prefork_retry_scenario,
+    retry_scenario,
+)
 
 pytest_plugins = ["apps.scenarios"]
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
@@ -29,3 +33,10 @@ def test_each_retry_waits_from_its_own_republish(
 ):
     exporter = exporter_factory(rabbitmq_url)
     retry_scenario(exporter, rabbitmq_url, celery_queue, workers, tmp_path)
+
+
+def test_prefork_retries_keep_every_run_joined(
+    rabbitmq_url, celery_queue, exporter_factory, workers, producer_hook, tmp_path
+):
+    exporter = exporter_factory(rabbitmq_url)
+    prefork_retry_scenario(exporter, rabbitmq_url, celery_queue, workers, tmp_path)

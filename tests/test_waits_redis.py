@@ -12,7 +12,11 @@ from celery_queue_exporter.config import EventSettings
 pytest.register_assert_rewrite("apps.wait_scenarios", "apps.scenarios")
 from apps.events_app import make_app  # noqa: E402
 from apps.scenarios import wait_worker_up  # noqa: E402
-from apps.wait_scenarios import countdown_scenario, retry_scenario  # noqa: E402
+from apps.wait_scenarios import (  # noqa: E402
+    countdown_scenario,
+    prefork_retry_scenario,
+    retry_scenario,
+)
 
 pytest_plugins = ["apps.scenarios"]
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -82,3 +86,10 @@ def test_failures_counted_per_exception_with_the_cap(
         "ZeroDivisionError": 1,
         "(other)": 3,
     }
+
+
+def test_prefork_retries_keep_every_run_joined(
+    redis_server, unique_name, exporter_factory, workers, producer_hook, tmp_path
+):
+    exporter = exporter_factory(redis_server.url)
+    prefork_retry_scenario(exporter, redis_server.url, unique_name, workers, tmp_path)

@@ -158,3 +158,26 @@ def retry_scenario(exporter, url: str, queue: str, workers, tmp_path: Path) -> N
         full,
         "end to end",
     )
+
+
+def prefork_retry_scenario(exporter, url: str, queue: str, workers, tmp_path: Path) -> None:
+    """Immediate retries on a prefork pool: the worker may receive (and another child start)
+    the next delivery before it reports the retry. Every run keeps its queue and its wait."""
+    worker = workers(url, queue, pool="prefork", concurrency=3)
+    wait_worker_up(exporter, worker)
+    app = make_app(url, queue)
+    path = tmp_path / "retries.jsonl"
+    for _ in range(8):
+        app.send_task("events.retry_timed", args=[str(path), 0])
+    q = {"queue": queue, "task": "events.retry_timed"}
+    wait_until(lambda: len(records(path)) == 32, 60, what="32 runs")
+    wait_until(
+        lambda: exporter.value("celery_task_succeeded_total", **q) == 8, 20, what="8 successes"
+    )
+    wait_until(lambda: tracked_in(exporter, queue) == 0, 20, what="joins done")
+    assert exporter.value("celery_task_started_total", **q) == 32
+    assert exporter.value("celery_task_retried_total", **q) == 24
+    assert exporter.value("celery_task_queue_wait_seconds_count", **q) == 32
+    assert exporter.value("celery_task_publish_to_start_seconds_count", **q) == 32
+    per_queue = exporter.values("celery_task_started_total", "queue", task="events.retry_timed")
+    assert per_queue == {queue: 32}  # none under "(unknown)"
