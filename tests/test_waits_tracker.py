@@ -136,10 +136,10 @@ def test_each_retry_waits_from_its_own_republish_even_when_announced_early():
     assert snap.tracked_tasks == 0
 
 
-@pytest.mark.parametrize("next_started_first", [False, True])
-def test_prefork_retry_reported_after_the_next_delivery_was_received(next_started_first):
-    """Prefork: the main process may receive the retry's message (and another child start it)
-    before it reads the retried run's result and sends task-retried."""
+@pytest.mark.parametrize("order", ["retried first", "next started first", "next ended first"])
+def test_prefork_retry_reported_after_the_next_delivery_was_received(order):
+    """Prefork: the main process may receive the retry's message (and another child start,
+    even finish it) before it reads the retried run's result and sends task-retried."""
     t = tracker(wait_buckets=(0.015, 0.025, 0.035, 100.0))
     info = {"type": TASK_INFO_EVENT, "uuid": "p", "queue": "q", "enqueued_at": 100.0}
     events = [
@@ -151,8 +151,12 @@ def test_prefork_retry_reported_after_the_next_delivery_was_received(next_starte
     ]
     started_again = {"type": "task-started", "uuid": "p", "timestamp": 100.08}
     retried = {"type": "task-retried", "uuid": "p", "timestamp": 100.06}
-    events += [started_again, retried] if next_started_first else [retried, started_again]
-    events.append({"type": "task-succeeded", "uuid": "p", "runtime": 0.01})
+    succeeded = {"type": "task-succeeded", "uuid": "p", "runtime": 0.01}
+    events += {
+        "retried first": [retried, started_again, succeeded],
+        "next started first": [started_again, retried, succeeded],
+        "next ended first": [started_again, succeeded, retried],
+    }[order]
     t.handle(events)
     snap = t.snapshot()
     assert snap.task_wait == {("q", "n"): ([1, 1, 2, 2, 2], pytest.approx(0.04))}  # 0.01, 0.03

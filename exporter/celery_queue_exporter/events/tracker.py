@@ -214,6 +214,8 @@ class _Task:
             self.run = run
         elif run is not None and run != self.run:
             self._become(_Run(run))  # a delivery whose stamps were not seen
+        elif run is not None:
+            self.open_starts = 0  # the same run delivered again: its earlier start is void
 
     def end_run(self) -> bool:
         """task-retried: a started run ended; True when a later delivery was already
@@ -573,7 +575,7 @@ class EventTracker:
             if histogram is None:
                 histogram = self._runtime[(queue, name)] = Histogram(len(bounds))
             histogram.observe(bounds, max(0.0, runtime))
-        self._forget(event.get("uuid"))
+        self._end(event.get("uuid"))
 
     def _on_failed(self, event: dict[str, Any], now: float) -> None:
         if self._duplicate_end(event.get("uuid")):
@@ -588,7 +590,7 @@ class EventTracker:
         else:
             key = (queue, name, limit)
             self._time_limits[key] = self._time_limits.get(key, 0) + 1
-        self._forget(event.get("uuid"))
+        self._end(event.get("uuid"))
 
     def _on_finished_kind(self, kind: str) -> Callable[[dict[str, Any], float], None]:
         def handler(event: dict[str, Any], now: float) -> None:
@@ -616,6 +618,15 @@ class EventTracker:
         if len(finished) > FINISHED_MEMORY:
             finished.popitem(last=False)
         return False
+
+    def _end(self, uuid: Any) -> None:
+        """The last run ended. Prefork may report it before the retry of an earlier run that
+        also started: then the record stays for that task-retried, which drops it."""
+        task = self._tasks.get(uuid) if isinstance(uuid, str) else None
+        if task is not None and task.open_starts > 1:
+            task.open_starts -= 1
+            return
+        self._forget(uuid)
 
     def _forget(self, uuid: Any) -> None:
         if isinstance(uuid, str):
