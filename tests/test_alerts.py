@@ -294,7 +294,7 @@ def test_durations_parse_and_format_like_prometheus():
 def test_promtool_check_rules_accepts_the_plain_rule_file():
     done = run_promtool("check", "rules", str(RULE_FILE))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 22 rules found" in done.stdout
+    assert "SUCCESS: 23 rules found" in done.stdout
 
 
 def test_promtool_check_rules_accepts_the_prometheusrule_spec(tmp_path):
@@ -303,7 +303,7 @@ def test_promtool_check_rules_accepts_the_prometheusrule_spec(tmp_path):
     spec.write_text(yaml.safe_dump(obj["spec"], sort_keys=False), encoding="utf-8")
     done = run_promtool("check", "rules", str(spec))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 22 rules found" in done.stdout
+    assert "SUCCESS: 23 rules found" in done.stdout
 
 
 def test_promtool_unit_tests_pass():

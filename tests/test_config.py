@@ -27,6 +27,7 @@ FLAGS = [
     "--discover-queues",
     "--events",
     "--events-heartbeat-timeout",
+    "--events-max-exception-names",
     "--events-max-queue-names",
     "--events-max-task-age",
     "--events-max-task-names",

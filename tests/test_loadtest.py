@@ -276,6 +276,74 @@ def check_report(text: str, data: dict) -> None:
             two(my_quantile([t[5] - t[3] for t in urgent], 0.95)),
         ]
 
+    check_countdown(text, data)
+
+
+def due_wait(task: list) -> float:
+    """Queue wait of a task from when it became due: start - (publish + countdown)."""
+    countdown = task[8] if len(task) > 8 and task[8] else 0.0
+    return task[5] - (task[3] + countdown)
+
+
+def check_countdown(text: str, data: dict) -> None:
+    """The countdown-heavy section: the exporter's waits (start minus the later of publish and
+    ETA) agree with the tasks' own waits since they became due, and its end-to-end mean with
+    the tasks' own publish-to-start mean."""
+    runs = [r for r in data["runs"] if r["scenario"] == "countdown"]
+    if "countdown_phases" not in data["plan"]:
+        assert not runs
+        return
+    assert runs, "no countdown-heavy runs"
+    summary = {row[0]: row for row in table_after(text, "loadtest:countdown")}
+    assert sorted(summary) == sorted(r["setup"]["name"] for r in runs)
+    for run in runs:
+        name = run["setup"]["name"]
+        tasks = run["tasks"]
+        started = [t for t in tasks if t[5] is not None]
+        delayed = sum(1 for t in tasks if t[8])
+        assert delayed >= len(tasks) // 2, name  # countdown-heavy indeed
+        counted = sum(entry["cum"][-1] for entry in run["final_wait"].values())
+        disagreement = 0
+        for level in set(run["levels"].values()):
+            waits = [due_wait(t) for t in started if run["levels"][t[1]] == level]
+            entry = run["final_wait"][level]
+            mine = [sum(1 for w in waits if w <= b) for b in entry["le"]] + [len(waits)]
+            disagreement = max(
+                disagreement, *(abs(a - b) for a, b in zip(mine, entry["cum"], strict=True))
+            )
+        own_mean = sum(t[5] - t[3] for t in started) / len(started)
+        e2e = run["scrapes"][-1]["end_to_end"]
+        exporter_mean = e2e["sum"] / e2e["count"]
+        assert summary[name][1:] == [
+            str(len(tasks)),
+            str(delayed),
+            str(sum(1 for t in tasks if t[6] is not None)),
+            str(counted),
+            str(disagreement),
+            two(own_mean),
+            two(exporter_mean),
+        ], name
+        assert counted == len(started), name
+        assert disagreement <= max(2, len(tasks) // 10), name
+        assert e2e["count"] == len(started), name
+        assert abs(own_mean - exporter_mean) < 0.1, name
+        rows = {row[0]: row for row in table_after(text, f"loadtest:countdown {name}")}
+        assert sorted(rows) == sorted(CLASSES)
+        for cls in CLASSES:
+            waits = [due_wait(t) for t in started if t[1] == cls]
+            level = run["levels"][cls]
+            final = run["final_wait"][level]
+            assert rows[cls] == [
+                cls,
+                level,
+                str(sum(1 for t in tasks if t[1] == cls)),
+                two(my_quantile(waits, 0.5)),
+                two(my_quantile(waits, 0.95)),
+                two(max(waits)),
+                two(my_histogram_quantile(0.5, final["le"], final["cum"])),
+                two(my_histogram_quantile(0.95, final["le"], final["cum"])),
+            ], (name, cls)
+
 
 # --- the real quick run ---------------------------------------------------------------------
 
@@ -301,7 +369,7 @@ def test_quick_run_report_matches_its_raw_data(tmp_path: Path) -> None:
     assert plan["quick"] is True
     assert [r["setup"]["name"] for r in data["runs"]] == [
         "redis-fifo", "redis-steps4", "rabbitmq-fifo", "rabbitmq-priority",
-        "redis-steps4", "rabbitmq-priority",
+        "redis-steps4", "rabbitmq-priority", "redis-steps4", "rabbitmq-priority",
     ]  # fmt: skip
     # Every scheduled task was published and its own record came back exactly once.
     offers = {
@@ -314,10 +382,17 @@ def test_quick_run_report_matches_its_raw_data(tmp_path: Path) -> None:
                      starved_tasks=plan["starved_tasks"], starved_at=plan["starved_at"]),
             plan["capacity"], plan["seed"],
         ),
+        "countdown": schedule(
+            Scenario("countdown", "countdown", tuple(map(tuple, plan["countdown_phases"])),
+                     countdown_share=plan["countdown_share"],
+                     countdown_range=tuple(plan["countdown_range"])),
+            plan["capacity"], plan["seed"],
+        ),
     }  # fmt: skip
     for run in data["runs"]:
         tasks = run["tasks"]
         assert [t[1] for t in tasks] == [o.cls for o in offers[run["scenario"]]]
+        assert [t[8] for t in tasks] == [o.countdown for o in offers[run["scenario"]]]
         assert all(t[5] is not None and t[6] is not None for t in tasks)
         assert run["duplicates"] == 0
         assert len({t[0] for t in tasks}) == len(tasks)

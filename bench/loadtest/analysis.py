@@ -31,6 +31,12 @@ TARGET_START_SECONDS = 5.0  # high-priority tasks start within 5 s
 
 # Column indexes of a task row in the raw file.
 T_ID, T_CLASS, T_PRIORITY, T_PUBLISHED, T_STAMP, T_STARTED, T_FINISHED, T_WORKER = range(8)
+#: Countdown the task was published with (seconds; absent in raw data from before issue 14).
+T_COUNTDOWN = 8
+
+
+def countdown_of(task: list[Any]) -> float:
+    return float(task[T_COUNTDOWN] or 0.0) if len(task) > T_COUNTDOWN else 0.0
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -130,7 +136,9 @@ def task_waits(run: dict[str, Any]) -> dict[str, list[float]]:
     waits: dict[str, list[float]] = {cls: [] for cls in CLASSES}
     for task in run["tasks"]:
         if task[T_STARTED] is not None:
-            waits[task[T_CLASS]].append(task[T_STARTED] - task[T_PUBLISHED])
+            # Queue wait: from when the task was due (publish + countdown), as the exporter has it.
+            due = task[T_PUBLISHED] + countdown_of(task)
+            waits[task[T_CLASS]].append(task[T_STARTED] - due)
     return waits
 
 

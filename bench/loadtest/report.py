@@ -113,6 +113,7 @@ def render(
     run_of = {r["setup"]["name"]: r for r in mixed_runs}
     verdicts = an.verdicts(summaries)
     starvation = [an.starvation(r) for r in starving_runs]
+    countdown_runs = [r for r in data["runs"] if r["scenario"] == "countdown"]
     images = write_plots(data, img_dir)
     rel = _relative(img_dir, report_path.parent)
 
@@ -123,7 +124,8 @@ def render(
         "",
         "Real Celery workers against a private Redis (kombu's emulated priorities) and RabbitMQ "
         "(`x-max-priority`), with a mixed-priority workload from below saturation to well beyond "
-        "it, and a starvation scenario. Waits per priority level are read from the exporter's "
+        "it, a starvation scenario and a countdown-heavy one. Waits per priority level are read "
+        "from the exporter's "
         "`celery_queue_wait_seconds` histogram and checked against every task's own start time.",
         "",
         "Reproduce (from the repository root, with RabbitMQ and `redis-server` installed, see "
@@ -195,6 +197,7 @@ def render(
         f"* Starvation: urgent tasks only, {_phases(plan['starvation_phases'], plan['capacity'])}"
         f"; {plan['starved_tasks']} least-urgent (`low`) tasks published once the workers are "
         "busy.",
+        *_countdown_plan(plan),
         "",
         "## Mixed workload",
         "",
@@ -273,11 +276,13 @@ def render(
         out += ["", *_starvation_text(starvation), ""]
     else:
         out += ["Not run.", ""]
+    out += _countdown_section(countdown_runs)
     out += [
         "## How the numbers are computed",
         "",
         "* wait = the task's own start time (`time.time()`, first line of the task body) minus "
-        "the time the producer noted just before `send_task`; every task records its start, "
+        "the time the producer noted just before `send_task`, plus the task's countdown if it "
+        "had one (the time it became due); every task records its start, "
         "finish and the exporter's publish stamp in a Redis list of the private redis-server.",
         "* p50/p95 of the tasks' own waits: linear interpolation between closest ranks "
         "(numpy's default); max: the largest wait.",
@@ -294,6 +299,70 @@ def render(
     if notes:
         out += ["", "## Notes from the run", ""] + [f"* {note}" for note in notes]
     return "\n".join(out) + "\n"
+
+
+def _countdown_plan(plan: dict[str, Any]) -> list[str]:
+    if "countdown_phases" not in plan:  # raw data from before the countdown scenario
+        return []
+    low, high = plan["countdown_range"]
+    phases = _phases(plan["countdown_phases"], plan["capacity"])
+    return [
+        f"* Countdown-heavy: the mixed classes, {phases}"
+        f"; {plan['countdown_share'] * 100:.0f} % of the tasks published with `countdown` drawn "
+        f"uniformly from {low:g}-{high:g} s.",
+    ]
+
+
+def _countdown_section(runs: list[dict[str, Any]]) -> list[str]:
+    """Exporter vs the tasks' own waits when most tasks are scheduled with a countdown."""
+    if not runs:
+        return []
+    out = [
+        "## Countdown-heavy workload",
+        "",
+        "Most tasks are published with a `countdown`, so they are delivered at once and held by "
+        "the worker until due. Their queue wait is measured from when they became due (publish "
+        "+ countdown), by the tasks themselves and by the exporter (`celery_queue_wait_seconds`: "
+        "start minus the later of publish and ETA); the end-to-end delay, publish to start with "
+        "the countdown, is `celery_task_publish_to_start_seconds`.",
+        "",
+        "<!-- loadtest:countdown -->",
+        "| setup | tasks | with countdown | completed | exporter waits counted "
+        "| max bucket disagreement | mean publish-to-start s | exporter mean publish-to-start s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    details: list[str] = []
+    for run in runs:
+        summary = an.summarize(run)
+        tasks = run["tasks"]
+        delayed = sum(1 for t in tasks if an.countdown_of(t) > 0)
+        own = [t[an.T_STARTED] - t[an.T_PUBLISHED] for t in tasks if t[an.T_STARTED] is not None]
+        scrapes = run.get("scrapes") or []
+        e2e = (scrapes[-1].get("end_to_end") if scrapes else None) or {}
+        exporter_mean = e2e["sum"] / e2e["count"] if e2e.get("count") else None
+        counted = "n/a" if summary.exporter_observed is None else str(summary.exporter_observed)
+        disagreement = (
+            "n/a" if summary.bucket_disagreement is None else str(summary.bucket_disagreement)
+        )
+        out.append(
+            f"| {summary.setup} | {summary.tasks} | {delayed} | {summary.completed} | {counted} "
+            f"| {disagreement} | {an.fmt(sum(own) / len(own) if own else None)} "
+            f"| {an.fmt(exporter_mean)} |"
+        )
+        details += [
+            f"<!-- loadtest:countdown {summary.setup} -->",
+            "| class | exporter level | tasks | p50 wait s | p95 wait s | max wait s "
+            "| exporter p50 s | exporter p95 s |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in summary.rows:
+            details.append(
+                f"| {r.cls} | {r.level} | {r.tasks} | {an.fmt(r.p50)} | {an.fmt(r.p95)} "
+                f"| {an.fmt(r.max)} | {an.fmt(r.exporter_p50)} | {an.fmt(r.exporter_p95)} |"
+            )
+        details.append("")
+    out += ["", *details]
+    return out
 
 
 def _answer(

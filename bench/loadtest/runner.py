@@ -77,6 +77,7 @@ def parse_scrape(text: str, broker: str, queue: str) -> dict[str, Any]:
     messages: dict[str, float] = {}
     oldest: dict[str, float] = {}
     reserved = None
+    end_to_end = {"sum": 0.0, "count": 0.0}  # first publish to start, countdowns included
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = sample.labels
@@ -93,8 +94,18 @@ def parse_scrape(text: str, broker: str, queue: str) -> dict[str, Any]:
                 oldest[level] = sample.value
             elif sample.name == "celery_queue_reserved_messages":
                 reserved = sample.value
+            elif sample.name == "celery_task_publish_to_start_seconds_sum":
+                end_to_end["sum"] += sample.value
+            elif sample.name == "celery_task_publish_to_start_seconds_count":
+                end_to_end["count"] += sample.value
     wait = {level: _level_entry(b, sums.get(level, 0.0)) for level, b in buckets.items()}
-    return {"wait": wait, "messages": messages, "oldest": oldest, "reserved": reserved}
+    return {
+        "wait": wait,
+        "messages": messages,
+        "oldest": oldest,
+        "reserved": reserved,
+        "end_to_end": end_to_end,
+    }
 
 
 def waits_observed(scrape: dict[str, Any]) -> int:
@@ -128,9 +139,12 @@ class Producer(threading.Thread):
                 priority = self.setup.priority(offer.cls)
                 published = time.time()
                 result = self.app.send_task(
-                    TASK_NAME, args=[self.duration, offer.cls], priority=priority
+                    TASK_NAME,
+                    args=[self.duration, offer.cls],
+                    priority=priority,
+                    countdown=offer.countdown or None,
                 )
-                self.sent.append([result.id, offer.cls, priority, published])
+                self.sent.append([result.id, offer.cls, priority, published, offer.countdown])
         except BaseException as exc:  # noqa: BLE001 - reported by the runner
             self.error = exc
 
@@ -159,12 +173,14 @@ class Runner:
         self.work_dir = work_dir
         self.log = log
         self.run_id = uuid.uuid4().hex[:8]
-        self.entries: list[tuple[Scenario, Setup]] = [(plan.mixed, s) for s in plan.setups] + [
-            (plan.starvation, s) for s in plan.starvation_setups
-        ]
+        self.entries: list[tuple[Scenario, Setup]] = (
+            [(plan.mixed, s) for s in plan.setups]
+            + [(plan.starvation, s) for s in plan.starvation_setups]
+            + [(plan.countdown, s) for s in plan.starvation_setups]
+        )
         self.schedules = {
             scenario.name: schedule(scenario, plan.capacity, plan.seed)
-            for scenario in (plan.mixed, plan.starvation)
+            for scenario in (plan.mixed, plan.starvation, plan.countdown)
         }
         total = sum(len(self.schedules[scenario.name]) for scenario, _ in self.entries)
         self.progress = progress or Progress(total)
@@ -363,7 +379,7 @@ class Runner:
                 continue
             by_id[record["id"]] = record
         tasks = []
-        for task_id, cls, priority, published in producer.sent:
+        for task_id, cls, priority, published, countdown in producer.sent:
             record = by_id.get(task_id, {})
             tasks.append(
                 [
@@ -375,6 +391,7 @@ class Runner:
                     record.get("started"),
                     record.get("finished"),
                     record.get("worker"),
+                    countdown,
                 ]
             )
         setup_data = asdict(setup)
@@ -434,6 +451,9 @@ class Runner:
                 "starvation_phases": [list(p) for p in plan.starvation.phases],
                 "starved_tasks": plan.starvation.starved_tasks,
                 "starved_at": plan.starvation.starved_at,
+                "countdown_phases": [list(p) for p in plan.countdown.phases],
+                "countdown_share": plan.countdown.countdown_share,
+                "countdown_range": list(plan.countdown.countdown_range),
             },
             "runs": runs,
         }

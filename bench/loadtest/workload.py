@@ -85,11 +85,15 @@ class Scenario:
     """A workload: phases of (seconds, offered load as a multiple of capacity)."""
 
     name: str
-    kind: str  # "mixed" or "starvation"
+    kind: str  # "mixed", "starvation" or "countdown"
     phases: tuple[tuple[float, float], ...]
     #: starvation: least-urgent tasks published once the urgent stream has filled the workers.
     starved_tasks: int = 0
     starved_at: float = 0.0
+    #: countdown: this share of the tasks is published with a countdown drawn uniformly from
+    #: countdown_range (seconds), as teams scheduling work with countdown/eta= do.
+    countdown_share: float = 0.0
+    countdown_range: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,8 @@ class Plan:
     mixed: Scenario
     starvation: Scenario
     starvation_setups: tuple[Setup, ...]
+    #: Countdown-heavy mixed workload, on the same setups as the starvation scenario.
+    countdown: Scenario
     workers: int = 2
     concurrency: int = 4
     duration: float = 0.5
@@ -151,6 +157,13 @@ def make_plan(
         phase_seconds = 2.0 if quick else 7.0
     if starvation_seconds is None:
         starvation_seconds = 5.0 if quick else 20.0
+    countdown = Scenario(
+        "countdown",
+        "countdown",
+        ((starvation_seconds, 0.9),),
+        countdown_share=0.7,
+        countdown_range=(1.0, 3.0) if quick else (2.0, 8.0),
+    )
     phases = tuple((phase_seconds, factor) for factor in load_factors)
     if not quick and len(phases) > 1:  # hold the deepest overload a little longer
         phases = phases[:-1] + ((phase_seconds * 1.25, load_factors[-1]),)
@@ -171,6 +184,7 @@ def make_plan(
         mixed=mixed,
         starvation=starvation,
         starvation_setups=starving,
+        countdown=countdown,
         workers=workers,
         concurrency=concurrency,
         duration=duration,
@@ -185,12 +199,15 @@ class Offer:
 
     at: float
     cls: str
+    countdown: float = 0.0  # seconds; 0: published for immediate execution
 
 
 def schedule(scenario: Scenario, capacity: float, seed: int) -> list[Offer]:
     """Evenly spaced arrivals per phase; classes drawn with a fixed seed (same for every setup,
     so setups see the same sequence)."""
     rng = random.Random(seed)
+    delays = random.Random(seed + 1)  # apart, so the class sequence matches the mixed one
+    low, high = scenario.countdown_range
     offers: list[Offer] = []
     start = 0.0
     for seconds, factor in scenario.phases:
@@ -202,7 +219,10 @@ def schedule(scenario: Scenario, capacity: float, seed: int) -> list[Offer]:
                 cls = URGENT
             else:
                 cls = rng.choices(CLASSES, weights=SHARES)[0]
-            offers.append(Offer(at, cls))
+            countdown = 0.0
+            if scenario.countdown_share and delays.random() < scenario.countdown_share:
+                countdown = round(delays.uniform(low, high), 3)
+            offers.append(Offer(at, cls, countdown))
         start += seconds
     if scenario.kind == "starvation":
         for index in range(scenario.starved_tasks):

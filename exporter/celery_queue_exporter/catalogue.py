@@ -348,10 +348,16 @@ TASK_SENT = _task_counter("sent", "Tasks published (needs task_send_sent_event o
 TASK_RECEIVED = _task_counter("received", "Tasks received by a worker.")
 TASK_STARTED = _task_counter("started", "Tasks a worker started executing.")
 TASK_SUCCEEDED = _task_counter("succeeded", "Tasks that finished successfully.")
-TASK_FAILED = _task_counter(
-    "failed",
+TASK_FAILED = _spec(
+    "celery_task_failed_total",
+    "counter",
+    ("broker", "queue", "task", "exception"),
     "Tasks that raised an exception, not counting time-limit kills "
-    "(those are in celery_task_time_limit_exceeded_total).",
+    "(those are in celery_task_time_limit_exceeded_total), per exception class name (e.g. "
+    "'ValueError'); names past events.max_exception_names are '(other)', '(unknown)' when the "
+    "event names none." + _CAPPED,
+    "exact while the event stream is connected (see celery_event_stream_interruptions_total)",
+    "task-failed events (exception, else the traceback's last line).",
 )
 TASK_RETRIED = _task_counter("retried", "Tasks that asked to be retried.")
 TASK_REJECTED = _task_counter("rejected", "Tasks a worker rejected.")
@@ -377,20 +383,44 @@ TASK_QUEUE_WAIT = _spec(
     "celery_task_queue_wait_seconds",
     "histogram",
     _TASK_LABELS,
-    "Time from publish to the start of execution, per task name. From the enqueue stamp of "
-    "install(app) when present, else from task-sent to task-started." + _CAPPED,
+    "Queue wait per run and task name: start of execution minus the later of the run's own "
+    "publish and its ETA (countdown/ETA delays and retry backoffs are not waiting). From the "
+    "attempt stamp of install(app) when present, else from task-sent." + _CAPPED,
     "exact with install(app) or task_send_sent_event; bucketed; clamped at 0",
-    "task-started events joined with the stamp or task-sent.",
+    "task-started events joined with the stamp or task-sent, and the ETA (install(app) or "
+    "task-received).",
 )
 QUEUE_WAIT = _spec(
     "celery_queue_wait_seconds",
     "histogram",
     ("broker", "queue", "priority"),
-    "Time from publish to the start of execution, per queue and priority level. The priority "
-    "label needs install(app) on workers and producers; without it the series carry no "
-    "priority label (wait from task-sent to task-started)." + _CAPPED_QUEUE,
+    "Queue wait per run, per queue and priority level: start of execution minus the later of "
+    "the run's own publish (a retry's republish) and its ETA. The priority label needs "
+    "install(app) on workers and producers; without it the series carry no priority label "
+    "(wait from task-sent)." + _CAPPED_QUEUE,
     "exact with install(app); bucketed; clamped at 0",
-    "the worker-side hook of install(app), else task-sent/task-started events.",
+    "the worker-side hook of install(app), else task-sent/task-received/task-started events.",
+)
+TASK_END_TO_END = _spec(
+    "celery_task_publish_to_start_seconds",
+    "histogram",
+    _TASK_LABELS,
+    "End-to-end delay per run and task name: start of execution minus the task's first "
+    "publish, ETA/countdown delays and retries included (answers 'how long after it was "
+    "first asked for did it run', not 'how long did it queue')." + _CAPPED,
+    "exact with install(app) (none without it); bucketed; clamped at 0",
+    "task-started events joined with the first-publish stamp of install(app).",
+)
+QUEUE_PREFETCH = _spec(
+    "celery_queue_prefetch_seconds",
+    "histogram",
+    ("broker", "queue", "priority"),
+    "Prefetch time per run: start of execution minus the later of task-received and the ETA, "
+    "the time the task sat reserved in a worker's prefetch buffer instead of in the broker, "
+    "where a more urgent task could have overtaken it. No priority label without "
+    "install(app)." + _CAPPED_QUEUE,
+    "exact (both ends on the worker's clock); bucketed",
+    "task-received and task-started events (and the ETA).",
 )
 WORKER_UP = _spec(
     "celery_worker_up",
@@ -434,6 +464,43 @@ WORKER_LAST_HEARTBEAT = _spec(
     "When the exporter last heard from the worker (epoch seconds, exporter clock).",
     "exact",
     "worker events.",
+)
+WORKER_POOL_SIZE = _spec(
+    "celery_worker_pool_size",
+    "gauge",
+    ("broker", "worker", "pool"),
+    "Execution slots of the worker's pool (prefork processes, threads, greenlets; 1 for "
+    "solo), as the worker announced it; pool is the pool type. Needs install(app) on workers; "
+    "only for live workers exported one by one (not worker='(other)').",
+    "as of the last heartbeat",
+    "the worker-side hook of install(app) (sent with every heartbeat).",
+)
+WORKER_PREFETCH_MULTIPLIER = _spec(
+    "celery_worker_prefetch_multiplier",
+    "gauge",
+    ("broker", "worker"),
+    "The worker's worker_prefetch_multiplier: it reserves up to pool size x this many tasks.",
+    "as of the last heartbeat",
+    "the worker-side hook of install(app).",
+)
+QUEUE_WORKER_SLOTS = _spec(
+    "celery_queue_worker_slots",
+    "gauge",
+    ("broker", "queue"),
+    "Capacity of the queue: pool slots of the live workers consuming it (a worker consuming "
+    "several queues counts in each). Needs install(app) on workers." + _CAPPED_QUEUE,
+    "as of the last heartbeats",
+    "celery_worker_pool_size of the workers that announce the queue.",
+)
+QUEUE_WORKER_BUSY_SLOTS = _spec(
+    "celery_queue_worker_busy_slots",
+    "gauge",
+    ("broker", "queue"),
+    "Tasks executing on the live workers consuming the queue (their heartbeat's active count, "
+    "all their queues together); divided by celery_queue_worker_slots it is the queue's "
+    "utilisation." + _CAPPED_QUEUE,
+    "as of the last heartbeats",
+    "worker-heartbeat active of the workers counted in celery_queue_worker_slots.",
 )
 QUEUE_WORKERS = _spec(
     "celery_queue_workers",
@@ -509,12 +576,18 @@ EVENT_METRICS: tuple[MetricSpec, ...] = (
     TASK_RUNTIME,
     TASK_QUEUE_WAIT,
     QUEUE_WAIT,
+    TASK_END_TO_END,
+    QUEUE_PREFETCH,
     WORKER_UP,
     WORKER_ACTIVE_TASKS,
     WORKER_PROCESSED,
     WORKER_LOAD,
     WORKER_LAST_HEARTBEAT,
+    WORKER_POOL_SIZE,
+    WORKER_PREFETCH_MULTIPLIER,
     QUEUE_WORKERS,
+    QUEUE_WORKER_SLOTS,
+    QUEUE_WORKER_BUSY_SLOTS,
     EVENT_CONSUMER_UP,
     EVENTS_RECEIVED,
     EVENTS_MALFORMED,

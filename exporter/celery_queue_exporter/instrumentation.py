@@ -9,7 +9,10 @@ waited. ``install(app)`` stamps every published task with the publish time:
   reports as ``head_message_timestamp``.
 
 Epoch seconds are time-zone free, so producers and exporter in different zones agree.
-Both stamps are set only when absent, so a retried task keeps its original header.
+Both stamps are set only when absent, so a retried task keeps its original header: that is the
+*first* publish, for the end-to-end measure. A second header, ``ATTEMPT_AT_HEADER``, is
+overwritten on every publish, so a retry (Celery republishes it with the same task id and the
+request's headers) carries its own republish time: the queue wait of each attempt starts there.
 
 On workers (the same ``install(app)`` call, made where the app is defined, before the worker
 starts) it adds two custom Celery events, sent through the worker's own event dispatcher in
@@ -17,9 +20,11 @@ the worker's main process, and only when task events are on (``-E`` /
 ``worker_send_task_events``); the dispatcher drops them otherwise:
 
 * ``TASK_INFO_EVENT`` for every task the worker receives: task name, queue, message priority,
-  the queue's x-max-priority (when the app declares it) and the enqueue stamp. With the
-  task-started event that follows, the exporter measures the wait per queue and priority.
-* ``WORKER_QUEUES_EVENT`` with every heartbeat: the queues the worker consumes from.
+  the queue's x-max-priority (when the app declares it), the first-publish and attempt stamps
+  and the ETA (epoch seconds). With the task-started event that follows, the exporter measures
+  the wait per queue and priority: start minus the later of the attempt's publish and its ETA.
+* ``WORKER_QUEUES_EVENT`` with every heartbeat: the queues the worker consumes from and its
+  pool (size, type, prefetch multiplier), for the capacity and utilisation metrics.
 
 Their group is ``queueexporter`` (not ``task``/``worker``), so Flower and celery.events.State
 ignore them. They are published at once, not batched with task events.
@@ -35,8 +40,10 @@ from typing import Any
 
 from celery import signals
 
-#: Header holding the publish time in epoch seconds (float).
+#: Header holding the first publish time in epoch seconds (float); kept by retries.
 ENQUEUED_AT_HEADER = "celery_queue_exporter_enqueued_at"
+#: Header holding this attempt's publish time (float epoch seconds); reset by every publish.
+ATTEMPT_AT_HEADER = "celery_queue_exporter_attempt_at"
 
 _PUBLISH_UID = "celery_queue_exporter.instrumentation.stamp_enqueue_time"
 _RECEIVED_UID = "celery_queue_exporter.instrumentation.announce_task"
@@ -61,6 +68,7 @@ def stamp_enqueue_time(
     now = time.time()
     if headers is not None:
         headers.setdefault(ENQUEUED_AT_HEADER, now)
+        headers[ATTEMPT_AT_HEADER] = now  # a retry's own republish, not the first publish
     if properties is not None and properties.get("timestamp") is None:
         properties["timestamp"] = int(now)
 
@@ -123,6 +131,7 @@ def announce_task(sender: Any = None, request: Any = None, **_: Any) -> None:
     try:
         info = request.delivery_info or {}
         queue, max_priority = queue_of(sender, info.get("exchange"), info.get("routing_key"))
+        eta = request.eta
         dispatcher.send(
             TASK_INFO_EVENT,
             uuid=request.id,
@@ -131,6 +140,10 @@ def announce_task(sender: Any = None, request: Any = None, **_: Any) -> None:
             priority=info.get("priority"),
             max_priority=max_priority,
             enqueued_at=enqueued_at(request.request_dict),
+            attempt_at=enqueued_at(request.request_dict, ATTEMPT_AT_HEADER),
+            retries=request.request_dict.get("retries", 0),
+            # Celery makes the ETA time-zone aware (UTC or the worker's zone) before this.
+            eta=eta.timestamp() if eta is not None else None,
         )
     except Exception:  # noqa: BLE001 - never let monitoring break task delivery
         log.debug("celery-queue-exporter: cannot send %s", TASK_INFO_EVENT, exc_info=True)
@@ -151,16 +164,34 @@ def announce_queues(sender: Any = None, **_: Any) -> None:
         return
     try:
         names = sorted({queue.name for queue in _task_queues(consumer)})
-        eventer.send(WORKER_QUEUES_EVENT, queues=names)
+        eventer.send(WORKER_QUEUES_EVENT, queues=names, **pool_of(consumer))
     except Exception:  # noqa: BLE001 - never let monitoring break the heartbeat
         log.debug("celery-queue-exporter: cannot send %s", WORKER_QUEUES_EVENT, exc_info=True)
 
 
-def enqueued_at(headers: dict[str, Any] | None) -> float | None:
-    """The publish stamp from a message's headers, or None when absent or not a number."""
+def pool_of(consumer: Any) -> dict[str, Any]:
+    """The worker's pool as announced to the exporter: processes/threads (the current size,
+    so autoscaling shows), the pool type ('prefork', 'solo', 'thread', ...) and the prefetch
+    multiplier. Missing parts are left out: the exporter then exports no pool size."""
+    out: dict[str, Any] = {}
+    pool = getattr(consumer, "pool", None)
+    if pool is not None:
+        size = getattr(pool, "num_processes", None)
+        if isinstance(size, int) and not isinstance(size, bool):
+            out["pool_size"] = size
+        out["pool"] = type(pool).__module__.rsplit(".", 1)[-1]
+    multiplier = getattr(consumer, "prefetch_multiplier", None)
+    if isinstance(multiplier, int) and not isinstance(multiplier, bool):
+        out["prefetch_multiplier"] = multiplier
+    return out
+
+
+def enqueued_at(headers: dict[str, Any] | None, header: str = ENQUEUED_AT_HEADER) -> float | None:
+    """A publish stamp (``header``, the first publish by default) from a message's headers, or
+    None when absent or not a number."""
     if not headers:
         return None
-    value = headers.get(ENQUEUED_AT_HEADER)
+    value = headers.get(header)
     if isinstance(value, bool):
         return None
     try:
@@ -168,3 +199,11 @@ def enqueued_at(headers: dict[str, Any] | None) -> float | None:
     except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond a double
         return None
     return stamp if stamp is None or math.isfinite(stamp) else None
+
+
+def published_at(headers: dict[str, Any] | None) -> float | None:
+    """When this message was published: the attempt stamp (a retry's own republish), else the
+    first-publish stamp of older producers, else None. A retried message at the head of a
+    queue has waited since its republish, not since the task was first sent."""
+    stamp = enqueued_at(headers, ATTEMPT_AT_HEADER)
+    return stamp if stamp is not None else enqueued_at(headers)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from celery_queue_exporter import catalogue as cat
 
 from ..promql import Exprs, dur, num, pct
-from ..schema import Duration, Ratio
-from .base import WHERE_CAPITAL, Body, Settings, alert
+from ..schema import Duration, Number, Ratio
+from .base import WHERE, WHERE_CAPITAL, Body, Settings, alert
 
 
 def stream_up(e: Exprs) -> str:
@@ -60,4 +60,33 @@ def all_workers_down(s: Settings) -> Body:
         "The exporter {{ $labels.instance }} receives Celery events from broker "
         "{{ $labels.broker }}, yet no worker has sent a heartbeat for more than "
         f"{s.for_text}: no task on this broker is being processed.",
+    )
+
+
+@alert(
+    "CeleryTaskPrefetchTimeHigh",
+    summary="Celery tasks sit long in workers' prefetch buffers.",
+    seconds=Number(),
+    min_tasks_per_second=Number(),
+    window=Duration(),
+)
+def prefetch_time_high(s: Settings) -> Body:
+    e = s.e
+    span = dur(s["window"])
+    seconds = num(s["seconds"])
+    by = "job, broker, queue"
+    prefetch = cat.QUEUE_PREFETCH.name
+    # p95 of the time from task-received to start (ETA holds excluded), all levels of the
+    # queue together, gated by a minimum rate of starts so one slow run does not page.
+    return Body(
+        "histogram_quantile(0.95,\n"
+        f"  sum by ({by}, le) (rate({e.metric(prefetch + '_bucket')}[{span}]))\n"
+        f") > {seconds}\n"
+        f"and on ({by})\n"
+        f"sum by ({by}) (rate({e.metric(prefetch + '_count')}[{span}])) "
+        f">= {num(s['min_tasks_per_second'])}",
+        f"The p95 time that tasks of {WHERE} spent prefetched in a worker, received but not "
+        f"started, was {{{{ $value | humanizeDuration }}}} over the last {span} (limit "
+        f"{seconds}s): workers reserve more than they run, so urgent tasks published meanwhile "
+        "wait behind them.",
     )

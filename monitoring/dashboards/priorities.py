@@ -36,6 +36,7 @@ from .panels import (
 from .promql import (
     Priority,
     at_urgency,
+    histogram_quantile,
     m,
     selector,
     unknown_priority,
@@ -92,7 +93,8 @@ def effectiveness(s: Settings) -> Row:
     most_urgent_level_p95 = stat(
         s,
         "Most urgent level: p95 wait",
-        f"p95 time from publish to start at the most urgent level, worst queue, over "
+        f"p95 queue wait (start minus the later of publish and ETA) at the most urgent "
+        f"level, worst queue, over "
         f"{window}. Goal: start within {goal_start:g}s. Normal: well below the goal.",
         [Q(f"max({q.most_p95})")],
         unit=UNIT_SECONDS,
@@ -218,9 +220,11 @@ def waits_per_level(s: Settings) -> Row:
     wait_quantiles_priority_level = timeseries(
         s,
         "Wait quantiles per priority level",
-        f"p50 and p95 time from publish to start per queue and level over {window} "
-        "(celery_queue_wait_seconds; needs install(app) on producers and workers for "
-        "the priority label). Normal: waits ordered by urgency under load.",
+        f"p50 and p95 queue wait per queue and level over {window} "
+        "(celery_queue_wait_seconds: start minus the later of the run's own publish and "
+        "its ETA, so countdowns and retry backoffs do not count; needs install(app) on "
+        "producers and workers for the priority label). Normal: waits ordered by urgency "
+        "under load.",
         [
             Q(q.p50_by_level, "{{broker}} / {{queue}} p{{priority}} p50"),
             Q(q.p95_by_level, "{{broker}} / {{queue}} p{{priority}} p95"),
@@ -257,10 +261,37 @@ def waits_per_level(s: Settings) -> Row:
         thresholds=above(starvation),
         runbooks=["CeleryPriorityStarvation"],
     )
+    prefetch_limit = s.threshold("CeleryTaskPrefetchTimeHigh", "seconds")
+    prefetch_level = timeseries(
+        s,
+        "Prefetch time per priority level",
+        f"p95 time tasks sat in a worker's prefetch buffer (received, not started; ETA "
+        f"holds not counted) per queue and level over {window} "
+        "(celery_queue_prefetch_seconds). Time there is out of the broker's priority "
+        "order: an urgent task published meanwhile cannot overtake it. Normal: near 0 "
+        f"with worker_prefetch_multiplier=1; red from {prefetch_limit:g}s "
+        "(CeleryTaskPrefetchTimeHigh).",
+        [
+            Q(
+                histogram_quantile(
+                    0.95,
+                    cat.QUEUE_PREFETCH,
+                    selector(s, queue=True),
+                    "broker, queue, priority",
+                    window,
+                ),
+                "{{broker}} / {{queue}} p{{priority}}",
+            )
+        ],
+        unit=UNIT_SECONDS,
+        thresholds=above(prefetch_limit),
+        runbooks=["CeleryTaskPrefetchTimeHigh"],
+        dashboards=["workers"],
+    )
     return row(
         "Waits per priority level",
         line(8, (wait_quantiles_priority_level, 12), (wait_distribution_most_urgent, 12)),
-        line(8, (tasks_started_level, 12), (least_urgent_level_oldest, 12)),
+        line(8, (tasks_started_level, 8), (least_urgent_level_oldest, 8), (prefetch_level, 8)),
     )
 
 

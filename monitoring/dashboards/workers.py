@@ -338,19 +338,41 @@ def tasks(s: Settings) -> Row:
     )
     queue_wait_task = timeseries(
         s,
-        "Queue wait per task",
-        "p95 time from publish to start per task name "
-        "(celery_task_queue_wait_seconds): how long callers wait before the work "
-        "begins. Normal: well below the task's own runtime. Per-priority waits are "
-        "on the Priorities dashboard.",
+        "Queue wait and end-to-end delay per task",
+        "p95 queue wait per task name (celery_task_queue_wait_seconds: start minus the "
+        "later of the run's own publish and its ETA, so countdowns and retry backoffs do "
+        "not count) and p95 end-to-end delay (celery_task_publish_to_start_seconds: from "
+        "the first publish, countdown and retries included). Normal: the wait well below "
+        "the task's runtime; the end-to-end delay as long as the countdowns you schedule. "
+        "Per-priority waits are on the Priorities dashboard.",
         [
             Q(
                 histogram_quantile(0.95, cat.TASK_QUEUE_WAIT, st, "broker, task", RATE),
-                "{{task}} p95",
-            )
+                "{{task}} wait p95",
+            ),
+            Q(
+                histogram_quantile(0.95, cat.TASK_END_TO_END, st, "broker, task", RATE),
+                "{{task}} end-to-end p95",
+            ),
         ],
         unit=UNIT_SECONDS,
         dashboards=["priorities"],
+    )
+    top_exceptions = timeseries(
+        s,
+        "Top exceptions",
+        "The 10 exception classes that failed most tasks per second, over the selected "
+        "queues and tasks (exception label of celery_task_failed_total; names past the "
+        "exporter's cap are '(other)', time-limit kills are not counted). Normal: empty or "
+        "near 0; one class dominating points at one bug or one failing dependency.",
+        [
+            Q(
+                f"topk(10, {_rate_by(s, cat.TASK_FAILED, 'broker, exception')})",
+                "{{exception}}",
+            )
+        ],
+        unit=UNIT_TASK_RATE,
+        runbooks=["CeleryTaskFailureRatioHigh"],
     )
     return row(
         "Tasks",
@@ -361,7 +383,62 @@ def tasks(s: Settings) -> Row:
             (time_limit_kills_task, 8),
             (failure_kill_ratio_task, 8),
         ),
-        line(8, (runtime_distribution, 12), (queue_wait_task, 12)),
+        line(8, (runtime_distribution, 8), (queue_wait_task, 8), (top_exceptions, 8)),
+    )
+
+
+def capacity(s: Settings) -> Row:
+    """Per queue: pool slots, how many are busy, and how long tasks sit prefetched."""
+    sq = selector(s, queue=True)
+    prefetch_limit = s.threshold("CeleryTaskPrefetchTimeHigh", "seconds")
+    slots = m(cat.QUEUE_WORKER_SLOTS, sq)
+    busy = m(cat.QUEUE_WORKER_BUSY_SLOTS, sq)
+    slots_queue = timeseries(
+        s,
+        "Slots per queue",
+        "Pool slots of the live workers consuming each queue (celery_queue_worker_slots, "
+        "from the pool size install(app) announces) and how many run a task "
+        "(celery_queue_worker_busy_slots). Normal: busy below slots; a worker consuming "
+        "several queues counts in each.",
+        [
+            Q(slots, "{{broker}} / {{queue}} slots"),
+            Q(busy, "{{broker}} / {{queue}} busy"),
+        ],
+        unit=UNIT_COUNT,
+        step=True,
+    )
+    utilisation_queue = timeseries(
+        s,
+        "Utilisation per queue",
+        "Busy slots / slots per queue. Normal: below 1. At 1 with a growing backlog the "
+        "workers are saturated: add workers or slots. Below 1 with long waits the wait is "
+        "elsewhere (prefetch, next panel, or routing).",
+        [Q(f"{busy} / ({slots} > 0)", "{{broker}} / {{queue}}")],
+        unit=UNIT_RATIO,
+        thresholds=above(1),
+        max_value=1,
+    )
+    prefetch_queue = timeseries(
+        s,
+        "Prefetch time per queue",
+        "p95 time tasks sat in a worker's prefetch buffer, received but not started "
+        "(celery_queue_prefetch_seconds; an ETA hold is not counted). Normal: near 0 with "
+        "worker_prefetch_multiplier=1 and late acks; red from "
+        f"{prefetch_limit:g}s (CeleryTaskPrefetchTimeHigh): workers hoard tasks "
+        "they cannot run yet, out of the broker's priority order.",
+        [
+            Q(
+                histogram_quantile(0.95, cat.QUEUE_PREFETCH, sq, "broker, queue", RATE),
+                "{{broker}} / {{queue}} p95",
+            )
+        ],
+        unit=UNIT_SECONDS,
+        thresholds=above(prefetch_limit),
+        runbooks=["CeleryTaskPrefetchTimeHigh"],
+    )
+    return row(
+        "Capacity",
+        line(8, (slots_queue, 8), (utilisation_queue, 8), (prefetch_queue, 8)),
     )
 
 
@@ -373,12 +450,15 @@ def summary_and_event_stream(s: Settings) -> Row:
     workers_now = table(
         s,
         "Workers now",
-        "One row per worker: up, active tasks, load and seconds since the exporter "
+        "One row per worker: up, active tasks, pool size and prefetch multiplier (as "
+        "install(app) announces them), load and seconds since the exporter "
         f"last heard from it (red past the {heartbeat_timeout:g}s heartbeat timeout). "
         "Normal: all up, heartbeats a few seconds old.",
         [
             Column("Up", m(cat.WORKER_UP, sw), UNIT_BOOL, below(1)),
             Column("Active", m(cat.WORKER_ACTIVE_TASKS, sw), UNIT_COUNT),
+            Column("Pool", f"max without (pool) ({m(cat.WORKER_POOL_SIZE, sw)})", UNIT_COUNT),
+            Column("Prefetch x", m(cat.WORKER_PREFETCH_MULTIPLIER, sw), UNIT_COUNT),
             Column("Load 1m", m(cat.WORKER_LOAD, sw), UNIT_COUNT),
             Column(
                 "Since heartbeat",
@@ -434,12 +514,13 @@ def summary_and_event_stream(s: Settings) -> Row:
 
 def build(s: Settings) -> Json:
     """The dashboard, row by row."""
-    rows = [overview(s), worker_health(s), tasks(s), summary_and_event_stream(s)]
+    rows = [overview(s), worker_health(s), capacity(s), tasks(s), summary_and_event_stream(s)]
     return dashboard(
         s,
         SLUG,
         "Celery workers and tasks from celery-queue-exporter's Celery event stream: workers "
-        "up/down, active tasks, throughput, runtimes, failures and time-limit kills.",
+        "up/down, active tasks, pool capacity and prefetch time, throughput, runtimes, "
+        "failures by exception and time-limit kills.",
         rows,
         variables(s, "worker", "task"),
     )

@@ -75,3 +75,42 @@ def hard_limit() -> None:
 @app.task(name="events.sleep")
 def sleep(seconds: float) -> None:
     time.sleep(seconds)
+
+
+def _record(path: str, **fields: object) -> None:
+    """Append one JSON line: what the task itself saw (its own clock), the test's truth."""
+    import json
+
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(fields) + "\n")
+
+
+@app.task(name="events.timed", bind=True)
+def timed(self, path: str) -> None:
+    _record(path, id=self.request.id, start=time.time(), retries=self.request.retries)
+
+
+@app.task(name="events.retry_timed", bind=True, max_retries=3)
+def retry_timed(self, path: str, countdown: float) -> None:
+    start = time.time()
+    _record(path, id=self.request.id, start=start, retries=self.request.retries)
+    if self.request.retries < 3:
+        raise self.retry(countdown=countdown)
+
+
+class AppError(Exception):
+    """An exception class of the app's own (its label is the class name)."""
+
+
+_EXCEPTIONS = {
+    "ValueError": ValueError,
+    "KeyError": KeyError,
+    "ZeroDivisionError": ZeroDivisionError,
+    "LookupError": LookupError,
+    "AppError": AppError,
+}
+
+
+@app.task(name="events.raise")
+def raise_(kind: str) -> None:
+    raise _EXCEPTIONS[kind](kind)

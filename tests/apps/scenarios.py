@@ -96,7 +96,10 @@ def outcome_scenario(exporter, url: str, unique_name: str, workers, lowest_level
         return (
             exporter.value("celery_task_succeeded_total", task="events.ok", **q) == 3
             and exporter.value("celery_task_succeeded_total", task="events.retry_once", **q) == 1
-            and exporter.value("celery_task_failed_total", task="events.boom", **q) == 2
+            and exporter.value(
+                "celery_task_failed_total", task="events.boom", exception="ValueError", **q
+            )
+            == 2
             and len(exporter.values("celery_task_time_limit_exceeded_total", "limit", **q)) == 2
             and exporter.value("celery_task_revoked_total", task="events.sleep", **q) == 1
         )
@@ -119,6 +122,8 @@ def outcome_scenario(exporter, url: str, unique_name: str, workers, lowest_level
     for kind, per_task in expected.items():
         found = exporter.values(f"celery_task_{kind}_total", "task", **q)
         assert found == per_task, kind
+    # Time limits are not failures: the only exception label is boom's ValueError.
+    assert exporter.values("celery_task_failed_total", "exception", **q) == {"ValueError": 2}
     limits = exporter.values("celery_task_time_limit_exceeded_total", "limit", **q)
     assert limits == {"soft": 1, "hard": 1}
     assert exporter.values("celery_task_time_limit_exceeded_total", "task", **q) == {

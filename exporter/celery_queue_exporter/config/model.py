@@ -134,6 +134,8 @@ class EventSettings:
     wait_buckets: tuple[float, ...] = _event_default("wait_buckets")
     task_names: list[str] = field(default_factory=list)  # allow-list; empty: any, up to max
     max_task_names: int = _event_default("max_task_names")
+    # exception label of celery_task_failed_total (the first N names, then catalogue.OTHER_TASK)
+    max_exception_names: int = _event_default("max_exception_names")
     # queue label values from events (the first N distinct names, then catalogue.OTHER_QUEUE)
     max_queue_names: int = _event_default("max_queue_names")
     # workers exported one by one (the first N hostnames, the rest folded into OTHER_WORKER)

@@ -102,16 +102,24 @@ def _le(bound: float) -> str:
 
 def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterator[Metric]:
     counters = {kind: _counter(spec) for kind, spec in _TASK_COUNTERS.items()}
+    failures = _counter(cat.TASK_FAILED)
+    counters["failed"] = failures  # with the exception label, from snap.failures
     time_limits = _counter(cat.TASK_TIME_LIMIT)
     runtime = _histogram(cat.TASK_RUNTIME)
     task_wait = _histogram(cat.TASK_QUEUE_WAIT)
     queue_wait = _histogram(cat.QUEUE_WAIT)
+    end_to_end = _histogram(cat.TASK_END_TO_END)
+    prefetch = _histogram(cat.QUEUE_PREFETCH)
     worker_up = _gauge(cat.WORKER_UP)
     worker_active = _gauge(cat.WORKER_ACTIVE_TASKS)
     worker_processed = _counter(cat.WORKER_PROCESSED)
     worker_load = _gauge(cat.WORKER_LOAD)
     worker_heard = _gauge(cat.WORKER_LAST_HEARTBEAT)
+    worker_pool = _gauge(cat.WORKER_POOL_SIZE)
+    worker_prefetch = _gauge(cat.WORKER_PREFETCH_MULTIPLIER)
     queue_workers = _gauge(cat.QUEUE_WORKERS)
+    queue_slots = _gauge(cat.QUEUE_WORKER_SLOTS)
+    queue_busy = _gauge(cat.QUEUE_WORKER_BUSY_SLOTS)
     consumer_up = _gauge(cat.EVENT_CONSUMER_UP)
     received = _counter(cat.EVENTS_RECEIVED)
     malformed = _counter(cat.EVENTS_MALFORMED)
@@ -121,7 +129,10 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
 
     for broker, tracker, snap in snapshots:
         for (kind, queue, task), value in sorted(snap.task_counts.items()):
-            counters[kind].add_metric([broker, queue, task], value)
+            if kind != "failed":
+                counters[kind].add_metric([broker, queue, task], value)
+        for (queue, task, exception), value in sorted(snap.failures.items()):
+            failures.add_metric([broker, queue, task, exception], value)
         for (queue, task, limit), value in sorted(snap.time_limits.items()):
             time_limits.add_metric([broker, queue, task, limit], value)
         for (queue, task), (buckets, total) in sorted(snap.runtime.items()):
@@ -130,13 +141,17 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
         for (queue, task), (buckets, total) in sorted(snap.task_wait.items()):
             labels = {"broker": broker, "queue": queue, "task": task}
             _add_histogram(task_wait, labels, tracker.wait_bounds, buckets, total)
-        for (queue, priority), (buckets, total) in sorted(
-            snap.queue_wait.items(), key=lambda item: (item[0][0], item[0][1] or "")
-        ):
-            labels = {"broker": broker, "queue": queue}
-            if priority is not None:
-                labels["priority"] = priority
-            _add_histogram(queue_wait, labels, tracker.wait_bounds, buckets, total)
+        for (queue, task), (buckets, total) in sorted(snap.end_to_end.items()):
+            labels = {"broker": broker, "queue": queue, "task": task}
+            _add_histogram(end_to_end, labels, tracker.wait_bounds, buckets, total)
+        for family, series in ((queue_wait, snap.queue_wait), (prefetch, snap.prefetch)):
+            for (queue, priority), (buckets, total) in sorted(
+                series.items(), key=lambda item: (item[0][0], item[0][1] or "")
+            ):
+                labels = {"broker": broker, "queue": queue}
+                if priority is not None:
+                    labels["priority"] = priority
+                _add_histogram(family, labels, tracker.wait_bounds, buckets, total)
         for worker in sorted(snap.workers, key=lambda w: w.worker):
             labels = [broker, worker.worker]
             worker_up.add_metric(labels, 1.0 if worker.up else 0.0)
@@ -148,9 +163,15 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
                 (worker_active, worker.active),
                 (worker_processed, worker.processed),
                 (worker_load, worker.load1),
+                (worker_prefetch, worker.prefetch_multiplier),
             )
+            if worker.pool_size is not None:
+                worker_pool.add_metric(labels + [worker.pool or ""], worker.pool_size)
         for queue, count in sorted(snap.queue_workers.items()):
             queue_workers.add_metric([broker, queue], count)
+        for queue, (slots, busy) in sorted(snap.queue_slots.items()):
+            queue_slots.add_metric([broker, queue], slots)
+            queue_busy.add_metric([broker, queue], busy)
         consumer_up.add_metric([broker], 1.0 if snap.consumer_up else 0.0)
         received.add_metric([broker], snap.events_received)
         malformed.add_metric([broker], snap.malformed)
@@ -165,12 +186,18 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
         runtime,
         task_wait,
         queue_wait,
+        end_to_end,
+        prefetch,
         worker_up,
         worker_active,
         worker_processed,
         worker_load,
         worker_heard,
+        worker_pool,
+        worker_prefetch,
         queue_workers,
+        queue_slots,
+        queue_busy,
         consumer_up,
         received,
         malformed,

@@ -18,6 +18,12 @@ queue names (the first ``max_queue_names``) past their cap fold into ``(other)``
 from, no per-worker readings). Names are never forgotten: a flood of dynamic names cannot push
 out the real ones.
 
+Waits: the queue wait of a run is its start minus the later of the run's own publish (the attempt
+stamp of ``install(app)``, else its task-sent) and its ETA, so countdown/ETA delays and retry
+backoffs are not mistaken for queueing. The end-to-end delay (first publish to start, ETA and
+retries included) is a histogram of its own; the prefetch time is the start minus the later of
+task-received and the ETA: how long the run sat reserved in a worker's buffer.
+
 Times: event timestamps are the emitter's ``time.time()`` (epoch seconds, time-zone free); the
 tracker never "localizes" them with utcoffset. Waits computed across hosts can come out
 negative or absurd when clocks disagree: they are clamped to [0, max_wait_seconds] and counted.
@@ -34,6 +40,7 @@ from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from ..catalogue import OTHER_QUEUE, OTHER_TASK, OTHER_WORKER, UNKNOWN_QUEUE
@@ -132,18 +139,102 @@ class FirstNames:
         return self.other
 
 
-class _Task:
-    """What the tracker knows about one task id while it is in flight."""
+class _Run:
+    """Publish stamps of a task's next delivery (run), announced while the current one is
+    still in flight; ``run`` is its ``retries`` number. The current run's stamps live in the
+    task record itself (one object less per task in flight)."""
 
-    __slots__ = ("name", "queue", "priority", "enqueued_at", "sent_at", "touched")
+    __slots__ = ("run", "attempt_at", "sent_at", "eta")
+
+    def __init__(self, run: int | None) -> None:
+        self.run = run
+        self.attempt_at: float | None = None  # this run's publish (install(app))
+        self.sent_at: float | None = None  # this run's task-sent
+        self.eta: float | None = None  # this run's ETA (epoch seconds)
+
+
+class _Task:
+    """What the tracker knows about one task id while it is in flight.
+
+    A retry is published from inside the running task, and its task-sent and install(app)
+    events are not batched like the worker's task events: they can arrive before the
+    task-started and task-retried of the run that published it. So the current run's stamps
+    (``run``, ``attempt_at``, ``sent_at``, ``eta``) and those of an announced next delivery
+    (``pending``) are kept apart, and task-received (ordered with started/retried) says which
+    run is which. With a prefork pool the main process may even receive, and another child
+    start, the next delivery before it reports the retry of the previous run, so
+    task-retried only drops the record when no later run was received or started.
+    """
+
+    __slots__ = (
+        "name", "queue", "priority", "enqueued_at", "run", "attempt_at", "sent_at", "eta",
+        "pending", "received_at", "started_run", "open_starts", "touched",
+    )  # fmt: skip
 
     def __init__(self, now: float) -> None:
         self.name: str | None = None
         self.queue: str | None = None
         self.priority: str | None = None
-        self.enqueued_at: float | None = None
-        self.sent_at: float | None = None
+        self.enqueued_at: float | None = None  # first publish (install(app))
+        self.run: int | None = None  # ``retries`` of the current run
+        self.attempt_at: float | None = None  # its publish (install(app))
+        self.sent_at: float | None = None  # its task-sent
+        self.eta: float | None = None  # its ETA (epoch seconds)
+        self.pending: _Run | None = None
+        self.received_at: float | None = None  # task-received, worker clock
+        self.started_run: int | None = None  # ``run`` at the last task-started
+        self.open_starts = 0  # task-started not yet followed by task-retried
         self.touched = now
+
+    def start(self) -> None:
+        """task-started of the current run."""
+        self.started_run = self.run
+        self.open_starts += 1
+
+    def run_for(self, retries: Any) -> _Task | _Run:
+        """Where a sent/install(app) event with this ``retries`` puts its stamps: the current
+        run (this record), or a later delivery announced before the current run's events."""
+        run = _run(retries)
+        if self.run is None:
+            self.run = run
+        if run is None or self.run is None or run <= self.run:
+            return self
+        if self.pending is None or self.pending.run != run:
+            self.pending = _Run(run)
+        return self.pending
+
+    def next_run(self, retries: Any) -> None:
+        """task-received (ordered with task-started/retried): the delivery it names begins."""
+        run = _run(retries)
+        pending = self.pending
+        if pending is not None and pending.run == run:
+            self._become(pending)
+        elif self.run is None:
+            self.run = run
+        elif run is not None and run != self.run:
+            self._become(_Run(run))  # a delivery whose stamps were not seen
+        elif run is not None:
+            self.open_starts = 0  # the same run delivered again: its earlier start is void
+
+    def end_run(self) -> bool:
+        """task-retried: a started run ended; True when a later delivery was already
+        announced, received or started (the record stays for it), False when the record can
+        go (the retry's own events rebuild it)."""
+        self.open_starts = max(0, self.open_starts - 1)
+        if self.pending is not None:
+            self._become(self.pending)
+            self.received_at = None
+            return True
+        if self.open_starts > 0:
+            return True  # a later run started before this retry was reported
+        later = self.run is not None and self.started_run is not None
+        return later and self.run > self.started_run  # type: ignore[operator]
+
+    def _become(self, run: _Run) -> None:
+        self.run, self.attempt_at, self.sent_at, self.eta = (
+            run.run, run.attempt_at, run.sent_at, run.eta,
+        )  # fmt: skip
+        self.pending = None
 
 
 @dataclass
@@ -153,6 +244,9 @@ class _Worker:
     active: float | None = None
     processed: float | None = None
     load1: float | None = None
+    pool_size: float | None = None
+    pool: str | None = None
+    prefetch_multiplier: float | None = None
     announced_queues: set[str] | None = None
     task_queues: dict[str, float] = field(default_factory=dict)
     #: The record of the workers past max_workers (OTHER_WORKER): liveness and queues only.
@@ -172,6 +266,9 @@ class WorkerReading:
     active: float | None
     processed: float | None
     load1: float | None
+    pool_size: float | None = None
+    pool: str | None = None
+    prefetch_multiplier: float | None = None
 
 
 @dataclass
@@ -179,12 +276,17 @@ class EventSnapshot:
     """A consistent copy of the tracker's metrics for one scrape."""
 
     task_counts: dict[tuple[str, str, str], int]  # (kind, queue, task) -> count
+    failures: dict[tuple[str, str, str], int]  # (queue, task, exception) -> count
     time_limits: dict[tuple[str, str, str], int]  # (queue, task, limit) -> count
     runtime: dict[tuple[str, str], tuple[list[int], float]]  # cumulative buckets, sum
     task_wait: dict[tuple[str, str], tuple[list[int], float]]
     queue_wait: dict[tuple[str, str | None], tuple[list[int], float]]
+    end_to_end: dict[tuple[str, str], tuple[list[int], float]]
+    prefetch: dict[tuple[str, str | None], tuple[list[int], float]]
     workers: list[WorkerReading]
     queue_workers: dict[str, int]
+    #: queue -> (pool slots, busy slots) of the live workers that consume it
+    queue_slots: dict[str, tuple[float, float]]
     events_received: int
     malformed: int
     clock_skew_clamped: int
@@ -215,11 +317,15 @@ class EventTracker:
         self._allowed = frozenset(self.settings.task_names)
         self._task_names = FirstNames(self.settings.max_task_names, OTHER_TASK)
         self._queue_names = FirstNames(self.settings.max_queue_names, OTHER_QUEUE)
+        self._exception_names = FirstNames(self.settings.max_exception_names, OTHER_TASK)
         self._counts: dict[tuple[str, str, str], int] = {}
+        self._failures: dict[tuple[str, str, str], int] = {}
         self._time_limits: dict[tuple[str, str, str], int] = {}
         self._runtime: dict[tuple[str, str], Histogram] = {}
         self._task_wait: dict[tuple[str, str], Histogram] = {}
         self._queue_wait: dict[tuple[str, str | None], Histogram] = {}
+        self._end_to_end: dict[tuple[str, str], Histogram] = {}
+        self._prefetch: dict[tuple[str, str | None], Histogram] = {}
         self._tasks: OrderedDict[str, _Task] = OrderedDict()
         # Ids whose delivery ended (succeeded/failed/rejected/revoked), to drop duplicate final
         # events: Celery 5.7 sends task-failed twice for a hard time limit.
@@ -304,6 +410,18 @@ class EventTracker:
             return name if name in self._allowed else OTHER_TASK
         return self._task_names.label(name)
 
+    def exception_label(self, exception: Any, traceback: Any = None) -> str:
+        """The exception label of a failure: the exception's class name (from the traceback's
+        last line when billiard wrapped it), among the first max_exception_names, else
+        OTHER_TASK ('(other)'); '(unknown)' when the event names none."""
+        name = _exception_name(exception) if isinstance(exception, str) else ""
+        if (not name or name == "ExceptionWithTraceback") and isinstance(traceback, str):
+            lines = traceback.strip().rsplit("\n", 1)
+            name = _exception_name(lines[-1]) if lines[-1] else name
+        if not name:
+            return UNKNOWN_TASK
+        return self._exception_names.label(name)
+
     def queue_label(self, queue: Any) -> str | None:
         """The queue label for a name: among the first max_queue_names, else OTHER_QUEUE; None
         when the event names no queue."""
@@ -336,7 +454,10 @@ class EventTracker:
             task.name = task.name or name
             if task.queue is None and queue is not None:
                 task.queue = queue
-            task.sent_at = _number(event.get("timestamp"))
+            run = task.run_for(event.get("retries"))
+            run.sent_at = _number(event.get("timestamp"))
+            eta = _iso_epoch(event.get("eta"))
+            run.eta = eta if eta is not None else run.eta
         self._inc("sent", queue or UNKNOWN_QUEUE, name)
 
     def _on_task_info(self, event: dict[str, Any], now: float) -> None:
@@ -353,6 +474,9 @@ class EventTracker:
             task.name = self.task_label(event.get("name"))
         task.priority = self.priority_level(event.get("priority"), event.get("max_priority"))
         task.enqueued_at = _number(event.get("enqueued_at"))
+        run = task.run_for(event.get("retries"))
+        run.attempt_at = _number(event.get("attempt_at"))
+        run.eta = _number(event.get("eta"), run.eta)
 
     def _on_received(self, event: dict[str, Any], now: float) -> None:
         uuid = event.get("uuid")
@@ -366,6 +490,10 @@ class EventTracker:
                 task.name = name
             name = task.name
             queue = task.queue or UNKNOWN_QUEUE
+            task.next_run(event.get("retries"))
+            task.received_at = _number(event.get("timestamp"))
+            if task.eta is None:
+                task.eta = _iso_epoch(event.get("eta"))
         self._inc("received", queue, name)
 
     def _known(self, event: dict[str, Any]) -> tuple[_Task | None, str, str]:
@@ -380,6 +508,7 @@ class EventTracker:
         self._inc("started", queue, name)
         if task is None:
             return
+        task.start()
         if queue != UNKNOWN_QUEUE:
             # A worker that runs a task from a queue consumes it, install(app) or not.
             worker = self._known_worker(event.get("hostname"))
@@ -388,22 +517,26 @@ class EventTracker:
         started = _number(event.get("timestamp"))
         if started is None:
             return
-        if task.enqueued_at is not None:
-            wait, priority = started - task.enqueued_at, task.priority
-        elif task.sent_at is not None:
-            wait, priority = started - task.sent_at, None
-        else:
-            return
-        wait = self._clamp(wait)
+        # install(app) stamps: this run's publish (older hooks sent only the first one).
+        published = task.attempt_at if task.attempt_at is not None else task.enqueued_at
+        priority = task.priority if published is not None else None
+        if published is None:
+            published = task.sent_at  # task-sent of this run (a retry sends its own)
         bounds = self.wait_bounds
-        histogram = self._task_wait.get((queue, name))
-        if histogram is None:
-            histogram = self._task_wait[(queue, name)] = Histogram(len(bounds))
-        histogram.observe(bounds, wait)
-        histogram = self._queue_wait.get((queue, priority))
-        if histogram is None:
-            histogram = self._queue_wait[(queue, priority)] = Histogram(len(bounds))
-        histogram.observe(bounds, wait)
+        eta = task.eta
+        if published is not None:
+            ready = published if eta is None else max(published, eta)
+            wait = self._clamp(started - ready)
+            _observe(self._task_wait, (queue, name), bounds, wait)
+            _observe(self._queue_wait, (queue, priority), bounds, wait)
+        if task.enqueued_at is not None:
+            # Same clocks as the queue wait just measured: its skew is counted there, once.
+            delay = min(max(0.0, started - task.enqueued_at), self.settings.max_wait_seconds)
+            _observe(self._end_to_end, (queue, name), bounds, delay)
+        if task.received_at is not None:
+            # Both on the worker's clock; an ETA run is not prefetched before its ETA.
+            ready = task.received_at if eta is None else max(task.received_at, eta)
+            _observe(self._prefetch, (queue, task.priority), bounds, max(0.0, started - ready))
 
     def _clamp(self, wait: float) -> float:
         if wait < 0:
@@ -426,7 +559,7 @@ class EventTracker:
             if histogram is None:
                 histogram = self._runtime[(queue, name)] = Histogram(len(bounds))
             histogram.observe(bounds, max(0.0, runtime))
-        self._forget(event.get("uuid"))
+        self._end(event.get("uuid"))
 
     def _on_failed(self, event: dict[str, Any], now: float) -> None:
         if self._duplicate_end(event.get("uuid")):
@@ -435,18 +568,25 @@ class EventTracker:
         limit = time_limit_kind(event.get("exception"), event.get("traceback"))
         if limit is None:
             self._inc("failed", queue, name)
+            exception = self.exception_label(event.get("exception"), event.get("traceback"))
+            key = (queue, name, exception)
+            self._failures[key] = self._failures.get(key, 0) + 1
         else:
             key = (queue, name, limit)
             self._time_limits[key] = self._time_limits.get(key, 0) + 1
-        self._forget(event.get("uuid"))
+        self._end(event.get("uuid"))
 
     def _on_finished_kind(self, kind: str) -> Callable[[dict[str, Any], float], None]:
         def handler(event: dict[str, Any], now: float) -> None:
             if kind != "retried" and self._duplicate_end(event.get("uuid")):
                 return
-            _task, queue, name = self._known(event)
+            task, queue, name = self._known(event)
             self._inc(kind, queue, name)
-            # A retried task comes back as a new message (new sent/received events).
+            # A retried task comes back as a new message (new sent/received events). Those of
+            # the new delivery may arrive first (the install(app) event and task-sent are not
+            # batched like the worker's task events): keep the record they started.
+            if kind == "retried" and task is not None and task.end_run():
+                return
             self._forget(event.get("uuid"))
 
         return handler
@@ -462,6 +602,15 @@ class EventTracker:
         if len(finished) > FINISHED_MEMORY:
             finished.popitem(last=False)
         return False
+
+    def _end(self, uuid: Any) -> None:
+        """The last run ended. Prefork may report it before the retry of an earlier run that
+        also started: then the record stays for that task-retried, which drops it."""
+        task = self._tasks.get(uuid) if isinstance(uuid, str) else None
+        if task is not None and task.open_starts > 1:
+            task.open_starts -= 1
+            return
+        self._forget(uuid)
 
     def _forget(self, uuid: Any) -> None:
         if isinstance(uuid, str):
@@ -537,6 +686,14 @@ class EventTracker:
             worker.task_queues.update(dict.fromkeys(labels, now))  # type: ignore[arg-type]
         else:
             worker.announced_queues = labels  # type: ignore[assignment]
+            size = _number(event.get("pool_size"))
+            worker.pool_size = size if size is not None and size >= 0 else worker.pool_size
+            pool = event.get("pool")
+            if isinstance(pool, str) and pool:
+                worker.pool = pool[:32]
+            worker.prefetch_multiplier = _number(
+                event.get("prefetch_multiplier"), worker.prefetch_multiplier
+            )
 
     def _expire_workers(self, now: float) -> None:
         """Drop the workers silent for longer than the retention."""
@@ -560,6 +717,7 @@ class EventTracker:
             self._evict(now)
             workers: list[WorkerReading] = []
             queue_workers: dict[str, int] = {}
+            queue_slots: dict[str, tuple[float, float]] = {}
             self._expire_workers(now)
             entries = list(self._workers.items())
             if self._other_workers is not None:
@@ -570,19 +728,29 @@ class EventTracker:
                 workers.append(
                     WorkerReading(
                         hostname, up, worker.last_heard, worker.active, worker.processed,
-                        worker.load1,
+                        worker.load1, worker.pool_size, worker.pool, worker.prefetch_multiplier,
                     )
                 )  # fmt: skip
                 for queue in worker.queues(now, retention):
                     queue_workers[queue] = queue_workers.get(queue, 0) + (1 if up else 0)
+                    if up and worker.pool_size is not None:
+                        slots, busy = queue_slots.get(queue, (0.0, 0.0))
+                        queue_slots[queue] = (
+                            slots + worker.pool_size,
+                            busy + (worker.active or 0.0),
+                        )
             return EventSnapshot(
                 task_counts=dict(self._counts),
+                failures=dict(self._failures),
                 time_limits=dict(self._time_limits),
                 runtime={k: (h.cumulative(), h.sum) for k, h in self._runtime.items()},
                 task_wait={k: (h.cumulative(), h.sum) for k, h in self._task_wait.items()},
                 queue_wait={k: (h.cumulative(), h.sum) for k, h in self._queue_wait.items()},
+                end_to_end={k: (h.cumulative(), h.sum) for k, h in self._end_to_end.items()},
+                prefetch={k: (h.cumulative(), h.sum) for k, h in self._prefetch.items()},
                 workers=workers,
                 queue_workers=queue_workers,
+                queue_slots=queue_slots,
                 events_received=self.events_received,
                 malformed=self.malformed,
                 clock_skew_clamped=self.clock_skew_clamped,
@@ -599,3 +767,33 @@ def _number(value: Any, default: float | None = None) -> float | None:
         return default
     number = float(value)
     return number if math.isfinite(number) else default
+
+
+def _observe(
+    histograms: dict[Any, Histogram], key: Any, bounds: Sequence[float], value: float
+) -> None:
+    histogram = histograms.get(key)
+    if histogram is None:
+        histogram = histograms[key] = Histogram(len(bounds))
+    histogram.observe(bounds, value)
+
+
+def _run(value: Any) -> int | None:
+    """The ``retries`` field of an event (which delivery of the task it is about)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def _iso_epoch(value: Any) -> float | None:
+    """Epoch seconds of task-received's ``eta`` (ISO 8601, time-zone aware as Celery sends it;
+    a naive one is taken as UTC), None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return _number(moment.timestamp())
