@@ -253,3 +253,19 @@ def test_trickling_amqp_handshake_costs_at_most_the_timeout(fake_server):
             assert took < TIMEOUT, took
     finally:
         inspector.close()
+
+
+def test_connections_through_a_proxy_report_their_sockets_too():
+    """With HTTP(S)_PROXY set, requests opens connections through a ProxyManager: it must use
+    the deadline's connection classes as the direct path does, or a trickling proxy or API
+    is unbounded again."""
+    import requests
+
+    from celery_queue_exporter.brokers.rabbitmq import http
+
+    adapter = http.deadline_session(requests.Session()).get_adapter("https://api.invalid/")
+    proxied = adapter.proxy_manager_for("http://127.0.0.1:3128")
+    direct = adapter.poolmanager
+    for manager in (direct, proxied):
+        assert manager.pool_classes_by_scheme["http"].ConnectionCls is http._HTTPConnection
+        assert manager.pool_classes_by_scheme["https"].ConnectionCls is http._HTTPSConnection

@@ -71,8 +71,15 @@ def _sentinel_master(
         (parts.hostname or "localhost", parts.port or DEFAULT_SENTINEL_PORT)
         for parts in map(urlsplit, urls)
     ]
-    timeouts = {k: v for k, v in arguments.items() if k.startswith("socket_")}
-    sentinel_kwargs = {**timeouts, **(broker.sentinel_kwargs or {})}
+    # The sentinels' connections get the caller's timeouts, retry policy and connect hook too:
+    # finding the master is part of every inspection, and its whole-call deadline must see
+    # those sockets as well as the master's.
+    shared = {
+        key: value
+        for key, value in arguments.items()
+        if key.startswith("socket_") or key in ("retry", "redis_connect_func")
+    }
+    sentinel_kwargs = {**shared, **(broker.sentinel_kwargs or {})}
     # TLS to the master when the broker has tls: settings (kombu: broker_use_ssl).
     tls = broker.tls.configured
     master_arguments = {**client_arguments(broker, tls), **arguments}
