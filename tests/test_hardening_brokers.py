@@ -13,7 +13,7 @@ from exporter_helpers import build_exporter, scrape
 
 from celery_queue_exporter.brokers.redis.inspector import RedisInspector
 from celery_queue_exporter.config import BrokerConfig
-from celery_queue_exporter.instrumentation import ENQUEUED_AT_HEADER
+from celery_queue_exporter.instrumentation import ATTEMPT_AT_HEADER, ENQUEUED_AT_HEADER
 
 pytestmark = pytest.mark.redis
 
@@ -151,10 +151,13 @@ def test_stamp_that_is_not_a_number_is_malformed_and_falls_back_to_head_tracking
         headers = {ENQUEUED_AT_HEADER: stamp} if stamp else {}
         client.rpush(queue, _message(f"{queue}-1", headers))
     client.rpush("stamped", _message("s-1", {ENQUEUED_AT_HEADER: 1000.0}))
+    # A retry's own publish stamp wins over the first publish; a bad one is malformed too.
+    client.rpush("retried", _message("r-1", {ENQUEUED_AT_HEADER: 1000.0, ATTEMPT_AT_HEADER: 1005}))
+    client.rpush("bad-retry", _message("b-1", {ENQUEUED_AT_HEADER: 1000.0, ATTEMPT_AT_HEADER: "x"}))
     now = [1010.0]
+    queues = ["nan", "abc", "good", "stamped", "retried", "bad-retry"]
     inspector = RedisInspector(
-        BrokerConfig(name="b", url=redis_server.url, queues=["nan", "abc", "good", "stamped"]),
-        clock=lambda: now[0],
+        BrokerConfig(name="b", url=redis_server.url, queues=queues), clock=lambda: now[0]
     )
     try:
         first = inspector.inspect()
@@ -162,11 +165,14 @@ def test_stamp_that_is_not_a_number_is_malformed_and_falls_back_to_head_tracking
         second = inspector.inspect()
     finally:
         inspector.close()
-    assert first.malformed_messages == second.malformed_messages == 2  # "NaN" and "abc"
+    # "NaN", "abc" and the attempt stamp "x"
+    assert first.malformed_messages == second.malformed_messages == 3
     ages = {(lv.queue, lv.priority): lv.oldest_age_seconds for lv in second.levels}
     # Head tracking: seen 7 s ago at the head, still there; the stamped one is exact.
     assert ages[("nan", "0")] == ages[("abc", "0")] == ages[("good", "0")] == 7.0
     assert ages[("stamped", "0")] == 17.0
+    assert ages[("retried", "0")] == 12.0
+    assert ages[("bad-retry", "0")] == 17.0  # the first publish, the one stamp that reads
 
 
 def test_queue_name_that_is_not_utf8_reads_its_own_key(redis_server):

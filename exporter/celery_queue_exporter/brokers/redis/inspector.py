@@ -30,7 +30,7 @@ from redis.retry import Retry
 
 from ...catalogue import UNKNOWN_QUEUE
 from ...headtracker import HeadTracker
-from ...instrumentation import ATTEMPT_AT_HEADER, ENQUEUED_AT_HEADER, published_at
+from ...instrumentation import ATTEMPT_AT_HEADER, ENQUEUED_AT_HEADER, enqueued_at, published_at
 from ...snapshot import BrokerSnapshot, LevelReading, select_queues, urgency_readings
 from ..base import Inspector
 from ..celery_layout import is_internal_queue
@@ -288,13 +288,14 @@ class RedisInspector(Inspector):
             return self.heads.observe(key, hashlib.sha1(raw).hexdigest(), now)
         headers = message.get("headers")
         headers = headers if isinstance(headers, dict) else None
+        if headers is not None and any(
+            headers.get(header) is not None and enqueued_at(headers, header) is None
+            for header in (ENQUEUED_AT_HEADER, ATTEMPT_AT_HEADER)
+        ):
+            snapshot.malformed_messages += 1  # a stamp that is there but not a number
         stamp = published_at(headers)
         if stamp is not None:
             return max(0.0, now - stamp)
-        if headers is not None and any(
-            headers.get(header) is not None for header in (ENQUEUED_AT_HEADER, ATTEMPT_AT_HEADER)
-        ):
-            snapshot.malformed_messages += 1
         return self.heads.observe(key, _message_identity(message, raw), now)
 
     def _attribute_reserved(
