@@ -461,6 +461,9 @@ class EventTracker:
         self._inc("sent", queue or UNKNOWN_QUEUE, name)
 
     def _on_task_info(self, event: dict[str, Any], now: float) -> None:
+        # First what can raise on a malformed event (priority: Infinity), so such an event
+        # counts as malformed without leaving a half-applied record behind.
+        priority = self.priority_level(event.get("priority"), event.get("max_priority"))
         task = self._record(event.get("uuid"), now)
         if task is None:
             return
@@ -472,7 +475,7 @@ class EventTracker:
                 worker.task_queues[queue] = now
         if event.get("name"):
             task.name = self.task_label(event.get("name"))
-        task.priority = self.priority_level(event.get("priority"), event.get("max_priority"))
+        task.priority = priority
         task.enqueued_at = _number(event.get("enqueued_at"))
         run = task.run_for(event.get("retries"))
         run.attempt_at = _number(event.get("attempt_at"))
