@@ -21,6 +21,10 @@ def exporter_factory():
     started: list[Exporter] = []
 
     def start(url: str, settings: EventSettings | None = None) -> Exporter:
+        # The exporter only binds to Celery's event exchange (it is read-only); a worker
+        # declares it. Declare it the way a worker does, before the exporter listens (so the
+        # event is not counted), or subscribing would depend on what an earlier test left.
+        publish_heartbeat(url, "declares-the-event-exchange@test")
         exporter = Exporter(url, settings).start()
         started.append(exporter)
         wait_until(exporter.consumer.subscribed.is_set, 15, what="event subscription")
