@@ -160,6 +160,22 @@ def test_file_brokers_carry_transport_options_and_queues(tmp_path):
             None,
             "cert_file and key_file must be given together",
         ),
+        (
+            ["--events-worker-offline-grace", "0"],
+            None,
+            "events.worker_offline_grace_seconds: must be greater than 0, got 0",
+        ),
+        (
+            [],
+            "events: {worker_offline_grace_seconds: soon}\n",
+            "events.worker_offline_grace_seconds: expected a number, got 'soon'",
+        ),
+        (
+            ["--events-state-file", "/nonexistent-dir/state.json"],
+            None,
+            "events.state_file: needs a file in an existing directory, got "
+            "'/nonexistent-dir/state.json'",
+        ),
     ],
 )
 def test_bad_input_names_the_field_and_exits_2(tmp_path, args, file_text, message):

@@ -69,6 +69,13 @@ class StateFile:
     def load(self) -> None:
         """Restore every tracker's workers from the file; never raises."""
         try:
+            self._load()
+        finally:  # what was read (or nothing) needs no writing back until it changes
+            for tracker in self.trackers:
+                self._saved[tracker.broker] = tracker.worker_state()[0]
+
+    def _load(self) -> None:
+        try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             log.info("events state file %s not found: starting without known workers", self.path)
@@ -95,9 +102,7 @@ class StateFile:
                 continue
             workers = entry.get("workers") if isinstance(entry, dict) else None
             bad += tracker.restore_workers(workers)
-            version, known = tracker.worker_state()
-            restored += len(known)
-            self._saved[tracker.broker] = version
+            restored += len(tracker.worker_state()[1])
         if bad:
             log.warning(
                 "events state file %s: %d unreadable worker entries skipped", self.path, bad
