@@ -811,7 +811,7 @@ class EventTracker:
             worker.announced_queues = (
                 None
                 if worker.announced_queues is None
-                else {self.queue_label(q) for q in worker.announced_queues} - {None}  # type: ignore[misc]
+                else {self.queue_label(q) for q in sorted(worker.announced_queues)} - {None}  # type: ignore[misc]
             )
             worker.task_queues = {
                 label: seen
