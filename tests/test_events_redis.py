@@ -391,3 +391,31 @@ def test_lost_worker_still_down_after_exporter_restarts_with_a_state_file(
         for exporter in started:
             exporter.stop(signal.SIGKILL)
     wait_until(lambda: redis_server.client().pubsub_numpat() == 0, 10, what="unsubscribed")
+
+
+def test_live_workers_without_install_counted_as_queues_unknown(
+    redis_server, unique_name, exporter_factory, workers
+):
+    exporter = exporter_factory(redis_server.url)
+    plain = workers(redis_server.url, unique_name, install=False, heartbeat_seconds=1)
+    wait_worker_up(exporter, plain)
+    wait_until(
+        lambda: exporter.value("celery_worker_processed_tasks_total", worker=plain.name) == 0,
+        15,
+        what="a heartbeat",
+    )
+    assert exporter.value("celery_workers_queues_unknown") == 1
+    assert exporter.value("celery_queue_workers", queue=unique_name) is None  # ran no task
+    installed = workers(redis_server.url, unique_name, heartbeat_seconds=1)
+    wait_worker_up(exporter, installed)
+    wait_until(
+        lambda: exporter.value("celery_queue_workers", queue=unique_name) == 1,
+        15,
+        what="queue announced",
+    )
+    assert exporter.value("celery_workers_queues_unknown") == 1  # plain still unknown
+    plain.kill(signal.SIGTERM)
+    wait_until(
+        lambda: exporter.value("celery_worker_offline", worker=plain.name) == 1, 15, what="off"
+    )
+    assert exporter.value("celery_workers_queues_unknown") == 0
