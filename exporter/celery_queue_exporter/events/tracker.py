@@ -794,7 +794,10 @@ class EventTracker:
         once (lost), as it was before the restart."""
         if not isinstance(entries, dict):
             return 1
-        now = self.clock()
+        with self.lock:  # queue_label() hands out label slots
+            return self._restore(entries, self.clock())
+
+    def _restore(self, entries: dict[Any, Any], now: float) -> int:
         settings = self.settings
         restored: list[tuple[str, _Worker]] = []
         bad = 0
@@ -820,14 +823,13 @@ class EventTracker:
             }
             restored.append((hostname, worker))
         restored.sort(key=lambda item: -item[1].last_heard)  # the most recent first
-        with self.lock:
-            for hostname, worker in restored:
-                if hostname in self._workers:
-                    continue
-                if len(self._workers) >= settings.max_workers:
-                    break
-                self._workers[hostname] = worker
-            self.workers_version += 1
+        for hostname, worker in restored:
+            if hostname in self._workers:
+                continue
+            if len(self._workers) >= settings.max_workers:
+                break
+            self._workers[hostname] = worker
+        self.workers_version += 1
         return bad
 
     # --- output -----------------------------------------------------------------------------
