@@ -70,6 +70,8 @@ class StateFile:
         """Restore every tracker's workers from the file; never raises."""
         try:
             self._load()
+        except Exception as exc:  # a last resort: a state file must never stop the exporter
+            self._unreadable(f"{type(exc).__name__}: {exc}")
         finally:  # what was read (or nothing) needs no writing back until it changes
             for tracker in self.trackers:
                 self._saved[tracker.broker] = tracker.worker_state()[0]

@@ -29,6 +29,12 @@ tracker never "localizes" them with utcoffset. Waits computed across hosts can c
 negative or absurd when clocks disagree: they are clamped to [0, max_wait_seconds] and counted.
 Worker liveness uses the exporter's own clock (when it last heard from the worker), so worker
 clock skew cannot make a worker look dead or alive.
+
+Workers: a worker is *lost* when nothing was heard from it for heartbeat_timeout_seconds (kept,
+down, for worker_retention_seconds) and *offline* when it announced a graceful shutdown
+(worker-offline; kept, down and flagged offline, for worker_offline_grace_seconds, then
+dropped). :meth:`EventTracker.worker_state` and :meth:`EventTracker.restore_workers` carry the
+known workers across restarts (events/state.py).
 """
 
 from __future__ import annotations
@@ -229,6 +235,17 @@ class _Task:
             return True  # a later run started before this retry was reported
         later = self.run is not None and self.started_run is not None
         return later and self.run > self.started_run  # type: ignore[operator]
+
+    def end_to_pending(self) -> bool:
+        """task-revoked/rejected while a later delivery was already announced (a retry the
+        run published before it was revoked): that delivery becomes the current run and the
+        record stays (True). False when none was announced."""
+        if self.pending is None:
+            return False
+        self.open_starts = max(0, self.open_starts - 1)
+        self._become(self.pending)
+        self.received_at = None
+        return True
 
     def _become(self, run: _Run) -> None:
         self.run, self.attempt_at, self.sent_at, self.eta = (
@@ -633,10 +650,7 @@ class EventTracker:
                 return
             # Revoked or rejected: this run ends, a later one already announced or started
             # (a retry it published first, or prefork's reordering) keeps the record.
-            if task is not None and task.pending is not None:
-                task.open_starts = max(0, task.open_starts - 1)
-                task._become(task.pending)
-                task.received_at = None
+            if task is not None and task.end_to_pending():
                 return
             self._end(event.get("uuid"))
 
@@ -802,7 +816,10 @@ class EventTracker:
         restored: list[tuple[str, _Worker]] = []
         bad = 0
         for hostname, entry in entries.items():
-            worker = _restored_worker(hostname, entry, now)
+            try:
+                worker = _restored_worker(hostname, entry, now)
+            except (TypeError, ValueError, ArithmeticError):  # 1e400 as an integer, "\ud800"
+                worker = None
             if worker is None:
                 bad += 1
                 continue
@@ -951,6 +968,8 @@ def _restored_worker(hostname: Any, entry: Any, now: float) -> _Worker | None:
             return None
         seen[queue] = min(moment, now)
     pool = entry.get("pool")
+    for text in (hostname, pool if isinstance(pool, str) else "", *(queues or ()), *seen):
+        text.encode("utf-8")  # UnicodeEncodeError (a lone surrogate): no label can carry it
     size = _number(entry.get("pool_size"))
     return _Worker(
         last_heard=min(last_heard, now),  # a clock set back must not keep it up for long
