@@ -272,7 +272,15 @@ EVENT_SETTINGS = (
         "worker_retention_seconds",
         SECONDS,
         3600.0,
-        "a down worker stays exported (as 0) this long; at least heartbeat_timeout_seconds",
+        "a lost worker (heartbeats stopped) stays exported (as 0) this long; at least "
+        "heartbeat_timeout_seconds",
+    ),
+    _event(
+        "worker_offline_grace_seconds",
+        SECONDS,
+        120.0,
+        "a worker that went offline gracefully (worker-offline) is exported as offline this "
+        "long, then its series are dropped (see docs/events.md)",
     ),
     _event(
         "runtime_buckets",
@@ -301,4 +309,11 @@ EVENT_SETTINGS = (
     _event("max_tracked_tasks", COUNT, 100_000, "join state: tasks in flight remembered"),
     _event("max_task_age_seconds", SECONDS, 3600.0, "join state: forget a task after this long"),
     _event("max_wait_seconds", SECONDS, 86400.0, "waits above this are clamped as clock skew"),
+    _event(
+        "state_file",
+        values.TEXT,
+        None,
+        "keep the known workers in this JSON file (written at most every 10 s and at shutdown, "
+        "read at start), so lost workers stay down across exporter restarts; unset: none kept",
+    ),
 )
