@@ -483,3 +483,45 @@ def test_unstamped_heads_with_and_without_install(redis_server):
     finally:
         exporter.close()
     assert unstamped_by_level(samples, "r", "jobs") == {"0": 0, "9": 0}
+
+
+def test_events_levels_in_use_are_wired_to_the_urgency_marks(redis_server, monkeypatch):
+    """With --events, the exporter hands each broker's EventTracker.levels_in_use to the queue
+    collector (guarded: trackers without it are skipped). A stand-in method reports step 3."""
+    from celery_queue_exporter.events.tracker import EventTracker
+
+    calls: list[str] = []
+
+    def levels_in_use(self) -> dict[str, set[str]]:
+        calls.append(self.broker)
+        return {"jobs": {"3"}}
+
+    monkeypatch.setattr(EventTracker, "levels_in_use", levels_in_use, raising=False)
+    publish(celery_app(redis_server.url), "jobs", {9: 1})
+    exporter = build_exporter(
+        "--broker-url", f"r={redis_server.url}", "--queue", "jobs", "--events"
+    )
+    try:
+        samples = scrape(exporter)
+    finally:
+        exporter.close()
+    assert calls == ["r"]
+    assert urgency_marks(samples, "r", "jobs") == {("3", "most"): 1, ("9", "least"): 3}
+
+
+def test_a_failing_levels_source_costs_only_the_learning(redis_server, caplog):
+    def broken() -> dict[str, set[str]]:
+        raise RuntimeError("tracker gone")
+
+    publish(celery_app(redis_server.url), "jobs", {6: 1})
+    exporter = build_exporter("--broker-url", f"r={redis_server.url}", "--queue", "jobs")
+    exporter.queues.use_levels_in_use("r", broken)
+    try:
+        samples = scrape(exporter)
+    finally:
+        exporter.close()
+    assert sample_value(samples, "celery_broker_up", broker="r") == 1
+    assert messages_by_level(samples, "r", "jobs") == {"0": 0, "3": 0, "6": 1, "9": 0}
+    # What the inspection saw is still learnt.
+    assert urgency_marks(samples, "r", "jobs") == {("6", "most"): 2, ("6", "least"): 2}
+    assert "broker r: levels in use from events unavailable" in caplog.text

@@ -98,18 +98,20 @@ class _BrokerState:
 
     def resolve_urgency(self, snapshot: BrokerSnapshot) -> None:
         """Most/least urgent levels from what this and earlier inspections (and the event
-        stream) saw; a failure here costs the marks of this scrape, never the snapshot."""
+        stream) saw. A failing event source costs only what it would have added; a failure
+        of the resolver itself the marks of this scrape, never the snapshot."""
+        name = self.inspector.config.name
+        source = self.levels_in_use
+        in_use = None
         try:
-            source = self.levels_in_use
             in_use = source() if callable(source) else source
+        except Exception:  # noqa: BLE001 - the tracker's levels are an extra, not a must
+            log.warning("broker %s: levels in use from events unavailable", name, exc_info=True)
+        try:
             assert self.urgency is not None
             self.urgency.resolve(snapshot, in_use)
         except Exception:  # noqa: BLE001 - the queue readings must still be exported
-            log.warning(
-                "broker %s: resolving urgent levels failed",
-                self.inspector.config.name,
-                exc_info=True,
-            )
+            log.warning("broker %s: resolving urgent levels failed", name, exc_info=True)
 
 
 class QueueCollector(Collector):
