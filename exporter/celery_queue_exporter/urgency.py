@@ -64,6 +64,8 @@ class UrgencyResolver:
         self._warned: set[tuple[str, str, str]] = set()
         #: Declared layout -> level -> rank (see _rank).
         self._ranks: dict[tuple[str, ...], dict[str, int]] = {}
+        #: queue -> (what its marks depend on, the marks): most scrapes change nothing.
+        self._marks: dict[str, tuple[tuple[Any, ...], list[UrgencyReading]]] = {}
 
     def seen(self, queue: str) -> frozenset[str]:
         return frozenset(self._seen.get(queue, ()))
@@ -92,6 +94,8 @@ class UrgencyResolver:
         keep = queues if isinstance(queues, set | dict) else set(queues)
         for queue in [queue for queue in self._seen if queue not in keep]:
             del self._seen[queue]
+        for queue in [queue for queue in self._marks if queue not in keep]:
+            del self._marks[queue]
 
     def readings(
         self, queue: str, declared: list[str], max_priority: Any = None
@@ -100,11 +104,30 @@ class UrgencyResolver:
         A single level is both, so it gets two series and either selector finds it."""
         if not declared:
             return []
+        seen = self._seen.get(queue)
+        # What was seen only grows, so its size tells whether it changed.
+        key = (tuple(declared), max_priority, len(seen) if seen else 0)
+        cached = self._marks.get(queue)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        marks = self._marks_of(queue, declared, seen, max_priority)
+        self._marks[queue] = (key, marks)
+        return marks
+
+    def _marks_of(
+        self, queue: str, declared: list[str], seen: set[str] | None, max_priority: Any
+    ) -> list[UrgencyReading]:
         rank = self._rank(declared)
-        used = [level for level in self._seen.get(queue, ()) if level in rank]
+        override = self.overrides.get(queue)
+        if not seen and not override:  # the common case of an idle queue: declared extremes
+            last = len(declared) - 1
+            return [
+                UrgencyReading(queue, declared[0], 0, URGENCY_MOST),
+                UrgencyReading(queue, declared[last], last, URGENCY_LEAST),
+            ]
+        used = [level for level in seen or () if level in rank]
         most = min(used, key=rank.__getitem__) if used else declared[0]
         least = max(used, key=rank.__getitem__) if used else declared[-1]
-        override = self.overrides.get(queue)
         if override:
             most = self._override(queue, URGENCY_MOST, override, rank, max_priority) or most
             least = self._override(queue, URGENCY_LEAST, override, rank, max_priority) or least
@@ -145,8 +168,10 @@ class UrgencyResolver:
         declared = snapshot.declared_levels
         seen = self._seen
         ranks: dict[str, dict[str, int]] = {}
-        for level in snapshot.levels:  # one pass: 20,000 levels at 2,000 queues x 10
-            if level.messages <= 0 or level.priority is None:
+        # 20,000 levels at 2,000 queues x 10, few of them non-empty: filter first.
+        non_empty = [level for level in snapshot.levels if level.messages > 0]
+        for level in non_empty:
+            if level.priority is None:
                 continue
             queue = level.queue
             rank = ranks.get(queue)

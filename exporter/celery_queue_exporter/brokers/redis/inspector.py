@@ -251,9 +251,7 @@ class RedisInspector(Inspector):
             if raw is not None:
                 seen_keys.add(key)
                 age, unstamped = self._head_age(snapshot, key, raw, now)
-            snapshot.levels.append(
-                LevelReading(label, str(step), int(depths[i]), age, unstamped=unstamped)
-            )
+            snapshot.levels.append(LevelReading(label, str(step), int(depths[i]), age, unstamped))
         self.heads.forget_except(seen_keys)
         self._log_unreadable(snapshot, unreadable_keys)
 
