@@ -205,6 +205,18 @@ def test_credentials_in_text_from_a_celery_app_are_redacted(tmp_path):
             "brokers[r].priority_levels.jobs.most: 3 is not one of the priority_steps [0, 5] "
             "(kombu has no list for it)",
         ),
+        (
+            "redis://127.0.0.1:1/0",
+            "priority_levels: {jobs: {most: 9, least: 0}}",
+            "brokers[r].priority_levels.jobs.most: 9 is less urgent than least (0): on Redis "
+            "the lower step is served first",
+        ),
+        (
+            "amqp://guest:guest@127.0.0.1:1//",
+            "priority_levels: {jobs: {most: 0, least: 9}}",
+            "brokers[r].priority_levels.jobs.most: 0 is less urgent than least (9): RabbitMQ "
+            "serves the highest priority first",
+        ),
     ],
 )
 def test_priority_levels_override_is_checked_at_load(tmp_path, url, entry, message):

@@ -54,6 +54,11 @@ def _check_broker(where: str, broker: BrokerConfig) -> None:
                     f"{where}.priority_levels.{queue}.{side}: {level} is not one of the "
                     f"priority_steps {broker.priority_steps} (kombu has no list for it)"
                 )
+        if sides.get("most", 0) > sides.get("least", 9):
+            raise ConfigError(
+                f"{where}.priority_levels.{queue}.most: {sides['most']} is less urgent than "
+                f"least ({sides['least']}): on Redis the lower step is served first"
+            )
     check_ssl_files(where, broker)
     if broker.tls.configured and scheme == "redis":
         raise ConfigError(f"{where}.ssl: the URL is redis://; use rediss:// for TLS")
