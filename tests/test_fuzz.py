@@ -220,11 +220,14 @@ raw_messages = st.one_of(
 def test_message_head_parser(raw):
     REDIS.heads = HeadTracker()
     snapshot = BrokerSnapshot()
-    first = REDIS._head_age(snapshot, b"q", raw, 1000.0)
-    second = REDIS._head_age(snapshot, b"q", raw, 1005.0)
+    first, first_unstamped = REDIS._head_age(snapshot, b"q", raw, 1000.0)
+    second, second_unstamped = REDIS._head_age(snapshot, b"q", raw, 1005.0)
     assert math.isfinite(first) and first >= 0.0
     assert math.isfinite(second) and second >= 0.0
     assert snapshot.malformed_messages in (0, 2)  # the same head: the same verdict twice
+    assert first_unstamped is second_unstamped  # and the same stamp verdict
+    if first_unstamped:  # head tracking: the same head has waited the 5 s between sightings
+        assert (first, second) == (0.0, 5.0)
 
 
 @FUZZ

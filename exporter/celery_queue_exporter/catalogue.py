@@ -71,15 +71,32 @@ QUEUE_OLDEST_MESSAGE_AGE = _spec(
     "Redis: LINDEX key -1 and the enqueue stamp header. RabbitMQ: head_message_timestamp "
     "(needs the timestamp property that install(app) sets).",
 )
+QUEUE_OLDEST_MESSAGE_UNSTAMPED = _spec(
+    "celery_queue_oldest_message_unstamped",
+    "gauge",
+    ("broker", "queue", "priority"),
+    "1 when the head message of this non-empty level carries no install(app) publish stamp "
+    "(Redis: its age is then head tracking's lower bound; RabbitMQ: it has no "
+    "head_message_timestamp, so no age), 0 when it carries one. Only for levels whose head is "
+    "inspected: on RabbitMQ the most urgent non-empty level (or the series without priority).",
+    "exact",
+    "Redis: the head message's stamp headers (LINDEX key -1). RabbitMQ: whether the management "
+    "API reports head_message_timestamp.",
+)
 QUEUE_PRIORITY_URGENCY = _spec(
     "celery_queue_priority_urgency_rank",
     "gauge",
     ("broker", "queue", "priority", "urgency"),
-    "Marks the most and the least urgent priority level of each queue (urgency='most' or "
-    "'least'; the value is the level's rank, 0 = served first), so PromQL can pick them on any "
-    "broker: Redis serves 0 first, RabbitMQ the highest number.",
-    "exact",
-    "Redis: the configured priority_steps. RabbitMQ: the queue's x-max-priority.",
+    "Marks the most and the least urgent priority level in use of each queue (urgency='most' "
+    "or 'least'; the value is the level's rank among the declared levels, 0 = served first), "
+    "so PromQL can pick them on any broker: Redis serves 0 first, RabbitMQ the highest number. "
+    "In use: the most (least) urgent level that has carried messages since the exporter "
+    "started (a depth above 0 at a scrape, or a task received at that level per Celery "
+    "events); the declared extreme until one is seen; the broker's priority_levels override "
+    "wins. Learnt in memory: relearnt after a restart.",
+    "exact (learnt since the exporter started)",
+    "Redis: the configured priority_steps. RabbitMQ: the queue's x-max-priority and per-level "
+    "counts. Both: levels seen non-empty, task-info events (install(app)), priority_levels.",
 )
 QUEUE_RESERVED_MESSAGES = _spec(
     "celery_queue_reserved_messages",
@@ -308,6 +325,10 @@ QUEUE_METRICS: tuple[MetricSpec, ...] = (
     QUEUES_OVER_LIMIT,
     BUILD_INFO,
 )
+
+#: Whether head ages are exact (issue 13). Kept apart from QUEUE_METRICS until a dashboard
+#: charts it (the queue dashboards' coverage test reads QUEUE_METRICS).
+QUEUE_STAMP_METRICS: tuple[MetricSpec, ...] = (QUEUE_OLDEST_MESSAGE_UNSTAMPED,)
 
 #: How fresh each broker's reading is (issue 12/13: shared and deadline-bound inspections).
 #: Kept apart from QUEUE_METRICS: they describe the exporter's view of a broker, not a queue
@@ -639,7 +660,7 @@ EVENT_METRICS: tuple[MetricSpec, ...] = (
 
 def all_metrics() -> tuple[MetricSpec, ...]:
     """Every metric the exporter can expose."""
-    return QUEUE_METRICS + FRESHNESS_METRICS + EVENT_METRICS
+    return QUEUE_METRICS + QUEUE_STAMP_METRICS + FRESHNESS_METRICS + EVENT_METRICS
 
 
 def by_name(name: str) -> MetricSpec:

@@ -66,7 +66,7 @@ class BrokerConfig:
         self.max_queues = max_queues
         #: Credentials kept out of the URL.
         self.password = password
-        for option in (opt.QUEUE_INCLUDE, opt.QUEUE_EXCLUDE, *opt.BROKER_TLS):
+        for option in (opt.QUEUE_INCLUDE, opt.QUEUE_EXCLUDE, opt.PRIORITY_LEVELS, *opt.BROKER_TLS):
             setattr(self, option.attr, option.default_value())
         #: Transport options no transport declares: kept, handed to the broker client where
         #: it takes them (brokers/<name>/), ignored otherwise (they concern workers).

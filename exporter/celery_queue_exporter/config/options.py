@@ -207,6 +207,14 @@ TRANSPORT_OPTIONS = Option(
     "BROKER_TRANSPORT_OPTIONS",
     action="append",
 )
+PRIORITY_LEVELS = Option(
+    "priority_levels",
+    values.PRIORITY_LEVELS,
+    {},
+    "per queue, the most and/or least urgent priority level to mark in "
+    "celery_queue_priority_urgency_rank, instead of the levels seen carrying messages "
+    "(Redis: values among priority_steps)",
+)
 
 
 def _broker_tls(key: str, kind: Kind, default: Any, help_text: str) -> Option:
@@ -237,7 +245,7 @@ PASSWORD_ENV = Option("password_env", values.TEXT, None,
 
 #: Broker options set like any other (name, url and the password ones are special).
 BROKER_SETTINGS = (QUEUES, DISCOVER_QUEUES, MAX_QUEUES, QUEUE_INCLUDE, QUEUE_EXCLUDE,
-                   TRANSPORT_OPTIONS, *BROKER_TLS)  # fmt: skip
+                   PRIORITY_LEVELS, TRANSPORT_OPTIONS, *BROKER_TLS)  # fmt: skip
 BROKER_OPTIONS = (NAME, URL, *BROKER_SETTINGS, PASSWORD, PASSWORD_FILE, PASSWORD_ENV)
 
 # --- Celery events (``events:`` in YAML) --------------------------------------------------------
