@@ -71,6 +71,16 @@ QUEUE_OLDEST_MESSAGE_AGE = _spec(
     "Redis: LINDEX key -1 and the enqueue stamp header. RabbitMQ: head_message_timestamp "
     "(needs the timestamp property that install(app) sets).",
 )
+QUEUE_OLDEST_MESSAGE_UNSTAMPED = _spec(
+    "celery_queue_oldest_message_unstamped",
+    "gauge",
+    ("broker", "queue", "priority"),
+    "1 when the head message of a non-empty level carries no install(app) publish stamp (Redis: "
+    "the age is then head-tracking's lower bound; RabbitMQ: no head_message_timestamp, so no "
+    "age), 0 when it carries one. RabbitMQ: only for the level the head timestamp belongs to.",
+    "exact",
+    "Redis: the head message's headers. RabbitMQ: head_message_timestamp.",
+)
 QUEUE_PRIORITY_URGENCY = _spec(
     "celery_queue_priority_urgency_rank",
     "gauge",
@@ -287,6 +297,7 @@ BUILD_INFO = _spec(
 QUEUE_METRICS: tuple[MetricSpec, ...] = (
     QUEUE_MESSAGES,
     QUEUE_OLDEST_MESSAGE_AGE,
+    QUEUE_OLDEST_MESSAGE_UNSTAMPED,
     QUEUE_PRIORITY_URGENCY,
     QUEUE_RESERVED_MESSAGES,
     QUEUE_CONSUMERS,
@@ -346,6 +357,15 @@ def _task_counter(event: str, meaning: str) -> MetricSpec:
 
 TASK_SENT = _task_counter("sent", "Tasks published (needs task_send_sent_event on producers).")
 TASK_RECEIVED = _task_counter("received", "Tasks received by a worker.")
+TASK_RECEIVED_BY_PRIORITY = _spec(
+    "celery_task_received_by_priority_total",
+    "counter",
+    ("broker", "queue", "task", "priority"),
+    "Tasks a worker received, per priority level (the level label as in celery_queue_messages). "
+    "Needs install(app) on workers." + _CAPPED,
+    "exact while the event stream is connected (see celery_event_stream_interruptions_total)",
+    "the task-info event of the install(app) worker hook.",
+)
 TASK_STARTED = _task_counter("started", "Tasks a worker started executing.")
 TASK_SUCCEEDED = _task_counter("succeeded", "Tasks that finished successfully.")
 TASK_FAILED = _spec(
@@ -511,6 +531,25 @@ QUEUE_WORKERS = _spec(
     "exact to the heartbeat timeout",
     "worker events and the queues workers announce (install(app)) or run tasks from.",
 )
+WORKER_OFFLINE = _spec(
+    "celery_worker_offline",
+    "gauge",
+    ("broker", "worker"),
+    "1 for a worker that announced a graceful shutdown (worker-offline) less than "
+    "events.worker_offline_grace_seconds ago; its celery_worker_up is 0 meanwhile, and all its "
+    "series are dropped after the grace period.",
+    "exact",
+    "worker-offline events.",
+)
+WORKERS_QUEUES_UNKNOWN = _spec(
+    "celery_workers_queues_unknown",
+    "gauge",
+    ("broker",),
+    "Live workers that have not announced the queues they consume (no install(app) on them): "
+    "celery_queue_workers then only knows the queues they ran tasks from.",
+    "exact to the heartbeat timeout",
+    "worker events and the worker-side hook of install(app).",
+)
 EVENT_CONSUMER_UP = _spec(
     "celery_event_consumer_up",
     "gauge",
@@ -566,6 +605,7 @@ EVENT_TRACKED_TASKS = _spec(
 EVENT_METRICS: tuple[MetricSpec, ...] = (
     TASK_SENT,
     TASK_RECEIVED,
+    TASK_RECEIVED_BY_PRIORITY,
     TASK_STARTED,
     TASK_SUCCEEDED,
     TASK_FAILED,
@@ -588,6 +628,8 @@ EVENT_METRICS: tuple[MetricSpec, ...] = (
     QUEUE_WORKERS,
     QUEUE_WORKER_SLOTS,
     QUEUE_WORKER_BUSY_SLOTS,
+    WORKER_OFFLINE,
+    WORKERS_QUEUES_UNKNOWN,
     EVENT_CONSUMER_UP,
     EVENTS_RECEIVED,
     EVENTS_MALFORMED,
