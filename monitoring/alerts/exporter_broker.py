@@ -45,12 +45,8 @@ def instrumentation_missing(s: Settings) -> Body:
     # One alert per broker, whichever side lacks install(app): the age alerts never judge a
     # lower bound and CeleryQueueNoConsumers' events branch stays silent instead of paging.
     e = s.e
-    heads = template_query(
-        f"count({e.metric(UNSTAMPED, broker='%s')} == 1)", "$labels.broker"
-    )
-    workers = template_query(
-        f"max({e.metric(QUEUES_UNKNOWN, broker='%s')} > 0)", "$labels.broker"
-    )
+    heads = template_query(f"count({e.metric(UNSTAMPED, broker='%s')} == 1)", "$labels.broker")
+    workers = template_query(f"max({e.metric(QUEUES_UNKNOWN, broker='%s')} > 0)", "$labels.broker")
     return Body(
         f"max by (job, broker) ({e.metric(UNSTAMPED)} == 1)\n"
         "or\n"

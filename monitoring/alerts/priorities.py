@@ -9,7 +9,6 @@ from ..promql import dur, num, pct, regex_of, template_query
 from ..schema import Duration, Number, format_duration
 from .base import WHERE, Body, Settings, alert
 
-
 #: Tasks received per priority level (the install(app) worker hook's task-info event).
 RECEIVED_BY_PRIORITY = "celery_task_received_by_priority_total"
 UNSTAMPED = "celery_queue_oldest_message_unstamped"
@@ -92,7 +91,8 @@ def urgent_task_at_wrong_priority(s: Settings) -> Body:
     # out. An empty urgent_tasks matches no task.
     e = s.e
     span = dur(s["window"])
-    received = e.metric(RECEIVED_BY_PRIORITY)[:-1] + f', task=~"{regex_of(s.config["urgent_tasks"])}"}}'
+    urgent = regex_of(s.config["urgent_tasks"])
+    received = e.metric(RECEIVED_BY_PRIORITY)[:-1] + f', task=~"{urgent}"}}'
     most = e.urgency(URGENCY_MOST)
     most_level = template_query(
         e.metric(cat.QUEUE_PRIORITY_URGENCY.name, broker="%s", queue="%s", urgency=URGENCY_MOST),

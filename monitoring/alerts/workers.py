@@ -8,7 +8,6 @@ from ..promql import Exprs, dur, num, pct
 from ..schema import Duration, Number, Ratio, format_duration
 from .base import WHERE, WHERE_CAPITAL, Body, Settings, alert
 
-
 #: The exporter's gauge for a worker that announced a graceful shutdown (worker-offline), within
 #: events.worker_offline_grace_seconds; its celery_worker_up is 0 meanwhile.
 WORKER_OFFLINE = "celery_worker_offline"
