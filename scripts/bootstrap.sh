@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
     --for) PIECES=${2:?--for needs run, redis, demo or test}; shift 2 ;;
     --for=*) PIECES=${1#--for=}; shift ;;
     --install-only) INSTALL_ONLY=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "bootstrap: unknown option $1" >&2; exit 2 ;;
   esac
 done
