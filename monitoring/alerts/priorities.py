@@ -6,7 +6,7 @@ from celery_queue_exporter import catalogue as cat
 from celery_queue_exporter.catalogue import URGENCY_LEAST, URGENCY_MOST
 
 from ..promql import dur, num, pct, regex_of, template_query
-from ..schema import Duration, Number, format_duration
+from ..schema import Duration, Number, Ratio, format_duration
 from .base import WHERE, Body, Settings, alert
 
 #: Tasks received per priority level (the install(app) worker hook's task-info event).
@@ -116,20 +116,36 @@ def urgent_task_at_wrong_priority(s: Settings) -> Body:
 
 @alert(
     "CeleryTaskStarved",
-    summary="A Celery task is sent but workers do not receive it while they run other tasks.",
+    summary="A Celery task is sent but workers do not receive it while they serve other tasks.",
     messages=Number(),
     window=Duration(),
+    served_ratio=Ratio(),
 )
 def task_starved(s: Settings) -> Body:
     # Sent minus received (not minus started): countdown/ETA tasks are received at once and
-    # held by the worker, so they never count. "While the queue's workers started other
-    # tasks": the queue is served, just not this task (starved behind more urgent levels).
+    # held by the worker, so they never count. Starved, not merely queued: the share of this
+    # task's runs that workers received is under `served_ratio` of the share for the queue's
+    # other tasks. A FIFO backlog that grows for every task alike (the same share received for
+    # all) is CeleryQueueBacklogHigh's business, not starvation; a queue nothing serves (no
+    # other task received) is CeleryQueueNoConsumers'.
     e = s.e
     span = dur(s["window"])
     by = "job, broker, queue, task"
-    sent = f"sum by ({by}) (increase({e.metric(cat.TASK_SENT.name)}[{span}]))"
-    received = f"sum by ({by}) (increase({e.metric(cat.TASK_RECEIVED.name)}[{span}]))"
-    started = e.metric(cat.TASK_STARTED.name)
+    sent_total = f"increase({e.metric(cat.TASK_SENT.name)}[{span}])"
+    received_total = f"increase({e.metric(cat.TASK_RECEIVED.name)}[{span}])"
+    sent = f"sum by ({by}) ({sent_total})"
+    received = f"(sum by ({by}) ({received_total}) or {sent} * 0)"
+    queue_share = (
+        "(\n"
+        f"    sum by (job, broker, queue) ({received_total})\n"
+        f"    - on (job, broker, queue) group_right () {received}\n"
+        "  )\n"
+        "  /\n"
+        "  (\n"
+        f"    sum by (job, broker, queue) ({sent_total})\n"
+        f"    - on (job, broker, queue) group_right () {sent}\n"
+        "  )"
+    )
     levels = template_query(
         f"max by (priority) ({e.metric(RECEIVED_BY_PRIORITY, broker='%s', queue='%s', task='%s')})",
         "$labels.broker",
@@ -149,19 +165,14 @@ def task_starved(s: Settings) -> Body:
         "$level.Labels.priority",
     )
     return Body(
-        "(\n"
-        f"  {sent}\n"
-        f"  - ({received} or {sent} * 0)\n"
-        f") > {num(s['messages'])}\n"
+        f"({sent} - {received}) > {num(s['messages'])}\n"
         f"and on ({by}) (\n"
-        f"  sum by (job, broker, queue) (increase({started}[{span}]))\n"
-        "  - on (job, broker, queue) group_right ()\n"
-        f"  (sum by ({by}) (increase({started}[{span}])) or {sent} * 0)\n"
-        "  > 0\n"
+        f"  {received} / {sent}\n"
+        f"  < {num(s['served_ratio'])} * {queue_share}\n"
         ")",
         "{{ $value | humanize }} runs of task {{ $labels.task }} sent to "
-        f"{WHERE} in the last {span} were not received by any worker, while workers started "
-        "other tasks of this queue: the broker hands out other work first. "
+        f"{WHERE} in the last {span} were not received by any worker, while workers kept "
+        "receiving this queue's other tasks: the broker hands out other work first. "
         f"{{{{ with {levels} }}}}Its runs were received at "
         '{{ range $i, $level := . | sortByLabel "priority" }}{{ if $i }}, {{ end }}'
         f"priority {{{{ $level.Labels.priority }}}}{{{{ with {least} }}}}, the least urgent "
