@@ -99,10 +99,15 @@ def urgent_task_at_wrong_priority(s: Settings) -> Body:
         "$labels.broker",
         "$labels.queue",
     )
+    # increase() counts nothing for a series that first appears at 1 (the first wrong run after
+    # an exporter start, or ever): such a new series counts at its value.
+    by = "job, broker, queue, task, priority"
     return Body(
-        "sum by (job, broker, queue, task, priority) (\n"
-        f"  increase({received}[{span}])\n"
-        ") > 0\n"
+        "(\n"
+        f"  sum by ({by}) (increase({received}[{span}])) > 0\n"
+        "  or\n"
+        f"  sum by ({by}) ({received} unless {received} offset {span}) > 0\n"
+        ")\n"
         f"unless on (broker, queue, priority) {most}\n"
         f"and on (broker, queue) {most}",
         "Urgent task {{ $labels.task }} was received {{ $value | humanize }} times in the "
