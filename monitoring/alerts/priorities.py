@@ -130,9 +130,10 @@ def task_starved(s: Settings) -> Body:
     # Sent minus received (not minus started): countdown/ETA tasks are received at once and
     # held by the worker, so they never count. Starved, not merely queued: the share of this
     # task's runs that workers received is under `served_ratio` of the share for the queue's
-    # other tasks. A FIFO backlog that grows for every task alike (the same share received for
-    # all) is CeleryQueueBacklogHigh's business, not starvation; a queue nothing serves (no
-    # other task received) is CeleryQueueNoConsumers'.
+    # other tasks, and workers received at least `messages` of those. A FIFO backlog that grows
+    # for every task alike (the same share received for all) is CeleryQueueBacklogHigh's
+    # business, not starvation; so is a big backlog next to a handful of other runs (their
+    # share says nothing); a queue nothing serves is CeleryQueueNoConsumers'.
     e = s.e
     span = dur(s["window"])
     by = "job, broker, queue, task"
@@ -140,10 +141,13 @@ def task_starved(s: Settings) -> Body:
     received_total = f"increase({e.metric(cat.TASK_RECEIVED.name)}[{span}])"
     sent = f"sum by ({by}) ({sent_total})"
     received = f"(sum by ({by}) ({received_total}) or {sent} * 0)"
+    others_received = (
+        f"sum by (job, broker, queue) ({received_total})\n"
+        f"    - on (job, broker, queue) group_right () {received}"
+    )
     queue_share = (
         "(\n"
-        f"    sum by (job, broker, queue) ({received_total})\n"
-        f"    - on (job, broker, queue) group_right () {received}\n"
+        f"    {others_received}\n"
         "  )\n"
         "  /\n"
         "  (\n"
@@ -174,7 +178,10 @@ def task_starved(s: Settings) -> Body:
         f"and on ({by}) (\n"
         f"  {received} / {sent}\n"
         f"  < {num(s['served_ratio'])} * {queue_share}\n"
-        ")",
+        ")\n"
+        f"and on ({by}) (\n"
+        f"  {others_received}\n"
+        f") >= {num(s['messages'])}",
         "{{ $value | humanize }} runs of task {{ $labels.task }} sent to "
         f"{WHERE} in the last {span} were not received by any worker, while workers kept "
         "receiving this queue's other tasks: the broker hands out other work first. "
