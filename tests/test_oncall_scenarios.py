@@ -339,7 +339,11 @@ def test_cleared_backlog_and_rare_failures_do_not_page(make_stack):
         monitoring={
             "alerts": {
                 "CeleryQueueBacklogHigh": {"messages": BACKLOG_MESSAGES},
-                "CeleryQueueBacklogGrowing": {"horizon": "5m", "window": "2m"},
+                "CeleryQueueBacklogGrowing": {
+                    "horizon": "5m",
+                    "window": "2m",
+                    "growth_window": "10s",
+                },
             }
         },
     )
