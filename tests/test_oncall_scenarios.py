@@ -282,7 +282,8 @@ def test_broker_without_workers_does_not_page_all_workers_down(make_stack):
 
     Expected: first nothing at all (RabbitMQ has no worker series, so "all its workers are
     down" is not a thing); then, as the control, the Redis worker is SIGKILLed: its broker had
-    workers and has none up, so CeleryAllWorkersDown and CeleryWorkerDown fire for Redis.
+    workers and has none up, so CeleryAllWorkersDown and CeleryWorkerDown fire for Redis, and
+    CeleryQueueWorkersDropped for its queue (its live workers fell from 1 to 0).
     Silent: every alert about RabbitMQ (CeleryAllWorkersDown above all). Why: issue 13 item 9,
     a critical page for a broker that never had workers.
     """
@@ -302,6 +303,7 @@ def test_broker_without_workers_does_not_page_all_workers_down(make_stack):
         {
             alert("CeleryWorkerDown", broker=REDIS, worker=worker),
             alert("CeleryAllWorkersDown", broker=REDIS),
+            alert("CeleryQueueWorkersDropped", broker=REDIS, queue=stack.queue(REDIS, "work")),
         },
         must_be_silent=stack.every_alert(broker=RABBIT),
     )
