@@ -383,8 +383,14 @@ def test_cleared_backlog_and_rare_failures_do_not_page(make_stack):
     stack.wait_value(depth, 0.0, timeout=90)
     stack.wait_alerts(set(), [name for name, _ in stack.every_alert()], timeout=60)
 
+    # Prometheus' own timeline, once it covers a few evaluations after the empty queue.
+    def emptied_a_while_ago() -> float | None:
+        now = time.time()
+        emptied = _first_zero_after_peak(stack.prometheus.query_range(depth, started, now))
+        return emptied if emptied is not None and now - emptied > RESOLVE_EVALUATIONS + 1 else None
+
+    emptied = wait_until(emptied_a_while_ago, timeout=30, interval=0.5, what="the empty queue")
     end = time.time()
-    emptied = _first_zero_after_peak(stack.prometheus.query_range(depth, started, end))
     history = stack.prometheus.query_range(
         f'ALERTS{{alertname="CeleryQueueBacklogGrowing", queue="{queue}"}}', started, end
     )
@@ -393,12 +399,13 @@ def test_cleared_backlog_and_rare_failures_do_not_page(make_stack):
     assert stack.alerts_ever(started) == {growing}
 
 
-def _first_zero_after_peak(result: list[dict]) -> float:
-    """The first time a single-series range result is 0 after its highest value."""
+def _first_zero_after_peak(result: list[dict]) -> float | None:
+    """The first time a single-series range result is 0 after its highest value (None: not
+    yet)."""
     (series,) = result
     values = [(float(t), float(v)) for t, v in series["values"]]
     peak = max(range(len(values)), key=lambda i: values[i][1])
-    return next(t for t, v in values[peak:] if v == 0)
+    return next((t for t, v in values[peak:] if v == 0), None)
 
 
 # --- scenario 11 --------------------------------------------------------------------------------
