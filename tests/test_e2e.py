@@ -24,7 +24,6 @@ interrupted event stream) as well as the steady workload.
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import re
 import shutil
@@ -52,16 +51,15 @@ from conftest import (
     port_open,
     wait_until,
 )
+from prometheus_stack import PROMETHEUS, RULES, Prometheus, render_monitoring
 from test_dashboards import all_targets, concrete, metric_names
 
-from monitoring import config as monitoring_config
 from testsupport.processes import stop_process
 from testsupport.rabbitmq import delete_rabbitmq_objects
 
 pytestmark = [pytest.mark.redis, pytest.mark.rabbitmq, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
-PROMETHEUS = Path("/usr/bin/prometheus")
 JOB = "celery-queue-exporter"
 REDIS_BROKER, RABBIT_BROKER = "e2e-redis", "e2e-rabbitmq"
 HEARTBEAT_TIMEOUT_SECONDS = 3
@@ -85,16 +83,6 @@ OVERRIDES: dict[str, Any] = {
         "CeleryPriorityStarvation": {"seconds": STARVATION_SECONDS, "window": "30s", "for": "2s"},
     },
 }
-
-
-def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 # --- the one-command demo (runs before the stack below is started) ----------------------------
@@ -321,6 +309,7 @@ class Stack:
     redis: RedisServer
     tag: str
     prometheus_url: str = ""
+    prometheus: Prometheus | None = None
     exporter_port: int = 0
     exporter: subprocess.Popen | None = None
     exporter_command: list[str] = field(default_factory=list)
@@ -472,16 +461,7 @@ class Workload:
 
 def write_rules(workdir: Path) -> dict[str, Any]:
     """Render rules and dashboards with the test thresholds through the real generator CLI."""
-    config = merged(monitoring_config.load(), OVERRIDES)
-    path = workdir / "monitoring.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    result = subprocess.run(
-        [sys.executable, "-m", "monitoring.generate", "--config", str(path), "--out",
-         str(workdir / "generated")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return monitoring_config.load(path)
+    return render_monitoring(workdir, OVERRIDES)
 
 
 @pytest.fixture(scope="module")
@@ -552,49 +532,14 @@ def stack() -> Iterator[Stack]:
         ]  # fmt: skip
         stack.start_exporter()
 
-        prometheus_port = free_port()
-        (workdir / "prometheus.yml").write_text(
-            yaml.safe_dump(
-                {
-                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                    "rule_files": [
-                        str(workdir / "generated" / "alerts" / "celery-queue-exporter.rules.yaml")
-                    ],
-                    "scrape_configs": [
-                        {
-                            "job_name": JOB,
-                            "scrape_interval": "1s",
-                            "scrape_timeout": "1s",
-                            "static_configs": [{"targets": [f"127.0.0.1:{stack.exporter_port}"]}],
-                        }
-                    ],
-                }
-            )
+        stack.prometheus = Prometheus(
+            workdir,
+            job=JOB,
+            target=f"127.0.0.1:{stack.exporter_port}",
+            rule_file=workdir / "generated" / RULES,
         )
-        log = open(workdir / "prometheus.log", "w")  # noqa: SIM115 - closed at teardown
-        stack.logs.append(log)
-        stack.processes.append(
-            subprocess.Popen(
-                [
-                    str(PROMETHEUS),
-                    f"--config.file={workdir / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={workdir / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{prometheus_port}",
-                    "--log.level=warn",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
-        stack.prometheus_url = f"http://127.0.0.1:{prometheus_port}"
-
-        def ready() -> bool:
-            with contextlib.suppress(requests.ConnectionError):
-                return requests.get(f"{stack.prometheus_url}/-/ready", timeout=2).ok
-            return False
-
-        wait_until(ready, timeout=60, what="prometheus to be ready")
+        stack.prometheus_url = stack.prometheus.url
+        stack.prometheus.start()
 
         # Workers draining each broker's main queue (prefork: time limits are enforced).
         stack.start_worker("main-redis", REDIS_BROKER, "main", pool="prefork")
@@ -614,6 +559,8 @@ def stack() -> Iterator[Stack]:
         if stack.exporter is not None and stack.exporter.poll() is None:
             stack.exporter.terminate()
             stack.exporter.wait(timeout=15)
+        if stack.prometheus is not None:
+            stack.prometheus.close()
         for process in stack.processes:
             stop_process(process, group=True)
         for log in stack.logs:

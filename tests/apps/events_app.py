@@ -1,9 +1,10 @@
 """A Celery app with tasks of known outcomes, for the event tests.
 
 Configured from the environment so one module serves every test and broker:
-``CQE_BROKER_URL``, ``CQE_QUEUE`` (the test's unique queue), ``CQE_INSTALL`` (``0`` leaves out
-``celery_queue_exporter.instrumentation.install(app)``), ``CQE_SENT_EVENT`` (``0`` turns
-task-sent off).
+``CQE_BROKER_URL``, ``CQE_QUEUE`` (the test's unique queue), ``CQE_EXTRA_QUEUES`` (more queues
+the app declares, comma-separated), ``CQE_MAX_PRIORITY`` (their x-max-priority, default 9),
+``CQE_INSTALL`` (``0`` leaves out ``celery_queue_exporter.instrumentation.install(app)``),
+``CQE_SENT_EVENT`` (``0`` turns task-sent off).
 """
 
 from __future__ import annotations
@@ -19,12 +20,24 @@ from celery_queue_exporter.instrumentation import install
 QUEUE = os.environ.get("CQE_QUEUE", "cqe-events")
 
 
-def make_app(broker_url: str, queue: str, *, sent_event: bool = True) -> Celery:
-    """An app publishing to and consuming from ``queue`` (a priority queue, 0..9)."""
+def make_app(
+    broker_url: str,
+    queue: str,
+    *,
+    sent_event: bool = True,
+    extra_queues: tuple[str, ...] = (),
+    max_priority: int = 9,
+) -> Celery:
+    """An app publishing to and consuming from ``queue`` (a priority queue, 0..max_priority),
+    declaring ``extra_queues`` the same way (a worker may consume several)."""
     app = Celery("cqe_events", broker=broker_url, set_as_current=False)
+    arguments = {"x-max-priority": max_priority}
     app.conf.update(
         task_default_queue=queue,
-        task_queues=[Queue(queue, routing_key=queue, queue_arguments={"x-max-priority": 9})],
+        task_queues=[
+            Queue(name, routing_key=name, queue_arguments=arguments)
+            for name in (queue, *extra_queues)
+        ],
         task_send_sent_event=sent_event,
         worker_send_task_events=True,
         worker_prefetch_multiplier=1,
@@ -40,6 +53,8 @@ app = make_app(
     os.environ.get("CQE_BROKER_URL", "redis://127.0.0.1:6379/0"),
     QUEUE,
     sent_event=os.environ.get("CQE_SENT_EVENT", "1") == "1",
+    extra_queues=tuple(q for q in os.environ.get("CQE_EXTRA_QUEUES", "").split(",") if q),
+    max_priority=int(os.environ.get("CQE_MAX_PRIORITY", "9")),
 )
 if os.environ.get("CQE_INSTALL", "1") == "1":
     install(app)
@@ -75,6 +90,13 @@ def hard_limit() -> None:
 @app.task(name="events.sleep")
 def sleep(seconds: float) -> None:
     time.sleep(seconds)
+
+
+@app.task(name="events.maybe_fail")
+def maybe_fail(fail: bool = False) -> None:
+    """One task name with both outcomes (a failure ratio below 1)."""
+    if fail:
+        raise ValueError("asked to fail")
 
 
 def _record(path: str, **fields: object) -> None:

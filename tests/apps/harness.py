@@ -30,6 +30,10 @@ class Worker:
     broker_url: str
     queue: str
     pool: str = "solo"
+    #: More queues to consume (``-Q`` lists them after ``queue``), declared like it.
+    extra_queues: tuple[str, ...] = ()
+    #: x-max-priority of the queues the worker's app declares.
+    max_priority: int = 9
     concurrency: int = 1
     install: bool = True
     heartbeat_seconds: int = 1
@@ -56,11 +60,14 @@ class Worker:
             PYTHONPATH=f"{TESTS}{os.pathsep}{ROOT}",
             CQE_BROKER_URL=self.broker_url,
             CQE_QUEUE=self.queue,
+            CQE_EXTRA_QUEUES=",".join(self.extra_queues),
+            CQE_MAX_PRIORITY=str(self.max_priority),
             CQE_INSTALL="1" if self.install else "0",
         )
+        queues = ",".join((self.queue, *self.extra_queues))
         command = [
             sys.executable, "-m", "celery", "-A", EVENTS_APP, "worker",
-            "-P", self.pool, "-c", str(self.concurrency), "-E", "-Q", self.queue,
+            "-P", self.pool, "-c", str(self.concurrency), "-E", "-Q", queues,
             "-n", self.name, "--without-gossip", "--without-mingle",
             "--heartbeat-interval", str(self.heartbeat_seconds), "-l", "WARNING",
         ]  # fmt: skip
@@ -75,6 +82,11 @@ class Worker:
         if self.process and self.process.poll() is None:
             os.kill(self.process.pid, signum)
             self.process.wait(timeout=20)
+
+    def send_signal(self, signum: int) -> None:
+        """Signal the worker's main process and return at once (SIGSTOP, SIGCONT, ...)."""
+        if self.process and self.process.poll() is None:
+            os.kill(self.process.pid, signum)
 
     def stop(self) -> None:
         """Warm shutdown, then make sure the whole process group (pool children) is gone."""
