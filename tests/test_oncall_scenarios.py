@@ -93,6 +93,14 @@ def _wait_above(stack: OncallStack, expr: str, limit: float, timeout: float = 60
     )
 
 
+def _quiet_start(stack: OncallStack) -> float:
+    """Wait for the healthy baseline (no alert active: one pending while the stack started
+    has resolved, and its ALERTS series is stale-marked), and return when the scenario starts:
+    what alerts_ever() reads from."""
+    stack.wait_quiet()
+    return time.time()
+
+
 def _send_seen(stack: OncallStack, broker: str, role: str, task: str, **options: Any) -> None:
     """Publish one task and wait until Prometheus has scraped its task-sent: a counter series
     that first appears at 2 has an increase() of 0 for those 2, and the starvation and
@@ -140,11 +148,13 @@ def test_rabbitmq_urgent_backlog_pages_at_the_level_in_use(make_stack):
             },
         },
     )
-    start = time.time()
+    start = _quiet_start(stack)
     queue = stack.queue(RABBIT, "work")
-    for _ in range(5):
+    _send_seen(stack, RABBIT, "work", BATCH, priority=0)
+    for _ in range(4):
         stack.send(RABBIT, "work", BATCH, priority=0)
-    for _ in range(3):
+    _send_seen(stack, RABBIT, "work", URGENT, priority=9)
+    for _ in range(2):
         stack.send(RABBIT, "work", URGENT, priority=9)
 
     most_urgent = alert(
@@ -173,6 +183,9 @@ def test_rabbitmq_urgent_backlog_pages_at_the_level_in_use(make_stack):
     }
     assert marks == {"most": "9", "least": "0"}
     assert "(priority 9)" in _description(stack, "CeleryQueueMostUrgentWaitingTooLong", queue=queue)
+    # CeleryTaskStarved's own count is over its limit of 2: only "nothing runs" keeps it silent.
+    sent = f"sum(increase(celery_task_sent_total{{{q}, task=~'{BATCH}|{URGENT}'}}[1m]))"
+    assert stack.value(sent) > 2
     # Nothing else was active (pending included) at any evaluation since the messages came.
     assert stack.alerts_ever(start) == {most_urgent, no_consumers}
 
@@ -221,7 +234,8 @@ def test_migration_mistake_pages_as_wrong_priority_and_starved_task(make_stack):
     urgent task (monitoring's urgent_tasks) at 0, the batch task at 9. RabbitMQ serves 9
     first. While the queue is idle the urgent task runs at once (received at 0: two runs);
     then batch work keeps the one worker (install(app), prefetch 1, late acks) busy, and the
-    next 8 urgent tasks are never received.
+    next 8 urgent tasks are never received. The scenario starts once the worker is up and has
+    announced its queues.
 
     Fires, exactly (the urgent task's labels):
     * CeleryUrgentTaskAtWrongPriority (critical) for events.urgent at priority 0: received at
@@ -257,7 +271,12 @@ def test_migration_mistake_pages_as_wrong_priority_and_starved_task(make_stack):
     queue = stack.queue(RABBIT, "work")
     q = f'queue="{queue}"'
     stack.start_worker("evaluations", RABBIT)
-    start = time.time()
+    # Until its first heartbeat announces its queues, a worker with install(app) counts as one
+    # whose queues are unknown (CeleryInstrumentationMissing pending for an evaluation): start
+    # once Prometheus has seen it announced for a few evaluations.
+    unknown = f'max_over_time(celery_workers_queues_unknown{{broker="{RABBIT}"}}[3s])'
+    stack.wait_value(unknown, 0, what="the worker's queues announced")
+    start = _quiet_start(stack)
     # Idle queue: each urgent task is received at once, at 0 (one at a time, so Prometheus sees
     # the per-level counter grow: a series first seen at 2 has an increase() of 0).
     received_at = f'sum(celery_task_received_by_priority_total{{{q}, task="%s", priority="%s"}})'
@@ -312,7 +331,9 @@ def test_migration_mistake_pages_as_wrong_priority_and_starved_task(make_stack):
 def test_without_install_urgent_backlog_gives_only_the_info_alert(make_stack):
     """Scenario 3 (issue 13, missed page 3): Redis, no install(app) on the producer nor on the
     worker. Six urgent tasks (level 0, served first on Redis; 4 s each) and two batch tasks
-    (level 9) wait; one worker drains the urgent ones slowly. Without the publish stamp the
+    (level 9) wait; one worker (prefork: a solo worker sends no heartbeat while it runs a 4 s
+    task, and with the 3 s heartbeat timeout here it would count as lost) drains the urgent
+    ones slowly. Without the publish stamp the
     exporter knows only head-tracking's lower bounds: level 0's resets each time the worker
     takes the head (it never exceeds one task's run, while the real oldest wait grows to ~20 s),
     level 9's grows while nobody takes it.
@@ -340,8 +361,8 @@ def test_without_install_urgent_backlog_gives_only_the_info_alert(make_stack):
     )
     queue = stack.queue(REDIS, "work")
     q = f'queue="{queue}"'
-    stack.start_worker("evaluations", REDIS, install=False)
-    start = time.time()
+    start = _quiet_start(stack)
+    stack.start_worker("evaluations", REDIS, install=False, pool="prefork")
     for _ in range(6):
         stack.send(REDIS, "work", URGENT, args=(4.0,), priority=0)
     for _ in range(2):
@@ -384,10 +405,10 @@ def test_without_install_urgent_backlog_gives_only_the_info_alert(make_stack):
 
 def test_without_install_busy_worker_does_not_page_no_consumers(make_stack):
     """Scenario 8 (issue 13, false page 8): Redis, no install(app) anywhere. One worker
-    consumes queues A and B; it runs a long task from A (prefetch 1, late acks: it takes
-    nothing else meanwhile) while five tasks wait in B. It never ran a task from B, so the
-    events know it only as A's worker (celery_queue_workers has no series for B) and
-    celery_workers_queues_unknown is 1.
+    consumes queues A and B; it runs a long task from A (prefork, prefetch 1, late acks: it
+    takes nothing else meanwhile, and heartbeats on) while five tasks wait in B. It never ran
+    a task from B, so the events know it only as A's worker (celery_queue_workers has no
+    series for B) and celery_workers_queues_unknown is 1.
 
     Fires, exactly: CeleryInstrumentationMissing (info) for the broker.
     Silent: CeleryQueueNoConsumers (critical; its events branch needs every live worker to have
@@ -410,8 +431,8 @@ def test_without_install_busy_worker_does_not_page_no_consumers(make_stack):
         },
     )
     queue_a, queue_b = stack.queue(REDIS, "a"), stack.queue(REDIS, "b")
-    stack.start_worker("shared", REDIS, ("a", "b"), install=False)
-    start = time.time()
+    start = _quiet_start(stack)
+    stack.start_worker("shared", REDIS, ("a", "b"), install=False, pool="prefork")
     stack.send(REDIS, "a", "events.sleep", args=(45.0,))
     stack.wait_value(
         f'sum(celery_task_started_total{{queue="{queue_a}"}})', 1, what="A's task running"
@@ -446,5 +467,8 @@ def test_without_install_busy_worker_does_not_page_no_consumers(make_stack):
         > 5
     )
     assert stack.value(f'sum(celery_task_started_total{{queue="{queue_a}"}})') == 1
+    # B's sent-not-received count is over CeleryTaskStarved's limit of 3 (nothing received).
+    assert stack.value(f'sum(increase(celery_task_sent_total{{queue="{queue_b}"}}[1m]))') > 3
+    assert _series(stack, f'celery_task_received_total{{queue="{queue_b}"}}') == []
     assert stack.alerts_ever(start) == {missing}
     stack.kill_worker("shared")  # the 45 s task: no need to wait for a warm shutdown
