@@ -53,6 +53,8 @@ TOP_LEVEL_KEYS = (
     "recording",
     "goals",
     "exporter",
+    "workload",
+    "urgent_tasks",
     "alerts",
     "dashboards",
 )
@@ -67,6 +69,12 @@ GOALS: dict[str, Param] = {
 EXPORTER: dict[str, Param] = {
     "worker_heartbeat_timeout_seconds": Number(),
     "worker_retention_seconds": Number(),
+    "worker_offline_grace_seconds": Number(),
+}
+#: ``workload:``: what the platform's tasks may legitimately do (CeleryReservationsOrphaned).
+WORKLOAD: dict[str, Param] = {
+    "longest_countdown_seconds": Number(),
+    "hard_time_limit_seconds": Number(),
 }
 #: Settings every alert takes besides the parameters it declares.
 COMMON_ALERT_KEYS = frozenset({"for", "severity", "enabled", "labels"})
@@ -96,6 +104,8 @@ def validate(config: dict[str, Any]) -> None:
     check_section("recording", config["recording"], recording.PARAMETERS)
     check_section("goals", config["goals"], GOALS)
     check_section("exporter", config["exporter"], EXPORTER)
+    check_section("workload", config["workload"], WORKLOAD)
+    _check_task_names("urgent_tasks", config["urgent_tasks"])
     _validate_alerts(mapping("alerts", config["alerts"]))
 
 
@@ -103,6 +113,17 @@ def _check_labels(where: str, labels: Any, reserved: frozenset[str] = frozenset(
     for key, value in mapping(where, labels or {}).items():
         if key in reserved or not isinstance(value, str):
             raise MonitoringConfigError(f"{where}.{key}: expected a string label")
+
+
+def _check_task_names(where: str, names: Any) -> None:
+    if not isinstance(names, list):
+        raise MonitoringConfigError(f"{where}: expected a list of task names, got {names!r}")
+    for index, name in enumerate(names):
+        if not isinstance(name, str) or not name.strip():
+            raise MonitoringConfigError(f"{where}[{index}]: expected a task name, got {name!r}")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise MonitoringConfigError(f"{where}: {duplicates[0]!r} listed twice")
 
 
 def _validate_alerts(alerts: dict[str, Any]) -> None:

@@ -76,6 +76,20 @@ class Exprs:
         return self.metric(cat.QUEUE_PRIORITY_URGENCY.name, urgency=level)
 
 
+def template_query(expr: str, *args: str) -> str:
+    """A Go template pipeline that runs ``expr`` (a printf format: ``%s`` takes ``args``, e.g.
+    ``$labels.broker``) through Prometheus' ``query`` function, for annotations such as
+    ``{{ with <pipeline> }}...{{ end }}``."""
+    quoted = expr.replace("\\", "\\\\").replace('"', '\\"')
+    return " ".join(["printf", f'"{quoted}"', *args, "| query"])
+
+
+def regex_of(names: list[str]) -> str:
+    """A PromQL string body matching exactly ``names`` (``=~"..."``), escaped for RE2 and the
+    PromQL string; empty when there are none (matches no series with that label set)."""
+    return "|".join(re.escape(name) for name in names).replace("\\", "\\\\")
+
+
 def num(value: float) -> str:
     """A PromQL number literal without a trailing ``.0``."""
     return f"{value:g}" if float(value) != int(value) else str(int(value))

@@ -8,7 +8,8 @@
 #   demo   what scripts/demo.sh runs (it starts its own services): redis-server,
 #          rabbitmq-server, prometheus, make, .venv with the package
 #   test   everything the tests and docs use: the demo's packages plus openssl, Node.js/npm
-#          (tests/node), jq; .venv with the test extra; Redis on 6379 and RabbitMQ (management
+#          (tests/node), jq, prometheus-alertmanager (amtool and a real Alertmanager for the
+#          inhibition rules, tests/test_alertmanager.py); .venv with the test extra; Redis on 6379 and RabbitMQ (management
 #          API on 15672) started on 127.0.0.1 only when they do not answer
 # --install-only: install the pieces, start no service (scripts/fresh-debian-check.sh installs
 #   with the network, then runs the tests without it).
@@ -27,7 +28,7 @@ while [ $# -gt 0 ]; do
     --for) PIECES=${2:?--for needs run, redis, demo or test}; shift 2 ;;
     --for=*) PIECES=${1#--for=}; shift ;;
     --install-only) INSTALL_ONLY=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "bootstrap: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -64,12 +65,16 @@ if want test; then
   need npm has npm
   need jq has jq            # the Grafana import snippet (docs/dashboards.md)
   need iproute2 has ss      # tests/test_rabbitmq_loopback.py reads `ss -ltnp`
+  # amtool + the Alertmanager the inhibition rules are tested with (tests/test_alertmanager.py);
+  # Debian 12 ships 0.25.0, the version the generated alertmanager config is checked against.
+  need prometheus-alertmanager test -x /usr/bin/prometheus-alertmanager
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing ${need_pkgs[*]}"
   $SUDO apt-get update -qq
-  # Debian's prometheus and rabbitmq-server packages start their services through systemd;
-  # where there is none (containers) that is a no-op, and the tests start what they need.
+  # Debian's prometheus, prometheus-alertmanager and rabbitmq-server packages start their
+  # services through systemd; where there is none (containers) that is a no-op, and the tests
+  # start what they need (on their own ports: the Alertmanager test never uses 9093).
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     "${need_pkgs[@]}" >/dev/null
 fi

@@ -75,6 +75,61 @@ def test_committed_rule_files_equal_a_fresh_generation_from_the_defaults(config)
         assert committed == text, f"{relative} drifted: run python -m monitoring.generate"
 
 
+def test_unit_tests_rule_file_is_the_defaults_plus_an_urgent_task(config, rule_doc):
+    """alerts/tests/ runs against the defaults plus UNIT_TEST_OVERRIDES (the defaults name no
+    urgent task, so CeleryUrgentTaskAtWrongPriority could not fire); nothing else differs."""
+    files = generate.unit_test_rule_files(config)
+    assert list(files) == [generate.UNIT_TEST_RULE_FILE]
+    committed = (ROOT / generate.UNIT_TEST_RULE_FILE).read_text(encoding="utf-8")
+    assert committed == files[generate.UNIT_TEST_RULE_FILE], "run python -m monitoring.generate"
+    assert config["urgent_tasks"] == []
+    assert generate.UNIT_TEST_OVERRIDES == {"urgent_tasks": ["evaluations.score_urgent"]}
+    tested = alert_rules_of(yaml.safe_load(committed))
+    defaults = alert_rules_of(rule_doc)
+    assert list(tested) == list(defaults)
+    differing = [name for name in defaults if tested[name] != defaults[name]]
+    assert differing == ["CeleryUrgentTaskAtWrongPriority"]
+    assert 'task=~"evaluations\\\\.score_urgent"' in tested[differing[0]]["expr"]
+    assert 'task=~""' in defaults[differing[0]]["expr"]
+    assert recording_rules_of(yaml.safe_load(committed)) == recording_rules_of(rule_doc)
+    # a user's own config (--config) does not write it: only the repository's unit tests use it
+    for path in UNIT_TESTS:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        expected = (
+            ["rules/celery-queue-exporter.rules.yaml"]
+            if path.name == "priorities.yaml"
+            else ["../celery-queue-exporter.rules.yaml"]
+        )
+        assert doc["rule_files"] == expected, path.name
+
+
+def test_inhibition_rules_name_every_other_alert_of_the_job_and_the_broker(config):
+    doc = yaml.safe_load((ROOT / generate.INHIBIT_RULES_FILE).read_text(encoding="utf-8"))
+    others = [name for name in config["alerts"] if name != "CeleryExporterDown"]
+    broker_scoped = [name for name in others if name != "CeleryBrokerDown"]
+    assert doc == {
+        "inhibit_rules": [
+            {
+                "source_matchers": ['alertname="CeleryExporterDown"'],
+                "target_matchers": [f'alertname=~"{"|".join(others)}"'],
+                "equal": ["job"],
+            },
+            {
+                "source_matchers": ['alertname="CeleryBrokerDown"'],
+                "target_matchers": [f'alertname=~"{"|".join(broker_scoped)}"'],
+                "equal": ["job", "broker"],
+            },
+        ]
+    }
+    assert len(others) == len(ALERTS) - 1 == 19
+    custom = copy.deepcopy(config)
+    custom["alerts"]["CeleryWorkerDown"]["enabled"] = False
+    custom["alerts"]["CeleryExporterDown"]["enabled"] = False
+    rules_ = generate.inhibit_rules(custom)
+    assert [rule["source_matchers"] for rule in rules_] == [['alertname="CeleryBrokerDown"']]
+    assert "CeleryWorkerDown" not in rules_[0]["target_matchers"][0]
+
+
 def test_prometheus_rule_object_holds_the_same_rules_with_the_configured_metadata(config):
     plain = yaml.safe_load(RULE_FILE.read_text(encoding="utf-8"))
     obj = yaml.safe_load(PROMETHEUS_RULE_FILE.read_text(encoding="utf-8"))
@@ -231,6 +286,25 @@ def test_generator_command_renders_a_users_thresholds_and_check_mode_detects_dri
             lambda c: c["exporter"].pop("worker_retention_seconds"),
             "exporter.worker_retention_seconds: missing",
         ),
+        (
+            lambda c: c["exporter"].update(worker_offline_grace_seconds="2m"),
+            "exporter.worker_offline_grace_seconds: expected a number",
+        ),
+        (lambda c: c.pop("workload"), "workload: missing top-level key"),
+        (
+            lambda c: c["workload"].pop("hard_time_limit_seconds"),
+            "workload.hard_time_limit_seconds: missing",
+        ),
+        (
+            lambda c: c.update(urgent_tasks="evaluations.score_urgent"),
+            "urgent_tasks: expected a list of task names",
+        ),
+        (lambda c: c.update(urgent_tasks=["a", ""]), "urgent_tasks[1]: expected a task name"),
+        (lambda c: c.update(urgent_tasks=["a", "a"]), "urgent_tasks: 'a' listed twice"),
+        (
+            lambda c: c["alerts"]["CeleryTaskFailureRatioHigh"].update(min_runs=0),
+            "alerts.CeleryTaskFailureRatioHigh.min_runs: must be 1 or more",
+        ),
     ],
 )
 def test_generator_rejects_a_bad_config_naming_the_field(config, tmp_path, change, message):
@@ -294,7 +368,7 @@ def test_durations_parse_and_format_like_prometheus():
 def test_promtool_check_rules_accepts_the_plain_rule_file():
     done = run_promtool("check", "rules", str(RULE_FILE))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 23 rules found" in done.stdout
+    assert "SUCCESS: 27 rules found" in done.stdout
 
 
 def test_promtool_check_rules_accepts_the_prometheusrule_spec(tmp_path):
@@ -303,7 +377,7 @@ def test_promtool_check_rules_accepts_the_prometheusrule_spec(tmp_path):
     spec.write_text(yaml.safe_dump(obj["spec"], sort_keys=False), encoding="utf-8")
     done = run_promtool("check", "rules", str(spec))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 23 rules found" in done.stdout
+    assert "SUCCESS: 27 rules found" in done.stdout
 
 
 def test_promtool_unit_tests_pass():
@@ -374,6 +448,7 @@ def test_monitoring_config_matches_the_exporters_event_defaults(config):
     assert config["exporter"] == {
         "worker_heartbeat_timeout_seconds": defaults.heartbeat_timeout_seconds,
         "worker_retention_seconds": defaults.worker_retention_seconds,
+        "worker_offline_grace_seconds": defaults.worker_offline_grace_seconds,
     }
 
 
@@ -389,8 +464,9 @@ def test_worker_down_fires_before_the_exporter_drops_the_worker(config):
         exporter["worker_heartbeat_timeout_seconds"] + fires_after
         < (exporter["worker_retention_seconds"])
     )
-    # and the series, once gone, does not hide a total outage: CeleryAllWorkersDown does not
-    # need the down workers' series at all (alerts/tests/workers.yaml, broker redis-gone).
+    # CeleryAllWorkersDown needs those series too (a broker that never had workers does not
+    # page, alerts/tests/workers.yaml redis-empty); after the retention, CeleryQueueNoConsumers
+    # still pages for anything waiting there.
 
 
 def test_windowed_alerts_can_fire_inside_their_window(config):

@@ -66,6 +66,8 @@ PRODUCTION_FLAGS = [
     "--queue-include",
     "--static-label",
 ]
+#: Flags added for on-call fidelity (issue 13).
+ONCALL_FLAGS = ["--events-state-file", "--events-worker-offline-grace"]
 
 
 def write(tmp_path, text: str):
@@ -159,6 +161,22 @@ def test_file_brokers_carry_transport_options_and_queues(tmp_path):
             ["--tls-cert-file", "/etc/hostname"],
             None,
             "cert_file and key_file must be given together",
+        ),
+        (
+            ["--events-worker-offline-grace", "0"],
+            None,
+            "events.worker_offline_grace_seconds: must be greater than 0, got 0",
+        ),
+        (
+            [],
+            "events: {worker_offline_grace_seconds: soon}\n",
+            "events.worker_offline_grace_seconds: expected a number, got 'soon'",
+        ),
+        (
+            ["--events-state-file", "/nonexistent-dir/state.json"],
+            None,
+            "events.state_file: needs a file in an existing directory, got "
+            "'/nonexistent-dir/state.json'",
         ),
     ],
 )
@@ -325,8 +343,8 @@ def test_configuration_docs_are_generated_from_the_declarations(tmp_path):
     page = (ROOT / "docs" / "configuration.md").read_text()
     parser = build_parser()
     flags = [a.option_strings[0] for a in parser._actions if a.option_strings[0] != "-h"]
-    # the command line is unchanged by the split; issue 16 only added flags
-    assert sorted(flags) == sorted(FLAGS + PRODUCTION_FLAGS)
+    # the command line is unchanged by the split; issues 16 and 13 only added flags
+    assert sorted(flags) == sorted(FLAGS + PRODUCTION_FLAGS + ONCALL_FLAGS)
     for flag in flags:
         assert f"| `{flag}` |" in page, flag
     assert "| `port` | `--port` | `CELERY_EXPORTER_PORT` | integer 0..65535 | `9818` |" in page

@@ -152,3 +152,94 @@ def test_credentials_in_text_from_a_celery_app_are_redacted(tmp_path):
         "celery-queue-exporter: configuration error: celery_app: cannot import 'badapp': "
         "cannot reach amqp://mq.internal:5672//\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "entry", "message"),
+    [
+        (
+            "redis://127.0.0.1:1/0",
+            "priority_levels: {jobs: {most: high}}",
+            "brokers[0].priority_levels.jobs.most: expected a non-negative integer, got 'high'",
+        ),
+        (
+            "amqp://guest:guest@127.0.0.1:1//",
+            "priority_levels: {jobs: {least: -1}}",
+            "brokers[0].priority_levels.jobs.least: must be between 0 and 255, got -1",
+        ),
+        (
+            "amqp://guest:guest@127.0.0.1:1//",
+            "priority_levels: {jobs: {most: 9.5}}",
+            "brokers[0].priority_levels.jobs.most: expected a non-negative integer, got 9.5",
+        ),
+        (
+            "amqp://guest:guest@127.0.0.1:1//",
+            "priority_levels: {jobs: {most: true}}",
+            "brokers[0].priority_levels.jobs.most: expected a non-negative integer, got True",
+        ),
+        (
+            "redis://127.0.0.1:1/0",
+            "priority_levels: {jobs: {highest: 0}}",
+            "brokers[0].priority_levels.jobs.highest: unknown field (allowed: least, most)",
+        ),
+        (
+            "redis://127.0.0.1:1/0",
+            "priority_levels: [jobs]",
+            "brokers[0].priority_levels: expected a mapping of queue -> {most: N, least: M}, "
+            "got list",
+        ),
+        (
+            "redis://127.0.0.1:1/0",
+            "priority_levels: {jobs: 9}",
+            "brokers[0].priority_levels.jobs: expected a mapping with most and/or least",
+        ),
+        (
+            "redis://127.0.0.1:1/0",
+            "priority_levels: {jobs: {most: 0, least: 8}}",
+            "brokers[r].priority_levels.jobs.least: 8 is not one of the priority_steps "
+            "[0, 3, 6, 9] (kombu has no list for it)",
+        ),
+        (
+            "redis://127.0.0.1:1/0",
+            "transport_options: {priority_steps: [0, 5]}\n    priority_levels: {jobs: {most: 3}}",
+            "brokers[r].priority_levels.jobs.most: 3 is not one of the priority_steps [0, 5] "
+            "(kombu has no list for it)",
+        ),
+        (
+            "redis://127.0.0.1:1/0",
+            "priority_levels: {jobs: {most: 9, least: 0}}",
+            "brokers[r].priority_levels.jobs.most: 9 is less urgent than least (0): on Redis "
+            "the lower step is served first",
+        ),
+        (
+            "amqp://guest:guest@127.0.0.1:1//",
+            "priority_levels: {jobs: {most: 0, least: 9}}",
+            "brokers[r].priority_levels.jobs.most: 0 is less urgent than least (9): RabbitMQ "
+            "serves the highest priority first",
+        ),
+    ],
+)
+def test_priority_levels_override_is_checked_at_load(tmp_path, url, entry, message):
+    path = write(tmp_path, f"brokers:\n  - name: r\n    url: {url}\n    {entry}\n")
+    result = run_cli("--config", path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"celery-queue-exporter: configuration error: {message}\n"
+
+
+def test_priority_levels_override_within_the_steps_loads(tmp_path):
+    from celery_queue_exporter.config import load_config
+
+    path = write(
+        tmp_path,
+        "brokers:\n  - name: r\n    url: redis://127.0.0.1:1/0\n"
+        "    transport_options: {priority_steps: [0, 3, 6, 9]}\n"
+        "    priority_levels: {jobs: {most: 3, least: 9}, other: {least: 0}}\n"
+        "  - name: q\n    url: amqp://guest:guest@127.0.0.1:1//\n"
+        "    priority_levels: {jobs: {most: 9, least: 0}}\n",
+    )
+    config = load_config(["--config", path], environ={})
+    assert config.brokers[0].priority_levels == {
+        "jobs": {"most": 3, "least": 9},
+        "other": {"least": 0},
+    }
+    assert config.brokers[1].priority_levels == {"jobs": {"most": 9, "least": 0}}

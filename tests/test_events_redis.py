@@ -17,7 +17,7 @@ import time
 import pytest
 from apps.events_app import make_app
 from apps.harness import ROOT
-from conftest import free_port, parse_exposition, wait_until
+from conftest import free_port, parse_exposition, sample_value, wait_until
 
 from celery_queue_exporter.catalogue import OTHER_QUEUE, OTHER_WORKER
 from celery_queue_exporter.config import EventSettings
@@ -232,3 +232,190 @@ def test_events_with_the_documented_least_privilege_acl(redis_server, exporter_f
             what=f"heartbeat seen by {user}",
         )
         assert exporter.value("celery_event_consumer_up") == 1
+
+
+def test_gracefully_stopped_worker_offline_during_the_grace_then_dropped(
+    redis_server, unique_name, exporter_factory, workers
+):
+    """SIGTERM: the worker sends worker-offline. It is offline (up 0, offline 1), not lost,
+    for the grace period; then every series of it is gone, its queue's worker count too."""
+    settings = EventSettings(
+        heartbeat_timeout_seconds=3.0, worker_retention_seconds=600.0,
+        worker_offline_grace_seconds=3.0,
+    )  # fmt: skip
+    exporter = exporter_factory(redis_server.url, settings)
+    worker = workers(redis_server.url, unique_name, pool="solo", heartbeat_seconds=1)
+    wait_worker_up(exporter, worker)
+    wait_until(
+        lambda: exporter.value("celery_queue_workers", queue=unique_name) == 1,
+        15,
+        what="queue announced",
+    )
+    assert exporter.value("celery_worker_offline", worker=worker.name) == 0
+    assert exporter.value("celery_workers_queues_unknown") == 0
+    os.kill(worker.process.pid, signal.SIGTERM)  # warm shutdown: worker-offline
+    samples = wait_until(
+        lambda: (
+            (s := exporter.samples())
+            and sample_value(
+                s, "celery_worker_offline", broker=exporter.broker.name, worker=worker.name
+            )
+            == 1
+            and s
+        ),
+        10,
+        what="offline",
+    )
+
+    def value(name: str, **labels: str) -> float | None:
+        return sample_value(samples, name, broker=exporter.broker.name, **labels)
+
+    assert value("celery_worker_up", worker=worker.name) == 0
+    assert value("celery_queue_workers", queue=unique_name) == 0
+    assert value("celery_worker_pool_size", worker=worker.name, pool="solo") is None
+
+    def gone() -> bool:
+        nonlocal samples
+        samples = exporter.samples()
+        if value("celery_worker_offline", worker=worker.name) is not None:
+            assert value("celery_worker_offline", worker=worker.name) == 1  # never lost
+            assert value("celery_worker_up", worker=worker.name) == 0
+            return False
+        return True
+
+    wait_until(gone, 15, interval=0.2, what="series dropped after the grace")
+    worker_series = [
+        name for (name, labels) in samples if dict(labels).get("worker") == worker.name
+    ]
+    assert worker_series == []
+    assert value("celery_queue_workers", queue=unique_name) is None
+    assert value("celery_workers_queues_unknown") == 0
+
+
+class ExporterProcess:
+    """The exporter CLI as a process of its own, scraped over HTTP."""
+
+    def __init__(self, *args: str) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery_queue_exporter", *args,
+             "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    def scrape(self) -> dict | None:
+        import requests
+
+        if self.process.poll() is not None:
+            raise AssertionError(f"exporter exited:\n{self.process.stderr.read()[-3000:]}")
+        try:
+            return parse_exposition(requests.get(f"http://127.0.0.1:{self.port}/metrics").text)
+        except requests.ConnectionError:
+            return None
+
+    def stop(self, signum: int) -> str:
+        """Signal it, wait for it to exit and return its log."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        self.process.wait(timeout=20)
+        return self.process.stderr.read()
+
+
+def test_lost_worker_still_down_after_exporter_restarts_with_a_state_file(
+    redis_server, unique_name, workers, tmp_path
+):
+    """A worker killed with SIGKILL (no worker-offline) is down; the exporter restarts (killed
+    itself, then stopped with SIGTERM) and exports it as down again at once, from the state
+    file, without any new event."""
+    state_file = tmp_path / "state.json"
+    args = ("--events", "--broker-url", f"test={redis_server.url}", "--queue", unique_name,
+            "--events-heartbeat-timeout", "3", "--events-state-file", str(state_file))  # fmt: skip
+    worker = workers(redis_server.url, unique_name, pool="solo", heartbeat_seconds=1)
+    first = ExporterProcess(*args)
+    started = [first]
+    try:
+
+        def value_in(exporter: ExporterProcess, name: str, **labels: str) -> float | None:
+            samples = exporter.scrape()
+            return sample_value(samples or {}, name, broker="test", **labels)
+
+        wait_until(
+            lambda: value_in(first, "celery_worker_up", worker=worker.name) == 1, 30, what="up"
+        )
+        wait_until(
+            lambda: value_in(first, "celery_queue_workers", queue=unique_name) == 1,
+            15,
+            what="queue announced",
+        )
+        worker.kill(signal.SIGKILL)
+        wait_until(
+            lambda: value_in(first, "celery_worker_up", worker=worker.name) == 0, 10, what="down"
+        )
+        last_heard = value_in(first, "celery_worker_last_heartbeat_timestamp_seconds",
+                              worker=worker.name)  # fmt: skip
+
+        def saved_last_heard() -> float | None:
+            try:
+                data = json.loads(state_file.read_text())
+            except (FileNotFoundError, ValueError):
+                return None
+            entry = data["brokers"]["test"]["workers"].get(worker.name)
+            return entry and entry["last_heard"]
+
+        # The timer writes the changed state (at most every 10 s): then kill the exporter,
+        # which leaves it no chance to write at shutdown.
+        wait_until(lambda: saved_last_heard() == last_heard, 25, what="state written")
+        first.stop(signal.SIGKILL)
+
+        for restart in range(2):
+            exporter = ExporterProcess(*args)
+            started.append(exporter)
+            samples = wait_until(exporter.scrape, 20, what="exporter serving")
+
+            def value(name: str, samples=samples, **labels: str) -> float | None:
+                return sample_value(samples, name, broker="test", **labels)
+
+            assert value("celery_events_received_total") == 0  # nothing new heard
+            assert value("celery_worker_up", worker=worker.name) == 0
+            assert value("celery_worker_offline", worker=worker.name) == 0
+            assert value("celery_worker_last_heartbeat_timestamp_seconds",
+                         worker=worker.name) == last_heard  # fmt: skip
+            assert value("celery_queue_workers", queue=unique_name) == 0
+            if restart == 0:  # the second restart follows a SIGTERM: written at shutdown
+                state_file.unlink()
+                log = exporter.stop(signal.SIGTERM)
+                assert "workers restored" in log, log
+                assert saved_last_heard() == last_heard
+    finally:
+        for exporter in started:
+            exporter.stop(signal.SIGKILL)
+    wait_until(lambda: redis_server.client().pubsub_numpat() == 0, 10, what="unsubscribed")
+
+
+def test_live_workers_without_install_counted_as_queues_unknown(
+    redis_server, unique_name, exporter_factory, workers
+):
+    exporter = exporter_factory(redis_server.url)
+    plain = workers(redis_server.url, unique_name, install=False, heartbeat_seconds=1)
+    wait_worker_up(exporter, plain)
+    wait_until(
+        lambda: exporter.value("celery_worker_processed_tasks_total", worker=plain.name) == 0,
+        15,
+        what="a heartbeat",
+    )
+    assert exporter.value("celery_workers_queues_unknown") == 1
+    assert exporter.value("celery_queue_workers", queue=unique_name) is None  # ran no task
+    installed = workers(redis_server.url, unique_name, heartbeat_seconds=1)
+    wait_worker_up(exporter, installed)
+    wait_until(
+        lambda: exporter.value("celery_queue_workers", queue=unique_name) == 1,
+        15,
+        what="queue announced",
+    )
+    assert exporter.value("celery_workers_queues_unknown") == 1  # plain still unknown
+    plain.kill(signal.SIGTERM)
+    wait_until(
+        lambda: exporter.value("celery_worker_offline", worker=plain.name) == 1, 15, what="off"
+    )
+    assert exporter.value("celery_workers_queues_unknown") == 0

@@ -322,3 +322,167 @@ def test_plain_celery_events_tell_which_queues_a_worker_consumes():
         ]
     )  # fmt: skip
     assert t.snapshot().queue_workers == {"q": 1}
+
+
+def test_graceful_offline_exported_for_the_grace_then_dropped_lost_kept():
+    clock = Clock()
+    t = tracker(
+        clock, heartbeat_timeout_seconds=10, worker_retention_seconds=100,
+        worker_offline_grace_seconds=20,
+    )  # fmt: skip
+    t.handle(
+        [
+            {"type": "worker-heartbeat", "hostname": "gone", "active": 1, "processed": 4},
+            {"type": WORKER_QUEUES_EVENT, "hostname": "gone", "queues": ["q1"], "pool_size": 2},
+            {"type": "worker-heartbeat", "hostname": "lost", "active": 0, "processed": 0},
+            {"type": WORKER_QUEUES_EVENT, "hostname": "lost", "queues": ["q2"], "pool_size": 4},
+        ]
+    )  # fmt: skip
+    clock.now += 5
+    t.handle([{"type": "worker-offline", "hostname": "gone"}])
+    snap = t.snapshot()
+    assert [(w.worker, w.up, w.offline) for w in snap.workers] == [
+        ("gone", False, True), ("lost", True, False),
+    ]  # fmt: skip
+    assert snap.queue_workers == {"q1": 0, "q2": 1}
+    assert snap.queue_slots == {"q2": (4.0, 0.0)}
+    clock.now += 19.5  # 19.5 s after worker-offline: still exported as offline
+    snap = t.snapshot()
+    assert [(w.worker, w.up, w.offline) for w in snap.workers] == [
+        ("gone", False, True), ("lost", False, False),  # lost: no heartbeat for 24.5 s
+    ]  # fmt: skip
+    assert snap.queue_workers == {"q1": 0, "q2": 0}
+    clock.now += 0.5  # the grace is over: every series of the offline worker goes
+    snap = t.snapshot()
+    assert [(w.worker, w.up, w.offline) for w in snap.workers] == [("lost", False, False)]
+    assert snap.queue_workers == {"q2": 0}
+    assert snap.queue_slots == {}
+    clock.now += 75  # the lost one stays for the retention (100 s since its last heartbeat)
+    assert [w.worker for w in t.snapshot().workers] == ["lost"]
+    clock.now += 1
+    assert t.snapshot().workers == []
+
+
+def test_a_worker_back_after_offline_is_up_and_no_longer_offline():
+    clock = Clock()
+    t = tracker(clock, heartbeat_timeout_seconds=10, worker_offline_grace_seconds=20)
+    t.handle(
+        [{"type": "worker-online", "hostname": "w"}, {"type": "worker-offline", "hostname": "w"}]
+    )
+    assert [(w.up, w.offline) for w in t.snapshot().workers] == [(False, True)]
+    clock.now += 5
+    t.handle([{"type": "worker-online", "hostname": "w"}])
+    assert [(w.up, w.offline) for w in t.snapshot().workers] == [(True, False)]
+    clock.now += 30  # not dropped at the old grace's end: lost now, kept for the retention
+    assert [(w.up, w.offline) for w in t.snapshot().workers] == [(False, False)]
+    t.handle([{"type": "worker-offline", "hostname": "w"}])
+    clock.now += 5
+    t.handle([{"type": "worker-heartbeat", "hostname": "w"}])
+    assert [(w.up, w.offline) for w in t.snapshot().workers] == [(True, False)]
+
+
+def test_live_workers_without_announced_queues_are_counted():
+    clock = Clock()
+    t = tracker(clock, max_workers=2, heartbeat_timeout_seconds=10)
+    t.handle(
+        [
+            {"type": "worker-heartbeat", "hostname": "w1"},
+            {"type": WORKER_QUEUES_EVENT, "hostname": "w1", "queues": ["q"]},
+            {"type": "worker-heartbeat", "hostname": "w2"},  # no install(app)
+        ]
+    )
+    assert t.snapshot().queues_unknown == 1
+    t.handle([{"type": "worker-heartbeat", "hostname": "w3"}])  # folded into (other)
+    assert t.snapshot().queues_unknown == 2
+    t.handle([{"type": WORKER_QUEUES_EVENT, "hostname": "w3", "queues": ["q"]}])
+    assert t.snapshot().queues_unknown == 1  # (other): one of its workers announced
+    t.handle([{"type": "worker-offline", "hostname": "w2"}])
+    assert t.snapshot().queues_unknown == 0  # only live workers count
+    clock.now += 11  # the rest lost too, (other)'s announcement is stale
+    assert t.snapshot().queues_unknown == 0
+    t.handle([{"type": "worker-heartbeat", "hostname": "w4"}])
+    assert t.snapshot().queues_unknown == 1  # (other) up again, no fresh announcement
+
+
+def info(uuid: str, priority: int | None, retries: int = 0, **extra) -> dict:
+    return {"type": TASK_INFO_EVENT, "uuid": uuid, "name": "n", "queue": "q", "hostname": "w",
+            "priority": priority, "retries": retries, **extra}  # fmt: skip
+
+
+def test_received_by_priority_counts_each_run_once_at_its_level():
+    t = tracker(Clock())  # Redis steps 0, 3, 6, 9
+    t.handle(
+        [
+            info("a", 0), info("a", 0),  # the same run announced twice: once
+            {"type": "task-received", "uuid": "a", "name": "n", "retries": 0},
+            {"type": "task-started", "uuid": "a"},
+            {"type": "task-retried", "uuid": "a"},
+            info("a", 0, retries=1),  # the retry is a run of its own
+            info("b", 5), info("c", 9), info("d", None),
+        ]
+    )  # fmt: skip
+    snap = t.snapshot()
+    assert snap.received_by_priority == {("q", "n", "0"): 3, ("q", "n", "3"): 1, ("q", "n", "9"): 1}
+    assert t.levels_in_use() == {"q": {"0", "3", "9"}}
+
+
+def test_received_by_priority_skips_unknown_levels_and_caps_queues():
+    levels = {1: "1", 2: None, 3: "(unknown)"}
+    t = EventTracker(
+        "b", EventSettings(max_queue_names=1), clock=Clock(),
+        priority_level=lambda priority, _max: levels.get(priority),
+    )  # fmt: skip
+    t.handle(
+        [
+            info("a", 1), info("b", 2), info("c", 3),
+            info("d", 1, queue="q2"),
+            {**info("e", 1), "queue": None},
+        ]
+    )  # fmt: skip
+    assert t.snapshot().received_by_priority == {
+        ("q", "n", "1"): 1, (OTHER_QUEUE, "n", "1"): 1, (UNKNOWN_QUEUE, "n", "1"): 1,
+    }  # fmt: skip
+    assert t.levels_in_use() == {"q": {"1"}}
+
+
+def test_revoked_run_keeps_the_record_of_the_retry_it_published():
+    """task-revoked/rejected end their run only: a retry announced (or started, prefork's
+    reordering) before them keeps its queue and name."""
+    for kind in ("task-revoked", "task-rejected"):
+        t = tracker(Clock())
+        t.handle(
+            [
+                {"type": "task-sent", "uuid": "a", "name": "n", "queue": "q", "retries": 0},
+                {"type": "task-received", "uuid": "a", "name": "n", "retries": 0},
+                {"type": "task-started", "uuid": "a"},
+                {"type": "task-sent", "uuid": "a", "name": "n", "queue": "q", "retries": 1},
+                {"type": kind, "uuid": "a"},  # the first run terminated after its retry went
+                {"type": "task-received", "uuid": "a", "name": "n", "retries": 1},
+                {"type": "task-started", "uuid": "a"},
+                {"type": "task-succeeded", "uuid": "a", "runtime": 0.1},
+            ]
+        )
+        snap = t.snapshot()
+        assert snap.task_counts == {
+            ("sent", "q", "n"): 2, ("received", "q", "n"): 2, ("started", "q", "n"): 2,
+            (kind.removeprefix("task-"), "q", "n"): 1, ("succeeded", "q", "n"): 1,
+        }, kind  # fmt: skip
+        assert snap.tracked_tasks == 0
+
+        t = tracker(Clock())
+        t.handle(
+            [
+                {"type": "task-sent", "uuid": "a", "name": "n", "queue": "q", "retries": 0},
+                {"type": "task-received", "uuid": "a", "name": "n", "retries": 0},
+                {"type": "task-started", "uuid": "a"},
+                {"type": "task-sent", "uuid": "a", "name": "n", "queue": "q", "retries": 1},
+                {"type": "task-received", "uuid": "a", "name": "n", "retries": 1},
+                {"type": "task-started", "uuid": "a"},
+                {"type": kind, "uuid": "a"},  # the second run ends before the first's retry
+                {"type": "task-retried", "uuid": "a"},
+            ]
+        )
+        snap = t.snapshot()
+        assert snap.task_counts[(kind.removeprefix("task-"), "q", "n")] == 1, kind
+        assert snap.task_counts[("retried", "q", "n")] == 1, kind
+        assert snap.tracked_tasks == 0

@@ -134,6 +134,62 @@ def test_tracker_counts_every_event_once_whatever_it_holds(batches):
     assert snap.events_received + snap.malformed == sum(len(batch) for batch in batches)
 
 
+STATE_FIELDS = ["last_heard", "offline_at", "queues", "task_queues", "pool", "pool_size",
+                "prefetch_multiplier"]  # fmt: skip
+state_entries = st.one_of(
+    st.fixed_dictionaries({}, optional={field: field_values for field in STATE_FIELDS}),
+    json_values,
+)
+state_documents = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "version": st.one_of(st.just(1), scalars),
+            "brokers": st.one_of(
+                st.fixed_dictionaries(
+                    {
+                        "fuzz": st.one_of(
+                            st.fixed_dictionaries(
+                                {
+                                    "workers": st.one_of(
+                                        st.dictionaries(texts, state_entries, max_size=4),
+                                        json_values,
+                                    )
+                                }  # fmt: skip
+                            ),
+                            json_values,
+                        )
+                    }  # fmt: skip
+                ),
+                json_values,
+            ),
+        }
+    ),
+    json_values,
+)
+
+
+@FUZZ
+@given(state_documents)
+@example({"version": 1, "brokers": {"fuzz": {"workers": {"w": {"last_heard": 10**400}}}}})
+@example({"version": 1, "brokers": {"fuzz": {"workers": {"\ud800": {"last_heard": 1e12}}}}})
+def test_state_file_reader_never_raises(tmp_path_factory, document):
+    """Whatever the events state file holds, the exporter starts (restoring what reads as a
+    worker), exposes what it restored, and writes it back."""
+    from celery_queue_exporter.events.state import StateFile
+
+    path = tmp_path_factory.mktemp("state") / "state.json"
+    path.write_text(_dumps(document), encoding="utf-8", errors="surrogatepass")
+    tracker = _redis_tracker()
+    state = StateFile(path, [tracker])
+    state.load()
+    snap = tracker.snapshot()
+    for family in families([("fuzz", tracker, snap)]):
+        for sample in family.samples:
+            for value in sample.labels.values():
+                value.encode("utf-8")
+    state.save()
+
+
 # No command is ever sent: only the parsing methods are called.
 REDIS = RedisInspector(BrokerConfig(name="fuzz", url="redis://127.0.0.1:1/0", queues=["q"]))
 RABBITMQ = RabbitMQInspector(
@@ -164,11 +220,14 @@ raw_messages = st.one_of(
 def test_message_head_parser(raw):
     REDIS.heads = HeadTracker()
     snapshot = BrokerSnapshot()
-    first = REDIS._head_age(snapshot, b"q", raw, 1000.0)
-    second = REDIS._head_age(snapshot, b"q", raw, 1005.0)
+    first, first_unstamped = REDIS._head_age(snapshot, b"q", raw, 1000.0)
+    second, second_unstamped = REDIS._head_age(snapshot, b"q", raw, 1005.0)
     assert math.isfinite(first) and first >= 0.0
     assert math.isfinite(second) and second >= 0.0
     assert snapshot.malformed_messages in (0, 2)  # the same head: the same verdict twice
+    assert first_unstamped is second_unstamped  # and the same stamp verdict
+    if first_unstamped:  # head tracking: the same head has waited the 5 s between sightings
+        assert (first, second) == (0.0, 5.0)
 
 
 @FUZZ

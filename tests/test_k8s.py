@@ -381,6 +381,18 @@ def test_config_map_is_a_valid_exporter_config(objects, tmp_path, monkeypatch):
         config.event_settings.worker_retention_seconds
         == (exporter_settings["worker_retention_seconds"])
     )
+    # CeleryWorkerDown leaves offline workers alone for the grace (issue 13; the exporter's
+    # default until monitoring/config.yaml carries it).
+    assert config.event_settings.worker_offline_grace_seconds == exporter_settings.get(
+        "worker_offline_grace_seconds", 120
+    )
+    # Known workers survive a container restart: the state file is on the /tmp emptyDir.
+    assert config.event_settings.state_file is not None
+    assert config.event_settings.state_file.startswith("/tmp/")
+    (mount,) = [m for m in container(objects)["volumeMounts"] if m["mountPath"] == "/tmp"]
+    volumes = one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    (volume,) = [v for v in volumes if v["name"] == mount["name"]]
+    assert "emptyDir" in volume and not mount.get("readOnly")
 
 
 def test_config_without_the_secret_is_refused(objects, tmp_path, monkeypatch):

@@ -604,3 +604,160 @@ def test_newer_rabbitmq_without_priority_lengths_keeps_levels_selectable():
     ]
     assert snapshot.queues["evals"].max_priority == 10
     inspector.close()
+
+
+# --- urgency from the levels in use, unstamped heads (issue 13) ----------------------------
+
+
+def urgency_marks(samples: dict, queue: str) -> dict[tuple[str, str], float]:
+    return {
+        (dict(labels)["priority"], dict(labels)["urgency"]): value
+        for labels, value in samples_named(samples, "celery_queue_priority_urgency_rank").items()
+        if ("queue", queue) in labels
+    }
+
+
+def unstamped_series(samples: dict, queue: str) -> dict[str | None, float]:
+    return {
+        dict(labels).get("priority"): value
+        for labels, value in samples_named(samples, "celery_queue_oldest_message_unstamped").items()
+        if ("queue", queue) in labels
+    }
+
+
+def ready_total(queue: str, total: int):
+    def predicate(samples: dict) -> bool:
+        return (
+            sum(
+                value
+                for labels, value in samples_named(samples, "celery_queue_messages").items()
+                if ("queue", queue) in labels and "priority" in dict(labels)
+            )
+            == total
+        )
+
+    return predicate
+
+
+def publish_at(url: str, queue: str, priorities: dict[int, int]) -> None:
+    app, noop = celery_app(url, queue)
+    try:
+        for priority, count in priorities.items():
+            for _ in range(count):
+                noop.apply_async(queue=queue, priority=priority)
+    finally:
+        app.close()
+
+
+def test_urgency_marks_the_levels_in_use_not_x_max_priority(
+    rabbitmq_url, management, unique_name, tmp_path
+):
+    """x-max-priority 10, messages at 9 and 0 only: 9 is the most urgent level in use (rank 1:
+    10 would be served first, nobody publishes there), 0 the least. A fresh empty queue keeps
+    the declared extremes; the config's priority_levels wins over what was seen."""
+    queue, fresh = unique_name, unique_name + "-fresh"
+    publish_at(rabbitmq_url, queue, {9: 2, 0: 3})
+    app, _ = celery_app(rabbitmq_url, fresh)
+    try:
+        with app.connection_for_write() as connection:
+            app.amqp.queues[fresh](connection.default_channel).declare()
+    finally:
+        app.close()
+    try:
+        exporter = build_exporter(
+            "--broker-url", f"rmq={rabbitmq_url}", "--queue", f"{queue},{fresh}"
+        )
+        try:
+            samples = scrape_until(
+                exporter, ready_total(queue, 5), what="5 ready messages at 9 and 0"
+            )
+            assert (
+                sample_value(
+                    samples, "celery_queue_messages", broker="rmq", queue=queue, priority="9"
+                )
+                == 2
+            )
+            assert urgency_marks(samples, queue) == {("9", "most"): 1.0, ("0", "least"): 10.0}
+            assert urgency_marks(samples, fresh) == {("10", "most"): 0.0, ("0", "least"): 10.0}
+            assert (
+                sample_value(samples, "celery_queue_max_priority", broker="rmq", queue=fresh) == 10
+            )
+        finally:
+            exporter.close()
+
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            f"brokers:\n  - name: rmq\n    url: {rabbitmq_url}\n    queues: [{queue}, {fresh}]\n"
+            f"    priority_levels: {{{queue}: {{most: 5, least: 1}}, {fresh}: {{most: 9}}}}\n"
+        )
+        exporter = build_exporter("--config", str(config))
+        try:
+            samples = scrape_until(exporter, ready_total(queue, 5), what="5 ready messages")
+        finally:
+            exporter.close()
+        assert urgency_marks(samples, queue) == {("5", "most"): 5.0, ("1", "least"): 9.0}
+        assert urgency_marks(samples, fresh) == {("9", "most"): 1.0, ("0", "least"): 10.0}
+    finally:
+        delete_queues(rabbitmq_url, queue, fresh)
+
+
+def test_unstamped_head_of_the_most_urgent_non_empty_level(rabbitmq_url, management, unique_name):
+    """head_message_timestamp belongs to the most urgent non-empty level: its head published
+    without install(app) reads 1, with it 0; no other level of the queue gets the series."""
+    bare, stamped = unique_name + "-bare", unique_name + "-stamped"
+    publish_at(rabbitmq_url, bare, {7: 1})
+    instrumentation.install(None)  # stamps the AMQP timestamp property
+    try:
+        publish_at(rabbitmq_url, bare, {2: 2})  # less urgent than 7: not at the head
+        publish_at(rabbitmq_url, stamped, {7: 1, 2: 2})
+    finally:
+        instrumentation.uninstall()
+    try:
+        exporter = build_exporter(
+            "--broker-url", f"rmq={rabbitmq_url}", "--queue", f"{bare},{stamped}"
+        )
+        try:
+            samples = scrape_until(
+                exporter,
+                lambda s: (
+                    ready_total(bare, 3)(s)
+                    and ready_total(stamped, 3)(s)
+                    and unstamped_series(s, stamped) == {"7": 0.0}
+                ),
+                what="3 ready messages in each queue and the stamped head",
+            )
+        finally:
+            exporter.close()
+        assert unstamped_series(samples, bare) == {"7": 1.0}
+        assert unstamped_series(samples, stamped) == {"7": 0.0}
+    finally:
+        delete_queues(rabbitmq_url, bare, stamped)
+
+
+def test_unstamped_head_of_a_queue_without_priorities(rabbitmq_url, management, unique_name):
+    """No per-level counts: the series without the priority label; an empty queue has none."""
+    bare, stamped, empty = (unique_name + suffix for suffix in ("-bare", "-stamped", "-empty"))
+    with amqp(rabbitmq_url) as channel:
+        for name in (bare, stamped, empty):
+            channel.queue_declare(name)
+        channel.basic_publish("", bare, b"{}")
+        channel.basic_publish("", stamped, b"{}", pika.BasicProperties(timestamp=int(time.time())))
+    try:
+        exporter = build_exporter(
+            "--broker-url", f"rmq={rabbitmq_url}", "--queue", f"{bare},{stamped},{empty}"
+        )
+        try:
+            samples = scrape_until(
+                exporter,
+                lambda s: (
+                    unstamped_series(s, bare) == {None: 1.0}
+                    and unstamped_series(s, stamped) == {None: 0.0}
+                ),
+                what="both heads in the statistics",
+            )
+        finally:
+            exporter.close()
+        assert sample_value(samples, "celery_queue_messages", broker="rmq", queue=empty) == 0
+        assert unstamped_series(samples, empty) == {}
+    finally:
+        delete_queues(rabbitmq_url, bare, stamped, empty)

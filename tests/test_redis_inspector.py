@@ -389,3 +389,139 @@ def test_a_non_finite_enqueue_stamp_is_not_trusted(redis_server):
     clock[0] += 4.0
     assert [lv.oldest_age_seconds for lv in inspector.inspect().levels] == [4.0, 4.0, 4.0, 0.0]
     inspector.close()
+
+
+# --- urgency from the levels in use, unstamped heads (issue 13) ----------------------------
+
+
+def urgency_marks(samples: dict, broker: str, queue: str) -> dict[tuple[str, str], float]:
+    return {
+        (dict(labels)["priority"], dict(labels)["urgency"]): value
+        for labels, value in samples_named(samples, "celery_queue_priority_urgency_rank").items()
+        if dict(labels)["broker"] == broker and dict(labels)["queue"] == queue
+    }
+
+
+def unstamped_by_level(samples: dict, broker: str, queue: str) -> dict[str, float]:
+    return {
+        dict(labels)["priority"]: value
+        for labels, value in samples_named(samples, "celery_queue_oldest_message_unstamped").items()
+        if dict(labels)["broker"] == broker and dict(labels)["queue"] == queue
+    }
+
+
+def test_urgency_marks_the_levels_in_use(redis_server):
+    """Steps 0,3,6,9 with messages at 6 and 9 only: 6 is the most urgent level in use, 9 the
+    least; the idle queue keeps the declared extremes; emptied levels stay learnt."""
+    app = celery_app(redis_server.url)
+    publish(app, "jobs", {6: 2, 7: 1, 9: 1})
+    exporter = build_exporter(
+        "--broker-url", f"r={redis_server.url}", "--queue", "jobs,idle", "--priority-steps",
+        "0,3,6,9",
+    )  # fmt: skip
+    try:
+        samples = scrape(exporter)
+        assert messages_by_level(samples, "r", "jobs") == {"0": 0, "3": 0, "6": 3, "9": 1}
+        assert urgency_marks(samples, "r", "jobs") == {("6", "most"): 2, ("9", "least"): 3}
+        assert urgency_marks(samples, "r", "idle") == {("0", "most"): 0, ("9", "least"): 3}
+        # Drained: what carried messages since the start stays marked.
+        redis_server.client().delete("jobs\x06\x166", "jobs\x06\x169")
+        samples = scrape(exporter)
+        assert messages_by_level(samples, "r", "jobs") == {"0": 0, "3": 0, "6": 0, "9": 0}
+        assert urgency_marks(samples, "r", "jobs") == {("6", "most"): 2, ("9", "least"): 3}
+        # A task received at step 3 (the event tracker's levels_in_use) widens the most side.
+        exporter.queues.use_levels_in_use("r", lambda: {"jobs": {"3"}, "idle": {"6"}})
+        samples = scrape(exporter)
+        assert urgency_marks(samples, "r", "jobs") == {("3", "most"): 1, ("9", "least"): 3}
+        assert urgency_marks(samples, "r", "idle") == {("6", "most"): 2, ("6", "least"): 2}
+    finally:
+        exporter.close()
+    # Still one EVAL_RO per scrape: learning costs no broker round trip.
+    stats = redis_server.client().info("commandstats")
+    assert stats["cmdstat_eval_ro"]["calls"] == 3
+
+
+def test_urgency_override_from_the_config_file(redis_server, tmp_path):
+    app = celery_app(redis_server.url)
+    publish(app, "jobs", {6: 1, 9: 1})
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"brokers:\n  - name: r\n    url: {redis_server.url}\n    queues: [jobs]\n"
+        "    priority_levels: {jobs: {most: 0}}\n"
+    )
+    exporter = build_exporter("--config", str(config))
+    try:
+        samples = scrape(exporter)
+    finally:
+        exporter.close()
+    assert urgency_marks(samples, "r", "jobs") == {("0", "most"): 0, ("9", "least"): 3}
+
+
+def test_unstamped_heads_with_and_without_install(redis_server):
+    """Step 0's head was published without install(app), step 9's with it; 3 and 6 are
+    empty (no head, no series). A head that is not JSON has no stamp either."""
+    app = celery_app(redis_server.url)
+    publish(app, "jobs", {0: 1})
+    instrumentation.install(app)
+    try:
+        publish(app, "jobs", {9: 2, 0: 1})  # step 0's head stays the unstamped one
+    finally:
+        instrumentation.uninstall()
+    redis_server.client().lpush("broken\x06\x163", b"not json")
+    exporter = build_exporter("--broker-url", f"r={redis_server.url}", "--queue", "jobs,broken")
+    try:
+        samples = scrape(exporter)
+    finally:
+        exporter.close()
+    assert unstamped_by_level(samples, "r", "jobs") == {"0": 1, "9": 0}
+    assert unstamped_by_level(samples, "r", "broken") == {"3": 1}
+    # Consumed down to the stamped message: step 0 reads 0.
+    redis_server.client().rpop("jobs")
+    exporter = build_exporter("--broker-url", f"r={redis_server.url}", "--queue", "jobs")
+    try:
+        samples = scrape(exporter)
+    finally:
+        exporter.close()
+    assert unstamped_by_level(samples, "r", "jobs") == {"0": 0, "9": 0}
+
+
+def test_events_levels_in_use_are_wired_to_the_urgency_marks(redis_server, monkeypatch):
+    """With --events, the exporter hands each broker's EventTracker.levels_in_use to the queue
+    collector (guarded: trackers without it are skipped). A stand-in method reports step 3."""
+    from celery_queue_exporter.events.tracker import EventTracker
+
+    calls: list[str] = []
+
+    def levels_in_use(self) -> dict[str, set[str]]:
+        calls.append(self.broker)
+        return {"jobs": {"3"}}
+
+    monkeypatch.setattr(EventTracker, "levels_in_use", levels_in_use, raising=False)
+    publish(celery_app(redis_server.url), "jobs", {9: 1})
+    exporter = build_exporter(
+        "--broker-url", f"r={redis_server.url}", "--queue", "jobs", "--events"
+    )
+    try:
+        samples = scrape(exporter)
+    finally:
+        exporter.close()
+    assert calls == ["r"]
+    assert urgency_marks(samples, "r", "jobs") == {("3", "most"): 1, ("9", "least"): 3}
+
+
+def test_a_failing_levels_source_costs_only_the_learning(redis_server, caplog):
+    def broken() -> dict[str, set[str]]:
+        raise RuntimeError("tracker gone")
+
+    publish(celery_app(redis_server.url), "jobs", {6: 1})
+    exporter = build_exporter("--broker-url", f"r={redis_server.url}", "--queue", "jobs")
+    exporter.queues.use_levels_in_use("r", broken)
+    try:
+        samples = scrape(exporter)
+    finally:
+        exporter.close()
+    assert sample_value(samples, "celery_broker_up", broker="r") == 1
+    assert messages_by_level(samples, "r", "jobs") == {"0": 0, "3": 0, "6": 1, "9": 0}
+    # What the inspection saw is still learnt.
+    assert urgency_marks(samples, "r", "jobs") == {("6", "most"): 2, ("6", "least"): 2}
+    assert "broker r: levels in use from events unavailable" in caplog.text

@@ -133,13 +133,14 @@ def test_one_scrape_shows_both_brokers_under_the_same_names(
     assert levels_of(samples, "redis", queue) == {"0": 3.0, "3": 1.0, "6": 0.0, "9": 2.0}
     rabbit = {str(p): 0.0 for p in range(11)} | {str(p): float(n) for p, n in PUBLISHED.items()}
     assert levels_of(samples, "rabbit", queue) == rabbit
-    # The same PromQL picks each broker's most urgent level: 0 on Redis, 10 on RabbitMQ.
+    # The same PromQL picks each broker's most urgent level in use: 0 on Redis, 9 on RabbitMQ
+    # (x-max-priority 10, but nothing was published at 10).
     most = {
         dict(labels)["broker"]: dict(labels)["priority"]
         for labels in samples_named(samples, "celery_queue_priority_urgency_rank")
         if ("urgency", "most") in labels
     }
-    assert most == {"redis": "0", "rabbit": "10"}
+    assert most == {"redis": "0", "rabbit": "9"}
     shared = {
         "celery_queue_messages",
         "celery_queue_priority_urgency_rank",

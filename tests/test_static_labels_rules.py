@@ -52,7 +52,8 @@ def without_static(line: str) -> str:
 
 def test_alerts_fire_alike_with_a_static_label_on_every_series(tmp_path):
     shutil.copy(ROOT / "alerts" / "celery-queue-exporter.rules.yaml", tmp_path)
-    (tmp_path / "tests").mkdir()
+    # the unit tests' own rule file (defaults plus an urgent task name), used by priorities.yaml
+    shutil.copytree(ROOT / "alerts" / "tests" / "rules", tmp_path / "tests" / "rules")
     sources = sorted((ROOT / "alerts" / "tests").glob("*.yaml"))
     for source in sources:
         labelled_copy(source, tmp_path / "tests" / source.name)

@@ -71,15 +71,32 @@ QUEUE_OLDEST_MESSAGE_AGE = _spec(
     "Redis: LINDEX key -1 and the enqueue stamp header. RabbitMQ: head_message_timestamp "
     "(needs the timestamp property that install(app) sets).",
 )
+QUEUE_OLDEST_MESSAGE_UNSTAMPED = _spec(
+    "celery_queue_oldest_message_unstamped",
+    "gauge",
+    ("broker", "queue", "priority"),
+    "1 when the head message of this non-empty level carries no install(app) publish stamp "
+    "(Redis: its age is then head tracking's lower bound; RabbitMQ: it has no "
+    "head_message_timestamp, so no age), 0 when it carries one. Only for levels whose head is "
+    "inspected: on RabbitMQ the most urgent non-empty level (or the series without priority).",
+    "exact",
+    "Redis: the head message's stamp headers (LINDEX key -1). RabbitMQ: whether the management "
+    "API reports head_message_timestamp.",
+)
 QUEUE_PRIORITY_URGENCY = _spec(
     "celery_queue_priority_urgency_rank",
     "gauge",
     ("broker", "queue", "priority", "urgency"),
-    "Marks the most and the least urgent priority level of each queue (urgency='most' or "
-    "'least'; the value is the level's rank, 0 = served first), so PromQL can pick them on any "
-    "broker: Redis serves 0 first, RabbitMQ the highest number.",
-    "exact",
-    "Redis: the configured priority_steps. RabbitMQ: the queue's x-max-priority.",
+    "Marks the most and the least urgent priority level in use of each queue (urgency='most' "
+    "or 'least'; the value is the level's rank among the declared levels, 0 = served first), "
+    "so PromQL can pick them on any broker: Redis serves 0 first, RabbitMQ the highest number. "
+    "In use: the most (least) urgent level that has carried messages since the exporter "
+    "started (a depth above 0 at a scrape, or a task received at that level per Celery "
+    "events); the declared extreme until one is seen; the broker's priority_levels override "
+    "wins. Learnt in memory: relearnt after a restart.",
+    "exact (learnt since the exporter started)",
+    "Redis: the configured priority_steps. RabbitMQ: the queue's x-max-priority and per-level "
+    "counts. Both: levels seen non-empty, task-info events (install(app)), priority_levels.",
 )
 QUEUE_RESERVED_MESSAGES = _spec(
     "celery_queue_reserved_messages",
@@ -309,6 +326,10 @@ QUEUE_METRICS: tuple[MetricSpec, ...] = (
     BUILD_INFO,
 )
 
+#: Whether head ages are exact (issue 13). Kept apart from QUEUE_METRICS until a dashboard
+#: charts it (the queue dashboards' coverage test reads QUEUE_METRICS).
+QUEUE_STAMP_METRICS: tuple[MetricSpec, ...] = (QUEUE_OLDEST_MESSAGE_UNSTAMPED,)
+
 #: How fresh each broker's reading is (issue 12/13: shared and deadline-bound inspections).
 #: Kept apart from QUEUE_METRICS: they describe the exporter's view of a broker, not a queue
 #: (the dashboards do not chart them yet; the queue dashboards' coverage test is unchanged).
@@ -362,6 +383,18 @@ TASK_FAILED = _spec(
 TASK_RETRIED = _task_counter("retried", "Tasks that asked to be retried.")
 TASK_REJECTED = _task_counter("rejected", "Tasks a worker rejected.")
 TASK_REVOKED = _task_counter("revoked", "Tasks revoked before or while running.")
+TASK_RECEIVED_BY_PRIORITY = _spec(
+    "celery_task_received_by_priority_total",
+    "counter",
+    ("broker", "queue", "task", "priority"),
+    "Tasks a worker received, per priority level: the level label as the broker's "
+    "celery_queue_messages priority label (Redis: the priority step; RabbitMQ: the priority "
+    "capped at x-max-priority). Each run (first delivery, each retry) counts once. Needs "
+    "install(app) on the workers (no series without it); a task whose level is unknown is not "
+    "counted." + _CAPPED,
+    "exact with install(app) while the event stream is connected",
+    "the task-info event of install(app)'s worker hook (queue, priority, x-max-priority).",
+)
 TASK_TIME_LIMIT = _spec(
     "celery_task_time_limit_exceeded_total",
     "counter",
@@ -426,12 +459,25 @@ WORKER_UP = _spec(
     "celery_worker_up",
     "gauge",
     ("broker", "worker"),
-    "1 while the worker sends heartbeats, 0 once none arrived within the heartbeat timeout or "
-    "it went offline. A down worker stays exported (as 0) for the retention period so alerts "
-    "can fire, then its series is dropped. Workers past events.max_workers share one series, "
-    "worker='(other)', up while any of them sends heartbeats.",
+    "1 while the worker sends heartbeats, 0 once none arrived within the heartbeat timeout "
+    "(lost) or it went offline (graceful shutdown, see celery_worker_offline). A lost worker "
+    "stays exported (as 0) for events.worker_retention_seconds so alerts can fire, an offline "
+    "one for events.worker_offline_grace_seconds; then every series of the worker is dropped. "
+    "Workers past events.max_workers share one series, worker='(other)', up while any of them "
+    "sends heartbeats.",
     "exact to the heartbeat timeout",
     "worker-online, worker-heartbeat and worker-offline events.",
+)
+WORKER_OFFLINE = _spec(
+    "celery_worker_offline",
+    "gauge",
+    ("broker", "worker"),
+    "1 for a worker that announced a graceful shutdown (worker-offline event) less than "
+    "events.worker_offline_grace_seconds ago (its celery_worker_up is 0), else 0: a lost "
+    "worker (heartbeats stopped without worker-offline) is 0 here. A worker that sends "
+    "worker-online or a heartbeat again is up and 0 here. Always 0 for worker='(other)'.",
+    "exact",
+    "worker-offline, worker-online and worker-heartbeat events.",
 )
 WORKER_ACTIVE_TASKS = _spec(
     "celery_worker_active_tasks",
@@ -511,6 +557,18 @@ QUEUE_WORKERS = _spec(
     "exact to the heartbeat timeout",
     "worker events and the queues workers announce (install(app)) or run tasks from.",
 )
+WORKERS_QUEUES_UNKNOWN = _spec(
+    "celery_workers_queues_unknown",
+    "gauge",
+    ("broker",),
+    "Live workers that have not announced the queues they consume (no install(app) on the "
+    "worker): celery_queue_workers then counts them only for the queues they ran tasks from. "
+    "0 when every live worker announced its queues. The workers folded into worker='(other)' "
+    "count as one, and only while none of them announced its queues within the heartbeat "
+    "timeout.",
+    "exact to the heartbeat timeout",
+    "worker events and the queue announcements of install(app).",
+)
 EVENT_CONSUMER_UP = _spec(
     "celery_event_consumer_up",
     "gauge",
@@ -572,6 +630,7 @@ EVENT_METRICS: tuple[MetricSpec, ...] = (
     TASK_RETRIED,
     TASK_REJECTED,
     TASK_REVOKED,
+    TASK_RECEIVED_BY_PRIORITY,
     TASK_TIME_LIMIT,
     TASK_RUNTIME,
     TASK_QUEUE_WAIT,
@@ -579,6 +638,7 @@ EVENT_METRICS: tuple[MetricSpec, ...] = (
     TASK_END_TO_END,
     QUEUE_PREFETCH,
     WORKER_UP,
+    WORKER_OFFLINE,
     WORKER_ACTIVE_TASKS,
     WORKER_PROCESSED,
     WORKER_LOAD,
@@ -586,6 +646,7 @@ EVENT_METRICS: tuple[MetricSpec, ...] = (
     WORKER_POOL_SIZE,
     WORKER_PREFETCH_MULTIPLIER,
     QUEUE_WORKERS,
+    WORKERS_QUEUES_UNKNOWN,
     QUEUE_WORKER_SLOTS,
     QUEUE_WORKER_BUSY_SLOTS,
     EVENT_CONSUMER_UP,
@@ -599,7 +660,7 @@ EVENT_METRICS: tuple[MetricSpec, ...] = (
 
 def all_metrics() -> tuple[MetricSpec, ...]:
     """Every metric the exporter can expose."""
-    return QUEUE_METRICS + FRESHNESS_METRICS + EVENT_METRICS
+    return QUEUE_METRICS + QUEUE_STAMP_METRICS + FRESHNESS_METRICS + EVENT_METRICS
 
 
 def by_name(name: str) -> MetricSpec:

@@ -19,6 +19,7 @@ from .config.urls import redact_urls_in
 from .exposition import render_text
 from .server import MetricsServer
 from .static_labels import StaticLabelRegistry
+from .urgency import levels_source
 
 log = logging.getLogger("celery_queue_exporter")
 
@@ -42,6 +43,10 @@ class Exporter:
             from .events.collector import EventCollector
 
             self.events = EventCollector(config.brokers, config.event_settings)
+            for tracker in self.events.trackers:
+                source = levels_source(tracker)
+                if source is not None:  # tasks received per level mark levels in use
+                    self.queues.use_levels_in_use(tracker.broker, source)
             self.registry.register(self.events)
             self.events.start()
         for extra in (ProcessCollector, PlatformCollector, GCCollector):

@@ -42,6 +42,7 @@ from .config.urls import redact_urls_in
 from .deadline import ScrapeWindow, current_window
 from .families import add_known, counter, flag, gauge
 from .snapshot import BrokerSnapshot
+from .urgency import LevelsInUse, LevelsSource, UrgencyResolver, resolver_for
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,31 @@ class _BrokerState:
     malformed_total: int = 0
     #: Unix time the last successful inspection finished.
     last_success: float | None = None
+    #: Most and least urgent level in use per queue, learnt over inspections.
+    urgency: UrgencyResolver | None = None
+    #: The broker's EventTracker.levels_in_use (set when events are consumed).
+    levels_in_use: LevelsSource | LevelsInUse | None = None
+
+    def __post_init__(self) -> None:
+        if self.urgency is None:
+            self.urgency = resolver_for(self.inspector.config)
+
+    def resolve_urgency(self, snapshot: BrokerSnapshot) -> None:
+        """Most/least urgent levels from what this and earlier inspections (and the event
+        stream) saw. A failing event source costs only what it would have added; a failure
+        of the resolver itself the marks of this scrape, never the snapshot."""
+        name = self.inspector.config.name
+        source = self.levels_in_use
+        in_use = None
+        try:
+            in_use = source() if callable(source) else source
+        except Exception:  # noqa: BLE001 - the tracker's levels are an extra, not a must
+            log.warning("broker %s: levels in use from events unavailable", name, exc_info=True)
+        try:
+            assert self.urgency is not None
+            self.urgency.resolve(snapshot, in_use)
+        except Exception:  # noqa: BLE001 - the queue readings must still be exported
+            log.warning("broker %s: resolving urgent levels failed", name, exc_info=True)
 
 
 class QueueCollector(Collector):
@@ -97,6 +123,13 @@ class QueueCollector(Collector):
         #: Outcome of the latest scrape, per broker (``--once`` reads it for its exit code).
         self.last_results: list[BrokerResult] = []
 
+    def use_levels_in_use(self, broker: str, source: LevelsSource | LevelsInUse) -> None:
+        """Learn urgent levels also from ``source`` (the broker's EventTracker.levels_in_use:
+        queue -> level labels of tasks received), not only from non-empty levels."""
+        for state in self._brokers:
+            if state.inspector.config.name == broker:
+                state.levels_in_use = source
+
     def describe(self) -> list[Metric]:
         return []  # families depend on the brokers; don't inspect at registration time
 
@@ -107,6 +140,7 @@ class QueueCollector(Collector):
         name = state.inspector.config.name
         try:
             snapshot = state.inspector.inspect()
+            state.resolve_urgency(snapshot)
             result = BrokerResult(name, snapshot, time.monotonic() - inspection.started)
         except Exception as exc:  # any broker failure must become a metric, not a crash
             result = BrokerResult(name, None, time.monotonic() - inspection.started, _describe(exc))
@@ -185,6 +219,7 @@ class QueueCollector(Collector):
     def families(self, results: list[BrokerResult]) -> Iterator[Metric]:
         messages = gauge(cat.QUEUE_MESSAGES)
         ages = gauge(cat.QUEUE_OLDEST_MESSAGE_AGE)
+        unstamped = gauge(cat.QUEUE_OLDEST_MESSAGE_UNSTAMPED)
         urgency = gauge(cat.QUEUE_PRIORITY_URGENCY)
         reserved = gauge(cat.QUEUE_RESERVED_MESSAGES)
         consumers = gauge(cat.QUEUE_CONSUMERS)
@@ -232,6 +267,9 @@ class QueueCollector(Collector):
                 messages.samples.append(Sample(messages.name, labels, level.messages))
                 if level.oldest_age_seconds is not None:
                     ages.samples.append(Sample(ages.name, labels, level.oldest_age_seconds))
+                if level.unstamped is not None:
+                    value = 1.0 if level.unstamped else 0.0
+                    unstamped.samples.append(Sample(unstamped.name, labels, value))
             for rank in snap.urgency:
                 urgency.add_metric([broker, rank.queue, rank.priority, rank.urgency], rank.rank)
             for queue in snap.queues.values():
@@ -268,6 +306,7 @@ class QueueCollector(Collector):
         for family in (
             messages,
             ages,
+            unstamped,
             urgency,
             reserved,
             consumers,

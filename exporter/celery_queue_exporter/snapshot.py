@@ -25,6 +25,9 @@ class LevelReading:
     priority: str | None
     messages: int
     oldest_age_seconds: float | None = None
+    #: The inspected head message carries no install(app) publish stamp (True), carries one
+    #: (False); None: no head inspected at this level (empty, or the broker does not say).
+    unstamped: bool | None = None
 
 
 @dataclass
@@ -58,6 +61,8 @@ class BrokerSnapshot:
     levels: list[LevelReading] = field(default_factory=list)
     queues: dict[str, QueueReading] = field(default_factory=dict)
     urgency: list[UrgencyReading] = field(default_factory=list)
+    #: Queue -> its declared priority levels, most urgent first (what urgency.py picks from).
+    declared_levels: dict[str, list[str]] = field(default_factory=dict)
     reserved_total: int | None = None
     reserved_oldest_age_seconds: float | None = None
     reserved_overdue: int | None = None
@@ -75,6 +80,14 @@ class BrokerSnapshot:
         if reading is None:
             reading = self.queues[name] = QueueReading(queue=name)
         return reading
+
+    def declare_levels(self, queue: str, levels_most_urgent_first: list[str]) -> None:
+        """The levels ``queue`` is declared with, most urgent first; marks the declared extremes
+        until the collector's UrgencyResolver replaces them with the levels in use."""
+        if not levels_most_urgent_first:
+            return
+        self.declared_levels[queue] = list(levels_most_urgent_first)
+        self.urgency.extend(urgency_readings(queue, levels_most_urgent_first))
 
 
 def urgency_readings(queue: str, levels_most_urgent_first: list[str]) -> list[UrgencyReading]:

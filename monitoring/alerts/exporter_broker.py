@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from celery_queue_exporter import catalogue as cat
 
+from ..promql import template_query
 from .base import Body, Settings, alert
+
+#: Heads without the install(app) publish stamp, and live workers that did not announce their
+#: queues: the two halves of a missing install(app).
+UNSTAMPED = "celery_queue_oldest_message_unstamped"
+QUEUES_UNKNOWN = "celery_workers_queues_unknown"
 
 
 @alert("CeleryExporterDown", summary="The Celery queue exporter is down or missing.")
@@ -28,4 +34,31 @@ def broker_down(s: Settings) -> Body:
         f"{{{{ $labels.broker }}}} for more than {s.for_text} (celery_broker_up is 0): "
         "the broker is down, unreachable, refuses the exporter's credentials, or answers "
         "slower than the scrape timeout. This broker's queue metrics are missing meanwhile.",
+    )
+
+
+@alert(
+    "CeleryInstrumentationMissing",
+    summary="Celery producers or workers run without install(app): some alerts are blind.",
+)
+def instrumentation_missing(s: Settings) -> Body:
+    # One alert per broker, whichever side lacks install(app): the age alerts never judge a
+    # lower bound and CeleryQueueNoConsumers' events branch stays silent instead of paging.
+    e = s.e
+    heads = template_query(f"count({e.metric(UNSTAMPED, broker='%s')} == 1)", "$labels.broker")
+    workers = template_query(f"max({e.metric(QUEUES_UNKNOWN, broker='%s')} > 0)", "$labels.broker")
+    return Body(
+        f"max by (job, broker) ({e.metric(UNSTAMPED)} == 1)\n"
+        "or\n"
+        f"max by (job, broker) ({e.metric(QUEUES_UNKNOWN)} > 0)",
+        "On broker {{ $labels.broker }}:"
+        f"{{{{ with {heads} }}}} {{{{ . | first | value }}}} queue level(s) have a head "
+        "message without the install(app) publish stamp (producers lack install(app)): their "
+        "age is a lower bound (Redis) or unknown (RabbitMQ), so "
+        "CeleryQueueMostUrgentWaitingTooLong, CeleryQueueMessageWaitingTooLong and "
+        "CeleryPriorityStarvation stay silent for them.{{ end }}"
+        f"{{{{ with {workers} }}}} {{{{ . | first | value }}}} live worker(s) did not "
+        "announce the queues they consume (workers lack install(app)): CeleryQueueNoConsumers "
+        "stays silent on this broker where RabbitMQ does not count consumers, and the "
+        "priority of received tasks (CeleryUrgentTaskAtWrongPriority) is unknown.{{ end }}",
     )

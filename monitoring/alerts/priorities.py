@@ -5,14 +5,18 @@ from __future__ import annotations
 from celery_queue_exporter import catalogue as cat
 from celery_queue_exporter.catalogue import URGENCY_LEAST, URGENCY_MOST
 
-from ..promql import dur, num, pct
-from ..schema import Duration, Number, format_duration
+from ..promql import dur, num, pct, regex_of, template_query
+from ..schema import Duration, Number, Ratio, format_duration
 from .base import WHERE, Body, Settings, alert
+
+#: Tasks received per priority level (the install(app) worker hook's task-info event).
+RECEIVED_BY_PRIORITY = "celery_task_received_by_priority_total"
+UNSTAMPED = "celery_queue_oldest_message_unstamped"
 
 
 @alert(
     "CeleryPriorityStarvation",
-    summary="Low-priority Celery tasks are starved by more urgent ones.",
+    summary="The least urgent level of a Celery queue is starved by more urgent ones.",
     seconds=Number(),
     window=Duration(),
 )
@@ -33,6 +37,7 @@ def priority_starvation(s: Settings) -> Body:
     return Body(
         "(\n"
         f"  {e.metric(cat.QUEUE_OLDEST_MESSAGE_AGE.name)} > {seconds}\n"
+        f"  unless on (broker, queue, priority) {e.metric(UNSTAMPED)} == 1\n"
         f"  and on (broker, queue, priority) {least}\n"
         f"  unless on (broker, queue, priority) {most}\n"
         "  or\n"
@@ -48,10 +53,11 @@ def priority_starvation(s: Settings) -> Body:
         "  or\n"
         f"  sum by (broker, queue) (increase({wait_count}[{span}])) > 0\n"
         ")",
-        "The next message at the least urgent level (priority {{ $labels.priority }}) of "
-        f"{WHERE} has been waiting at least {{{{ $value | humanizeDuration }}}} (limit "
-        f"{limit}), while workers kept starting this queue's tasks during the last {span}: "
-        "they serve the more urgent levels and skip this one.",
+        "The next message at priority {{ $labels.priority }}, the least urgent level in use "
+        f"of {WHERE} (the level the broker serves last), has been waiting at least "
+        f"{{{{ $value | humanizeDuration }}}} (limit {limit}), while workers kept starting "
+        f"this queue's tasks during the last {span}: they serve the more urgent levels and "
+        "skip this one.",
     )
 
 
@@ -69,4 +75,108 @@ def priorities_ineffective(s: Settings) -> Body:
         "{{ $value | humanizePercentage }} shorter than at the least urgent level "
         f"(goal: more than {pct(goal)}), over {s.names.window} windows for more than "
         f"{s.for_text}.",
+    )
+
+
+@alert(
+    "CeleryUrgentTaskAtWrongPriority",
+    summary="An urgent Celery task is published at a level other than its queue's most urgent.",
+    window=Duration(),
+)
+def urgent_task_at_wrong_priority(s: Settings) -> Body:
+    # urgent_tasks (monitoring/config.yaml) must be published at their queue's most urgent
+    # level. The classic mistake: producers moved from Redis (0 served first) to RabbitMQ (the
+    # highest number served first) still send urgent work at 0. The most urgent level is the
+    # one in use (celery_queue_priority_urgency_rank); queues whose level is unknown are left
+    # out. An empty urgent_tasks matches no task.
+    e = s.e
+    span = dur(s["window"])
+    urgent = regex_of(s.config["urgent_tasks"])
+    received = e.metric(RECEIVED_BY_PRIORITY)[:-1] + f', task=~"{urgent}"}}'
+    most = e.urgency(URGENCY_MOST)
+    most_level = template_query(
+        e.metric(cat.QUEUE_PRIORITY_URGENCY.name, broker="%s", queue="%s", urgency=URGENCY_MOST),
+        "$labels.broker",
+        "$labels.queue",
+    )
+    return Body(
+        "sum by (job, broker, queue, task, priority) (\n"
+        f"  increase({received}[{span}])\n"
+        ") > 0\n"
+        f"unless on (broker, queue, priority) {most}\n"
+        f"and on (broker, queue) {most}",
+        "Urgent task {{ $labels.task }} was received {{ $value | humanize }} times in the "
+        f"last {span} at priority {{{{ $labels.priority }}}} of {WHERE}, whose most urgent "
+        f"level is priority {{{{ with {most_level} }}}}{{{{ (. | first).Labels.priority }}}}"
+        "{{ end }}: the broker serves those runs after more urgent work. RabbitMQ serves the "
+        "highest number first, Redis 0: producers moved from one to the other often keep the "
+        "old level.",
+    )
+
+
+@alert(
+    "CeleryTaskStarved",
+    summary="A Celery task is sent but workers do not receive it while they serve other tasks.",
+    messages=Number(),
+    window=Duration(),
+    served_ratio=Ratio(),
+)
+def task_starved(s: Settings) -> Body:
+    # Sent minus received (not minus started): countdown/ETA tasks are received at once and
+    # held by the worker, so they never count. Starved, not merely queued: the share of this
+    # task's runs that workers received is under `served_ratio` of the share for the queue's
+    # other tasks. A FIFO backlog that grows for every task alike (the same share received for
+    # all) is CeleryQueueBacklogHigh's business, not starvation; a queue nothing serves (no
+    # other task received) is CeleryQueueNoConsumers'.
+    e = s.e
+    span = dur(s["window"])
+    by = "job, broker, queue, task"
+    sent_total = f"increase({e.metric(cat.TASK_SENT.name)}[{span}])"
+    received_total = f"increase({e.metric(cat.TASK_RECEIVED.name)}[{span}])"
+    sent = f"sum by ({by}) ({sent_total})"
+    received = f"(sum by ({by}) ({received_total}) or {sent} * 0)"
+    queue_share = (
+        "(\n"
+        f"    sum by (job, broker, queue) ({received_total})\n"
+        f"    - on (job, broker, queue) group_right () {received}\n"
+        "  )\n"
+        "  /\n"
+        "  (\n"
+        f"    sum by (job, broker, queue) ({sent_total})\n"
+        f"    - on (job, broker, queue) group_right () {sent}\n"
+        "  )"
+    )
+    levels = template_query(
+        f"max by (priority) ({e.metric(RECEIVED_BY_PRIORITY, broker='%s', queue='%s', task='%s')})",
+        "$labels.broker",
+        "$labels.queue",
+        "$labels.task",
+    )
+    least = template_query(
+        e.metric(
+            cat.QUEUE_PRIORITY_URGENCY.name,
+            broker="%s",
+            queue="%s",
+            priority="%s",
+            urgency=URGENCY_LEAST,
+        ),
+        "$labels.broker",
+        "$labels.queue",
+        "$level.Labels.priority",
+    )
+    return Body(
+        f"({sent} - {received}) > {num(s['messages'])}\n"
+        f"and on ({by}) (\n"
+        f"  {received} / {sent}\n"
+        f"  < {num(s['served_ratio'])} * {queue_share}\n"
+        ")",
+        "{{ $value | humanize }} runs of task {{ $labels.task }} sent to "
+        f"{WHERE} in the last {span} were not received by any worker, while workers kept "
+        "receiving this queue's other tasks: the broker hands out other work first. "
+        f"{{{{ with {levels} }}}}Its runs were received at "
+        '{{ range $i, $level := . | sortByLabel "priority" }}{{ if $i }}, {{ end }}'
+        f"priority {{{{ $level.Labels.priority }}}}{{{{ with {least} }}}}, the least urgent "
+        "level in use, which the broker serves last{{ end }}{{ end }}."
+        "{{ else }}The level it is published at is unknown: that needs install(app) on the "
+        "workers.{{ end }}",
     )

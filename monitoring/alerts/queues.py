@@ -5,11 +5,22 @@ from __future__ import annotations
 from celery_queue_exporter import catalogue as cat
 from celery_queue_exporter.catalogue import URGENCY_LEAST, URGENCY_MOST
 
-from ..promql import dur, num, pct
+from ..promql import Exprs, dur, num, pct, template_query
 from ..schema import Duration, Number, Ratio, duration_seconds, format_duration
 from .base import WHERE, WHERE_CAPITAL, Body, Settings, alert
 
 AGE = cat.QUEUE_OLDEST_MESSAGE_AGE.name
+#: 1 when a level's head message carries no install(app) publish stamp: its age is then only
+#: head-tracking's lower bound (Redis) or unknown (RabbitMQ).
+UNSTAMPED = "celery_queue_oldest_message_unstamped"
+#: Live workers that did not announce their queues (no install(app) on them).
+QUEUES_UNKNOWN = "celery_workers_queues_unknown"
+
+
+def stamped(e: Exprs) -> str:
+    """Age alerts never judge a lower bound: heads without the publish stamp are left out
+    (CeleryInstrumentationMissing says so instead)."""
+    return f"unless on (broker, queue, priority) {e.metric(UNSTAMPED)} == 1"
 
 
 @alert(
@@ -31,15 +42,23 @@ def backlog_high(s: Settings) -> Body:
     summary="A Celery queue is filling up and will soon hold a large backlog.",
     horizon=Duration(),
     window=Duration(),
+    growth_window=Duration(),
 )
 def backlog_growing(s: Settings) -> Body:
-    # Fires below CeleryQueueBacklogHigh's limit only: above it, that alert speaks.
+    # Fires below CeleryQueueBacklogHigh's limit only: above it, that alert speaks. The long
+    # trend alone would keep it firing for a while after the backlog cleared: it also needs
+    # messages waiting now and the depth still rising over the short growth_window, so it
+    # resolves at the first evaluation that sees the queue empty or no longer growing.
     limit = num(s.of(backlog_high.name, "messages"))
     messages = s.names.queue_messages
     horizon = duration_seconds(s["horizon"])
     trend = dur(s["window"])
+    growth = dur(s["growth_window"])
     return Body(
-        f"predict_linear({messages}[{trend}], {horizon}) > {limit}\nand\n{messages} <= {limit}",
+        f"predict_linear({messages}[{trend}], {horizon}) > {limit}\n"
+        f"and {messages} <= {limit}\n"
+        f"and {messages} > 0\n"
+        f"and deriv({messages}[{growth}]) > 0",
         f"At the trend of the last {trend}, {WHERE} will hold {{{{ $value | humanize }}}} "
         f"messages in {format_duration(horizon)}, more than the {limit} of "
         "CeleryQueueBacklogHigh.",
@@ -59,6 +78,7 @@ def most_urgent_waiting_too_long(s: Settings) -> Body:
     usage = dur(s["priority_usage_window"])
     return Body(
         f"{e.metric(AGE)} > {num(s['seconds'])}\n"
+        f"{stamped(e)}\n"
         f"and on (broker, queue, priority) {e.urgency(URGENCY_MOST)}\n"
         f"unless on (broker, queue, priority) {e.urgency(URGENCY_LEAST)}\n"
         "and on (broker, queue) (\n"
@@ -80,7 +100,7 @@ def most_urgent_waiting_too_long(s: Settings) -> Body:
 )
 def message_waiting_too_long(s: Settings) -> Body:
     return Body(
-        f"{s.e.metric(AGE)} > {num(s['seconds'])}",
+        f"{s.e.metric(AGE)} > {num(s['seconds'])}\n{stamped(s.e)}",
         "The next message at {{ if $labels.priority }}priority {{ $labels.priority }}"
         "{{ else }}an unknown priority level{{ end }} of "
         f"{WHERE} has been waiting {{{{ $value | humanizeDuration }}}}, over the limit of "
@@ -96,7 +116,10 @@ def no_consumers(s: Settings) -> Body:
     e = s.e
     messages = s.names.queue_messages
     consumers = e.metric(cat.QUEUE_CONSUMERS.name)
-    # RabbitMQ counts consumers; on any broker, the events say how many workers serve a queue.
+    # RabbitMQ counts consumers; on any broker, the events say how many workers serve a queue,
+    # but only when every live worker announced its queues (install(app)): otherwise
+    # celery_queue_workers knows only the queues workers ran tasks from, and a live worker
+    # starved on another queue would look like none.
     return Body(
         "(\n"
         f"  {messages} > 0\n"
@@ -108,6 +131,7 @@ def no_consumers(s: Settings) -> Body:
         f"  unless on (broker, queue) {consumers}\n"
         f"  unless on (broker, queue) {e.metric(cat.QUEUE_WORKERS.name)} > 0\n"
         f"  and on (broker) {e.metric(cat.EVENT_CONSUMER_UP.name)} == 1\n"
+        f"  and on (broker) {e.metric(QUEUES_UNKNOWN)} == 0\n"
         ")",
         f"{WHERE_CAPITAL} has {{{{ $value | humanize }}}} messages waiting and "
         "no consumer (RabbitMQ) or no live worker (Celery events) for more than "
@@ -129,4 +153,31 @@ def reserved_near_visibility_timeout(s: Settings) -> Body:
         "held for {{ $value | humanizeDuration }}, over "
         f"{pct(s['ratio'])} of the visibility_timeout: once it passes, Redis delivers the "
         "message again and the task runs a second time.",
+    )
+
+
+@alert(
+    "CeleryReservationsOrphaned",
+    summary="A Redis reservation outlived any live worker: its worker is gone.",
+)
+def reservations_orphaned(s: Settings) -> Body:
+    # A live worker holds a reservation at most for the longest countdown/ETA plus the hard
+    # time limit; older, the worker that took it crashed and Redis redelivers it only at the
+    # visibility_timeout (an hour by default).
+    e = s.e
+    workload = s.config["workload"]
+    countdown = int(workload["longest_countdown_seconds"])
+    hard_limit = int(workload["hard_time_limit_seconds"])
+    return Body(
+        f"{e.metric(cat.BROKER_RESERVED_OLDEST_AGE.name)} > {countdown + hard_limit}",
+        "The oldest unacknowledged reservation on Redis broker {{ $labels.broker }} has been "
+        "held for {{ $value | humanizeDuration }}, longer than a live worker can hold one "
+        f"(longest countdown {format_duration(countdown)} + hard time limit "
+        f"{format_duration(hard_limit)}): the worker that took it is gone, and Redis delivers "
+        "it again only once the visibility_timeout"
+        + " ({{ with "
+        + template_query(
+            e.metric(cat.BROKER_VISIBILITY_TIMEOUT.name, broker="%s"), "$labels.broker"
+        )
+        + " }}{{ . | first | value | humanizeDuration }}{{ else }}unknown{{ end }}) has passed.",
     )

@@ -11,8 +11,9 @@ from .base import WHERE, Body, Settings, alert
 TASK_LABELS = "job, broker, queue, task"
 
 #: Both outcome alerts take the same parameters: a ratio of the runs finished in `window`,
-#: gated by a minimum rate of finished runs so that one failure of a rare task does not page.
-OUTCOME_PARAMETERS = {"ratio": Ratio(), "min_tasks_per_second": Number(), "window": Duration()}
+#: gated by a minimum number of finished runs in that window (`min_runs`) so that one failure
+#: of a rare task (1 in 9) does not page.
+OUTCOME_PARAMETERS = {"ratio": Ratio(), "min_runs": Number(minimum=1), "window": Duration()}
 
 
 def outcome_ratio(s: Settings, metric: str, what: str) -> Body:
@@ -27,20 +28,20 @@ def outcome_ratio(s: Settings, metric: str, what: str) -> Body:
     # label so a task that only ever fails (no succeeded series) still counts; `a + b` would
     # drop it.
     return Body(
-        f"sum by ({TASK_LABELS}) (rate({e.metric(metric)}[{span}]))\n"
+        f"sum by ({TASK_LABELS}) (increase({e.metric(metric)}[{span}]))\n"
         "/\n"
         "(\n"
         f"  sum by ({TASK_LABELS}) (\n"
-        f'    label_replace(rate({succeeded}[{span}]), "outcome", "succeeded", "", "")\n'
-        f'    or label_replace(rate({failed}[{span}]), "outcome", "failed", "", "")\n'
-        f"    or rate({time_limited}[{span}])\n"
+        f'    label_replace(increase({succeeded}[{span}]), "outcome", "succeeded", "", "")\n'
+        f'    or label_replace(increase({failed}[{span}]), "outcome", "failed", "", "")\n'
+        f"    or increase({time_limited}[{span}])\n"
         "  )\n"
-        f"  >= {num(s['min_tasks_per_second'])}\n"
+        f"  >= {num(s['min_runs'])}\n"
         ")\n"
         f"> {num(s['ratio'])}",
         "{{ $value | humanizePercentage }} of the runs of task {{ $labels.task }} from "
         f"{WHERE} that finished in the last {span} {what} (threshold "
-        f"{pct(s['ratio'])}).",
+        f"{pct(s['ratio'])}, judged from {num(s['min_runs'])} finished runs on).",
     )
 
 

@@ -5,8 +5,17 @@ from __future__ import annotations
 from celery_queue_exporter import catalogue as cat
 
 from ..promql import Exprs, dur, num, pct
-from ..schema import Duration, Number, Ratio
+from ..schema import Duration, Number, Ratio, format_duration
 from .base import WHERE, WHERE_CAPITAL, Body, Settings, alert
+
+#: The exporter's gauge for a worker that announced a graceful shutdown (worker-offline), within
+#: events.worker_offline_grace_seconds; its celery_worker_up is 0 meanwhile.
+WORKER_OFFLINE = "celery_worker_offline"
+
+
+def not_offline(e: Exprs) -> str:
+    """Leaves out workers that left on purpose (a deploy): only lost workers count as down."""
+    return f"unless on (broker, worker) {e.metric(WORKER_OFFLINE)} == 1"
 
 
 def stream_up(e: Exprs) -> str:
@@ -15,14 +24,16 @@ def stream_up(e: Exprs) -> str:
     return f"on (instance, broker) {e.metric(cat.EVENT_CONSUMER_UP.name)} == 1"
 
 
-@alert("CeleryWorkerDown", summary="A Celery worker stopped sending heartbeats.")
+@alert("CeleryWorkerDown", summary="A Celery worker was lost: it stopped sending heartbeats.")
 def worker_down(s: Settings) -> Body:
+    # Lost, not offline: a worker that announced its shutdown (worker-offline, a graceful
+    # deploy) is celery_worker_offline 1 until the exporter drops it after the grace period.
     timeout = num(s.config["exporter"]["worker_heartbeat_timeout_seconds"])
     return Body(
-        f"{s.e.metric(cat.WORKER_UP.name)} == 0\nand {stream_up(s.e)}",
+        f"{s.e.metric(cat.WORKER_UP.name)} == 0\nand {stream_up(s.e)}\n{not_offline(s.e)}",
         "Worker {{ $labels.worker }} on broker {{ $labels.broker }} has sent no heartbeat "
-        f"for {timeout}s or announced its shutdown, and has not come back for "
-        f"{s.for_text}.",
+        f"for {timeout}s without announcing a shutdown (it crashed, was killed or lost its "
+        f"connection), and has not come back for {s.for_text}.",
     )
 
 
@@ -51,15 +62,23 @@ def queue_workers_dropped(s: Settings) -> Body:
     )
 
 
-@alert("CeleryAllWorkersDown", summary="No Celery worker is alive on a broker.")
+@alert("CeleryAllWorkersDown", summary="No Celery worker is alive on a broker that had workers.")
 def all_workers_down(s: Settings) -> Body:
+    # Only brokers with workers seen within the retention (lost ones are exported as 0, workers
+    # that went offline gracefully do not count): a broker that never had workers, or whose
+    # workers were all shut down on purpose, does not page.
     e = s.e
+    up = e.metric(cat.WORKER_UP.name)
+    retention = format_duration(int(s.config["exporter"]["worker_retention_seconds"]))
     return Body(
         f"{e.metric(cat.EVENT_CONSUMER_UP.name)} == 1\n"
-        f"unless on (broker) {e.metric(cat.WORKER_UP.name)} == 1",
+        f"and on (broker) ({up} {not_offline(e)})\n"
+        f"unless on (broker) {up} == 1",
         "The exporter {{ $labels.instance }} receives Celery events from broker "
-        "{{ $labels.broker }}, yet no worker has sent a heartbeat for more than "
-        f"{s.for_text}: no task on this broker is being processed.",
+        "{{ $labels.broker }}, which had workers within the last "
+        f"{retention}, yet none of them has sent a heartbeat for more than "
+        f"{s.for_text} and none announced a shutdown: no task on this broker is being "
+        "processed.",
     )
 
 

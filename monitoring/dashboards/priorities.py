@@ -244,11 +244,16 @@ def waits_per_level(s: Settings) -> Row:
         "Tasks started per level",
         "Tasks started per second from each queue and level (count of "
         "celery_queue_wait_seconds). A level with waiting messages and no starts "
-        "while other levels start is being starved. Normal: every level with a "
-        "backlog starts something over time.",
+        "while other levels start is being starved (CeleryTaskStarved names the task, "
+        "CeleryUrgentTaskAtWrongPriority an urgent task at the wrong level). Normal: every "
+        "level with a backlog starts something over time.",
         [Q(q.started_by_level, "{{broker}} / {{queue}} p{{priority}}")],
         unit=UNIT_TASK_RATE,
-        runbooks=["CeleryPriorityStarvation"],
+        runbooks=[
+            "CeleryPriorityStarvation",
+            "CeleryTaskStarved",
+            "CeleryUrgentTaskAtWrongPriority",
+        ],
     )
     least_urgent_level_oldest = timeseries(
         s,

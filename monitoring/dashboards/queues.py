@@ -114,11 +114,12 @@ def overview(s: Settings) -> Row:
         "Age of the oldest message waiting at the head of any level of the selected "
         "queues (celery_queue_oldest_message_age_seconds; a lower bound unless "
         f"producers call install(app)). Normal: seconds. Red past {too_long:g}s "
-        "(CeleryQueueMessageWaitingTooLong).",
+        "(CeleryQueueMessageWaitingTooLong; lower bounds do not alert, "
+        "CeleryInstrumentationMissing reports them).",
         [Q(f"max({m(cat.QUEUE_OLDEST_MESSAGE_AGE, sq)})")],
         unit=UNIT_SECONDS,
         thresholds=above(too_long),
-        runbooks=["CeleryQueueMessageWaitingTooLong"],
+        runbooks=["CeleryQueueMessageWaitingTooLong", "CeleryInstrumentationMissing"],
     )
     most_urgent_level_oldest = stat(
         s,
@@ -255,8 +256,9 @@ def reserved_work_and_consumers(s: Settings) -> Row:
         "Age of the oldest unacknowledged reservation on Redis "
         "(celery_broker_reserved_oldest_age_seconds) next to the alert line at "
         f"{near_visibility:.0%} of visibility_timeout. Past visibility_timeout Redis "
-        "delivers the message again and the task runs twice. Normal: far below the "
-        "line (long ETAs are the usual exception).",
+        "delivers the message again and the task runs twice; past the longest countdown plus "
+        "the hard time limit its worker is gone (CeleryReservationsOrphaned). Normal: far "
+        "below the line (long ETAs are the usual exception).",
         [
             Q(m(cat.BROKER_RESERVED_OLDEST_AGE, sb), "{{broker}} oldest reservation"),
             Q(
@@ -265,7 +267,7 @@ def reserved_work_and_consumers(s: Settings) -> Row:
             ),
         ],
         unit=UNIT_SECONDS,
-        runbooks=["CeleryReservedNearVisibilityTimeout"],
+        runbooks=["CeleryReservedNearVisibilityTimeout", "CeleryReservationsOrphaned"],
     )
     reservations_past_visibility_timeout = timeseries(
         s,

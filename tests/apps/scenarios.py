@@ -146,6 +146,13 @@ def outcome_scenario(exporter, url: str, unique_name: str, workers, lowest_level
     assert exporter.values("celery_queue_wait_seconds_count", "priority", **q) == {lowest_level: 10}
     assert exporter.value("celery_queue_workers", **q) == 1
     assert exporter.value("celery_event_clock_skew_clamped_total") == 0
+    # Every run received once at its level (retry_once: two runs), the same as task-received.
+    assert exporter.values(
+        "celery_task_received_by_priority_total", "task", priority=lowest_level, **q
+    ) == expected["received"]  # fmt: skip
+    assert len(exporter.values("celery_task_received_by_priority_total", "priority", **q)) == 1
+    assert exporter.tracker.levels_in_use()[unique_name] == {lowest_level}
+    assert exporter.value("celery_workers_queues_unknown") == 0
 
     result = subprocess.run(
         [PROMTOOL, "check", "metrics"], input=exporter.text(), capture_output=True, text=True
@@ -173,6 +180,11 @@ def priority_scenario(exporter, url: str, unique_name: str, workers, most: str, 
     counts = exporter.values("celery_queue_wait_seconds_count", "priority", **q)
     sums = exporter.values("celery_queue_wait_seconds_sum", "priority", **q)
     assert counts == {most: per_level, least: per_level}
+    received = exporter.values(
+        "celery_task_received_by_priority_total", "priority", task="events.sleep", **q
+    )
+    assert received == {most: per_level, least: per_level}
+    assert exporter.tracker.levels_in_use()[unique_name] == {most, least}
     assert sums[most] / counts[most] < sums[least] / counts[least], (sums, worker.name)
 
 

@@ -144,6 +144,13 @@ def _events(sources: _Sources, file_events: Any) -> tuple[bool, EventSettings]:
             f"events.worker_retention_seconds: must be at least heartbeat_timeout_seconds "
             f"({settings.heartbeat_timeout_seconds:g}), got {settings.worker_retention_seconds:g}"
         )
+    if settings.state_file is not None:
+        folder = Path(settings.state_file).expanduser().resolve().parent
+        if Path(settings.state_file).is_dir() or not folder.is_dir():
+            raise ConfigError(
+                f"events.state_file: needs a file in an existing directory, got "
+                f"{settings.state_file!r}"
+            )
     return (opt.EVENTS.kind.parse("events", enabled) if enabled is not None else False), settings
 
 

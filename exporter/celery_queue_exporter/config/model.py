@@ -66,7 +66,7 @@ class BrokerConfig:
         self.max_queues = max_queues
         #: Credentials kept out of the URL.
         self.password = password
-        for option in (opt.QUEUE_INCLUDE, opt.QUEUE_EXCLUDE, *opt.BROKER_TLS):
+        for option in (opt.QUEUE_INCLUDE, opt.QUEUE_EXCLUDE, opt.PRIORITY_LEVELS, *opt.BROKER_TLS):
             setattr(self, option.attr, option.default_value())
         #: Transport options no transport declares: kept, handed to the broker client where
         #: it takes them (brokers/<name>/), ignored otherwise (they concern workers).
@@ -124,12 +124,15 @@ def _event_default(key: str) -> Any:
 class EventSettings:
     """How the Celery event consumer judges workers and bounds its state (``events:`` in YAML).
 
-    Keep heartbeat_timeout_seconds and worker_retention_seconds in step with
-    monitoring/config.yaml ``exporter:`` (the worker-down alerts' ``for:`` depends on them).
+    Keep heartbeat_timeout_seconds, worker_retention_seconds and worker_offline_grace_seconds
+    in step with monitoring/config.yaml ``exporter:`` (the worker-down alerts' ``for:`` depends
+    on them).
     """
 
     heartbeat_timeout_seconds: float = _event_default("heartbeat_timeout_seconds")
     worker_retention_seconds: float = _event_default("worker_retention_seconds")
+    # a worker that sent worker-offline: exported as offline this long, then dropped
+    worker_offline_grace_seconds: float = _event_default("worker_offline_grace_seconds")
     runtime_buckets: tuple[float, ...] = _event_default("runtime_buckets")
     wait_buckets: tuple[float, ...] = _event_default("wait_buckets")
     task_names: list[str] = field(default_factory=list)  # allow-list; empty: any, up to max
@@ -143,6 +146,8 @@ class EventSettings:
     max_tracked_tasks: int = _event_default("max_tracked_tasks")
     max_task_age_seconds: float = _event_default("max_task_age_seconds")
     max_wait_seconds: float = _event_default("max_wait_seconds")
+    # JSON file keeping the known workers across restarts (events/state.py); None: not kept
+    state_file: str | None = _event_default("state_file")
 
 
 @dataclass

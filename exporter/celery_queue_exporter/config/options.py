@@ -207,6 +207,14 @@ TRANSPORT_OPTIONS = Option(
     "BROKER_TRANSPORT_OPTIONS",
     action="append",
 )
+PRIORITY_LEVELS = Option(
+    "priority_levels",
+    values.PRIORITY_LEVELS,
+    {},
+    "per queue, the most and/or least urgent priority level to mark in "
+    "celery_queue_priority_urgency_rank, instead of the levels seen carrying messages "
+    "(Redis: values among priority_steps)",
+)
 
 
 def _broker_tls(key: str, kind: Kind, default: Any, help_text: str) -> Option:
@@ -237,7 +245,7 @@ PASSWORD_ENV = Option("password_env", values.TEXT, None,
 
 #: Broker options set like any other (name, url and the password ones are special).
 BROKER_SETTINGS = (QUEUES, DISCOVER_QUEUES, MAX_QUEUES, QUEUE_INCLUDE, QUEUE_EXCLUDE,
-                   TRANSPORT_OPTIONS, *BROKER_TLS)  # fmt: skip
+                   PRIORITY_LEVELS, TRANSPORT_OPTIONS, *BROKER_TLS)  # fmt: skip
 BROKER_OPTIONS = (NAME, URL, *BROKER_SETTINGS, PASSWORD, PASSWORD_FILE, PASSWORD_ENV)
 
 # --- Celery events (``events:`` in YAML) --------------------------------------------------------
@@ -272,7 +280,15 @@ EVENT_SETTINGS = (
         "worker_retention_seconds",
         SECONDS,
         3600.0,
-        "a down worker stays exported (as 0) this long; at least heartbeat_timeout_seconds",
+        "a lost worker (heartbeats stopped) stays exported (as 0) this long; at least "
+        "heartbeat_timeout_seconds",
+    ),
+    _event(
+        "worker_offline_grace_seconds",
+        SECONDS,
+        120.0,
+        "a worker that went offline gracefully (worker-offline) is exported as offline this "
+        "long, then its series are dropped (see docs/events.md)",
     ),
     _event(
         "runtime_buckets",
@@ -301,4 +317,11 @@ EVENT_SETTINGS = (
     _event("max_tracked_tasks", COUNT, 100_000, "join state: tasks in flight remembered"),
     _event("max_task_age_seconds", SECONDS, 3600.0, "join state: forget a task after this long"),
     _event("max_wait_seconds", SECONDS, 86400.0, "waits above this are clamped as clock skew"),
+    _event(
+        "state_file",
+        values.TEXT,
+        None,
+        "keep the known workers in this JSON file (written at most every 10 s and at shutdown, "
+        "read at start), so lost workers stay down across exporter restarts; unset: none kept",
+    ),
 )

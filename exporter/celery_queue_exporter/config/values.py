@@ -233,3 +233,41 @@ def as_mapping(where: str, value: Any) -> dict[str, Any]:
 
 
 MAPPING = Kind("mapping", as_mapping)
+
+
+#: The sides of a queue's urgency override (``priority_levels: {queue: {most: 9, least: 0}}``).
+URGENCY_SIDES = ("most", "least")
+
+
+def as_priority_levels(where: str, value: Any) -> dict[str, dict[str, int]]:
+    """Per-queue override of the most and least urgent level: ``{queue: {most: N, least: M}}``
+    with non-negative integers (either side may be left out)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{where}: expected a mapping of queue -> {{most: N, least: M}}, "
+            f"got {type(value).__name__}"
+        )
+    out: dict[str, dict[str, int]] = {}
+    for queue, sides in value.items():
+        if not isinstance(queue, str) or not queue:
+            raise ConfigError(f"{where}: queue names must be non-empty strings, got {queue!r}")
+        at = f"{where}.{queue}"
+        if not isinstance(sides, dict) or not sides:
+            raise ConfigError(f"{at}: expected a mapping with most and/or least")
+        unknown = sorted(str(key) for key in sides if key not in URGENCY_SIDES)
+        if unknown:
+            raise ConfigError(f"{at}.{unknown[0]}: unknown field (allowed: least, most)")
+        levels: dict[str, int] = {}
+        for side, level in sides.items():
+            if isinstance(level, bool) or not isinstance(level, int):
+                raise ConfigError(f"{at}.{side}: expected a non-negative integer, got {level!r}")
+            if not 0 <= level <= 255:
+                raise ConfigError(f"{at}.{side}: must be between 0 and 255, got {level}")
+            levels[side] = level
+        out[queue] = levels
+    return out
+
+
+PRIORITY_LEVELS = Kind("mapping queue -> {most: N, least: M} (YAML only)", as_priority_levels)

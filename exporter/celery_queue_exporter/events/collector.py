@@ -16,6 +16,7 @@ from ..families import add_known
 from ..families import counter as _counter
 from ..families import gauge as _gauge
 from ..families import histogram as _histogram
+from .state import StateFile
 from .tracker import TASK_COUNTER_KINDS, EventSnapshot, EventTracker
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,17 @@ class EventCollector(Collector):
             self.trackers.append(tracker)
             if consumers:
                 self.consumers.append(transport.event_consumer(broker, tracker))
+        #: The known workers kept across restarts (events.state_file), read before any event.
+        self.state: StateFile | None = None
+        if settings.state_file:
+            self.state = StateFile(settings.state_file, self.trackers)
+            self.state.load()
 
     def start(self) -> None:
         for consumer in self.consumers:
             consumer.start()
+        if self.state is not None:
+            self.state.start()
 
     def close(self) -> None:
         for consumer in self.consumers:
@@ -68,6 +76,9 @@ class EventCollector(Collector):
                 consumer.stop()
             except Exception:  # stopping a consumer of a dead broker may fail
                 log.debug("stopping an event consumer failed", exc_info=True)
+        if self.state is not None:  # after the consumers: the last events are in it
+            self.state.close()
+            self.state = None  # closed once, even when close() is called again
 
     def describe(self) -> list[Metric]:
         return []
@@ -111,6 +122,9 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
     end_to_end = _histogram(cat.TASK_END_TO_END)
     prefetch = _histogram(cat.QUEUE_PREFETCH)
     worker_up = _gauge(cat.WORKER_UP)
+    worker_offline = _gauge(cat.WORKER_OFFLINE)
+    queues_unknown = _gauge(cat.WORKERS_QUEUES_UNKNOWN)
+    by_priority = _counter(cat.TASK_RECEIVED_BY_PRIORITY)
     worker_active = _gauge(cat.WORKER_ACTIVE_TASKS)
     worker_processed = _counter(cat.WORKER_PROCESSED)
     worker_load = _gauge(cat.WORKER_LOAD)
@@ -131,6 +145,8 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
         for (kind, queue, task), value in sorted(snap.task_counts.items()):
             if kind != "failed":
                 counters[kind].add_metric([broker, queue, task], value)
+        for (queue, task, priority), value in sorted(snap.received_by_priority.items()):
+            by_priority.add_metric([broker, queue, task, priority], value)
         for (queue, task, exception), value in sorted(snap.failures.items()):
             failures.add_metric([broker, queue, task, exception], value)
         for (queue, task, limit), value in sorted(snap.time_limits.items()):
@@ -155,6 +171,7 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
         for worker in sorted(snap.workers, key=lambda w: w.worker):
             labels = [broker, worker.worker]
             worker_up.add_metric(labels, 1.0 if worker.up else 0.0)
+            worker_offline.add_metric(labels, 1.0 if worker.offline else 0.0)
             worker_heard.add_metric(labels, worker.last_heard)
             if not worker.up:
                 continue  # a dead worker's last load and activity would mislead
@@ -167,6 +184,7 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
             )
             if worker.pool_size is not None:
                 worker_pool.add_metric(labels + [worker.pool or ""], worker.pool_size)
+        queues_unknown.add_metric([broker], snap.queues_unknown)
         for queue, count in sorted(snap.queue_workers.items()):
             queue_workers.add_metric([broker, queue], count)
         for queue, (slots, busy) in sorted(snap.queue_slots.items()):
@@ -182,6 +200,7 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
 
     yield from counters.values()
     yield from (
+        by_priority,
         time_limits,
         runtime,
         task_wait,
@@ -189,6 +208,7 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
         end_to_end,
         prefetch,
         worker_up,
+        worker_offline,
         worker_active,
         worker_processed,
         worker_load,
@@ -196,6 +216,7 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
         worker_pool,
         worker_prefetch,
         queue_workers,
+        queues_unknown,
         queue_slots,
         queue_busy,
         consumer_up,

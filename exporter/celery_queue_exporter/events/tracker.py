@@ -29,6 +29,12 @@ tracker never "localizes" them with utcoffset. Waits computed across hosts can c
 negative or absurd when clocks disagree: they are clamped to [0, max_wait_seconds] and counted.
 Worker liveness uses the exporter's own clock (when it last heard from the worker), so worker
 clock skew cannot make a worker look dead or alive.
+
+Workers: a worker is *lost* when nothing was heard from it for heartbeat_timeout_seconds (kept,
+down, for worker_retention_seconds) and *offline* when it announced a graceful shutdown
+(worker-offline; kept, down and flagged offline, for worker_offline_grace_seconds, then
+dropped). :meth:`EventTracker.worker_state` and :meth:`EventTracker.restore_workers` carry the
+known workers across restarts (events/state.py).
 """
 
 from __future__ import annotations
@@ -230,6 +236,17 @@ class _Task:
         later = self.run is not None and self.started_run is not None
         return later and self.run > self.started_run  # type: ignore[operator]
 
+    def end_to_pending(self) -> bool:
+        """task-revoked/rejected while a later delivery was already announced (a retry the
+        run published before it was revoked): that delivery becomes the current run and the
+        record stays (True). False when none was announced."""
+        if self.pending is None:
+            return False
+        self.open_starts = max(0, self.open_starts - 1)
+        self._become(self.pending)
+        self.received_at = None
+        return True
+
     def _become(self, run: _Run) -> None:
         self.run, self.attempt_at, self.sent_at, self.eta = (
             run.run, run.attempt_at, run.sent_at, run.eta,
@@ -240,7 +257,8 @@ class _Task:
 @dataclass
 class _Worker:
     last_heard: float
-    offline: bool = False
+    #: When it announced a graceful shutdown (worker-offline); None while it runs or was lost.
+    offline_at: float | None = None
     active: float | None = None
     processed: float | None = None
     load1: float | None = None
@@ -251,6 +269,12 @@ class _Worker:
     task_queues: dict[str, float] = field(default_factory=dict)
     #: The record of the workers past max_workers (OTHER_WORKER): liveness and queues only.
     folded: bool = False
+    #: Folded record: when one of its workers last announced its queues (install(app)).
+    announced_at: float | None = None
+
+    @property
+    def offline(self) -> bool:
+        return self.offline_at is not None
 
     def queues(self, now: float, retention: float) -> set[str]:
         if self.announced_queues is not None:
@@ -269,6 +293,8 @@ class WorkerReading:
     pool_size: float | None = None
     pool: str | None = None
     prefetch_multiplier: float | None = None
+    #: Went offline gracefully less than worker_offline_grace_seconds ago.
+    offline: bool = False
 
 
 @dataclass
@@ -293,6 +319,10 @@ class EventSnapshot:
     interruptions: dict[str, int]
     consumer_up: bool
     tracked_tasks: int
+    #: Live workers that did not announce their queues (no install(app) on them).
+    queues_unknown: int = 0
+    #: (queue, task, priority level) -> tasks received at that level (task-info events)
+    received_by_priority: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
 
 class EventTracker:
@@ -333,6 +363,12 @@ class EventTracker:
         self._workers: dict[str, _Worker] = {}
         self._other_workers: _Worker | None = None  # the workers past max_workers
         self._workers_expired_at = float("-inf")
+        #: Bumped whenever the worker state changes (the state file saves when it moved).
+        self.workers_version = 0
+        self._by_priority: dict[tuple[str, str, str], int] = {}
+        self._levels: dict[str, set[str]] = {}
+        #: (task id, retries) of the task-info events counted, to count a run once.
+        self._info_counted: OrderedDict[tuple[str, int | None], None] = OrderedDict()
         self.events_received = 0
         self.malformed = 0
         self.clock_skew_clamped = 0
@@ -473,6 +509,7 @@ class EventTracker:
             worker = self._known_worker(event.get("hostname"))
             if worker is not None:
                 worker.task_queues[queue] = now
+                self.workers_version += 1
         if event.get("name"):
             task.name = self.task_label(event.get("name"))
         task.priority = priority
@@ -480,6 +517,24 @@ class EventTracker:
         run = task.run_for(event.get("retries"))
         run.attempt_at = _number(event.get("attempt_at"))
         run.eta = _number(event.get("eta"), run.eta)
+        if _known_level(priority) and self._first_info(event["uuid"], event.get("retries")):
+            queue = task.queue or UNKNOWN_QUEUE
+            key = (queue, task.name or UNKNOWN_TASK, priority)
+            self._by_priority[key] = self._by_priority.get(key, 0) + 1
+            if queue not in (UNKNOWN_QUEUE, OTHER_QUEUE):
+                self._levels.setdefault(queue, set()).add(priority)
+
+    def _first_info(self, uuid: str, retries: Any) -> bool:
+        """True for the first task-info event of this run of the task (a run is counted once,
+        whatever duplicates the stream carries); remembers the last FINISHED_MEMORY runs."""
+        key = (uuid, _run(retries))
+        counted = self._info_counted
+        if key in counted:
+            return False
+        counted[key] = None
+        if len(counted) > FINISHED_MEMORY:
+            counted.popitem(last=False)
+        return True
 
     def _on_received(self, event: dict[str, Any], now: float) -> None:
         uuid = event.get("uuid")
@@ -517,6 +572,7 @@ class EventTracker:
             worker = self._known_worker(event.get("hostname"))
             if worker is not None:
                 worker.task_queues[queue] = now
+                self.workers_version += 1
         started = _number(event.get("timestamp"))
         if started is None:
             return
@@ -588,9 +644,15 @@ class EventTracker:
             # A retried task comes back as a new message (new sent/received events). Those of
             # the new delivery may arrive first (the install(app) event and task-sent are not
             # batched like the worker's task events): keep the record they started.
-            if kind == "retried" and task is not None and task.end_run():
+            if kind == "retried":
+                if task is None or not task.end_run():
+                    self._forget(event.get("uuid"))
                 return
-            self._forget(event.get("uuid"))
+            # Revoked or rejected: this run ends, a later one already announced or started
+            # (a retry it published first, or prefork's reordering) keeps the record.
+            if task is not None and task.end_to_pending():
+                return
+            self._end(event.get("uuid"))
 
         return handler
 
@@ -650,6 +712,7 @@ class EventTracker:
                 if worker is None:
                     worker = self._other_workers = _Worker(last_heard=now, folded=True)
         worker.last_heard = now
+        self.workers_version += 1
         return worker
 
     def _known_worker(self, hostname: Any) -> _Worker | None:
@@ -665,7 +728,7 @@ class EventTracker:
         worker = self._worker(event, now)
         if worker is None:
             return
-        worker.offline = False
+        worker.offline_at = None  # back (or never gone): up again
         if worker.folded:
             return  # readings of many workers cannot share one series
         worker.active = _number(event.get("active"), worker.active)
@@ -677,7 +740,7 @@ class EventTracker:
     def _on_worker_offline(self, event: dict[str, Any], now: float) -> None:
         worker = self._worker(event, now)
         if worker is not None and not worker.folded:  # one gone says nothing of the others
-            worker.offline = True
+            worker.offline_at = now
 
     def _on_worker_queues(self, event: dict[str, Any], now: float) -> None:
         worker = self._worker(event, now)
@@ -687,6 +750,7 @@ class EventTracker:
         labels = {self.queue_label(q) for q in queues} - {None}
         if worker.folded:  # merged, expiring like queues learnt from tasks
             worker.task_queues.update(dict.fromkeys(labels, now))  # type: ignore[arg-type]
+            worker.announced_at = now
         else:
             worker.announced_queues = labels  # type: ignore[assignment]
             size = _number(event.get("pool_size"))
@@ -699,15 +763,91 @@ class EventTracker:
             )
 
     def _expire_workers(self, now: float) -> None:
-        """Drop the workers silent for longer than the retention."""
+        """Drop the workers silent for longer than the retention (lost ones) and those that
+        went offline gracefully worker_offline_grace_seconds ago or more."""
         self._workers_expired_at = now
         oldest = now - self.settings.worker_retention_seconds
+        gone = now - self.settings.worker_offline_grace_seconds
         for hostname, worker in list(self._workers.items()):
-            if worker.last_heard < oldest:
+            offline_at = worker.offline_at
+            if worker.last_heard < oldest or (offline_at is not None and offline_at <= gone):
                 del self._workers[hostname]
+                self.workers_version += 1
         other = self._other_workers
         if other is not None and other.last_heard < oldest:
             self._other_workers = None
+
+    # --- kept across restarts (events/state.py) ----------------------------------------------
+
+    def worker_state(self) -> tuple[int, dict[str, dict[str, Any]]]:
+        """(workers_version, {hostname: entry}) for the state file: what the exporter knows of
+        each worker exported one by one (the folded '(other)' record is not kept)."""
+        with self.lock:
+            entries = {
+                hostname: {
+                    "last_heard": worker.last_heard,
+                    "offline_at": worker.offline_at,
+                    "queues": (
+                        sorted(worker.announced_queues)
+                        if worker.announced_queues is not None
+                        else None
+                    ),
+                    "task_queues": dict(sorted(worker.task_queues.items())),
+                    "pool": worker.pool,
+                    "pool_size": worker.pool_size,
+                    "prefetch_multiplier": worker.prefetch_multiplier,
+                }
+                for hostname, worker in sorted(self._workers.items())
+            }
+            return self.workers_version, entries
+
+    def restore_workers(self, entries: Any) -> int:
+        """Take back the workers of a state file (before any event arrives); returns how many
+        entries were unreadable (skipped). Entries past the retention, or offline past the
+        grace period, are not restored; a worker silent past the heartbeat timeout is down at
+        once (lost), as it was before the restart."""
+        if not isinstance(entries, dict):
+            return 1
+        with self.lock:  # queue_label() hands out label slots
+            return self._restore(entries, self.clock())
+
+    def _restore(self, entries: dict[Any, Any], now: float) -> int:
+        settings = self.settings
+        restored: list[tuple[str, _Worker]] = []
+        bad = 0
+        for hostname, entry in entries.items():
+            try:
+                worker = _restored_worker(hostname, entry, now)
+            except (TypeError, ValueError, ArithmeticError):  # 1e400 as an integer, "\ud800"
+                worker = None
+            if worker is None:
+                bad += 1
+                continue
+            if now - worker.last_heard > settings.worker_retention_seconds:
+                continue
+            offline_at = worker.offline_at
+            if offline_at is not None and now - offline_at >= settings.worker_offline_grace_seconds:
+                continue
+            worker.announced_queues = (
+                None
+                if worker.announced_queues is None
+                else {self.queue_label(q) for q in sorted(worker.announced_queues)} - {None}  # type: ignore[misc]
+            )
+            worker.task_queues = {
+                label: seen
+                for queue, seen in worker.task_queues.items()
+                if (label := self.queue_label(queue)) is not None
+            }
+            restored.append((hostname, worker))
+        restored.sort(key=lambda item: -item[1].last_heard)  # the most recent first
+        for hostname, worker in restored:
+            if hostname in self._workers:
+                continue
+            if len(self._workers) >= settings.max_workers:
+                break
+            self._workers[hostname] = worker
+        self.workers_version += 1
+        return bad
 
     # --- output -----------------------------------------------------------------------------
 
@@ -725,6 +865,7 @@ class EventTracker:
             entries = list(self._workers.items())
             if self._other_workers is not None:
                 entries.append((OTHER_WORKER, self._other_workers))
+            queues_unknown = 0
             for hostname, worker in entries:
                 silent = now - worker.last_heard
                 up = not worker.offline and silent <= timeout
@@ -732,8 +873,11 @@ class EventTracker:
                     WorkerReading(
                         hostname, up, worker.last_heard, worker.active, worker.processed,
                         worker.load1, worker.pool_size, worker.pool, worker.prefetch_multiplier,
+                        worker.offline,
                     )
                 )  # fmt: skip
+                if up and not self._announced(worker, now, timeout):
+                    queues_unknown += 1
                 for queue in worker.queues(now, retention):
                     queue_workers[queue] = queue_workers.get(queue, 0) + (1 if up else 0)
                     if up and worker.pool_size is not None:
@@ -760,7 +904,25 @@ class EventTracker:
                 interruptions=dict(self.interruptions),
                 consumer_up=self.consumer_up,
                 tracked_tasks=len(self._tasks),
+                queues_unknown=queues_unknown,
+                received_by_priority=dict(self._by_priority),
             )
+
+    @staticmethod
+    def _announced(worker: _Worker, now: float, timeout: float) -> bool:
+        """Whether the worker told its queues (install(app)). The folded record (OTHER_WORKER)
+        counts as announced while one of its workers announced within the heartbeat timeout
+        (queue events come with every heartbeat)."""
+        if worker.folded:
+            return worker.announced_at is not None and now - worker.announced_at <= timeout
+        return worker.announced_queues is not None
+
+    def levels_in_use(self) -> dict[str, set[str]]:
+        """{queue label: priority level labels} of the tasks workers received since the
+        exporter started (task-info events of install(app)); bounded by max_queue_names and
+        the broker's levels. Queues '(other)' and '(unknown)' are left out."""
+        with self.lock:
+            return {queue: set(levels) for queue, levels in self._levels.items()}
 
 
 def _number(value: Any, default: float | None = None) -> float | None:
@@ -779,6 +941,50 @@ def _observe(
     if histogram is None:
         histogram = histograms[key] = Histogram(len(bounds))
     histogram.observe(bounds, value)
+
+
+def _restored_worker(hostname: Any, entry: Any, now: float) -> _Worker | None:
+    """A worker record from a state file entry; None when it does not read as one."""
+    if not isinstance(hostname, str) or not hostname or not isinstance(entry, dict):
+        return None
+    last_heard = _number(entry.get("last_heard"))
+    if last_heard is None:
+        return None
+    offline_at = _number(entry.get("offline_at"))
+    if entry.get("offline_at") is not None and offline_at is None:
+        return None
+    queues = entry.get("queues")
+    if queues is not None and not (
+        isinstance(queues, list) and all(isinstance(q, str) for q in queues)
+    ):
+        return None
+    task_queues = entry.get("task_queues") or {}
+    if not isinstance(task_queues, dict):
+        return None
+    seen: dict[str, float] = {}
+    for queue, when in task_queues.items():
+        moment = _number(when)
+        if not isinstance(queue, str) or moment is None:
+            return None
+        seen[queue] = min(moment, now)
+    pool = entry.get("pool")
+    for text in (hostname, pool if isinstance(pool, str) else "", *(queues or ()), *seen):
+        text.encode("utf-8")  # UnicodeEncodeError (a lone surrogate): no label can carry it
+    size = _number(entry.get("pool_size"))
+    return _Worker(
+        last_heard=min(last_heard, now),  # a clock set back must not keep it up for long
+        offline_at=None if offline_at is None else min(offline_at, now),
+        pool_size=size if size is not None and size >= 0 else None,
+        pool=pool[:32] if isinstance(pool, str) and pool else None,
+        prefetch_multiplier=_number(entry.get("prefetch_multiplier")),
+        announced_queues=set(queues) if queues is not None else None,
+        task_queues=seen,
+    )
+
+
+def _known_level(level: Any) -> bool:
+    """A priority level label the broker serves (not None, empty or '(unknown)')."""
+    return isinstance(level, str) and bool(level) and level != UNKNOWN_TASK
 
 
 def _run(value: Any) -> int | None:

@@ -31,10 +31,17 @@ def _event_consumer(broker: BrokerConfig, tracker: EventTracker) -> EventConsume
 
 
 def _check_broker(where: str, broker: BrokerConfig) -> None:
-    """TLS settings need a TLS connection to apply to (amqps:// or an https management API)."""
+    """TLS settings need a TLS connection to apply to (amqps:// or an https management API);
+    a priority_levels override must not mark a less urgent level as the most urgent."""
     tls_url = urlsplit(broker.url).scheme == "amqps" or (broker.management_url or "").startswith(
         "https://"
     )
+    for queue, sides in broker.priority_levels.items():
+        if "most" in sides and "least" in sides and sides["most"] < sides["least"]:
+            raise ConfigError(
+                f"{where}.priority_levels.{queue}.most: {sides['most']} is less urgent than "
+                f"least ({sides['least']}): RabbitMQ serves the highest priority first"
+            )
     check_ssl_files(where, broker)
     if broker.tls.configured and not tls_url:
         raise ConfigError(

@@ -31,7 +31,7 @@ import pika.exceptions
 import requests
 
 from ...config.urls import bracket, redact_url
-from ...snapshot import BrokerSnapshot, LevelReading, select_queues, urgency_readings
+from ...snapshot import BrokerSnapshot, LevelReading, select_queues
 from ..base import Inspector
 from ..celery_layout import is_internal_queue
 from ..peer_deadline import Deadline
@@ -344,11 +344,13 @@ class RabbitMQInspector(Inspector):
             # selectable for the per-priority waits that events report.
             if reading.max_priority is not None and reading.max_priority > 0:
                 levels_most_urgent_first = [str(p) for p in range(reading.max_priority, -1, -1)]
-                snapshot.urgency.extend(urgency_readings(queue, levels_most_urgent_first))
+                snapshot.declare_levels(queue, levels_most_urgent_first)
             ready = _as_int(entry.get("messages_ready"))
             if ready is None:
                 return  # stats not in yet (queue just declared, or the node is busy)
-            snapshot.levels.append(LevelReading(queue, None, ready, head_age))
+            # A non-empty queue's head is the next message: stamped or not, as its timestamp says.
+            unstamped = (head is None) if ready > 0 else None
+            snapshot.levels.append(LevelReading(queue, None, ready, head_age, unstamped))
             return
         counts, most_urgent_first = levels
         # head_message_timestamp is the head of the next message to be delivered: the head
@@ -356,9 +358,12 @@ class RabbitMQInspector(Inspector):
         by_level = dict(counts)
         head_level = next((p for p in most_urgent_first if by_level[p] > 0), None)
         for priority, count in counts:
-            age = head_age if priority == head_level else None
-            snapshot.levels.append(LevelReading(queue, priority, count, age))
-        snapshot.urgency.extend(urgency_readings(queue, most_urgent_first))
+            at_head = priority == head_level
+            age = head_age if at_head else None
+            # Only the head level's message is inspected (head_message_timestamp is its stamp).
+            unstamped = (head is None) if at_head else None
+            snapshot.levels.append(LevelReading(queue, priority, count, age, unstamped))
+        snapshot.declare_levels(queue, most_urgent_first)
 
     # --- AMQP -------------------------------------------------------------------------------
 

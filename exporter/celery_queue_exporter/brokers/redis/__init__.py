@@ -47,6 +47,18 @@ def _check_broker(where: str, broker: BrokerConfig) -> None:
             f"{where}.ssl.server_name: not supported for Redis (redis-py checks the URL's "
             "host); connect by the name the certificate carries"
         )
+    for queue, sides in broker.priority_levels.items():
+        for side, level in sides.items():
+            if level not in broker.priority_steps:
+                raise ConfigError(
+                    f"{where}.priority_levels.{queue}.{side}: {level} is not one of the "
+                    f"priority_steps {broker.priority_steps} (kombu has no list for it)"
+                )
+        if sides.get("most", 0) > sides.get("least", 9):
+            raise ConfigError(
+                f"{where}.priority_levels.{queue}.most: {sides['most']} is less urgent than "
+                f"least ({sides['least']}): on Redis the lower step is served first"
+            )
     check_ssl_files(where, broker)
     if broker.tls.configured and scheme == "redis":
         raise ConfigError(f"{where}.ssl: the URL is redis://; use rediss:// for TLS")

@@ -31,7 +31,7 @@ from redis.retry import Retry
 from ...catalogue import UNKNOWN_QUEUE
 from ...headtracker import HeadTracker
 from ...instrumentation import ATTEMPT_AT_HEADER, ENQUEUED_AT_HEADER, enqueued_at, published_at
-from ...snapshot import BrokerSnapshot, LevelReading, select_queues, urgency_readings
+from ...snapshot import BrokerSnapshot, LevelReading, select_queues
 from ..base import Inspector
 from ..celery_layout import is_internal_queue
 from ..peer_deadline import Deadline, note_socket
@@ -246,18 +246,18 @@ class RedisInspector(Inspector):
             if depths[i] == UNREADABLE:
                 snapshot.queue(label).unreadable = True
                 continue
-            age = 0.0
+            age, unstamped = 0.0, None
             raw = head_by_index.get(i)
             if raw is not None:
                 seen_keys.add(key)
-                age = self._head_age(snapshot, key, raw, now)
-            snapshot.levels.append(LevelReading(label, str(step), int(depths[i]), age))
+                age, unstamped = self._head_age(snapshot, key, raw, now)
+            snapshot.levels.append(LevelReading(label, str(step), int(depths[i]), age, unstamped))
         self.heads.forget_except(seen_keys)
         self._log_unreadable(snapshot, unreadable_keys)
 
         for queue in queues:
             label = _label(queue)
-            snapshot.urgency.extend(urgency_readings(label, [str(s) for s in steps]))
+            snapshot.declare_levels(label, [str(s) for s in steps])
             reading = snapshot.queue(label)
             reading.reserved = 0 if reserved_total is not None else None
             reading.unreadable = bool(reading.unreadable)
@@ -279,13 +279,16 @@ class RedisInspector(Inspector):
             )
         self._unreadable_state = state
 
-    def _head_age(self, snapshot: BrokerSnapshot, key: bytes, raw: bytes, now: float) -> float:
-        """Exact age from the enqueue stamp, else a lower bound from head tracking. A message
-        that is not JSON, or a stamp that is not a number ("NaN", "abc"), counts as malformed."""
+    def _head_age(
+        self, snapshot: BrokerSnapshot, key: bytes, raw: bytes, now: float
+    ) -> tuple[float, bool]:
+        """Exact age from the enqueue stamp, else a lower bound from head tracking; and
+        whether the head lacks the stamp (the age is then that lower bound). A message that is
+        not JSON, or a stamp that is not a number ("NaN", "abc"), counts as malformed."""
         message = _parse_json(raw)
         if not isinstance(message, dict):
             snapshot.malformed_messages += 1
-            return self.heads.observe(key, hashlib.sha1(raw).hexdigest(), now)
+            return self.heads.observe(key, hashlib.sha1(raw).hexdigest(), now), True
         headers = message.get("headers")
         headers = headers if isinstance(headers, dict) else None
         if headers is not None and any(
@@ -295,8 +298,8 @@ class RedisInspector(Inspector):
             snapshot.malformed_messages += 1  # a stamp that is there but not a number
         stamp = published_at(headers)
         if stamp is not None:
-            return max(0.0, now - stamp)
-        return self.heads.observe(key, _message_identity(message, raw), now)
+            return max(0.0, now - stamp), False
+        return self.heads.observe(key, _message_identity(message, raw), now), True
 
     def _attribute_reserved(
         self, snapshot: BrokerSnapshot, sample: list[Any], total: int, known: set[str]
