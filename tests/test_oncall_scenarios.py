@@ -130,11 +130,11 @@ def test_rabbitmq_urgent_backlog_pages_at_the_level_in_use(make_stack):
       goal, on a queue that also uses another level (0);
     * CeleryQueueNoConsumers: messages wait and RabbitMQ counts no consumer.
     Silent, although their thresholds are short here (5 s, 2 messages): CeleryPriorityStarvation
-    and CeleryTaskStarved (both need workers serving the queue, other tasks starting: nothing
-    runs at all, which is NoConsumers' page), CeleryAllWorkersDown (this broker never had a
-    worker), CeleryUrgentTaskAtWrongPriority (the urgent task is at the right level and nothing
-    was received), CeleryInstrumentationMissing (heads are stamped; no worker without
-    install(app)). Nothing else was even pending during the scenario.
+    and CeleryTaskStarved (both need workers serving the queue's other work, tasks starting or
+    received: nothing runs at all, which is NoConsumers' page), CeleryAllWorkersDown (this
+    broker never had a worker), CeleryUrgentTaskAtWrongPriority (the urgent task is at the
+    right level and nothing was received), CeleryInstrumentationMissing (heads are stamped; no
+    worker without install(app)). Nothing else was even pending during the scenario.
     """
     stack = make_stack(
         queues={RABBIT: ["work"]},
@@ -240,9 +240,10 @@ def test_migration_mistake_pages_as_wrong_priority_and_starved_task(make_stack):
     Fires, exactly (the urgent task's labels):
     * CeleryUrgentTaskAtWrongPriority (critical) for events.urgent at priority 0: received at
       0 while the queue's most urgent level in use is 9; its text names both levels;
-    * CeleryTaskStarved for events.urgent: 8 sent and not received (limit 5 here) while the
-      queue's worker started batch tasks; its text names priority 0 as the least urgent level
-      in use, which the broker serves last;
+    * CeleryTaskStarved for events.urgent: 8 sent and not received (limit 5 here), about a
+      tenth of its runs received while the worker received nearly every batch run (under the
+      0.5 served_ratio); its text names priority 0 as the least urgent level in use, which
+      the broker serves last;
     * CeleryPriorityStarvation for priority 0: the rules make it fire too, and rightly: level
       0 is the least urgent level in use, its messages have waited past the limit (5 s here)
       with no level-0 start in that limit, while the queue's worker kept starting tasks. RabbitMQ
@@ -251,7 +252,8 @@ def test_migration_mistake_pages_as_wrong_priority_and_starved_task(make_stack):
       least urgent level in use", not "low-priority tasks".
     Silent: CeleryQueueMostUrgentWaitingTooLong (level 9's batch head starts within a second or
     two; limit 15 s here against the management API's 5 s statistics lag),
-    CeleryTaskStarved for events.batch (one or two ready at a time), CeleryPrioritiesIneffective
+    CeleryTaskStarved for events.batch (one or two ready at a time, served better than the
+    urgent task), CeleryPrioritiesIneffective
     (never 10 messages waiting: no "under backlog" ratio), CeleryQueueNoConsumers,
     CeleryInstrumentationMissing (install(app) on both sides).
     """
@@ -414,8 +416,9 @@ def test_without_install_busy_worker_does_not_page_no_consumers(make_stack):
     announced its queues: a live worker may well be B's, busy elsewhere), checked over the
     whole scenario, not just at its end; CeleryQueueMessageWaitingTooLong (B's head lower bound
     passes the 5 s limit set here, but is unstamped); CeleryTaskStarved for B's task (4 sent and
-    not received over a limit of 3, but no task of B started: B is not served behind other
-    work of its own, its worker is busy on A); CeleryQueueWorkersDropped, CeleryWorkerDown,
+    not received over a limit of 3, but no other task of B was received: B is not served
+    behind other work of its own, its worker is busy on A); CeleryQueueWorkersDropped,
+    CeleryWorkerDown,
     CeleryAllWorkersDown (the worker is up).
     """
     stack = make_stack(
