@@ -201,6 +201,8 @@ class OncallStack:
     * ``state_file``: set ``events.state_file`` to a file in the stack's directory.
     * ``producer_install``: ``install(app)`` in the test process (the producer) or not.
     * ``max_priority``: x-max-priority of every queue (RabbitMQ declares it; workers' apps too).
+    * ``preload``: messages published (``count`` of each) before the exporter and Prometheus
+      start: a backlog that was already there, never seen growing.
     """
 
     queues: dict[str, list[str]] = field(default_factory=lambda: {REDIS: ["work"]})
@@ -210,6 +212,7 @@ class OncallStack:
     state_file: bool = False
     producer_install: bool = True
     max_priority: int = 9
+    preload: list[Send] = field(default_factory=list)
 
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="cqe-oncall-")))
@@ -269,6 +272,16 @@ class OncallStack:
                 exchange(connection.default_channel).declare()
         # The publish hook is process wide; importing the app module may have installed it.
         self.set_producer_install(self.producer_install)
+        for item in self.preload:
+            for _ in range(item.count):
+                self.send(
+                    item.broker,
+                    item.role,
+                    item.task,
+                    args=item.args,
+                    priority=item.priority,
+                    countdown=item.countdown,
+                )
 
         base = monitoring_config.load()
         self.monitoring_config = render_monitoring(

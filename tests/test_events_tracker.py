@@ -404,6 +404,25 @@ def test_live_workers_without_announced_queues_are_counted():
     assert t.snapshot().queues_unknown == 1  # (other) up again, no fresh announcement
 
 
+def test_a_starting_worker_is_not_counted_before_its_first_heartbeat():
+    """install(app) announces the queues before each heartbeat, but not with worker-online
+    (the worker's consumer is not ready then): a worker just online is not yet known to lack
+    it. One that sends a heartbeat without an announcement is."""
+    t = tracker(Clock(), heartbeat_timeout_seconds=10)
+    t.handle([{"type": "worker-online", "hostname": "installed"}])
+    t.handle([{"type": "worker-online", "hostname": "plain"}])
+    assert [w.up for w in t.snapshot().workers] == [True, True]
+    assert t.snapshot().queues_unknown == 0
+    t.handle(
+        [
+            {"type": WORKER_QUEUES_EVENT, "hostname": "installed", "queues": ["q"]},
+            {"type": "worker-heartbeat", "hostname": "installed"},
+            {"type": "worker-heartbeat", "hostname": "plain"},
+        ]
+    )
+    assert t.snapshot().queues_unknown == 1  # plain: a heartbeat, no announcement before it
+
+
 def info(uuid: str, priority: int | None, retries: int = 0, **extra) -> dict:
     return {"type": TASK_INFO_EVENT, "uuid": uuid, "name": "n", "queue": "q", "hostname": "w",
             "priority": priority, "retries": retries, **extra}  # fmt: skip

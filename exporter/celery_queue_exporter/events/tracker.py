@@ -271,6 +271,10 @@ class _Worker:
     folded: bool = False
     #: Folded record: when one of its workers last announced its queues (install(app)).
     announced_at: float | None = None
+    #: A worker-heartbeat came (not only worker-online). install(app) announces the queues
+    #: before each heartbeat but cannot with worker-online (the consumer is not ready yet), so
+    #: only a worker that sent a heartbeat without announcing is known to lack install(app).
+    beat: bool = False
 
     @property
     def offline(self) -> bool:
@@ -729,6 +733,8 @@ class EventTracker:
         if worker is None:
             return
         worker.offline_at = None  # back (or never gone): up again
+        if event.get("type") == "worker-heartbeat":
+            worker.beat = True
         if worker.folded:
             return  # readings of many workers cannot share one series
         worker.active = _number(event.get("active"), worker.active)
@@ -912,10 +918,11 @@ class EventTracker:
     def _announced(worker: _Worker, now: float, timeout: float) -> bool:
         """Whether the worker told its queues (install(app)). The folded record (OTHER_WORKER)
         counts as announced while one of its workers announced within the heartbeat timeout
-        (queue events come with every heartbeat)."""
+        (queue events come with every heartbeat). A worker that sent no heartbeat yet (only
+        worker-online: a worker starting up) has had no chance to announce: not counted."""
         if worker.folded:
             return worker.announced_at is not None and now - worker.announced_at <= timeout
-        return worker.announced_queues is not None
+        return worker.announced_queues is not None or not worker.beat
 
     def levels_in_use(self) -> dict[str, set[str]]:
         """{queue label: priority level labels} of the tasks workers received since the
@@ -979,6 +986,7 @@ def _restored_worker(hostname: Any, entry: Any, now: float) -> _Worker | None:
         prefetch_multiplier=_number(entry.get("prefetch_multiplier")),
         announced_queues=set(queues) if queues is not None else None,
         task_queues=seen,
+        beat=True,  # it was heard before the restart: a missing announcement is no startup's
     )
 
 
