@@ -590,7 +590,7 @@ class _BatchAtNine:
     next: the workers are "busy with batch". Reads the ready count over its own AMQP
     connection; ``urgent_waiting`` is how many ready messages are urgent ones (not batch)."""
 
-    def __init__(self, stack: OncallStack, role: str = "work", seconds: float = 0.4) -> None:
+    def __init__(self, stack: OncallStack, role: str = "work", seconds: float = 0.8) -> None:
         self.stack, self.role, self.seconds = stack, role, seconds
         self.urgent_waiting = 0
         self.errors: list[BaseException] = []
