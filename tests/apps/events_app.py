@@ -136,3 +136,15 @@ _EXCEPTIONS = {
 @app.task(name="events.raise")
 def raise_(kind: str) -> None:
     raise _EXCEPTIONS[kind](kind)
+
+
+@app.task(name="events.urgent")
+def urgent(seconds: float = 0.05) -> None:
+    """The on-call scenarios' urgent task (monitoring's urgent_tasks names it)."""
+    time.sleep(seconds)
+
+
+@app.task(name="events.batch")
+def batch(seconds: float = 0.05) -> None:
+    """The on-call scenarios' batch task, sharing a queue with events.urgent."""
+    time.sleep(seconds)
