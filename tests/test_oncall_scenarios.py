@@ -47,9 +47,6 @@ def make_stack() -> Iterator[Callable[..., OncallStack]]:
         yield make
 
 
-# --- scenarios 1, 2, 3: priorities and install(app) -----------------------------------------
-
-
 # --- scenario 4 ---------------------------------------------------------------------------------
 
 
@@ -273,9 +270,6 @@ def test_graceful_deploy_pages_nothing(make_stack):
     wait_until(lambda: (stack.value(succeeded) or 0) > (before or 0), what="tasks still run")
 
 
-# --- scenario 8: without install(app) ------------------------------------------------------------
-
-
 # --- scenario 9 ---------------------------------------------------------------------------------
 
 
@@ -463,7 +457,7 @@ def test_quiet_run_fires_nothing_on_both_brokers(make_stack):
             assert ran is not None and ran >= least, (broker, task, ran)
 
 
-# --- priorities and install(app) (scenarios 1, 2, 3, 8) ---
+# --- scenarios 1, 2, 3, 8: priorities and install(app) ----------------------------------------
 
 URGENT, BATCH = "events.urgent", "events.batch"
 
