@@ -2,11 +2,17 @@
 
 Two alerts make others meaningless, and their pages would only repeat the cause:
 
-* CeleryExporterDown: nothing of that job is collected; every other Celery alert of the same
-  ``job`` is inhibited (most resolve anyway once their series go stale, which is a false
-  all-clear; the ones built on ``absent()`` or windows would not).
-* CeleryBrokerDown: the broker's queue metrics are missing and its event stream is down; the
-  queue, worker and task alerts of the same ``job`` and ``broker`` are inhibited. Other
+* CeleryExporterDown: nothing of that exporter is collected; every other Celery alert of the
+  same ``job`` and ``instance`` is inhibited (most resolve anyway once their series go stale,
+  which is a false all-clear). ``instance`` too: with two exporters in one job (one per
+  broker, or two replicas), one of them down must not silence the other's pages. Alerts
+  aggregated without ``instance`` are not inhibited by it (they cannot fire from a dead
+  exporter's missing series anyway).
+* CeleryBrokerDown: the exporter cannot *inspect* the broker (failed or slower than the scrape
+  timeout), so the alerts built on the inspection (depths, ages, reservations, RabbitMQ
+  consumers) of the same ``job`` and ``broker`` are inhibited. Alerts built on the Celery
+  event stream are not: they already require ``celery_event_consumer_up`` and may be the very
+  pages that matter while an overloaded broker stalls (workers dying, tasks failing). Other
   brokers' alerts are untouched.
 
 Alert names come from the declarations (monitoring/alerts/), only enabled ones; the rendered
@@ -20,6 +26,18 @@ from typing import Any
 
 EXPORTER_DOWN = "CeleryExporterDown"
 BROKER_DOWN = "CeleryBrokerDown"
+#: Alerts built on what the broker inspection reads (CeleryBrokerDown inhibits these only).
+INSPECTION_ALERTS = (
+    "CeleryInstrumentationMissing",
+    "CeleryQueueBacklogHigh",
+    "CeleryQueueBacklogGrowing",
+    "CeleryQueueMostUrgentWaitingTooLong",
+    "CeleryQueueMessageWaitingTooLong",
+    "CeleryQueueNoConsumers",
+    "CeleryPriorityStarvation",
+    "CeleryReservedNearVisibilityTimeout",
+    "CeleryReservationsOrphaned",
+)
 
 
 def _enabled(config: dict[str, Any]) -> list[str]:
@@ -40,11 +58,11 @@ def inhibit_rules(config: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "source_matchers": [f'alertname="{EXPORTER_DOWN}"'],
                 "target_matchers": [_one_of(targets)],
-                "equal": ["job"],
+                "equal": ["job", "instance"],
             }
         )
     if BROKER_DOWN in enabled:
-        targets = [name for name in enabled if name not in (EXPORTER_DOWN, BROKER_DOWN)]
+        targets = [name for name in enabled if name in INSPECTION_ALERTS]
         rules.append(
             {
                 "source_matchers": [f'alertname="{BROKER_DOWN}"'],

@@ -120,23 +120,32 @@ def alert(name: str, job: str, **labels: str) -> dict:
 
 
 def key(labels: dict[str, str]) -> tuple[str, ...]:
-    return (labels["alertname"], labels["job"], labels.get("broker", ""))
+    return (
+        labels["alertname"],
+        labels["job"],
+        labels.get("instance", ""),
+        labels.get("broker", ""),
+    )
 
 
 def test_exporter_down_and_broker_down_inhibit_exactly_what_they_make_meaningless(alertmanager):
-    instance = {"instance": "exporter-a:9818"}
+    a, b, c = "exporter-a:9818", "exporter-b:9818", "exporter-c:9818"
     posted = [
-        # broker redis-a is down: its backlog alert is inhibited, broker redis-b's is not
-        alert("CeleryBrokerDown", JOB, broker="redis-a", **instance),
-        alert("CeleryQueueBacklogHigh", JOB, broker="redis-a", queue="evaluations", **instance),
-        alert("CeleryQueueBacklogHigh", JOB, broker="redis-b", queue="evaluations", **instance),
-        # the other job's exporter is down (the absent() form: only the job label)...
-        alert("CeleryExporterDown", OTHER_JOB),
-        # ...which inhibits every other Celery alert of that job, whatever the broker...
-        alert("CeleryWorkerDown", OTHER_JOB, broker="redis-eu", worker="celery@w1"),
-        alert("CeleryBrokerDown", OTHER_JOB, broker="rabbitmq-eu"),
-        # ...but not an alert of the same job that is not the mixin's
-        alert("HostOutOfMemory", OTHER_JOB, broker="redis-eu"),
+        # broker redis-a cannot be inspected: its backlog alert is inhibited, broker redis-b's
+        # is not, nor redis-a's worker alert (built on the event stream, which may be fine)
+        alert("CeleryBrokerDown", JOB, broker="redis-a", instance=a),
+        alert("CeleryQueueBacklogHigh", JOB, broker="redis-a", queue="evaluations", instance=a),
+        alert("CeleryQueueBacklogHigh", JOB, broker="redis-b", queue="evaluations", instance=a),
+        alert("CeleryWorkerDown", JOB, broker="redis-a", worker="celery@w0", instance=a),
+        # exporter b of the other job is down...
+        alert("CeleryExporterDown", OTHER_JOB, instance=b),
+        # ...which inhibits every other Celery alert of that exporter, whatever the broker...
+        alert("CeleryWorkerDown", OTHER_JOB, broker="redis-eu", worker="celery@w1", instance=b),
+        alert("CeleryBrokerDown", OTHER_JOB, broker="rabbitmq-eu", instance=b),
+        # ...but not those of its healthy twin c in the same job...
+        alert("CeleryQueueNoConsumers", OTHER_JOB, broker="redis-us", queue="q", instance=c),
+        # ...nor an alert of the same exporter that is not the mixin's
+        alert("HostOutOfMemory", OTHER_JOB, broker="redis-eu", instance=b),
     ]
     response = requests.post(f"{alertmanager}/alerts", json=posted, timeout=10)
     assert response.status_code == 200, response.text
@@ -153,15 +162,17 @@ def test_exporter_down_and_broker_down_inhibit_exactly_what_they_make_meaningles
     fingerprint = {name: a["fingerprint"] for name, a in got.items()}
     inhibited_by = {name: a["status"]["inhibitedBy"] for name, a in got.items()}
     states = {name: a["status"]["state"] for name, a in got.items()}
-    broker_down = fingerprint[("CeleryBrokerDown", JOB, "redis-a")]
-    exporter_down = fingerprint[("CeleryExporterDown", OTHER_JOB, "")]
+    broker_down = fingerprint[("CeleryBrokerDown", JOB, a, "redis-a")]
+    exporter_down = fingerprint[("CeleryExporterDown", OTHER_JOB, b, "")]
     assert inhibited_by == {
-        ("CeleryBrokerDown", JOB, "redis-a"): [],
-        ("CeleryQueueBacklogHigh", JOB, "redis-a"): [broker_down],
-        ("CeleryQueueBacklogHigh", JOB, "redis-b"): [],
-        ("CeleryExporterDown", OTHER_JOB, ""): [],
-        ("CeleryWorkerDown", OTHER_JOB, "redis-eu"): [exporter_down],
-        ("CeleryBrokerDown", OTHER_JOB, "rabbitmq-eu"): [exporter_down],
-        ("HostOutOfMemory", OTHER_JOB, "redis-eu"): [],
+        ("CeleryBrokerDown", JOB, a, "redis-a"): [],
+        ("CeleryQueueBacklogHigh", JOB, a, "redis-a"): [broker_down],
+        ("CeleryQueueBacklogHigh", JOB, a, "redis-b"): [],
+        ("CeleryWorkerDown", JOB, a, "redis-a"): [],
+        ("CeleryExporterDown", OTHER_JOB, b, ""): [],
+        ("CeleryWorkerDown", OTHER_JOB, b, "redis-eu"): [exporter_down],
+        ("CeleryBrokerDown", OTHER_JOB, b, "rabbitmq-eu"): [exporter_down],
+        ("CeleryQueueNoConsumers", OTHER_JOB, c, "redis-us"): [],
+        ("HostOutOfMemory", OTHER_JOB, b, "redis-eu"): [],
     }
     assert states == {name: ("suppressed" if by else "active") for name, by in inhibited_by.items()}

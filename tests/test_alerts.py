@@ -103,31 +103,48 @@ def test_unit_tests_rule_file_is_the_defaults_plus_an_urgent_task(config, rule_d
         assert doc["rule_files"] == expected, path.name
 
 
-def test_inhibition_rules_name_every_other_alert_of_the_job_and_the_broker(config):
+#: The alerts built on the broker inspection, which CeleryBrokerDown makes meaningless; the
+#: event-stream alerts (workers, task outcomes, urgent levels) stay: they have their own guard.
+INSPECTION_ALERTS = [
+    "CeleryInstrumentationMissing",
+    "CeleryQueueBacklogHigh",
+    "CeleryQueueBacklogGrowing",
+    "CeleryQueueMostUrgentWaitingTooLong",
+    "CeleryQueueMessageWaitingTooLong",
+    "CeleryQueueNoConsumers",
+    "CeleryPriorityStarvation",
+    "CeleryReservedNearVisibilityTimeout",
+    "CeleryReservationsOrphaned",
+]
+
+
+def test_inhibition_rules_exporter_down_per_instance_broker_down_for_inspection_alerts(config):
     doc = yaml.safe_load((ROOT / generate.INHIBIT_RULES_FILE).read_text(encoding="utf-8"))
     others = [name for name in config["alerts"] if name != "CeleryExporterDown"]
-    broker_scoped = [name for name in others if name != "CeleryBrokerDown"]
+    assert set(INSPECTION_ALERTS) < set(others)
+    inspection = [name for name in config["alerts"] if name in INSPECTION_ALERTS]
     assert doc == {
         "inhibit_rules": [
             {
                 "source_matchers": ['alertname="CeleryExporterDown"'],
                 "target_matchers": [f'alertname=~"{"|".join(others)}"'],
-                "equal": ["job"],
+                "equal": ["job", "instance"],
             },
             {
                 "source_matchers": ['alertname="CeleryBrokerDown"'],
-                "target_matchers": [f'alertname=~"{"|".join(broker_scoped)}"'],
+                "target_matchers": [f'alertname=~"{"|".join(inspection)}"'],
                 "equal": ["job", "broker"],
             },
         ]
     }
     assert len(others) == len(ALERTS) - 1 == 19
     custom = copy.deepcopy(config)
-    custom["alerts"]["CeleryWorkerDown"]["enabled"] = False
+    custom["alerts"]["CeleryQueueBacklogHigh"]["enabled"] = False
     custom["alerts"]["CeleryExporterDown"]["enabled"] = False
     rules_ = generate.inhibit_rules(custom)
     assert [rule["source_matchers"] for rule in rules_] == [['alertname="CeleryBrokerDown"']]
-    assert "CeleryWorkerDown" not in rules_[0]["target_matchers"][0]
+    assert "CeleryQueueBacklogHigh" not in rules_[0]["target_matchers"][0]
+    assert "CeleryQueueBacklogGrowing" in rules_[0]["target_matchers"][0]
 
 
 def test_prometheus_rule_object_holds_the_same_rules_with_the_configured_metadata(config):
