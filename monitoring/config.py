@@ -75,6 +75,7 @@ EXPORTER: dict[str, Param] = {
 WORKLOAD: dict[str, Param] = {
     "longest_countdown_seconds": Number(),
     "hard_time_limit_seconds": Number(),
+    "prefetch_multiplier": Number(),
 }
 #: Settings every alert takes besides the parameters it declares.
 COMMON_ALERT_KEYS = frozenset({"for", "severity", "enabled", "labels"})

@@ -94,6 +94,9 @@ def urgent_task_at_wrong_priority(s: Settings) -> Body:
     urgent = regex_of(s.config["urgent_tasks"])
     received = e.metric(RECEIVED_BY_PRIORITY)[:-1] + f', task=~"{urgent}"}}'
     most = e.urgency(URGENCY_MOST)
+    # Numbered levels only: RabbitMQ quorum queues have two named levels (high/normal) that a
+    # message's number cannot be compared with.
+    numeric_most = most[:-1] + ', priority=~"[0-9]+"}'
     most_level = template_query(
         e.metric(cat.QUEUE_PRIORITY_URGENCY.name, broker="%s", queue="%s", urgency=URGENCY_MOST),
         "$labels.broker",
@@ -109,7 +112,7 @@ def urgent_task_at_wrong_priority(s: Settings) -> Body:
         f"  sum by ({by}) ({received} unless {received} offset {span}) > 0\n"
         ")\n"
         f"unless on (broker, queue, priority) {most}\n"
-        f"and on (broker, queue) {most}",
+        f"and on (broker, queue) {numeric_most}",
         "Urgent task {{ $labels.task }} was received {{ $value | humanize }} times in the "
         f"last {span} at priority {{{{ $labels.priority }}}} of {WHERE}, whose most urgent "
         f"level is priority {{{{ with {most_level} }}}}{{{{ (. | first).Labels.priority }}}}"
@@ -155,6 +158,20 @@ def task_starved(s: Settings) -> Body:
         f"    - on (job, broker, queue) group_right () {sent}\n"
         "  )"
     )
+    # Starvation needs priorities: at least two levels of the queue carried messages (depths)
+    # or tasks (install(app)'s per-level counts) within the most-urgent alert's
+    # priority_usage_window. On a queue of one level, runs sent now wait behind an older
+    # backlog however it drains: that is FIFO, not starvation.
+    usage = dur(s.of("CeleryQueueMostUrgentWaitingTooLong", "priority_usage_window"))
+    messages_by_level = e.metric(cat.QUEUE_MESSAGES.name)[:-1] + ', priority!=""}'
+    levels_in_use = (
+        "count by (broker, queue) (\n"
+        f"  max by (broker, queue, priority) (max_over_time({messages_by_level}[{usage}])) > 0\n"
+        "  or\n"
+        f"  max by (broker, queue, priority) (increase({e.metric(RECEIVED_BY_PRIORITY)}[{usage}]))"
+        " > 0\n"
+        ")"
+    )
     levels = template_query(
         f"max by (priority) ({e.metric(RECEIVED_BY_PRIORITY, broker='%s', queue='%s', task='%s')})",
         "$labels.broker",
@@ -181,7 +198,8 @@ def task_starved(s: Settings) -> Body:
         ")\n"
         f"and on ({by}) (\n"
         f"  {others_received}\n"
-        f") >= {num(s['messages'])}",
+        f") >= {num(s['messages'])}\n"
+        f"and on (broker, queue) {levels_in_use} > 1",
         "{{ $value | humanize }} runs of task {{ $labels.task }} sent to "
         f"{WHERE} in the last {span} were not received by any worker, while workers kept "
         "receiving this queue's other tasks: the broker hands out other work first. "

@@ -161,19 +161,23 @@ def reserved_near_visibility_timeout(s: Settings) -> Body:
     summary="A Redis reservation outlived any live worker: its worker is gone.",
 )
 def reservations_orphaned(s: Settings) -> Body:
-    # A live worker holds a reservation at most for the longest countdown/ETA plus the hard
-    # time limit; older, the worker that took it crashed and Redis redelivers it only at the
-    # visibility_timeout (an hour by default).
+    # A live worker holds a reservation at most for the longest countdown/ETA, then (acks_late)
+    # behind up to prefetch_multiplier runs of its process slot, then for its own run, each
+    # within the hard time limit; older, the worker that took it crashed and Redis redelivers
+    # it only at the visibility_timeout (an hour by default).
     e = s.e
     workload = s.config["workload"]
     countdown = int(workload["longest_countdown_seconds"])
     hard_limit = int(workload["hard_time_limit_seconds"])
+    runs = int(workload["prefetch_multiplier"]) + 1
+    limit = countdown + runs * hard_limit
     return Body(
-        f"{e.metric(cat.BROKER_RESERVED_OLDEST_AGE.name)} > {countdown + hard_limit}",
+        f"{e.metric(cat.BROKER_RESERVED_OLDEST_AGE.name)} > {limit}",
         "The oldest unacknowledged reservation on Redis broker {{ $labels.broker }} has been "
         "held for {{ $value | humanizeDuration }}, longer than a live worker can hold one "
-        f"(longest countdown {format_duration(countdown)} + hard time limit "
-        f"{format_duration(hard_limit)}): the worker that took it is gone, and Redis delivers "
+        f"({format_duration(limit)}: longest countdown {format_duration(countdown)} + {runs} "
+        f"runs of up to the hard time limit {format_duration(hard_limit)}, its own and those "
+        "it was prefetched behind): the worker that took it is gone, and Redis delivers "
         "it again only once the visibility_timeout"
         + " ({{ with "
         + template_query(
