@@ -78,7 +78,8 @@ QUEUE_OLDEST_MESSAGE_UNSTAMPED = _spec(
     "1 when the head message of this non-empty level carries no install(app) publish stamp "
     "(Redis: its age is then head tracking's lower bound; RabbitMQ: it has no "
     "head_message_timestamp, so no age), 0 when it carries one. Only for levels whose head is "
-    "inspected: on RabbitMQ the most urgent non-empty level (or the series without priority).",
+    "inspected: on RabbitMQ the most urgent non-empty level (or the series without priority); "
+    "none for RabbitMQ quorum and stream queues, which never report head_message_timestamp.",
     "exact",
     "Redis: the head message's stamp headers (LINDEX key -1). RabbitMQ: whether the management "
     "API reports head_message_timestamp.",
