@@ -91,10 +91,11 @@ QUEUE_PRIORITY_URGENCY = _spec(
     "Marks the most and the least urgent priority level in use of each queue (urgency='most' "
     "or 'least'; the value is the level's rank among the declared levels, 0 = served first), "
     "so PromQL can pick them on any broker: Redis serves 0 first, RabbitMQ the highest number. "
-    "In use: the most (least) urgent level that has carried messages since the exporter "
-    "started (a depth above 0 at a scrape, or a task received at that level per Celery "
-    "events); the declared extreme until one is seen; the broker's priority_levels override "
-    "wins. Learnt in memory: relearnt after a restart.",
+    "In use: the most urgent level that has carried messages within urgency_memory_seconds "
+    "(a depth above 0 at a scrape, or a task received at that level per Celery events); the "
+    "least urgent such level strictly less urgent than it; the declared extreme for a side "
+    "with none; the broker's priority_levels override wins. Learnt in memory: relearnt after "
+    "a restart.",
     "exact (learnt since the exporter started)",
     "Redis: the configured priority_steps. RabbitMQ: the queue's x-max-priority and per-level "
     "counts. Both: levels seen non-empty, task-info events (install(app)), priority_levels.",

@@ -370,7 +370,8 @@ class EventTracker:
         #: Bumped whenever the worker state changes (the state file saves when it moved).
         self.workers_version = 0
         self._by_priority: dict[tuple[str, str, str], int] = {}
-        self._levels: dict[str, set[str]] = {}
+        #: queue -> level -> when a task was last received at it (exporter clock).
+        self._levels: dict[str, dict[str, float]] = {}
         #: (task id, retries) of the task-info events counted, to count a run once.
         self._info_counted: OrderedDict[tuple[str, int | None], None] = OrderedDict()
         self.events_received = 0
@@ -526,7 +527,7 @@ class EventTracker:
             key = (queue, task.name or UNKNOWN_TASK, priority)
             self._by_priority[key] = self._by_priority.get(key, 0) + 1
             if queue not in (UNKNOWN_QUEUE, OTHER_QUEUE):
-                self._levels.setdefault(queue, set()).add(priority)
+                self._levels.setdefault(queue, {})[priority] = now
 
     def _first_info(self, uuid: str, retries: Any) -> bool:
         """True for the first task-info event of this run of the task (a run is counted once,
@@ -930,6 +931,13 @@ class EventTracker:
         the broker's levels. Queues '(other)' and '(unknown)' are left out."""
         with self.lock:
             return {queue: set(levels) for queue, levels in self._levels.items()}
+
+    def levels_last_seen(self) -> dict[str, dict[str, float]]:
+        """{queue label: {level label: Unix time a task was last received at it}}: the levels
+        of levels_in_use() with when they were last used, so the urgency marks can forget a
+        level not used for urgency_memory_seconds."""
+        with self.lock:
+            return {queue: dict(levels) for queue, levels in self._levels.items()}
 
 
 def _number(value: Any, default: float | None = None) -> float | None:
