@@ -67,13 +67,28 @@ PRODUCTION_FLAGS = [
     "--static-label",
 ]
 #: Flags added for on-call fidelity (issue 13).
-ONCALL_FLAGS = ["--events-state-file", "--events-worker-offline-grace"]
+ONCALL_FLAGS = ["--events-state-file", "--events-worker-offline-grace", "--urgency-memory"]
 
 
 def write(tmp_path, text: str):
     path = tmp_path / "exporter.yaml"
     path.write_text(textwrap.dedent(text))
     return str(path)
+
+
+def test_urgency_memory_from_file_env_and_flag_reaches_the_resolvers(tmp_path):
+    config_file = write(tmp_path, "urgency_memory_seconds: 600\n")
+    assert load_config([], environ={}).urgency_memory_seconds == 86400.0
+    assert load_config(["--config", config_file], environ={}).urgency_memory_seconds == 600.0
+    env = {"CELERY_EXPORTER_URGENCY_MEMORY": "900"}
+    assert load_config(["--config", config_file], environ=env).urgency_memory_seconds == 900.0
+    config = load_config(["--urgency-memory", "60", "--broker-url", "r=redis://h:6379/0"], {})
+    assert config.urgency_memory_seconds == 60.0
+    exporter = build_exporter("--urgency-memory", "60", "--broker-url", "r=redis://h:6379/0")
+    try:
+        assert [s.urgency.memory_seconds for s in exporter.queues._brokers] == [60.0]
+    finally:
+        exporter.close()
 
 
 def test_precedence_flag_over_env_over_file_over_default(tmp_path):

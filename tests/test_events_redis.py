@@ -355,17 +355,27 @@ def test_lost_worker_still_down_after_exporter_restarts_with_a_state_file(
         last_heard = value_in(first, "celery_worker_last_heartbeat_timestamp_seconds",
                               worker=worker.name)  # fmt: skip
 
-        def saved_last_heard() -> float | None:
+        def saved() -> tuple[float | None, float | None]:
+            """(the worker's last_heard, the file's saved_at) as written."""
             try:
                 data = json.loads(state_file.read_text())
             except (FileNotFoundError, ValueError):
-                return None
+                return None, None
             entry = data["brokers"]["test"]["workers"].get(worker.name)
-            return entry and entry["last_heard"]
+            return (entry and entry["last_heard"]), data.get("saved_at")
 
-        # The timer writes the changed state (at most every 10 s): then kill the exporter,
-        # which leaves it no chance to write at shutdown.
-        wait_until(lambda: saved_last_heard() == last_heard, 25, what="state written")
+        def saved_last_heard() -> float | None:
+            return saved()[0]
+
+        def saved_as_lost() -> bool:
+            """Written while the worker was silent past the heartbeat timeout (3 s): a worker
+            up at save time would be restored as possibly stopped gracefully, not lost."""
+            heard, saved_at = saved()
+            return heard == last_heard and saved_at is not None and saved_at - heard > 3
+
+        # The timer writes the changed state (at most every 10 s; the worker turning lost is
+        # a change): then kill the exporter, which leaves it no chance to write at shutdown.
+        wait_until(saved_as_lost, 25, what="state written with the worker lost")
         first.stop(signal.SIGKILL)
 
         for restart in range(2):
@@ -419,3 +429,60 @@ def test_live_workers_without_install_counted_as_queues_unknown(
         lambda: exporter.value("celery_worker_offline", worker=plain.name) == 1, 15, what="off"
     )
     assert exporter.value("celery_workers_queues_unknown") == 0
+
+
+def test_worker_stopped_gracefully_while_the_exporter_was_down_is_never_lost(
+    redis_server, unique_name, workers, tmp_path
+):
+    """A graceful deploy during an exporter restart: the worker was up when the state was
+    written (at the exporter's SIGTERM), then stopped with SIGTERM while no exporter listened
+    (its worker-offline unheard). After the restart it is never exported as lost (up 0 and
+    offline 0, what CeleryWorkerDown pages on): offline once silent past the timeout, then
+    dropped after heartbeat_timeout + worker_offline_grace_seconds."""
+    state_file = tmp_path / "state.json"
+    args = ("--events", "--broker-url", f"test={redis_server.url}", "--queue", unique_name,
+            "--events-heartbeat-timeout", "3", "--events-worker-offline-grace", "3",
+            "--events-state-file", str(state_file))  # fmt: skip
+    worker = workers(redis_server.url, unique_name, pool="solo", heartbeat_seconds=1)
+    first = ExporterProcess(*args)
+    started = [first]
+    try:
+
+        def value_in(samples: dict | None, name: str, **labels: str) -> float | None:
+            return sample_value(samples or {}, name, broker="test", **labels)
+
+        wait_until(
+            lambda: value_in(first.scrape(), "celery_worker_up", worker=worker.name) == 1,
+            30,
+            what="up",
+        )
+        first.stop(signal.SIGTERM)  # writes the state with the worker up
+        data = json.loads(state_file.read_text())
+        heard = data["brokers"]["test"]["workers"][worker.name]["last_heard"]
+        assert data["saved_at"] - heard <= 3
+        os.kill(worker.process.pid, signal.SIGTERM)  # its worker-offline: nobody listening
+        worker.process.wait(timeout=30)
+
+        second = ExporterProcess(*args)
+        started.append(second)
+        states: list[tuple[float | None, float | None]] = []
+
+        def dropped() -> bool:
+            samples = second.scrape()
+            if samples is None:
+                return False
+            state = (
+                value_in(samples, "celery_worker_up", worker=worker.name),
+                value_in(samples, "celery_worker_offline", worker=worker.name),
+            )
+            states.append(state)
+            return state == (None, None)
+
+        wait_until(dropped, 30, interval=0.2, what="the restored worker dropped")
+        assert (0.0, 0.0) not in states  # never lost
+        assert (0.0, 1.0) in states  # offline once silent past the timeout
+        assert value_in(second.scrape(), "celery_events_received_total") == 0
+    finally:
+        for exporter in started:
+            exporter.stop(signal.SIGKILL)
+    wait_until(lambda: redis_server.client().pubsub_numpat() == 0, 10, what="unsubscribed")

@@ -68,11 +68,18 @@ def busy_tracker(clock: Clock) -> EventTracker:
     return t
 
 
+def state_file(path, trackers: list[EventTracker], clock: Clock) -> StateFile:
+    return StateFile(path, trackers, wall_clock=clock)
+
+
 def test_workers_restored_as_they_were_lost_ones_down_at_once(tmp_path):
+    """Lost at save time: lost after the restart (its CeleryWorkerDown comes back). Up at save
+    time and not heard again: offline once silent past the timeout, then dropped
+    heartbeat_timeout + worker_offline_grace_seconds after the restart, never lost."""
     path = tmp_path / "state.json"
     clock = Clock(1_000_000.0)
     before = busy_tracker(clock)
-    StateFile(path, [before]).save()
+    state_file(path, [before], clock).save()
     assert readings(before) == [
         ("gone", False, True, 1_000_045.0),
         ("live", True, False, 1_000_050.0),
@@ -82,7 +89,7 @@ def test_workers_restored_as_they_were_lost_ones_down_at_once(tmp_path):
 
     clock.now += 3  # the exporter restarts 3 s later; no event arrives
     after = tracker(clock)
-    StateFile(path, [after]).load()
+    state_file(path, [after], clock).load()
     assert readings(after) == readings(before)
     snap = after.snapshot()
     assert snap.queue_workers == {"q1": 1, "q2": 1, "q3": 1}
@@ -91,19 +98,73 @@ def test_workers_restored_as_they_were_lost_ones_down_at_once(tmp_path):
     (live,) = [w for w in snap.workers if w.worker == "live"]
     assert (live.pool, live.pool_size, live.prefetch_multiplier) == ("prefork", 4.0, 1.0)
 
-    clock.now += 10  # no heartbeat since the restart: the live ones are lost now
+    clock.now += 10  # no heartbeat since the restart: maybe stopped gracefully meanwhile
     assert readings(after) == [
         ("gone", False, True, 1_000_045.0),
-        ("live", False, False, 1_000_050.0),
+        ("live", False, True, 1_000_050.0),
         ("lost", False, False, 1_000_000.0),
-        ("plain", False, False, 1_000_050.0),
+        ("plain", False, True, 1_000_050.0),
     ]
+    assert after.snapshot().queue_workers == {"q1": 0, "q2": 0, "q3": 0}  # capacity gone
     clock.now = 1_000_065.0  # gone's grace (offline at 45 + 20) is over
     assert [w[0] for w in readings(after)] == ["live", "lost", "plain"]
-    clock.now = 1_000_100.0  # lost: the retention since its last heartbeat, still kept
+    clock.now = 1_000_082.5  # restart (53) + timeout 10 + grace 20 not reached yet
     assert [w[0] for w in readings(after)] == ["live", "lost", "plain"]
+    clock.now = 1_000_083.0  # reached: live and plain dropped like offline workers
+    assert readings(after) == [("lost", False, False, 1_000_000.0)]
+    clock.now = 1_000_100.0  # lost: the retention since its last heartbeat, still kept
+    assert [w[0] for w in readings(after)] == ["lost"]
     clock.now += 0.5
-    assert [w[0] for w in readings(after)] == ["live", "plain"]
+    assert readings(after) == []
+
+
+def test_a_restored_up_worker_heard_again_is_an_ordinary_worker(tmp_path):
+    """Heard after the restart: up again, and lost as usual if it then goes silent."""
+    path = tmp_path / "state.json"
+    clock = Clock(1_000_000.0)
+    state_file(path, [busy_tracker(clock)], clock).save()
+    clock.now += 3
+    after = tracker(clock)
+    state_file(path, [after], clock).load()
+    clock.now += 12  # silent 15 s: offline (unconfirmed)
+    assert ("live", False, True, 1_000_050.0) in readings(after)
+    after.handle([{"type": "worker-heartbeat", "hostname": "live"}])
+    assert ("live", True, False, 1_000_065.0) in readings(after)
+    clock.now = 1_000_090.0  # silent 25 s since: lost, kept past restart + 30
+    assert ("live", False, False, 1_000_065.0) in readings(after)
+    assert [w[0] for w in readings(after)] == ["live", "lost"]
+
+
+def test_an_unconfirmed_worker_stays_unconfirmed_across_a_second_restart(tmp_path):
+    """Restarted again before the restored worker was heard: still not lost, and dropped at
+    the first restart's deadline (its silence at the second save is no evidence)."""
+    path = tmp_path / "state.json"
+    clock = Clock(1_000_000.0)
+    state_file(path, [busy_tracker(clock)], clock).save()
+    clock.now += 3
+    first = tracker(clock)
+    state_file(path, [first], clock).load()
+    clock.now += 15  # 1_000_068: live silent 18 s, unconfirmed since 53
+    state_file(path, [first], clock).save()
+    clock.now += 2
+    second = tracker(clock)
+    state_file(path, [second], clock).load()
+    assert [w for w in readings(second) if w[0] == "live"] == [("live", False, True, 1_000_050.0)]
+    clock.now = 1_000_083.0
+    assert [w[0] for w in readings(second)] == ["lost"]
+
+
+def test_a_file_without_saved_at_restores_every_silent_worker_as_lost(tmp_path):
+    path = tmp_path / "state.json"
+    clock = Clock(1_000_000.0)
+    state_file(path, [busy_tracker(clock)], clock).save()
+    data = json.loads(path.read_text())
+    del data["saved_at"]
+    path.write_text(json.dumps(data))
+    clock.now += 13
+    after = tracker(clock)
+    state_file(path, [after], clock).load()
+    assert ("live", False, False, 1_000_050.0) in readings(after)
 
 
 def test_entries_past_retention_or_grace_not_restored_and_caps_hold(tmp_path):
@@ -265,3 +326,26 @@ def test_state_file_and_grace_options(tmp_path):
     assert config.event_settings.worker_offline_grace_seconds == 60.0
     defaults = load_config([], environ={}).event_settings
     assert (defaults.state_file, defaults.worker_offline_grace_seconds) == (None, 120.0)
+
+
+def test_a_worker_turning_lost_is_saved_so_a_restart_restores_it_lost(tmp_path):
+    """Nothing else changes, yet the file is written again once the worker is silent past the
+    timeout: its saved_at then shows it was lost, so the restart keeps it down (CeleryWorkerDown)
+    instead of taking it for a worker that may have stopped gracefully."""
+    path = tmp_path / "state.json"
+    clock = Clock(1_000_000.0)
+    before = tracker(clock)
+    before.handle([{"type": "worker-heartbeat", "hostname": "w"}])
+    saver = StateFile(path, [before], clock=clock, wall_clock=clock)
+    assert saver.save_if_due() is True  # the new worker
+    clock.now += 10  # silent 10 s: not past the timeout yet
+    assert saver.save_if_due() is False
+    clock.now += 0.5
+    assert saver.save_if_due() is True
+    assert json.loads(path.read_text())["saved_at"] == 1_000_010.5
+    clock.now += 10.5
+    assert saver.save_if_due() is False  # still lost: nothing new
+    after = tracker(clock)
+    StateFile(path, [after], wall_clock=clock).load()
+    clock.now += 60
+    assert readings(after) == [("w", False, False, 1_000_000.0)]

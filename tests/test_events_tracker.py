@@ -464,6 +464,18 @@ def test_received_by_priority_skips_unknown_levels_and_caps_queues():
     assert t.levels_in_use() == {"q": {"1"}}
 
 
+def test_levels_last_seen_tells_when_each_level_was_last_received():
+    """The urgency marks forget a level not used for urgency_memory_seconds: the tracker
+    keeps when a task was last received at each level (its own clock)."""
+    clock = Clock()
+    t = tracker(clock)
+    t.handle([info("a", 9), info("b", 0)])
+    clock.now += 100
+    t.handle([info("c", 0)])
+    assert t.levels_last_seen() == {"q": {"9": 1_000_000.0, "0": 1_000_100.0}}
+    assert t.levels_in_use() == {"q": {"0", "9"}}
+
+
 def test_revoked_run_keeps_the_record_of_the_retry_it_published():
     """task-revoked/rejected end their run only: a retry announced (or started, prefork's
     reordering) before them keeps its queue and name."""

@@ -734,6 +734,37 @@ def test_unstamped_head_of_the_most_urgent_non_empty_level(rabbitmq_url, managem
         delete_queues(rabbitmq_url, bare, stamped)
 
 
+def test_quorum_queue_gets_no_unstamped_series(rabbitmq_url, management, unique_name):
+    """RabbitMQ reports no head_message_timestamp for quorum (and stream) queues at all: its
+    absence does not blame the producers, so a quorum queue gets no unstamped series while its
+    depth is exported. A classic queue beside it, unstamped too, reads 1 in the same scrape."""
+    quorum, classic = unique_name + "-quorum", unique_name + "-classic"
+    with amqp(rabbitmq_url) as channel:
+        channel.queue_declare(quorum, durable=True, arguments={"x-queue-type": "quorum"})
+        channel.queue_declare(classic)
+        channel.basic_publish("", quorum, b"{}")
+        channel.basic_publish("", classic, b"{}")
+    try:
+        exporter = build_exporter(
+            "--broker-url", f"rmq={rabbitmq_url}", "--queue", f"{quorum},{classic}"
+        )
+        try:
+            samples = scrape_until(
+                exporter,
+                lambda s: (
+                    sample_value(s, "celery_queue_messages", broker="rmq", queue=quorum) == 1
+                    and unstamped_series(s, classic) == {None: 1.0}
+                ),
+                what="the quorum queue's message and the classic queue's head",
+            )
+        finally:
+            exporter.close()
+        assert sample_value(samples, "celery_queue_messages", broker="rmq", queue=quorum) == 1
+        assert unstamped_series(samples, quorum) == {}
+    finally:
+        delete_queues(rabbitmq_url, quorum, classic)
+
+
 def test_unstamped_head_of_a_queue_without_priorities(rabbitmq_url, management, unique_name):
     """No per-level counts: the series without the priority label; an empty queue has none."""
     bare, stamped, empty = (unique_name + suffix for suffix in ("-bare", "-stamped", "-empty"))

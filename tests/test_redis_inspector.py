@@ -433,7 +433,9 @@ def test_urgency_marks_the_levels_in_use(redis_server):
         exporter.queues.use_levels_in_use("r", lambda: {"jobs": {"3"}, "idle": {"6"}})
         samples = scrape(exporter)
         assert urgency_marks(samples, "r", "jobs") == {("3", "most"): 1, ("9", "least"): 3}
-        assert urgency_marks(samples, "r", "idle") == {("6", "most"): 2, ("6", "least"): 2}
+        # Only 6 seen on idle: 6 is the most urgent, the declared 9 the least (one level in
+        # use must not be both, or the most-urgent alert, most unless least, drops it).
+        assert urgency_marks(samples, "r", "idle") == {("6", "most"): 2, ("9", "least"): 3}
     finally:
         exporter.close()
     # Still one EVAL_RO per scrape: learning costs no broker round trip.
@@ -486,17 +488,18 @@ def test_unstamped_heads_with_and_without_install(redis_server):
 
 
 def test_events_levels_in_use_are_wired_to_the_urgency_marks(redis_server, monkeypatch):
-    """With --events, the exporter hands each broker's EventTracker.levels_in_use to the queue
-    collector (guarded: trackers without it are skipped). A stand-in method reports step 3."""
+    """With --events, the exporter hands each broker's EventTracker.levels_last_seen to the
+    queue collector (guarded: trackers without it are skipped). A stand-in method reports
+    step 3, received just now."""
     from celery_queue_exporter.events.tracker import EventTracker
 
     calls: list[str] = []
 
-    def levels_in_use(self) -> dict[str, set[str]]:
+    def levels_last_seen(self) -> dict[str, dict[str, float]]:
         calls.append(self.broker)
-        return {"jobs": {"3"}}
+        return {"jobs": {"3": time.time()}}
 
-    monkeypatch.setattr(EventTracker, "levels_in_use", levels_in_use, raising=False)
+    monkeypatch.setattr(EventTracker, "levels_last_seen", levels_last_seen, raising=False)
     publish(celery_app(redis_server.url), "jobs", {9: 1})
     exporter = build_exporter(
         "--broker-url", f"r={redis_server.url}", "--queue", "jobs", "--events"
@@ -522,6 +525,6 @@ def test_a_failing_levels_source_costs_only_the_learning(redis_server, caplog):
         exporter.close()
     assert sample_value(samples, "celery_broker_up", broker="r") == 1
     assert messages_by_level(samples, "r", "jobs") == {"0": 0, "3": 0, "6": 1, "9": 0}
-    # What the inspection saw is still learnt.
-    assert urgency_marks(samples, "r", "jobs") == {("6", "most"): 2, ("6", "least"): 2}
+    # What the inspection saw is still learnt (6 alone: the declared 9 is the least urgent).
+    assert urgency_marks(samples, "r", "jobs") == {("6", "most"): 2, ("9", "least"): 3}
     assert "broker r: levels in use from events unavailable" in caplog.text

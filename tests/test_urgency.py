@@ -60,10 +60,82 @@ def test_levels_with_messages_are_marked_and_remembered_once_empty():
     assert resolver.seen("jobs") == {"9", "4", "0"}
 
 
-def test_one_level_seen_is_both_most_and_least():
-    snapshot = rabbit_snapshot("jobs", {5: 1})
+def test_one_level_seen_is_most_and_the_declared_least_is_least():
+    """An urgent-only backlog (after a restart, only 9 seen): 9 is the most urgent level and
+    the declared 0 the least, so the most-urgent alert (most unless least) still watches 9."""
+    snapshot = rabbit_snapshot("jobs", {9: 1})
     UrgencyResolver().resolve(snapshot)
-    assert marks(snapshot) == {("jobs", "most"): ("5", 5), ("jobs", "least"): ("5", 5)}
+    assert marks(snapshot) == {("jobs", "most"): ("9", 1), ("jobs", "least"): ("0", 10)}
+    redis = redis_snapshot("jobs", {"0": 4})
+    UrgencyResolver().resolve(redis)
+    assert marks(redis) == {("jobs", "most"): ("0", 0), ("jobs", "least"): ("9", 3)}
+
+
+def test_only_the_declared_least_urgent_level_seen_is_most_and_least():
+    """Seen only at the declared least urgent level: most is that level (the most urgent
+    seen), least falls back to the declared least, the same level."""
+    snapshot = rabbit_snapshot("jobs", {0: 3})
+    UrgencyResolver().resolve(snapshot)
+    assert marks(snapshot) == {("jobs", "most"): ("0", 10), ("jobs", "least"): ("0", 10)}
+
+
+def test_a_single_declared_level_is_both():
+    snapshot = BrokerSnapshot()
+    snapshot.queue("jobs")
+    snapshot.levels.append(LevelReading("jobs", "0", 2))
+    snapshot.declare_levels("jobs", ["0"])
+    UrgencyResolver().resolve(snapshot)
+    assert marks(snapshot) == {("jobs", "most"): ("0", 0), ("jobs", "least"): ("0", 0)}
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_level_not_seen_for_the_memory_is_forgotten():
+    """One stray message filed at 10 (a producer sent 255) marks 10 most urgent only for
+    urgency_memory_seconds; then the level in use (9) is the most urgent again."""
+    clock = FakeClock()
+    resolver = UrgencyResolver(memory_seconds=600, clock=clock)
+    resolver.resolve(rabbit_snapshot("jobs", {10: 1, 9: 4, 3: 2}))
+    clock.now += 300
+    seen_again = rabbit_snapshot("jobs", {9: 1, 3: 1})
+    resolver.resolve(seen_again)
+    assert marks(seen_again) == {("jobs", "most"): ("10", 0), ("jobs", "least"): ("3", 7)}
+    clock.now += 300  # 10 last seen exactly 600 s ago: still remembered
+    at_memory = rabbit_snapshot("jobs", {})
+    resolver.resolve(at_memory)
+    assert marks(at_memory)[("jobs", "most")] == ("10", 0)
+    clock.now += 1  # 601 s: 10 is forgotten; 9 and 3 were seen 301 s ago
+    later = rabbit_snapshot("jobs", {})
+    resolver.resolve(later)
+    assert marks(later) == {("jobs", "most"): ("9", 1), ("jobs", "least"): ("3", 7)}
+    assert resolver.seen("jobs") == {"9", "3"}
+    clock.now += 600  # nothing seen any more: the declared extremes again
+    idle = rabbit_snapshot("jobs", {})
+    resolver.resolve(idle)
+    assert marks(idle) == {("jobs", "most"): ("10", 0), ("jobs", "least"): ("0", 10)}
+    assert resolver.seen("jobs") == set()
+
+
+def test_levels_from_events_expire_by_when_they_were_last_received():
+    """The tracker's levels_last_seen gives when each level was last received at: a level
+    received long ago is not refreshed by every inspection."""
+    clock = FakeClock()
+    resolver = UrgencyResolver(memory_seconds=600, clock=clock)
+    received = {"jobs": {"10": clock.now, "9": clock.now}}
+    resolver.resolve(rabbit_snapshot("jobs", {}), received)
+    clock.now += 500
+    received["jobs"]["9"] = clock.now
+    resolver.resolve(rabbit_snapshot("jobs", {}), received)
+    clock.now += 200  # 10 last received 700 s ago, 9 200 s ago
+    snapshot = rabbit_snapshot("jobs", {})
+    resolver.resolve(snapshot, received)
+    assert marks(snapshot) == {("jobs", "most"): ("9", 1), ("jobs", "least"): ("0", 10)}
 
 
 def test_redis_order_is_ascending():
@@ -105,7 +177,7 @@ def test_a_queue_missing_for_one_inspection_without_levels_keeps_what_it_learnt(
     resolver.resolve(amqp)
     again = rabbit_snapshot("jobs", {})
     resolver.resolve(again)
-    assert marks(again) == {("jobs", "most"): ("8", 2), ("jobs", "least"): ("8", 2)}
+    assert marks(again) == {("jobs", "most"): ("8", 2), ("jobs", "least"): ("0", 10)}
 
 
 def test_override_wins_over_what_was_seen_per_side():
@@ -133,7 +205,7 @@ def test_override_that_is_no_level_is_ignored_with_one_warning(caplog):
         for _ in range(3):
             snapshot = redis_snapshot("jobs", {"3": 1})
             resolver.resolve(snapshot)
-    assert marks(snapshot) == {("jobs", "most"): ("3", 1), ("jobs", "least"): ("3", 1)}
+    assert marks(snapshot) == {("jobs", "most"): ("3", 1), ("jobs", "least"): ("9", 3)}
     warnings = [r.getMessage() for r in caplog.records if r.name == "celery_queue_exporter.urgency"]
     assert warnings == [
         "broker r: priority_levels.jobs.most = 4 is not a level of the queue (0, 3, 6, 9); ignored"
@@ -145,7 +217,7 @@ def test_redeclared_queue_drops_levels_it_no_longer_has():
     resolver.resolve(rabbit_snapshot("jobs", {10: 1, 2: 1}))
     smaller = rabbit_snapshot("jobs", {}, max_priority=5)
     resolver.resolve(smaller)
-    assert marks(smaller) == {("jobs", "most"): ("2", 3), ("jobs", "least"): ("2", 3)}
+    assert marks(smaller) == {("jobs", "most"): ("2", 3), ("jobs", "least"): ("0", 5)}
 
 
 def test_memory_is_bounded_by_declared_levels_of_watched_queues():
@@ -183,6 +255,12 @@ def test_levels_source_guards_trackers_without_it():
         def levels_in_use(self) -> dict[str, set[str]]:
             return {"jobs": {"9"}}
 
+    class Newer(New):
+        def levels_last_seen(self) -> dict[str, dict[str, float]]:
+            return {"jobs": {"9": 12.0}}
+
     assert levels_source(Old()) is None
     source = levels_source(New())
     assert source is not None and source() == {"jobs": {"9"}}
+    newer = levels_source(Newer())
+    assert newer is not None and newer() == {"jobs": {"9": 12.0}}

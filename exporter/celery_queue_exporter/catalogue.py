@@ -78,7 +78,8 @@ QUEUE_OLDEST_MESSAGE_UNSTAMPED = _spec(
     "1 when the head message of this non-empty level carries no install(app) publish stamp "
     "(Redis: its age is then head tracking's lower bound; RabbitMQ: it has no "
     "head_message_timestamp, so no age), 0 when it carries one. Only for levels whose head is "
-    "inspected: on RabbitMQ the most urgent non-empty level (or the series without priority).",
+    "inspected: on RabbitMQ the most urgent non-empty level (or the series without priority); "
+    "none for RabbitMQ quorum and stream queues, which never report head_message_timestamp.",
     "exact",
     "Redis: the head message's stamp headers (LINDEX key -1). RabbitMQ: whether the management "
     "API reports head_message_timestamp.",
@@ -90,10 +91,11 @@ QUEUE_PRIORITY_URGENCY = _spec(
     "Marks the most and the least urgent priority level in use of each queue (urgency='most' "
     "or 'least'; the value is the level's rank among the declared levels, 0 = served first), "
     "so PromQL can pick them on any broker: Redis serves 0 first, RabbitMQ the highest number. "
-    "In use: the most (least) urgent level that has carried messages since the exporter "
-    "started (a depth above 0 at a scrape, or a task received at that level per Celery "
-    "events); the declared extreme until one is seen; the broker's priority_levels override "
-    "wins. Learnt in memory: relearnt after a restart.",
+    "In use: the most urgent level that has carried messages within urgency_memory_seconds "
+    "(a depth above 0 at a scrape, or a task received at that level per Celery events); the "
+    "least urgent such level strictly less urgent than it; the declared extreme for a side "
+    "with none; the broker's priority_levels override wins. Learnt in memory: relearnt after "
+    "a restart.",
     "exact (learnt since the exporter started)",
     "Redis: the configured priority_steps. RabbitMQ: the queue's x-max-priority and per-level "
     "counts. Both: levels seen non-empty, task-info events (install(app)), priority_levels.",

@@ -36,7 +36,9 @@ class Exporter:
         self.config = config
         self.registry = StaticLabelRegistry(config.static_labels)
         inspectors = [make_inspector(b, config.scrape_timeout_seconds) for b in config.brokers]
-        self.queues = QueueCollector(inspectors, config.scrape_timeout_seconds)
+        self.queues = QueueCollector(
+            inspectors, config.scrape_timeout_seconds, config.urgency_memory_seconds
+        )
         self.registry.register(self.queues)
         self.events = None
         if config.events and not config.once:  # one scrape cannot wait for events

@@ -42,7 +42,13 @@ from .config.urls import redact_urls_in
 from .deadline import ScrapeWindow, current_window
 from .families import add_known, counter, flag, gauge
 from .snapshot import BrokerSnapshot
-from .urgency import LevelsInUse, LevelsSource, UrgencyResolver, resolver_for
+from .urgency import (
+    DEFAULT_MEMORY_SECONDS,
+    LevelsInUse,
+    LevelsSource,
+    UrgencyResolver,
+    resolver_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +95,14 @@ class _BrokerState:
     last_success: float | None = None
     #: Most and least urgent level in use per queue, learnt over inspections.
     urgency: UrgencyResolver | None = None
-    #: The broker's EventTracker.levels_in_use (set when events are consumed).
+    #: The broker's EventTracker.levels_last_seen (set when events are consumed).
     levels_in_use: LevelsSource | LevelsInUse | None = None
+    #: A level not seen carrying messages for this long is forgotten (urgency_memory_seconds).
+    urgency_memory_seconds: float = DEFAULT_MEMORY_SECONDS
 
     def __post_init__(self) -> None:
         if self.urgency is None:
-            self.urgency = resolver_for(self.inspector.config)
+            self.urgency = resolver_for(self.inspector.config, self.urgency_memory_seconds)
 
     def resolve_urgency(self, snapshot: BrokerSnapshot) -> None:
         """Most/least urgent levels from what this and earlier inspections (and the event
@@ -117,9 +125,17 @@ class _BrokerState:
 class QueueCollector(Collector):
     """Collects queue metrics from all configured brokers."""
 
-    def __init__(self, inspectors: Iterable[Inspector], timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        inspectors: Iterable[Inspector],
+        timeout_seconds: float,
+        urgency_memory_seconds: float = DEFAULT_MEMORY_SECONDS,
+    ) -> None:
         self.timeout_seconds = timeout_seconds
-        self._brokers = [_BrokerState(inspector) for inspector in inspectors]
+        self._brokers = [
+            _BrokerState(inspector, urgency_memory_seconds=urgency_memory_seconds)
+            for inspector in inspectors
+        ]
         #: Outcome of the latest scrape, per broker (``--once`` reads it for its exit code).
         self.last_results: list[BrokerResult] = []
 

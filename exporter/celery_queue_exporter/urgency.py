@@ -6,10 +6,16 @@ urgent level points every "most urgent level waits too long" alert at a level no
 
 The resolver remembers, per watched queue of one broker, the levels that have carried messages
 since the exporter started: a depth above 0 at an inspection, or a task a worker received at that
-level (the event tracker's ``levels_in_use()``). The most urgent level is the most urgent one
-seen, the least urgent the least urgent one seen; a side with nothing seen falls back to the
-declared extreme. A per-queue override in the broker's configuration (``priority_levels``) wins.
+level (the event tracker's ``levels_last_seen()``). The most urgent level is the most urgent one
+seen (none seen: the declared most urgent level); the least urgent is the least urgent level seen
+that is strictly less urgent than the most urgent one, else the declared least urgent level. So a
+queue used at one level only marks that level most urgent and the declared extreme least urgent:
+the most-urgent alert (``unless ... urgency="least"``) still watches it. A queue with a single
+declared level marks it both. A per-queue override in the broker's configuration
+(``priority_levels``) wins.
 
+A level not seen for ``urgency_memory_seconds`` is forgotten: one stray message at a level
+nobody uses (a producer sending priority 255) marks it only that long, not until a restart.
 What was seen is held in memory only: after a restart it is learnt again (until then the
 declared extremes are marked). Memory is bounded: only declared levels of watched queues are
 kept, and queues no longer watched are forgotten.
@@ -18,6 +24,7 @@ kept, and queues no longer watched are forgotten.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -34,9 +41,12 @@ MAX_LAYOUTS = 512
 
 #: (priority, x-max-priority) -> the level label the broker files it under.
 LevelOf = Callable[[Any, Any], str]
-#: Queue label -> level labels in use (EventTracker.levels_in_use).
-LevelsInUse = Mapping[str, Iterable[str]]
-#: What returns them (EventTracker.levels_in_use, or a test's callable).
+#: Queue label -> level labels in use (EventTracker.levels_in_use), or level label -> when it
+#: was last seen, Unix time (EventTracker.levels_last_seen); plain labels count as seen now.
+LevelsInUse = Mapping[str, Iterable[str] | Mapping[str, float]]
+#: Default of urgency_memory_seconds: a level not seen for a day is forgotten.
+DEFAULT_MEMORY_SECONDS = 86400.0
+#: What returns them (EventTracker.levels_last_seen, or a test's callable).
 LevelsSource = Callable[[], LevelsInUse]
 
 
@@ -53,13 +63,20 @@ class UrgencyResolver:
         overrides: Mapping[str, Mapping[str, int]] | None = None,
         level_of: LevelOf = _as_label,
         broker: str = "",
+        memory_seconds: float = DEFAULT_MEMORY_SECONDS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         #: queue -> {"most": N, "least": M} from the configuration.
         self.overrides = {queue: dict(sides) for queue, sides in (overrides or {}).items()}
         self.level_of = level_of
         self.broker = broker
-        #: queue -> levels that carried messages (only declared ones are kept).
-        self._seen: dict[str, set[str]] = {}
+        #: A level not seen for this long is forgotten.
+        self.memory_seconds = memory_seconds
+        self.clock = clock
+        #: queue -> level that carried messages -> when last seen (only declared ones are kept).
+        self._seen: dict[str, dict[str, float]] = {}
+        #: Bumped whenever a level is learnt or forgotten (the cached marks depend on it).
+        self._version = 0
         #: Overrides already reported as not matching a declared level (logged once).
         self._warned: set[tuple[str, str, str]] = set()
         #: Declared layout -> level -> rank (see _rank).
@@ -81,13 +98,48 @@ class UrgencyResolver:
             rank = self._ranks[key] = {level: i for i, level in enumerate(declared)}
         return rank
 
-    def observe(self, queue: str, levels: Iterable[str], declared: list[str]) -> None:
-        """Record levels of ``queue`` that carried messages (those not declared are ignored:
-        they cannot be marked, and would let a faulty source grow the state)."""
+    def observe(
+        self,
+        queue: str,
+        levels: Iterable[str] | Mapping[str, float],
+        declared: list[str],
+        now: float | None = None,
+    ) -> None:
+        """Record levels of ``queue`` that carried messages, seen at ``now`` (default: the
+        clock) or, for a mapping, at the time it gives per level (those not declared are
+        ignored: they cannot be marked, and would let a faulty source grow the state)."""
         rank = self._rank(declared)
-        new = {level for level in levels if level in rank}
-        if new:
-            self._seen.setdefault(queue, set()).update(new)
+        if now is None:
+            now = self.clock()
+        times = levels if isinstance(levels, Mapping) else dict.fromkeys(levels, now)
+        for level, at in times.items():
+            if level in rank:
+                self._see(queue, level, at)
+
+    def _see(self, queue: str, level: str, at: float) -> None:
+        levels = self._seen.get(queue)
+        if levels is None:
+            levels = self._seen[queue] = {}
+        last = levels.get(level)
+        if last is None:
+            self._version += 1
+        if last is None or at > last:
+            levels[level] = at
+
+    def expire(self, now: float | None = None) -> None:
+        """Forget levels not seen for memory_seconds."""
+        if now is None:
+            now = self.clock()
+        horizon = now - self.memory_seconds
+        for queue in list(self._seen):
+            levels = self._seen[queue]
+            old = [level for level, at in levels.items() if at < horizon]
+            if old:
+                self._version += 1
+                for level in old:
+                    del levels[level]
+                if not levels:
+                    del self._seen[queue]
 
     def forget_except(self, queues: Iterable[str]) -> None:
         """Drop queues no longer watched."""
@@ -105,8 +157,8 @@ class UrgencyResolver:
         if not declared:
             return []
         seen = self._seen.get(queue)
-        # What was seen only grows, so its size tells whether it changed.
-        key = (tuple(declared), max_priority, len(seen) if seen else 0)
+        # The version moves whenever a level is learnt or forgotten.
+        key = (tuple(declared), max_priority, self._version)
         cached = self._marks.get(queue)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -115,7 +167,7 @@ class UrgencyResolver:
         return marks
 
     def _marks_of(
-        self, queue: str, declared: list[str], seen: set[str] | None, max_priority: Any
+        self, queue: str, declared: list[str], seen: Iterable[str] | None, max_priority: Any
     ) -> list[UrgencyReading]:
         rank = self._rank(declared)
         override = self.overrides.get(queue)
@@ -127,7 +179,10 @@ class UrgencyResolver:
             ]
         used = [level for level in seen or () if level in rank]
         most = min(used, key=rank.__getitem__) if used else declared[0]
-        least = max(used, key=rank.__getitem__) if used else declared[-1]
+        # The least urgent level strictly less urgent than the most urgent one: a queue used
+        # at one level marks the declared least urgent level, so "most unless least" keeps it.
+        lower = [level for level in used if rank[level] > rank[most]]
+        least = max(lower, key=rank.__getitem__) if lower else declared[-1]
         if override:
             most = self._override(queue, URGENCY_MOST, override, rank, max_priority) or most
             least = self._override(queue, URGENCY_LEAST, override, rank, max_priority) or least
@@ -166,7 +221,7 @@ class UrgencyResolver:
         """Learn from one inspection (and the event tracker's levels in use), then set the
         snapshot's urgency readings from its declared levels."""
         declared = snapshot.declared_levels
-        seen = self._seen
+        now = self.clock()
         ranks: dict[str, dict[str, int]] = {}
         # 20,000 levels at 2,000 queues x 10, few of them non-empty: filter first.
         non_empty = [level for level in snapshot.levels if level.messages > 0]
@@ -180,13 +235,11 @@ class UrgencyResolver:
                     continue
                 rank = ranks[queue] = self._rank(declared[queue])
             if level.priority in rank:
-                levels = seen.get(queue)
-                if levels is None:
-                    levels = seen[queue] = set()
-                levels.add(level.priority)
+                self._see(queue, level.priority, now)
         for queue, levels in (in_use or {}).items():
             if queue in declared:
-                self.observe(queue, levels, declared[queue])
+                self.observe(queue, levels, declared[queue], now)
+        self.expire(now)
         self.forget_except(snapshot.queues)
         # Readings an inspector set without declaring levels (a plugin transport) are kept.
         urgency = [u for u in snapshot.urgency if u.queue not in declared]
@@ -197,7 +250,9 @@ class UrgencyResolver:
         snapshot.urgency = urgency
 
 
-def resolver_for(broker: BrokerConfig) -> UrgencyResolver:
+def resolver_for(
+    broker: BrokerConfig, memory_seconds: float = DEFAULT_MEMORY_SECONDS
+) -> UrgencyResolver:
     """The resolver of one configured broker: its priority_levels override, read as its
     transport files a priority (RabbitMQ caps it at the queue's x-max-priority)."""
     from .brokers import transport_of
@@ -207,10 +262,14 @@ def resolver_for(broker: BrokerConfig) -> UrgencyResolver:
         level_of = transport_of(broker).priority_levels(broker)
     except Exception:  # noqa: BLE001 - a test's bare config: labels as written
         level_of = _as_label
-    return UrgencyResolver(overrides, level_of, broker.name)
+    return UrgencyResolver(overrides, level_of, broker.name, memory_seconds)
 
 
 def levels_source(tracker: object) -> LevelsSource | None:
-    """The tracker's ``levels_in_use`` when it has one (trackers before issue 13 do not)."""
-    source = getattr(tracker, "levels_in_use", None)
-    return source if callable(source) else None
+    """The tracker's ``levels_last_seen`` (when each level was last received at, so levels
+    expire), else its ``levels_in_use`` (trackers before issue 13 have neither)."""
+    for name in ("levels_last_seen", "levels_in_use"):
+        source = getattr(tracker, name, None)
+        if callable(source):
+            return source
+    return None

@@ -158,6 +158,7 @@ class ExporterConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     scrape_timeout_seconds: float = opt.SCRAPE_TIMEOUT.default
+    urgency_memory_seconds: float = opt.URGENCY_MEMORY.default
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     tls_client_ca_file: str | None = None

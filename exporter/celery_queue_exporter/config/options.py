@@ -97,6 +97,16 @@ SCRAPE_TIMEOUT = Option(
     "--scrape-timeout",
     "SCRAPE_TIMEOUT",
 )
+URGENCY_MEMORY = Option(
+    "urgency_memory_seconds",
+    SECONDS,
+    86400.0,
+    "a priority level not seen carrying messages for this long stops counting for the most and "
+    "least urgent levels of celery_queue_priority_urgency_rank (so a stray message at an "
+    "unused level marks it only this long), in seconds",
+    "--urgency-memory",
+    "URGENCY_MEMORY",
+)
 TLS_CERT_FILE = Option("tls.cert_file", values.TEXT, None, "serve HTTPS with this certificate",
                        "--tls-cert-file", "TLS_CERT_FILE")  # fmt: skip
 TLS_KEY_FILE = Option("tls.key_file", values.TEXT, None, "private key for --tls-cert-file",
@@ -140,8 +150,8 @@ ONCE = Option("once", values.BOOLEAN, False, "print one scrape to stdout and exi
               action="store_true", in_file=False)  # fmt: skip
 
 #: Settings of the ExporterConfig that need no special handling.
-EXPORTER_SETTINGS = (HOST, PORT, SCRAPE_TIMEOUT, TLS_CERT_FILE, TLS_KEY_FILE, TLS_CLIENT_CA_FILE,
-                     LOG_LEVEL, STATIC_LABELS)  # fmt: skip
+EXPORTER_SETTINGS = (HOST, PORT, SCRAPE_TIMEOUT, URGENCY_MEMORY, TLS_CERT_FILE, TLS_KEY_FILE,
+                     TLS_CLIENT_CA_FILE, LOG_LEVEL, STATIC_LABELS)  # fmt: skip
 PROCESS_OPTIONS = (CONFIG, BROKER_URL, CELERY_APP, *EXPORTER_SETTINGS, EVENTS, ONCE)
 
 # --- every broker, whatever its transport -------------------------------------------------------

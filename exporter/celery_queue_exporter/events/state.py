@@ -13,9 +13,13 @@ announced queues, queues learnt from its tasks, pool) are written as JSON:
 * read once at start, before any event is consumed. A missing file is a first start; an
   unreadable or corrupt one gives one warning and an empty start, never a crash.
 
-Times are epoch seconds of the exporter's clock (``time.time()``), so a restored worker silent
-past the heartbeat timeout is down at once. Task counters, histograms and the priority levels
-seen are not kept: Prometheus' counter-reset handling covers the counters.
+Times are epoch seconds of the exporter's clock (``time.time()``). A restored worker already
+silent past the heartbeat timeout when the file was saved (``saved_at``) is down (lost) at
+once. One that was up at save time may have stopped gracefully while the exporter was down: it
+is restored, and dropped like an offline worker if not heard within heartbeat_timeout +
+worker_offline_grace_seconds of the restart (never exported as lost; see docs/events.md).
+Task counters, histograms and the priority levels seen are not kept: Prometheus'
+counter-reset handling covers the counters.
 """
 
 from __future__ import annotations
@@ -52,11 +56,14 @@ class StateFile:
         *,
         interval: float = SAVE_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
         self.trackers = list(trackers)
         self.interval = interval
         self.clock = clock
+        #: The trackers' clock (epoch seconds): the file's saved_at.
+        self.wall_clock = wall_clock
         self._lock = threading.Lock()  # one writer at a time (timer thread, shutdown)
         self._saved: dict[str, int] = {}  # broker -> workers_version written last
         self._last_save = -math.inf
@@ -97,13 +104,18 @@ class StateFile:
         if not isinstance(brokers, dict):
             self._unreadable("no brokers mapping")
             return
+        saved_at = data.get("saved_at")
+        if isinstance(saved_at, bool) or not isinstance(saved_at, int | float):
+            saved_at = None  # unknown: every silent worker is restored as lost
+        elif not math.isfinite(saved_at):
+            saved_at = None
         bad = restored = 0
         for tracker in self.trackers:
             entry = brokers.get(tracker.broker)
             if entry is None:
                 continue
             workers = entry.get("workers") if isinstance(entry, dict) else None
-            bad += tracker.restore_workers(workers)
+            bad += tracker.restore_workers(workers, saved_at)
             restored += len(tracker.worker_state()[1])
         if bad:
             log.warning(
@@ -142,7 +154,7 @@ class StateFile:
         self._last_save = self.clock()
         document = {
             "version": STATE_VERSION,
-            "saved_at": time.time(),
+            "saved_at": self.wall_clock(),
             "brokers": {broker: {"workers": workers} for broker, _, workers in states},
         }
         folder = self.path.parent

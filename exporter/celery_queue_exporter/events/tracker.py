@@ -275,6 +275,11 @@ class _Worker:
     #: before each heartbeat but cannot with worker-online (the consumer is not ready yet), so
     #: only a worker that sent a heartbeat without announcing is known to lack install(app).
     beat: bool = False
+    #: Restored from the state file as up at save time and not heard from since: when it was
+    #: restored. Silent past the heartbeat timeout it reads as offline (it may have stopped
+    #: gracefully while the exporter was down), and it is dropped heartbeat_timeout +
+    #: worker_offline_grace_seconds after this, never exported as lost.
+    restored_at: float | None = None
 
     @property
     def offline(self) -> bool:
@@ -369,8 +374,12 @@ class EventTracker:
         self._workers_expired_at = float("-inf")
         #: Bumped whenever the worker state changes (the state file saves when it moved).
         self.workers_version = 0
+        #: Workers silent past the heartbeat timeout at the last worker_state(): one turning
+        #: lost changes the state, so the file records it was silent at its saved_at.
+        self._silent_at_save: frozenset[str] = frozenset()
         self._by_priority: dict[tuple[str, str, str], int] = {}
-        self._levels: dict[str, set[str]] = {}
+        #: queue -> level -> when a task was last received at it (exporter clock).
+        self._levels: dict[str, dict[str, float]] = {}
         #: (task id, retries) of the task-info events counted, to count a run once.
         self._info_counted: OrderedDict[tuple[str, int | None], None] = OrderedDict()
         self.events_received = 0
@@ -526,7 +535,7 @@ class EventTracker:
             key = (queue, task.name or UNKNOWN_TASK, priority)
             self._by_priority[key] = self._by_priority.get(key, 0) + 1
             if queue not in (UNKNOWN_QUEUE, OTHER_QUEUE):
-                self._levels.setdefault(queue, set()).add(priority)
+                self._levels.setdefault(queue, {})[priority] = now
 
     def _first_info(self, uuid: str, retries: Any) -> bool:
         """True for the first task-info event of this run of the task (a run is counted once,
@@ -716,6 +725,7 @@ class EventTracker:
                 if worker is None:
                     worker = self._other_workers = _Worker(last_heard=now, folded=True)
         worker.last_heard = now
+        worker.restored_at = None  # heard again: what it does from now on is known
         self.workers_version += 1
         return worker
 
@@ -774,9 +784,15 @@ class EventTracker:
         self._workers_expired_at = now
         oldest = now - self.settings.worker_retention_seconds
         gone = now - self.settings.worker_offline_grace_seconds
+        unconfirmed = gone - self.settings.heartbeat_timeout_seconds
         for hostname, worker in list(self._workers.items()):
             offline_at = worker.offline_at
-            if worker.last_heard < oldest or (offline_at is not None and offline_at <= gone):
+            restored_at = worker.restored_at
+            if (
+                worker.last_heard < oldest
+                or (offline_at is not None and offline_at <= gone)
+                or (restored_at is not None and restored_at <= unconfirmed)
+            ):
                 del self._workers[hostname]
                 self.workers_version += 1
         other = self._other_workers
@@ -787,12 +803,25 @@ class EventTracker:
 
     def worker_state(self) -> tuple[int, dict[str, dict[str, Any]]]:
         """(workers_version, {hostname: entry}) for the state file: what the exporter knows of
-        each worker exported one by one (the folded '(other)' record is not kept)."""
+        each worker exported one by one (the folded '(other)' record is not kept). A worker
+        that turned silent past the heartbeat timeout since the last call bumps the version:
+        a restart restores a worker as lost only when it was silent at the file's saved_at."""
         with self.lock:
+            now = self.clock()
+            timeout = self.settings.heartbeat_timeout_seconds
+            silent = frozenset(
+                hostname
+                for hostname, worker in self._workers.items()
+                if now - worker.last_heard > timeout
+            )
+            if silent != self._silent_at_save:
+                self._silent_at_save = silent
+                self.workers_version += 1
             entries = {
                 hostname: {
                     "last_heard": worker.last_heard,
                     "offline_at": worker.offline_at,
+                    "restored_at": worker.restored_at,
                     "queues": (
                         sorted(worker.announced_queues)
                         if worker.announced_queues is not None
@@ -807,17 +836,22 @@ class EventTracker:
             }
             return self.workers_version, entries
 
-    def restore_workers(self, entries: Any) -> int:
+    def restore_workers(self, entries: Any, saved_at: float | None = None) -> int:
         """Take back the workers of a state file (before any event arrives); returns how many
         entries were unreadable (skipped). Entries past the retention, or offline past the
-        grace period, are not restored; a worker silent past the heartbeat timeout is down at
-        once (lost), as it was before the restart."""
+        grace period, are not restored. A worker already silent past the heartbeat timeout at
+        ``saved_at`` (the file's save time) is down at once (lost), as it was before the
+        restart. One that was up at save time may have stopped gracefully while the exporter
+        was down (its worker-offline unheard): it is restored unconfirmed, reads as offline
+        once silent past the timeout, and is dropped if not heard within heartbeat_timeout +
+        worker_offline_grace_seconds of the restart, never exported as lost. Without
+        ``saved_at`` every silent worker is lost."""
         if not isinstance(entries, dict):
             return 1
         with self.lock:  # queue_label() hands out label slots
-            return self._restore(entries, self.clock())
+            return self._restore(entries, self.clock(), saved_at)
 
-    def _restore(self, entries: dict[Any, Any], now: float) -> int:
+    def _restore(self, entries: dict[Any, Any], now: float, saved_at: float | None = None) -> int:
         settings = self.settings
         restored: list[tuple[str, _Worker]] = []
         bad = 0
@@ -834,6 +868,13 @@ class EventTracker:
             offline_at = worker.offline_at
             if offline_at is not None and now - offline_at >= settings.worker_offline_grace_seconds:
                 continue
+            if offline_at is not None:
+                worker.restored_at = None
+            elif worker.restored_at is None and (
+                saved_at is not None
+                and min(saved_at, now) - worker.last_heard <= settings.heartbeat_timeout_seconds
+            ):
+                worker.restored_at = now  # up at save time: unconfirmed from now on
             worker.announced_queues = (
                 None
                 if worker.announced_queues is None
@@ -874,12 +915,14 @@ class EventTracker:
             queues_unknown = 0
             for hostname, worker in entries:
                 silent = now - worker.last_heard
-                up = not worker.offline and silent <= timeout
+                # A restored worker not heard since may have stopped gracefully unheard.
+                offline = worker.offline or (worker.restored_at is not None and silent > timeout)
+                up = not offline and silent <= timeout
                 workers.append(
                     WorkerReading(
                         hostname, up, worker.last_heard, worker.active, worker.processed,
                         worker.load1, worker.pool_size, worker.pool, worker.prefetch_multiplier,
-                        worker.offline,
+                        offline,
                     )
                 )  # fmt: skip
                 if up and not self._announced(worker, now, timeout):
@@ -931,6 +974,13 @@ class EventTracker:
         with self.lock:
             return {queue: set(levels) for queue, levels in self._levels.items()}
 
+    def levels_last_seen(self) -> dict[str, dict[str, float]]:
+        """{queue label: {level label: Unix time a task was last received at it}}: the levels
+        of levels_in_use() with when they were last used, so the urgency marks can forget a
+        level not used for urgency_memory_seconds."""
+        with self.lock:
+            return {queue: dict(levels) for queue, levels in self._levels.items()}
+
 
 def _number(value: Any, default: float | None = None) -> float | None:
     """A finite number from an event field, else ``default``: NaN or infinity (which the
@@ -960,6 +1010,9 @@ def _restored_worker(hostname: Any, entry: Any, now: float) -> _Worker | None:
     offline_at = _number(entry.get("offline_at"))
     if entry.get("offline_at") is not None and offline_at is None:
         return None
+    restored_at = _number(entry.get("restored_at"))
+    if entry.get("restored_at") is not None and restored_at is None:
+        return None
     queues = entry.get("queues")
     if queues is not None and not (
         isinstance(queues, list) and all(isinstance(q, str) for q in queues)
@@ -981,6 +1034,8 @@ def _restored_worker(hostname: Any, entry: Any, now: float) -> _Worker | None:
     return _Worker(
         last_heard=min(last_heard, now),  # a clock set back must not keep it up for long
         offline_at=None if offline_at is None else min(offline_at, now),
+        # Restored unconfirmed before and still not heard (a second restart): keeps its clock.
+        restored_at=None if restored_at is None else min(restored_at, now),
         pool_size=size if size is not None and size >= 0 else None,
         pool=pool[:32] if isinstance(pool, str) and pool else None,
         prefetch_multiplier=_number(entry.get("prefetch_multiplier")),

@@ -65,6 +65,8 @@ MANAGEMENT_COLUMNS = (
 MAX_PRIORITY_CAP = 255
 #: Quorum queues on RabbitMQ 4.0-4.2 have two priority buckets; 'high' is served first.
 QUORUM_LEVELS_MOST_URGENT_FIRST = ("high", "normal")
+#: Queue types whose management entry never carries head_message_timestamp.
+HEADLESS_QUEUE_TYPES = frozenset({"quorum", "stream"})
 
 
 class RabbitMQInspectionError(RuntimeError):
@@ -336,6 +338,9 @@ class RabbitMQInspector(Inspector):
             reading.max_priority = _max_priority(arguments.get("x-max-priority"))
         head = _as_float(entry.get("head_message_timestamp"))
         head_age = max(0.0, now - head) if head is not None else None
+        # Quorum and stream queues never report head_message_timestamp: its absence says
+        # nothing about the producers' stamp there, so no unstamped series at all.
+        head_known = entry.get("type") not in HEADLESS_QUEUE_TYPES
 
         levels = queue_levels(entry)
         if levels is None:
@@ -349,7 +354,7 @@ class RabbitMQInspector(Inspector):
             if ready is None:
                 return  # stats not in yet (queue just declared, or the node is busy)
             # A non-empty queue's head is the next message: stamped or not, as its timestamp says.
-            unstamped = (head is None) if ready > 0 else None
+            unstamped = (head is None) if ready > 0 and head_known else None
             snapshot.levels.append(LevelReading(queue, None, ready, head_age, unstamped))
             return
         counts, most_urgent_first = levels
@@ -361,7 +366,7 @@ class RabbitMQInspector(Inspector):
             at_head = priority == head_level
             age = head_age if at_head else None
             # Only the head level's message is inspected (head_message_timestamp is its stamp).
-            unstamped = (head is None) if at_head else None
+            unstamped = (head is None) if at_head and head_known else None
             snapshot.levels.append(LevelReading(queue, priority, count, age, unstamped))
         snapshot.declare_levels(queue, most_urgent_first)
 
