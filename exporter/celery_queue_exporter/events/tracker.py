@@ -540,14 +540,7 @@ class EventTracker:
     def _first_info(self, uuid: str, retries: Any) -> bool:
         """True for the first task-info event of this run of the task (a run is counted once,
         whatever duplicates the stream carries); remembers the last FINISHED_MEMORY runs."""
-        key = (uuid, _run(retries))
-        counted = self._info_counted
-        if key in counted:
-            return False
-        counted[key] = None
-        if len(counted) > FINISHED_MEMORY:
-            counted.popitem(last=False)
-        return True
+        return _first_time(self._info_counted, (uuid, _run(retries)))
 
     def _on_received(self, event: dict[str, Any], now: float) -> None:
         uuid = event.get("uuid")
@@ -673,13 +666,7 @@ class EventTracker:
         """True when this delivery of the task already ended; else remember that it has."""
         if not isinstance(uuid, str):
             return False
-        finished = self._finished
-        if uuid in finished:
-            return True
-        finished[uuid] = None
-        if len(finished) > FINISHED_MEMORY:
-            finished.popitem(last=False)
-        return False
+        return not _first_time(self._finished, uuid)
 
     def _end(self, uuid: Any) -> None:
         """The last run ended. Prefork may report it before the retry of an earlier run that
@@ -980,6 +967,17 @@ class EventTracker:
         level not used for urgency_memory_seconds."""
         with self.lock:
             return {queue: dict(levels) for queue, levels in self._levels.items()}
+
+
+def _first_time(memory: OrderedDict[Any, None], key: Any) -> bool:
+    """Remember ``key`` in ``memory``, which keeps the last FINISHED_MEMORY keys; True when it
+    was not there yet."""
+    if key in memory:
+        return False
+    memory[key] = None
+    if len(memory) > FINISHED_MEMORY:
+        memory.popitem(last=False)
+    return True
 
 
 def _number(value: Any, default: float | None = None) -> float | None:
