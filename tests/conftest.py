@@ -22,6 +22,7 @@ import pytest
 # One copy, in testsupport/, shared with the benchmarks; test modules import these names from
 # conftest. wait_until is the tests' name for testsupport's wait_for (AssertionError on timeout).
 from testsupport.net import free_port, port_open  # noqa: F401 - re-exported
+from testsupport.rabbitmq import create_vhost, delete_vhost
 from testsupport.redis_server import RedisServer
 from testsupport.waiting import wait_for as wait_until  # noqa: F401 - re-exported
 
@@ -73,21 +74,11 @@ def rabbitmq_url() -> str:
 def rabbitmq_vhost(rabbitmq_url: str) -> Iterator[str]:
     """A vhost of its own on the shared RabbitMQ (guest may use it), deleted afterwards with
     everything in it."""
-    import requests
-
-    name = f"cqe-test-{uuid.uuid4().hex[:10]}"
-    auth, api = ("guest", "guest"), "http://127.0.0.1:15672/api"
-    requests.put(f"{api}/vhosts/{name}", auth=auth, timeout=10).raise_for_status()
-    requests.put(
-        f"{api}/permissions/{name}/guest",
-        json={"configure": ".*", "write": ".*", "read": ".*"},
-        auth=auth,
-        timeout=10,
-    ).raise_for_status()
+    name = create_vhost(f"cqe-test-{uuid.uuid4().hex[:10]}")
     try:
         yield name
     finally:
-        requests.delete(f"{api}/vhosts/{name}", auth=auth, timeout=10)
+        delete_vhost(name)
 
 
 @pytest.fixture

@@ -56,3 +56,29 @@ def delete_rabbitmq_objects(url: str, queues: list[str], exchanges: list[str]) -
         with contextlib.suppress(Exception):
             connection.close()
     return errors
+
+
+#: The machine's RabbitMQ management API and the account tests use on it.
+MANAGEMENT_API = "http://127.0.0.1:15672/api"
+GUEST = ("guest", "guest")
+
+
+def create_vhost(name: str) -> str:
+    """Create vhost ``name`` on the shared RabbitMQ, usable by guest; returns the name."""
+    import requests  # a test dependency; the rest of this module needs only pika
+
+    requests.put(f"{MANAGEMENT_API}/vhosts/{name}", auth=GUEST, timeout=10).raise_for_status()
+    requests.put(
+        f"{MANAGEMENT_API}/permissions/{name}/guest",
+        json={"configure": ".*", "write": ".*", "read": ".*"},
+        auth=GUEST,
+        timeout=10,
+    ).raise_for_status()
+    return name
+
+
+def delete_vhost(name: str) -> None:
+    """Delete vhost ``name`` with everything in it."""
+    import requests
+
+    requests.delete(f"{MANAGEMENT_API}/vhosts/{name}", auth=GUEST, timeout=10)
