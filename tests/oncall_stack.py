@@ -54,6 +54,7 @@ from prometheus_stack import PROMETHEUS, RULES, Prometheus, merged, render_monit
 
 from monitoring import config as monitoring_config
 from testsupport.processes import stop_process
+from testsupport.rabbitmq import create_vhost, delete_vhost
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB = "celery-queue-exporter"
@@ -64,7 +65,7 @@ BROKERS = (REDIS, RABBIT)
 MOST_URGENT = {REDIS: 0, RABBIT: 9}
 LEAST_URGENT = {REDIS: 9, RABBIT: 0}
 
-RABBITMQ_HOST, RABBITMQ_PORT, MANAGEMENT = "127.0.0.1", 5672, "http://127.0.0.1:15672/api"
+RABBITMQ_HOST, RABBITMQ_PORT = "127.0.0.1", 5672
 RABBITMQ_AUTH = ("guest", "guest")
 
 #: Scrape and rule evaluation interval; Prometheus' scrape timeout (its header tells the
@@ -169,14 +170,7 @@ class Workload:
                     continue
                 for _ in range(send.count):
                     try:
-                        self.stack.send(
-                            send.broker,
-                            send.role,
-                            send.task,
-                            args=send.args,
-                            priority=send.priority,
-                            countdown=send.countdown,
-                        )
+                        self.stack.send_one(send)
                     except Exception as exc:  # noqa: BLE001 - kept for the scenario to read
                         self.errors.append(exc)
             self.rounds += 1
@@ -274,14 +268,7 @@ class OncallStack:
         self.set_producer_install(self.producer_install)
         for item in self.preload:
             for _ in range(item.count):
-                self.send(
-                    item.broker,
-                    item.role,
-                    item.task,
-                    args=item.args,
-                    priority=item.priority,
-                    countdown=item.countdown,
-                )
+                self.send_one(item)
 
         base = monitoring_config.load()
         self.monitoring_config = render_monitoring(
@@ -336,15 +323,7 @@ class OncallStack:
         }
 
     def _create_vhost(self) -> None:
-        name = f"cqe-oncall-{self.tag}"
-        requests.put(f"{MANAGEMENT}/vhosts/{name}", auth=RABBITMQ_AUTH, timeout=10)
-        requests.put(
-            f"{MANAGEMENT}/permissions/{name}/guest",
-            json={"configure": ".*", "write": ".*", "read": ".*"},
-            auth=RABBITMQ_AUTH,
-            timeout=10,
-        ).raise_for_status()
-        self.vhost = name
+        self.vhost = create_vhost(f"cqe-oncall-{self.tag}")
 
     def close(self) -> None:
         """Stop and remove everything, whatever state the scenario left (never raises)."""
@@ -369,7 +348,7 @@ class OncallStack:
             self.redis.close()
         if self.vhost is not None:
             with contextlib.suppress(requests.RequestException):
-                requests.delete(f"{MANAGEMENT}/vhosts/{self.vhost}", auth=RABBITMQ_AUTH, timeout=10)
+                delete_vhost(self.vhost)
         for log in self._logs:
             log.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -474,6 +453,17 @@ class OncallStack:
         if countdown is not None:
             options["countdown"] = countdown
         self.app(broker).send_task(task, args=args, **options)
+
+    def send_one(self, item: Send) -> None:
+        """Publish one message as ``item`` describes (its ``count`` and ``every`` aside)."""
+        self.send(
+            item.broker,
+            item.role,
+            item.task,
+            args=item.args,
+            priority=item.priority,
+            countdown=item.countdown,
+        )
 
     def workload(self, sends: list[Send], period: float = 0.5) -> Workload:
         """Start a steady workload (stopped by ``close()`` or its own ``stop()``)."""
