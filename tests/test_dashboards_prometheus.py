@@ -442,7 +442,8 @@ NO_DATA_EXPECTED = {
     ("queues", "Consumer utilisation (RabbitMQ)"): "RabbitMQ-only metric",
     ("queues", "RabbitMQ: waiting messages per priority level"): "no RabbitMQ broker",
     ("queues", "RabbitMQ: oldest waiting message per level"): "no RabbitMQ broker",
-    ("workers", "Workers up and down", "B"): "counts down workers; none is down",
+    ("workers", "Workers up and down", "B"): "counts lost workers; none is lost",
+    ("workers", "Workers up and down", "C"): "counts offline workers; none stopped gracefully",
     ("workers", "Throughput per queue", "D"): "no task retries in this workload",
     ("workers", "Event stream", "C"): "no interruption of the event stream",
 }

@@ -825,6 +825,10 @@ def test_every_dashboard_query_returns_without_error(stack):
 
 #: Panels allowed to stay empty with this workload, and why.
 NO_DATA_EXPECTED: dict[tuple[str, str, str], str] = {
+    ("workers", "Workers up and down", "C"): (
+        "counts offline workers (worker-offline): no worker stops gracefully before this test "
+        "(tests/test_events_redis.py and the on-call graceful deploy cover them)"
+    ),
     ("queues", "Management API, missing and unreadable queues", "C"): (
         "no key of the wrong type in this workload: the query selects celery_queue_unreadable "
         "== 1 (tests/test_hardening_brokers.py plants such keys)"

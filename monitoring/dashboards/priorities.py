@@ -266,6 +266,24 @@ def waits_per_level(s: Settings) -> Row:
         thresholds=above(starvation),
         runbooks=["CeleryPriorityStarvation"],
     )
+    received_task_level = timeseries(
+        s,
+        "Tasks received per task and level",
+        f"Tasks workers received per second over {window}, per queue, task and the priority "
+        "level they were published at (celery_task_received_by_priority_total; needs "
+        "install(app) on workers). Normal: each urgent task only at its queue's most urgent "
+        "level; an urgent task at another level (a producer still using Redis' '0 = urgent' "
+        "on RabbitMQ) fires CeleryUrgentTaskAtWrongPriority.",
+        [
+            Q(
+                "sum by (broker, queue, task, priority) (rate("
+                f"{m(cat.TASK_RECEIVED_BY_PRIORITY, selector(s, queue=True))}[{window}]))",
+                "{{broker}} / {{queue}} {{task}} p{{priority}}",
+            )
+        ],
+        unit=UNIT_TASK_RATE,
+        runbooks=["CeleryUrgentTaskAtWrongPriority"],
+    )
     prefetch_limit = s.threshold("CeleryTaskPrefetchTimeHigh", "seconds")
     prefetch_level = timeseries(
         s,
@@ -297,6 +315,7 @@ def waits_per_level(s: Settings) -> Row:
         "Waits per priority level",
         line(8, (wait_quantiles_priority_level, 12), (wait_distribution_most_urgent, 12)),
         line(8, (tasks_started_level, 8), (least_urgent_level_oldest, 8), (prefetch_level, 8)),
+        line(8, (received_task_level, 24)),
     )
 
 

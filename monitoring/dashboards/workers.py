@@ -156,12 +156,19 @@ def worker_health(s: Settings) -> Row:
     workers_up_down = timeseries(
         s,
         "Workers up and down",
-        "Workers with heartbeats (up) and workers that stopped (down, kept by the "
-        "exporter for its retention period so the alert can fire), per broker. Normal: "
-        "a flat 'up' line; steps down at deploys that come back up within minutes.",
+        "Workers with heartbeats (up), workers lost (heartbeats stopped without a "
+        "shutdown: kept by the exporter for its retention period so CeleryWorkerDown can "
+        "fire) and workers offline (announced a graceful shutdown: dropped after the "
+        "grace period, never alerting), per broker. Normal: a flat 'up' line; offline "
+        "blips at deploys while new workers come up.",
         [
             Q(f"sum by (broker) ({m(cat.WORKER_UP, sw)} == 1)", "{{broker}} up"),
-            Q(f"count by (broker) ({m(cat.WORKER_UP, sw)} == 0)", "{{broker}} down"),
+            Q(
+                f"count by (broker) ({m(cat.WORKER_UP, sw)} == 0 "
+                f"unless on (broker, worker) {m(cat.WORKER_OFFLINE, sw)} == 1)",
+                "{{broker}} lost",
+            ),
+            Q(f"count by (broker) ({m(cat.WORKER_OFFLINE, sw)} == 1)", "{{broker}} offline"),
         ],
         unit=UNIT_COUNT,
         step=True,
