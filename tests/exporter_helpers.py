@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import parse_exposition
 
 from celery_queue_exporter.cli import Exporter
-from celery_queue_exporter.config import load_config
+from celery_queue_exporter.config.load import load_config
 from celery_queue_exporter.server import MetricsServer
 
 

@@ -10,14 +10,10 @@ import pytest
 from conftest import ROOT, sample_value
 from exporter_helpers import build_exporter, scrape
 
-from celery_queue_exporter.config import (
-    DEFAULT_PORT,
-    ConfigError,
-    build_parser,
-    default_broker_name,
-    load_config,
-    redact_url,
-)
+from celery_queue_exporter.config import DEFAULT_PORT, ConfigError, redact_url
+from celery_queue_exporter.config.brokers import default_broker_name
+from celery_queue_exporter.config.load import load_config
+from celery_queue_exporter.config.parser import build_parser
 
 #: Every flag the exporter has had since before options were declared in one place.
 FLAGS = [
@@ -138,9 +134,13 @@ def test_file_brokers_carry_transport_options_and_queues(tmp_path):
     )
     (broker,) = load_config(["--config", config_file], environ={}).brokers
     assert broker.queues == ["a", "b"] and broker.discover_queues is False
-    assert broker.priority_steps == list(range(10))
-    assert (broker.sep, broker.global_keyprefix, broker.visibility_timeout) == (":", "t1:", 120.0)
-    assert broker.reserved_sample_size == 50
+    assert broker.options.priority_steps == list(range(10))
+    assert (
+        broker.options.sep,
+        broker.options.global_keyprefix,
+        broker.options.visibility_timeout,
+    ) == (":", "t1:", 120.0)
+    assert broker.options.reserved_sample_size == 50
 
 
 @pytest.mark.parametrize(
@@ -312,9 +312,13 @@ def test_celery_app_supplies_broker_transport_options_and_queues(
     monkeypatch.syspath_prepend(str(tmp_path))
     config = load_config(["--celery-app", "cqe_user_app:app"], environ={})
     (broker,) = config.brokers
-    assert broker.url == redis_server.url
-    assert broker.priority_steps == list(range(10))
-    assert (broker.sep, broker.global_keyprefix, broker.visibility_timeout) == (":", "u:", 900.0)
+    assert broker.url.text == redis_server.url
+    assert broker.options.priority_steps == list(range(10))
+    assert (
+        broker.options.sep,
+        broker.options.global_keyprefix,
+        broker.options.visibility_timeout,
+    ) == (":", "u:", 900.0)
     assert broker.queues == ["evals", "reports"]
 
     import cqe_user_app

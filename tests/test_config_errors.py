@@ -227,7 +227,7 @@ def test_priority_levels_override_is_checked_at_load(tmp_path, url, entry, messa
 
 
 def test_priority_levels_override_within_the_steps_loads(tmp_path):
-    from celery_queue_exporter.config import load_config
+    from celery_queue_exporter.config.load import load_config
 
     path = write(
         tmp_path,

@@ -17,7 +17,7 @@ from conftest import ROOT, parse_exposition, sample_value, wait_until
 from exporter_helpers import build_exporter, scrape, scrape_text
 
 from celery_queue_exporter import catalogue
-from celery_queue_exporter.config import load_config
+from celery_queue_exporter.config.load import load_config
 from celery_queue_exporter.server import MetricsServer
 
 pytestmark = pytest.mark.redis

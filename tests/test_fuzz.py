@@ -20,7 +20,7 @@ from celery_queue_exporter.brokers.rabbitmq.inspector import RabbitMQInspector
 from celery_queue_exporter.brokers.rabbitmq.priority import rabbitmq_priority_level
 from celery_queue_exporter.brokers.redis.inspector import RedisInspector
 from celery_queue_exporter.brokers.redis.priority import step_levels
-from celery_queue_exporter.config import BrokerConfig
+from celery_queue_exporter.config.brokers import new_broker
 from celery_queue_exporter.events.collector import families
 from celery_queue_exporter.events.decode import (
     MalformedEvent,
@@ -191,9 +191,9 @@ def test_state_file_reader_never_raises(tmp_path_factory, document):
 
 
 # No command is ever sent: only the parsing methods are called.
-REDIS = RedisInspector(BrokerConfig(name="fuzz", url="redis://127.0.0.1:1/0", queues=["q"]))
+REDIS = RedisInspector(new_broker(name="fuzz", url="redis://127.0.0.1:1/0", queues=["q"]))
 RABBITMQ = RabbitMQInspector(
-    BrokerConfig(
+    new_broker(
         name="fuzz", url="amqp://guest:guest@127.0.0.1:1//", queues=["q"], discover_queues=False
     )
 )
@@ -270,8 +270,8 @@ entries = st.lists(
 @FUZZ
 @given(entries)
 def test_management_api_entries(document):
-    snapshot = RABBITMQ._snapshot_from_entries(json.loads(_dumps(document)))
+    snapshot = RABBITMQ.management.snapshot_from_entries(json.loads(_dumps(document)))
     assert set(snapshot.queues) == {"q"}  # the watched queue, found or reported missing
-    discovered = RABBITMQ._discovered  # names that discovery would export as labels
+    discovered = RABBITMQ.management.discovered  # names that discovery would export as labels
     assert all(name.encode("utf-8") for name in discovered)
     assert all(isinstance(level.messages, int) for level in snapshot.levels)

@@ -36,7 +36,8 @@ import yaml
 from conftest import ROOT, missing_service
 
 import celery_queue_exporter
-from celery_queue_exporter.config import DEFAULT_PORT, load_config
+from celery_queue_exporter.config import DEFAULT_PORT
+from celery_queue_exporter.config.load import load_config
 from monitoring import config as monitoring_config
 from monitoring import generate as monitoring_generate
 from monitoring import rules as monitoring_rules
@@ -359,7 +360,7 @@ def test_config_map_is_a_valid_exporter_config(objects, tmp_path, monkeypatch):
     args = [arg for arg in container(objects)["args"] if not arg.startswith("--config=")]
     assert args == []
     config = load_config(["--config", str(path)], environ={})
-    assert [(b.name, b.transport) for b in config.brokers] == [
+    assert [(b.name, b.transport.name) for b in config.brokers] == [
         ("redis", "redis"),
         ("rabbitmq", "rabbitmq"),
     ]

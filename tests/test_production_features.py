@@ -14,7 +14,8 @@ from kombu import Connection, Exchange, Queue
 from kombu.transport.redis import SentinelChannel
 
 from celery_queue_exporter.brokers.redis.options import KOMBU_OPTIONS, OPTIONS
-from celery_queue_exporter.config import ConfigError, load_config
+from celery_queue_exporter.config import ConfigError
+from celery_queue_exporter.config.load import load_config
 
 STATIC = ["--static-label", "env=prod", "--static-label", "region=eu,west"]
 
@@ -194,8 +195,8 @@ def test_transport_options_checked_where_interpreted_and_kept_otherwise(tmp_path
         environ={},
     )  # fmt: skip
     broker = config.brokers[0]
-    assert broker.visibility_timeout == 7200.0
-    assert broker.health_check_interval == 15
+    assert broker.options.visibility_timeout == 7200.0
+    assert broker.options.health_check_interval == 15
     assert broker.extra_transport_options == {"polling_interval": 0.5, "fanout_prefix": True}
     with pytest.raises(ConfigError) as error:
         load_config(["--broker-url", "redis://h/0", "--broker-transport-option",
@@ -234,10 +235,13 @@ def test_a_sentinel_celery_app_is_one_broker(tmp_path, monkeypatch):
     )
     monkeypatch.chdir(tmp_path)
     broker = load_config(["--celery-app", "cqe_sentinel_app:app"], environ={}).brokers[-1]
-    assert broker.transport == "redis"
+    assert broker.transport.name == "redis"
     assert broker.safe_url == "sentinel://s1:26379/2;sentinel://s2:26380/2"
     assert broker.name == "redis-s1-26379-2"
-    assert (broker.master_name, broker.sentinel_kwargs) == ("mymaster", {"password": "sentinel-pw"})
+    assert (broker.options.master_name, broker.options.sentinel_kwargs) == (
+        "mymaster",
+        {"password": "sentinel-pw"},
+    )
     assert broker.extra_transport_options == {"polling_interval": 1}
     assert "pw" not in repr(broker)
 

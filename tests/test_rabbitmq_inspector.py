@@ -28,7 +28,7 @@ from celery_queue_exporter import instrumentation
 from celery_queue_exporter.brokers.celery_layout import is_internal_queue
 from celery_queue_exporter.brokers.rabbitmq.inspector import RabbitMQInspector, queue_levels
 from celery_queue_exporter.brokers.rabbitmq.url import parse_amqp_url
-from celery_queue_exporter.config import BrokerConfig
+from celery_queue_exporter.config.brokers import new_broker
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -488,7 +488,7 @@ def test_default_vhost_url_forms_reach_the_broker(rabbitmq_url, unique_name, pat
         channel.queue_declare(queue)
         channel.basic_publish("", queue, b"{}")
     try:
-        config = BrokerConfig(
+        config = new_broker(
             name="rmq",
             url=f"pyamqp://guest:guest@127.0.0.1:5672{path}",
             queues=[queue],
@@ -528,7 +528,7 @@ def test_parse_amqp_url(url, expected):
 
 
 def test_password_from_config_replaces_the_url_password():
-    config = BrokerConfig(name="r", url="amqps://svc@rabbit.internal/prod", password="s3cr:t/")
+    config = new_broker(name="r", url="amqps://svc@rabbit.internal/prod", password="s3cr:t/")
     target = parse_amqp_url(config.connect_url())
     assert (target.user, target.password, target.vhost, target.port) == (
         "svc",
@@ -578,7 +578,7 @@ def test_newer_rabbitmq_without_priority_lengths_keeps_levels_selectable():
     priority label, but the most/least urgent levels still come from x-max-priority. Discovery
     skips server-named, exclusive and auto-delete queues (reply and rpc-result queues)."""
     inspector = RabbitMQInspector(
-        BrokerConfig(name="r313", url="amqp://guest:guest@127.0.0.1:5672//")
+        new_broker(name="r313", url="amqp://guest:guest@127.0.0.1:5672//")
     )
     entries = [
         {
@@ -593,7 +593,7 @@ def test_newer_rabbitmq_without_priority_lengths_keeps_levels_selectable():
         {"name": "4b1d0c2e-rpc", "exclusive": True, "arguments": {}, "messages_ready": 0},
         {"name": "reply.tmp", "auto_delete": True, "arguments": {}, "messages_ready": 0},
     ]
-    snapshot = inspector._snapshot_from_entries(entries)
+    snapshot = inspector.management.snapshot_from_entries(entries)
     assert [(lv.queue, lv.priority, lv.messages) for lv in snapshot.levels] == [
         ("evals", None, 7),
         ("plain", None, 3),

@@ -18,7 +18,7 @@ from rabbitmq_node import NodeTLS, running_node
 from redis_topologies import make_pki
 
 from celery_queue_exporter.brokers.rabbitmq.inspector import RabbitMQInspector
-from celery_queue_exporter.config import broker_from_mapping
+from celery_queue_exporter.config.brokers import broker_from_mapping
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 

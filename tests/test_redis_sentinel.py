@@ -17,7 +17,7 @@ from redis_topologies import MASTER_NAME, sentinel_set
 
 from celery_queue_exporter.cli import make_inspector
 from celery_queue_exporter.collector import QueueCollector
-from celery_queue_exporter.config import broker_from_mapping
+from celery_queue_exporter.config.brokers import broker_from_mapping
 from celery_queue_exporter.exposition import render_text
 from celery_queue_exporter.static_labels import StaticLabelRegistry
 

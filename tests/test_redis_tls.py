@@ -17,10 +17,10 @@ from apps.harness import Exporter
 from conftest import parse_exposition, sample_value, wait_until
 from redis_topologies import make_pki, tls_redis
 
-from celery_queue_exporter.brokers import transport_of
 from celery_queue_exporter.cli import make_inspector
 from celery_queue_exporter.collector import QueueCollector
-from celery_queue_exporter.config import ConfigError, broker_from_celery_app, broker_from_mapping
+from celery_queue_exporter.config import ConfigError
+from celery_queue_exporter.config.brokers import broker_from_celery_app, broker_from_mapping
 from celery_queue_exporter.exposition import render_text
 from celery_queue_exporter.static_labels import StaticLabelRegistry
 
@@ -164,5 +164,5 @@ def test_ssl_settings_are_checked_at_start(pki, url, ssl, message):
                 for key, value in ssl.items()}  # fmt: skip
     broker = broker_from_mapping("brokers[0]", {"url": url, "ssl": settings})
     with pytest.raises(ConfigError) as error:
-        transport_of(broker).check_broker("brokers[0]", broker)
+        broker.transport.check_broker("brokers[0]", broker)
     assert str(error.value).startswith(message)

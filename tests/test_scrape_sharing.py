@@ -18,7 +18,7 @@ from exporter_helpers import serve_exporter
 
 from celery_queue_exporter.brokers import Inspector
 from celery_queue_exporter.collector import QueueCollector
-from celery_queue_exporter.config import BrokerConfig
+from celery_queue_exporter.config.brokers import new_broker
 from celery_queue_exporter.deadline import budget_from_header
 from celery_queue_exporter.snapshot import BrokerSnapshot
 from testsupport.http import connect, exchange, read_response, request_bytes
@@ -192,7 +192,7 @@ class _HeldInspector(Inspector):
 def test_a_scrape_joining_an_overdue_inspection_does_not_wait_for_it_again():
     """--scrape-timeout 0.5: the first scrape waits 0.5 s; one joining after the inspection is
     already 0.5 s old answers at once (down, one error in all); when it ends, it is used."""
-    inspector = _HeldInspector(BrokerConfig(name="held", url="redis://127.0.0.1:1/0"), 0.5)
+    inspector = _HeldInspector(new_broker(name="held", url="redis://127.0.0.1:1/0"), 0.5)
     collector = QueueCollector([inspector], timeout_seconds=0.5)
     try:
         started = time.monotonic()

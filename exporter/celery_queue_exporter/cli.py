@@ -12,9 +12,10 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from . import brokers as registry
+from .brokers import Inspector
 from .collector import QueueCollector
-from .config import BrokerConfig, ConfigError, ExporterConfig, load_config
+from .config import BrokerConfig, ConfigError, ExporterConfig
+from .config.load import load_config
 from .config.urls import redact_urls_in
 from .exposition import render_text
 from .server import MetricsServer
@@ -24,9 +25,9 @@ from .urgency import levels_source
 log = logging.getLogger("celery_queue_exporter")
 
 
-def make_inspector(broker: BrokerConfig, timeout_seconds: float) -> registry.Inspector:
+def make_inspector(broker: BrokerConfig, timeout_seconds: float) -> Inspector:
     """One inspector per broker, from its transport."""
-    return registry.transport_of(broker).inspector(broker, timeout_seconds)
+    return broker.transport.inspector(broker, timeout_seconds)
 
 
 class Exporter:
@@ -105,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     server.start()
     for broker in config.brokers:
-        log.info("watching %s broker %s at %s", broker.transport, broker.name, broker.safe_url)
+        log.info("watching %s broker %s at %s", broker.transport.name, broker.name, broker.safe_url)
     scheme = "https" if config.tls_cert_file else "http"
     log.info("serving %s://%s:%d/metrics", scheme, config.host, server.port)
 

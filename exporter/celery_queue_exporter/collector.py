@@ -263,7 +263,7 @@ class QueueCollector(Collector):
         for state, result in zip(self._brokers, results, strict=True):
             broker = result.name
             config = state.inspector.config
-            info.add_metric([broker], {"transport": config.transport, "url": config.safe_url})
+            info.add_metric([broker], {"transport": config.transport.name, "url": config.safe_url})
             up.add_metric([broker], 0.0 if result.snapshot is None else 1.0)
             duration.add_metric([broker], result.duration_seconds)
             running.add_metric([broker], result.running_seconds)

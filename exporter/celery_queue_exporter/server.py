@@ -99,7 +99,8 @@ def parse_head(head: bytes, arrived: float) -> Request | None:
 
 def landing_page(config: ExporterConfig) -> bytes:
     brokers = "".join(
-        f"<li>{html.escape(b.name)} ({html.escape(b.transport)}, {html.escape(b.safe_url)})</li>"
+        f"<li>{html.escape(b.name)} ({html.escape(b.transport.name)}, "
+        f"{html.escape(b.safe_url)})</li>"
         for b in config.brokers
     )
     return (

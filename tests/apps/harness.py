@@ -13,7 +13,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from celery_queue_exporter.config import BrokerConfig, EventSettings, broker_from_flag
+from celery_queue_exporter.config import BrokerConfig, EventSettings
+from celery_queue_exporter.config.brokers import broker_from_flag
 from celery_queue_exporter.events.collector import EventCollector
 
 ROOT = Path(__file__).resolve().parents[2]

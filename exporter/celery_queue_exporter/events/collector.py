@@ -9,8 +9,8 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from .. import brokers as registry
 from .. import catalogue as cat
+from ..brokers.base import EventConsumer
 from ..config.model import BrokerConfig, EventSettings
 from ..families import add_known
 from ..families import counter as _counter
@@ -49,9 +49,9 @@ class EventCollector(Collector):
         consumers: bool = True,
     ) -> None:
         self.trackers: list[EventTracker] = []
-        self.consumers: list[registry.EventConsumer] = []
+        self.consumers: list[EventConsumer] = []
         for broker in brokers:
-            transport = registry.transport_of(broker)
+            transport = broker.transport
             tracker = EventTracker(
                 broker.name, settings, priority_level=transport.priority_levels(broker)
             )

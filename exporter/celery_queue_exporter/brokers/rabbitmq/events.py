@@ -30,7 +30,7 @@ from ...events.consumer import EventConsumerThread
 from ...events.decode import MalformedEvent, decode_json_body
 from ...events.tracker import EventTracker
 from ..celery_layout import EVENT_EXCHANGE
-from .url import connection_parameters, parse_amqp_url
+from .url import broker_target, connection_parameters
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class RabbitMQEventConsumer(EventConsumerThread):
 
     def _consume(self) -> None:
         parameters = connection_parameters(
-            parse_amqp_url(self.broker.connect_url()),
+            broker_target(self.broker),
             "celery-queue-exporter events",
             CONNECT_TIMEOUT,
             self.broker.tls,

@@ -43,7 +43,7 @@ OVERFLOW_STAT = "client_output_buffer_limit_disconnections"
 
 def event_patterns(broker: BrokerConfig) -> list[str]:
     """PSUBSCRIBE patterns of the event channels (with and without fanout_patterns)."""
-    base = escape_glob(event_channel(broker.url, broker.global_keyprefix))
+    base = escape_glob(event_channel(broker.url, broker.options.global_keyprefix))
     return [base, base + "/*"]
 
 

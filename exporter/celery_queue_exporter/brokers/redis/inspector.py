@@ -92,8 +92,8 @@ class RedisInspector(Inspector):
         """The Redis key of one priority step of a queue, as kombu names it. In bytes: a queue
         name read from a binding set that is not UTF-8 is held with surrogate escapes and must
         name the same key again, byte for byte."""
-        name = queue if step == 0 else f"{queue}{self.config.sep}{step}"
-        return (self.config.global_keyprefix + name).encode("utf-8", "surrogateescape")
+        name = queue if step == 0 else f"{queue}{self.config.options.sep}{step}"
+        return (self.config.options.global_keyprefix + name).encode("utf-8", "surrogateescape")
 
     def watched_queues(self) -> list[str]:
         """Configured queues plus, when discovery is on, those found in binding sets."""
@@ -106,10 +106,10 @@ class RedisInspector(Inspector):
         """Re-read kombu's binding sets at most every discovery_interval_seconds; the map of
         (exchange, routing key) to queue also attributes reserved messages to queues."""
         now = self.clock()
-        interval = self.config.discovery_interval_seconds
+        interval = self.config.options.discovery_interval_seconds
         if self._discovered_at is not None and now - self._discovered_at < interval:
             return
-        prefix = self.config.global_keyprefix + BINDING_PREFIX
+        prefix = self.config.options.global_keyprefix + BINDING_PREFIX
         raw_keys = list(self.client.scan_iter(match=escape_glob(prefix) + "*", count=1000))
         keys = [_text(key) for key in raw_keys]
         bindings: dict[tuple[str, str], str] = {}
@@ -125,7 +125,7 @@ class RedisInspector(Inspector):
                     continue  # a key of another type under the prefix: not kombu's
                 for member in members:
                     text = _text(member)
-                    parts = text.split(self.config.sep)
+                    parts = text.split(self.config.options.sep)
                     if len(parts) != 3:
                         continue
                     routing_key, _pattern, queue = parts
@@ -177,10 +177,10 @@ class RedisInspector(Inspector):
         cfg = self.config
         follow_master(self.client)  # Sentinel: after a failover, read the new master
         queues = self.watched_queues()
-        steps = cfg.priority_steps
+        steps = cfg.options.priority_steps
         keys = [(queue, step, self.level_key(queue, step)) for queue in queues for step in steps]
-        unacked = cfg.global_keyprefix + cfg.unacked_key
-        unacked_index = cfg.global_keyprefix + cfg.unacked_index_key
+        unacked = cfg.options.global_keyprefix + cfg.options.unacked_key
+        unacked_index = cfg.options.global_keyprefix + cfg.options.unacked_index_key
         now = self.clock()
 
         level_keys = [key for _, _, key in keys]
@@ -192,7 +192,7 @@ class RedisInspector(Inspector):
                     pipe.llen(key)
             pipe.hlen(unacked)
             pipe.zrange(unacked_index, 0, 0, withscores=True)
-            pipe.zcount(unacked_index, "-inf", now - cfg.visibility_timeout)
+            pipe.zcount(unacked_index, "-inf", now - cfg.options.visibility_timeout)
             replies = pipe.execute(raise_on_error=False)
         if self.use_script and _script_unavailable(replies[0]):
             log.info(
@@ -218,13 +218,13 @@ class RedisInspector(Inspector):
             queues_over_limit=self.queues_over_limit,
             reserved_total=None if reserved_total is None else int(reserved_total),
             reserved_overdue=None if overdue is None else int(overdue),
-            visibility_timeout_seconds=cfg.visibility_timeout,
+            visibility_timeout_seconds=cfg.options.visibility_timeout,
             reserved_oldest_age_seconds=_oldest_age(oldest, now),
             unreadable_keys=unreadable_keys,
         )
 
         non_empty = [i for i, depth in enumerate(depths) if depth and depth != UNREADABLE]
-        sample_size = min(int(reserved_total or 0), cfg.reserved_sample_size)
+        sample_size = min(int(reserved_total or 0), cfg.options.reserved_sample_size)
         sample: list[Any] = []
         if heads is None or sample_size:
             with self.client.pipeline(transaction=False) as pipe:
