@@ -243,3 +243,16 @@ def test_priority_levels_override_within_the_steps_loads(tmp_path):
         "other": {"least": 0},
     }
     assert config.brokers[1].priority_levels == {"jobs": {"most": 9, "least": 0}}
+
+
+def test_an_unparsable_management_url_exits_2_without_echoing_it():
+    """'http://[::1' made urlsplit raise a bare ValueError (a traceback quoting the URL); it is
+    a configuration error like any other bad URL now."""
+    result = run_cli(
+        "--broker-url", "amqp://127.0.0.1:1//", "--management-url", f"http://u:{SECRET}@[::1"
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "celery-queue-exporter: configuration error: management_url: expected an http(s) URL, "
+        "got '<unparsable url>'\n"
+    )
