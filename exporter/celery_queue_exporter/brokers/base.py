@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, Field, dataclass, fields
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -99,9 +99,11 @@ class Transport(Generic[OptionsT]):
     def __post_init__(self) -> None:
         """The options type matches the declarations: same names, same defaults."""
         declared = {option.attr: option.default for option in self.options}
-        found = {
-            item.name: item.default_factory() if item.default is MISSING else item.default  # type: ignore[misc]
-            for item in fields(self.options_type)  # type: ignore[arg-type]
-        }
+        found = {item.name: _default(item) for item in fields(self.options_type)}  # type: ignore[arg-type]
         if found != declared:
             raise ValueError(f"transport {self.name!r}: {self.options_type} does not match OPTIONS")
+
+
+def _default(item: Field[Any]) -> Any:
+    """A dataclass field's default (made by its factory, if it has one)."""
+    return item.default_factory() if item.default is MISSING else item.default
