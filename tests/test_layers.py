@@ -187,6 +187,19 @@ def test_type_only_imports_point_up_only_where_listed() -> None:
     assert upward(import_graph(type_only=True)) == TYPE_ONLY_UPWARD
 
 
+def test_urls_are_split_in_one_module() -> None:
+    """config/urls.py parses a broker URL once (BrokerURL); no other module splits URLs."""
+    callers = sorted(
+        f"{module_name(path)}:{node.lineno}"
+        for path in ROOT.rglob("*.py")
+        if path != ROOT / "config" / "urls.py"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", getattr(node.func, "attr", None)) in {"urlsplit", "urlparse"}
+    )
+    assert callers == []
+
+
 @pytest.mark.parametrize("name", ["__getattr__", "__setattr__", "__getattribute__"])
 def test_no_attribute_magic_on_configuration_objects(name: str) -> None:
     """Configuration objects are plain: every field is declared where a reader (and a type

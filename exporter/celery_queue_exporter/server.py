@@ -25,12 +25,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 
 from . import __version__
 from .config import ExporterConfig
+from .config.urls import request_path
 from .deadline import SCRAPE_TIMEOUT_HEADER, budget_from_header, scrape_window
 from .exposition import CONTENT_TYPE, render_text
 
@@ -94,7 +94,7 @@ def parse_head(head: bytes, arrived: float) -> Request | None:
         name, colon, value = line.partition(":")
         if colon:
             headers[name.strip().lower()] = value.strip()
-    return Request(parts[0], urlsplit(parts[1]).path or "/", headers, arrived)
+    return Request(parts[0], request_path(parts[1]), headers, arrived)
 
 
 def landing_page(config: ExporterConfig) -> bytes:

@@ -211,6 +211,11 @@ def is_http_url(text: str) -> bool:
         return False
 
 
+def request_path(target: str) -> str:
+    """The path of an HTTP request target (``/metrics?x=1`` -> ``/metrics``; empty: ``/``)."""
+    return urlsplit(target).path or "/"
+
+
 def label_text(pieces: list[str]) -> str:
     """Pieces joined into a readable label value (anything odd becomes '-')."""
     return re.sub(r"[^A-Za-z0-9_.:-]+", "-", "-".join(pieces))
