@@ -621,6 +621,16 @@ EVENT_TRACKED_TASKS = _spec(
     "exact",
     "the exporter.",
 )
+EVENT_SERIES_DROPPED = _spec(
+    "celery_event_series_dropped_total",
+    "counter",
+    ("broker", "metric"),
+    "Observations of a task metric counted under its '(other)' labels because their own series "
+    "would have exceeded the series budget (events.max_series_per_family series per metric, "
+    "events.max_event_samples samples in all; docs/reliability.md). metric is the metric's name.",
+    "exact",
+    "the exporter.",
+)
 
 #: Metrics from Celery events (celery_queue_exporter/events/).
 EVENT_METRICS: tuple[MetricSpec, ...] = (
@@ -657,6 +667,7 @@ EVENT_METRICS: tuple[MetricSpec, ...] = (
     EVENT_STREAM_INTERRUPTIONS,
     EVENT_CLOCK_SKEW,
     EVENT_TRACKED_TASKS,
+    EVENT_SERIES_DROPPED,
 )
 
 

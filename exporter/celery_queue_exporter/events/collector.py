@@ -16,6 +16,7 @@ from ..families import add_known
 from ..families import counter as _counter
 from ..families import gauge as _gauge
 from ..families import histogram as _histogram
+from .budget import SeriesBudget
 from .state import StateFile
 from .tracker import TASK_COUNTER_KINDS, EventSnapshot, EventTracker
 
@@ -50,10 +51,15 @@ class EventCollector(Collector):
     ) -> None:
         self.trackers: list[EventTracker] = []
         self.consumers: list[registry.EventConsumer] = []
+        #: One series budget for the task metrics of every broker (events/budget.py).
+        self.budget = SeriesBudget(settings.max_series_per_family, settings.max_event_samples)
         for broker in brokers:
             transport = registry.transport_of(broker)
             tracker = EventTracker(
-                broker.name, settings, priority_level=transport.priority_levels(broker)
+                broker.name,
+                settings,
+                priority_level=transport.priority_levels(broker),
+                budget=self.budget,
             )
             self.trackers.append(tracker)
             if consumers:
@@ -61,7 +67,9 @@ class EventCollector(Collector):
         #: The known workers kept across restarts (events.state_file), read before any event.
         self.state: StateFile | None = None
         if settings.state_file:
-            self.state = StateFile(settings.state_file, self.trackers)
+            self.state = StateFile(
+                settings.state_file, self.trackers, max_bytes=settings.state_file_max_bytes
+            )
             self.state.load()
 
     def start(self) -> None:
@@ -140,6 +148,7 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
     interruptions = _counter(cat.EVENT_STREAM_INTERRUPTIONS)
     skew = _counter(cat.EVENT_CLOCK_SKEW)
     tracked = _gauge(cat.EVENT_TRACKED_TASKS)
+    dropped = _counter(cat.EVENT_SERIES_DROPPED)
 
     for broker, tracker, snap in snapshots:
         for (kind, queue, task), value in sorted(snap.task_counts.items()):
@@ -197,6 +206,8 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
             interruptions.add_metric([broker, reason], snap.interruptions.get(reason, 0))
         skew.add_metric([broker], snap.clock_skew_clamped)
         tracked.add_metric([broker], snap.tracked_tasks)
+        for metric, count in sorted(snap.series_dropped.items()):
+            dropped.add_metric([broker, metric], count)
 
     yield from counters.values()
     yield from (
@@ -225,4 +236,5 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
         interruptions,
         skew,
         tracked,
+        dropped,
     )

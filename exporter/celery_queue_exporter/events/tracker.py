@@ -12,7 +12,10 @@ records are bounded in number (``max_tracked_tasks``, oldest dropped first) and 
 (``max_task_age_seconds``); a task whose record was dropped is counted under queue/task
 ``(unknown)``.
 
-Label cardinality: task names (``task_names`` allow-list or the first ``max_task_names``) and
+Label cardinality: label values and task ids are cut to ``max_label_length`` (events/budget.py)
+and every new series of the task metrics asks the exporter-wide :class:`~.budget.SeriesBudget`;
+refused, it is observed under its family's ``(other)`` labels and counted in ``series_dropped``.
+Task names (``task_names`` allow-list or the first ``max_task_names``) and
 queue names (the first ``max_queue_names``) past their cap fold into ``(other)``; workers past
 ``max_workers`` share one record exported as worker ``(other)`` (up while any of them is heard
 from, no per-worker readings). Names are never forgotten: a flood of dynamic names cannot push
@@ -47,9 +50,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from .. import catalogue as cat
 from ..catalogue import OTHER_QUEUE, OTHER_TASK, UNKNOWN_QUEUE
 from ..config.model import EventSettings
 from ..instrumentation import TASK_INFO_EVENT
+from .budget import SeriesBudget, cut
 from .fields import number as _number
 from .workers import WORKER_EVENTS as _WORKER_EVENTS
 from .workers import WorkerBook, WorkerReading
@@ -63,6 +68,18 @@ __all__ = [
     "WorkerReading",
     "time_limit_kind",
 ]
+
+#: Budget family (the exposed metric name) of each task counter.
+_COUNTER_FAMILIES = {
+    "sent": cat.TASK_SENT.name,
+    "received": cat.TASK_RECEIVED.name,
+    "started": cat.TASK_STARTED.name,
+    "succeeded": cat.TASK_SUCCEEDED.name,
+    "failed": cat.TASK_FAILED.name,
+    "retried": cat.TASK_RETRIED.name,
+    "rejected": cat.TASK_REJECTED.name,
+    "revoked": cat.TASK_REVOKED.name,
+}
 
 #: Label value for a task whose name the exporter could not learn (record dropped or missed).
 UNKNOWN_TASK = "(unknown)"
@@ -288,6 +305,8 @@ class EventSnapshot:
     queues_unknown: int = 0
     #: (queue, task, priority level) -> tasks received at that level (task-info events)
     received_by_priority: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    #: metric name -> observations counted under '(other)' labels (series budget)
+    series_dropped: dict[str, int] = field(default_factory=dict)
 
 
 class EventTracker:
@@ -300,6 +319,7 @@ class EventTracker:
         *,
         priority_level: Callable[[Any, Any], str],
         clock: Callable[[], float] = time.time,
+        budget: SeriesBudget | None = None,
     ) -> None:
         self.broker = broker
         self.settings = settings or EventSettings()
@@ -310,6 +330,13 @@ class EventTracker:
         self.runtime_bounds = tuple(float(b) for b in self.settings.runtime_buckets)
         self.wait_bounds = tuple(float(b) for b in self.settings.wait_buckets)
         self._allowed = frozenset(self.settings.task_names)
+        self.max_label_length = self.settings.max_label_length
+        #: Shared by the trackers of all brokers (events/collector.py), else this one's own.
+        self.budget = budget or SeriesBudget(
+            self.settings.max_series_per_family, self.settings.max_event_samples
+        )
+        #: metric name -> observations folded into '(other)' labels by the series budget
+        self.series_dropped: dict[str, int] = {}
         self._task_names = FirstNames(self.settings.max_task_names, OTHER_TASK)
         self._queue_names = FirstNames(self.settings.max_queue_names, OTHER_QUEUE)
         self._exception_names = FirstNames(self.settings.max_exception_names, OTHER_TASK)
@@ -378,6 +405,7 @@ class EventTracker:
                 if kind not in _WORKER_EVENTS and not isinstance(event.get("uuid"), str):
                     self.malformed += 1  # a task event must name its task
                     continue
+                event = self._cut_ids(event)
                 try:
                     handler(event, now)
                 except (TypeError, ValueError, AttributeError, KeyError, ArithmeticError):
@@ -387,6 +415,22 @@ class EventTracker:
                     continue
                 self.events_received += 1
             self._evict(now)
+
+    def _cut_ids(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The event with its task id and hostname cut to max_label_length: they key the
+        records kept in memory and the worker label, so their length must be bounded too."""
+        limit = self.max_label_length
+        uuid, hostname = event.get("uuid"), event.get("hostname")
+        long_uuid = isinstance(uuid, str) and len(uuid) > limit
+        long_host = isinstance(hostname, str) and len(hostname) > limit
+        if not (long_uuid or long_host):
+            return event
+        event = dict(event)
+        if long_uuid:
+            event["uuid"] = cut(uuid, limit)  # type: ignore[arg-type]
+        if long_host:
+            event["hostname"] = cut(hostname, limit)  # type: ignore[arg-type]
+        return event
 
     def count_malformed(self, messages: int = 1) -> None:
         with self.lock:
@@ -408,8 +452,8 @@ class EventTracker:
         if not isinstance(name, str) or not name:
             return UNKNOWN_TASK
         if self._allowed:
-            return name if name in self._allowed else OTHER_TASK
-        return self._task_names.label(name)
+            return cut(name, self.max_label_length) if name in self._allowed else OTHER_TASK
+        return self._task_names.label(cut(name, self.max_label_length))
 
     def exception_label(self, exception: Any, traceback: Any = None) -> str:
         """The exception label of a failure: the exception's class name (from the traceback's
@@ -421,14 +465,36 @@ class EventTracker:
             name = _exception_name(lines[-1]) if lines[-1] else name
         if not name:
             return UNKNOWN_TASK
-        return self._exception_names.label(name)
+        return self._exception_names.label(cut(name, self.max_label_length))
 
     def queue_label(self, queue: Any) -> str | None:
         """The queue label for a name: among the first max_queue_names, else OTHER_QUEUE; None
         when the event names no queue."""
         if not isinstance(queue, str) or not queue:
             return None
-        return self._queue_names.label(queue)
+        return self._queue_names.label(cut(queue, self.max_label_length))
+
+    def _admit(
+        self, family: str, store: dict[Any, Any], key: Any, other: Any, cost: int = 1
+    ) -> Any:
+        """``key`` when its series exists or the budget admits it, else ``other`` (the
+        family's '(other)' series, always kept), counting the fold in series_dropped."""
+        if key in store or key == other or self.budget.admit(family, cost):
+            return key
+        self.series_dropped[family] = self.series_dropped.get(family, 0) + 1
+        return other
+
+    def _observe(
+        self,
+        family: str,
+        histograms: dict[Any, Histogram],
+        key: Any,
+        other: Any,
+        bounds: Sequence[float],
+        value: float,
+    ) -> None:
+        key = self._admit(family, histograms, key, other, len(bounds) + 3)
+        _observe(histograms, key, bounds, value)
 
     # --- task events ------------------------------------------------------------------------
 
@@ -444,7 +510,10 @@ class EventTracker:
         return task
 
     def _inc(self, kind: str, queue: str, task: str) -> None:
-        key = (kind, queue, task)
+        key = self._admit(
+            _COUNTER_FAMILIES[kind], self._counts, (kind, queue, task),
+            (kind, OTHER_QUEUE, OTHER_TASK),
+        )  # fmt: skip
         self._counts[key] = self._counts.get(key, 0) + 1
 
     def _on_sent(self, event: dict[str, Any], now: float) -> None:
@@ -481,7 +550,10 @@ class EventTracker:
         run.eta = _number(event.get("eta"), run.eta)
         if _known_level(priority) and self._first_info(event["uuid"], event.get("retries")):
             queue = task.queue or UNKNOWN_QUEUE
-            key = (queue, task.name or UNKNOWN_TASK, priority)
+            key = self._admit(
+                cat.TASK_RECEIVED_BY_PRIORITY.name, self._by_priority,
+                (queue, task.name or UNKNOWN_TASK, priority), (OTHER_QUEUE, OTHER_TASK, priority),
+            )  # fmt: skip
             self._by_priority[key] = self._by_priority.get(key, 0) + 1
             if queue not in (UNKNOWN_QUEUE, OTHER_QUEUE):
                 self._levels.setdefault(queue, {})[priority] = now
@@ -538,16 +610,28 @@ class EventTracker:
         if published is not None:
             ready = published if eta is None else max(published, eta)
             wait = self._clamp(started - ready)
-            _observe(self._task_wait, (queue, name), bounds, wait)
-            _observe(self._queue_wait, (queue, priority), bounds, wait)
+            other = (OTHER_QUEUE, OTHER_TASK)
+            self._observe(
+                cat.TASK_QUEUE_WAIT.name, self._task_wait, (queue, name), other, bounds, wait
+            )
+            self._observe(
+                cat.QUEUE_WAIT.name, self._queue_wait, (queue, priority),
+                (OTHER_QUEUE, priority), bounds, wait,
+            )  # fmt: skip
         if task.enqueued_at is not None:
             # Same clocks as the queue wait just measured: its skew is counted there, once.
             delay = min(max(0.0, started - task.enqueued_at), self.settings.max_wait_seconds)
-            _observe(self._end_to_end, (queue, name), bounds, delay)
+            self._observe(
+                cat.TASK_END_TO_END.name, self._end_to_end, (queue, name),
+                (OTHER_QUEUE, OTHER_TASK), bounds, delay,
+            )  # fmt: skip
         if task.received_at is not None:
             # Both on the worker's clock; an ETA run is not prefetched before its ETA.
             ready = task.received_at if eta is None else max(task.received_at, eta)
-            _observe(self._prefetch, (queue, task.priority), bounds, max(0.0, started - ready))
+            self._observe(
+                cat.QUEUE_PREFETCH.name, self._prefetch, (queue, task.priority),
+                (OTHER_QUEUE, task.priority), bounds, max(0.0, started - ready),
+            )  # fmt: skip
 
     def _clamp(self, wait: float) -> float:
         if wait < 0:
@@ -565,11 +649,10 @@ class EventTracker:
         self._inc("succeeded", queue, name)
         runtime = _number(event.get("runtime"))
         if runtime is not None:
-            bounds = self.runtime_bounds
-            histogram = self._runtime.get((queue, name))
-            if histogram is None:
-                histogram = self._runtime[(queue, name)] = Histogram(len(bounds))
-            histogram.observe(bounds, max(0.0, runtime))
+            self._observe(
+                cat.TASK_RUNTIME.name, self._runtime, (queue, name), (OTHER_QUEUE, OTHER_TASK),
+                self.runtime_bounds, max(0.0, runtime),
+            )  # fmt: skip
         self._end(event.get("uuid"))
 
     def _on_failed(self, event: dict[str, Any], now: float) -> None:
@@ -578,12 +661,20 @@ class EventTracker:
         _task, queue, name = self._known(event)
         limit = time_limit_kind(event.get("exception"), event.get("traceback"))
         if limit is None:
-            self._inc("failed", queue, name)
             exception = self.exception_label(event.get("exception"), event.get("traceback"))
-            key = (queue, name, exception)
+            key = self._admit(
+                cat.TASK_FAILED.name, self._failures, (queue, name, exception),
+                (OTHER_QUEUE, OTHER_TASK, OTHER_TASK),
+            )  # fmt: skip
             self._failures[key] = self._failures.get(key, 0) + 1
+            # Not exported (the failures carry the exception): at most one per failure series.
+            counted = ("failed", key[0], key[1])
+            self._counts[counted] = self._counts.get(counted, 0) + 1
         else:
-            key = (queue, name, limit)
+            key = self._admit(
+                cat.TASK_TIME_LIMIT.name, self._time_limits, (queue, name, limit),
+                (OTHER_QUEUE, OTHER_TASK, limit),
+            )  # fmt: skip
             self._time_limits[key] = self._time_limits.get(key, 0) + 1
         self._end(event.get("uuid"))
 
@@ -689,6 +780,7 @@ class EventTracker:
                 tracked_tasks=len(self._tasks),
                 queues_unknown=queues_unknown,
                 received_by_priority=dict(self._by_priority),
+                series_dropped=dict(self.series_dropped),
             )
 
     def levels_in_use(self) -> dict[str, set[str]]:

@@ -24,6 +24,7 @@ from typing import Any
 from ..catalogue import OTHER_WORKER
 from ..config.model import EventSettings
 from ..instrumentation import WORKER_QUEUES_EVENT
+from .budget import cut
 from .fields import number as _number
 
 #: Event types the worker book handles.
@@ -324,7 +325,8 @@ class WorkerBook:
                 for queue, seen in worker.task_queues.items()
                 if (label := self._queue_label(queue)) is not None
             }
-            restored.append((hostname, worker))
+            # Cut as on receipt: a state file may hold a hostname of any length.
+            restored.append((cut(hostname, self.settings.max_label_length), worker))
         restored.sort(key=lambda item: -item[1].last_heard)  # the most recent first
         for hostname, worker in restored:
             if hostname in self._workers:
