@@ -71,15 +71,18 @@ class Exporter:
         if self.events is not None and self.events.state is not None:
             self.events.state.save()
 
-    def close(self) -> None:
+    def close(self, consumer_timeout: float = 5.0) -> None:
         if self.events is not None:
-            self.events.close()
+            self.events.close(consumer_timeout)
         self.queues.close()
 
     def close_within(self, seconds: float) -> bool:
         """close() on a daemon thread, waiting at most ``seconds``; False when it did not end
-        in time (a broker connection hanging on close)."""
-        closer = threading.Thread(target=self.close, name="shutdown", daemon=True)
+        in time (a broker connection hanging on close). Event consumers get half of it, so
+        the final state file write fits in the rest."""
+        closer = threading.Thread(
+            target=self.close, args=(max(0.0, seconds) / 2,), name="shutdown", daemon=True
+        )
         closer.start()
         closer.join(max(0.0, seconds))
         return not closer.is_alive()
@@ -148,7 +151,10 @@ def shutdown(exporter: Exporter, server: MetricsServer) -> None:
         exporter.save_state()
     except Exception:  # a state file must never keep the process alive
         log.exception("writing the events state file at shutdown failed")
-    server.stop()
+    try:
+        server.stop()
+    except Exception:  # a bug here must not keep the process alive either
+        log.exception("stopping the HTTP server failed")
     if not exporter.close_within(deadline - time.monotonic()):
         log.warning("broker connections did not close within %gs: abandoned", SHUTDOWN_SECONDS)
     log.info("stopped")

@@ -253,7 +253,7 @@ class MetricsServer:
         for conn in late:
             with contextlib.suppress(OSError):
                 conn.sock.setblocking(True)
-                _send_all(conn.sock, SHUTTING_DOWN.encode(), time.monotonic() + 0.5)
+                _send_all(conn.sock, SHUTTING_DOWN.encode(head_only=False), time.monotonic() + 0.5)
             with contextlib.suppress(OSError):
                 conn.sock.shutdown(socket.SHUT_RDWR)
             conn.sock.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import Metric
@@ -78,10 +79,15 @@ class EventCollector(Collector):
         if self.state is not None:
             self.state.start()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the consumers (waiting at most ``timeout`` in all: one stuck connecting to a
+        hung broker is a daemon thread, left behind), then write the state file."""
+        deadline = time.monotonic() + timeout
+        for consumer in self.consumers:
+            consumer.stopping_soon()
         for consumer in self.consumers:
             try:
-                consumer.stop()
+                consumer.stop(max(0.0, deadline - time.monotonic()))
             except Exception:  # stopping a consumer of a dead broker may fail
                 log.debug("stopping an event consumer failed", exc_info=True)
         if self.state is not None:  # after the consumers: the last events are in it

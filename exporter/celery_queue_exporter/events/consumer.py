@@ -73,9 +73,13 @@ class EventConsumerThread:
         )
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stopping_soon(self) -> None:
+        """Ask the thread to stop without waiting (several consumers stop in parallel)."""
         self._stop.set()
         self._interrupt()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.stopping_soon()
         if self._thread is not None:
             self._thread.join(timeout)
 
