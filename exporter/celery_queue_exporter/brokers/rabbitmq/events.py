@@ -31,6 +31,7 @@ from ...events.consumer import EventConsumerThread
 from ...events.decode import MalformedEvent, decode_json_body
 from ...events.tracker import EventTracker
 from ..celery_layout import EVENT_EXCHANGE
+from .inspector import _quiet_pika
 from .url import connection_parameters, parse_amqp_url
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class RabbitMQEventConsumer(EventConsumerThread):
         self._connection: pika.BlockingConnection | None = None
         #: The AMQP method being sent, to name the permission a 403 is about.
         self._step = "connect"
+        _quiet_pika()  # pika would log every refused retry itself; _refusal says it once
 
     def _consume(self) -> None:
         parameters = connection_parameters(
