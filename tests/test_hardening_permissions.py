@@ -159,3 +159,37 @@ def test_redis_acl_without_psubscribe_gets_one_clear_line(redis_server, caplog):
         f"events from {exporter.broker.name}: the Redis ACL refuses the event subscription"
     )
     assert "+psubscribe" in errors[0] and "README.md#permissions" in errors[0]
+
+
+@pytest.mark.rabbitmq
+def test_a_management_user_without_the_monitoring_tag_gets_one_warning(event_vhost, caplog):
+    """The queue inspection's side: the API refuses a user without the tag (401); the exporter
+    says so once and reads the queue over AMQP."""
+    from celery_queue_exporter.brokers.rabbitmq.inspector import RabbitMQInspector
+    from celery_queue_exporter.config import BrokerConfig
+
+    name = create_user(f"cqe-test-{uuid.uuid4().hex[:8]}", "pw", event_vhost, tags="")
+    try:
+        url = f"amqp://{name}:pw@127.0.0.1:5672/{event_vhost}"
+        setup = pika.BlockingConnection(
+            pika.URLParameters(url.replace(f"{name}:pw", "guest:guest"))
+        )
+        setup.channel().queue_declare("jobs")
+        setup.close()
+        inspector = RabbitMQInspector(BrokerConfig(name="r", url=url, queues=["jobs"]), 10.0)
+        try:
+            with caplog.at_level(logging.INFO):
+                for _ in range(3):
+                    snapshot = inspector.inspect()
+                    assert snapshot.management_api_up is False
+                    assert [(lv.queue, lv.messages) for lv in snapshot.levels] == [("jobs", 0)]
+        finally:
+            inspector.close()
+    finally:
+        delete_user(name)
+    errors = _errors(caplog)
+    assert len(errors) == 1, errors
+    assert errors[0].endswith(
+        f"refused the credentials of user {name!r} (401: wrong password, or the user lacks the "
+        "'monitoring' or 'management' tag); using AMQP (no per-priority or unacknowledged counts)"
+    )
