@@ -350,7 +350,8 @@ OTHER_WORKER = "(other)"
 _TASK_LABELS = ("broker", "queue", "task")
 #: Appended to the help of event metrics labelled by queue (and task): the label caps.
 _CAPPED = (
-    " Names past the label caps (events.max_queue_names, events.max_task_names) are '(other)'."
+    " Names past the label caps (events.max_queue_names, events.max_task_names) are '(other)',"
+    " as are series past the series budget (celery_event_series_dropped_total)."
 )
 _CAPPED_QUEUE = " Queue names past events.max_queue_names are '(other)'."
 _EVENTS_SOURCE = "Celery events (worker_send_task_events / task_send_sent_event)."
