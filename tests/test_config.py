@@ -64,6 +64,13 @@ PRODUCTION_FLAGS = [
 ]
 #: Flags added for on-call fidelity (issue 13).
 ONCALL_FLAGS = ["--events-state-file", "--events-worker-offline-grace", "--urgency-memory"]
+#: Flags added for the series budget and the bounded state file (issue 24).
+HARDENING_FLAGS = [
+    "--events-max-label-length",
+    "--events-max-series-per-family",
+    "--events-max-event-samples",
+    "--events-state-file-max-bytes",
+]
 
 
 def write(tmp_path, text: str):
@@ -363,7 +370,7 @@ def test_configuration_docs_are_generated_from_the_declarations(tmp_path):
     parser = build_parser()
     flags = [a.option_strings[0] for a in parser._actions if a.option_strings[0] != "-h"]
     # the command line is unchanged by the split; issues 16 and 13 only added flags
-    assert sorted(flags) == sorted(FLAGS + PRODUCTION_FLAGS + ONCALL_FLAGS)
+    assert sorted(flags) == sorted(FLAGS + PRODUCTION_FLAGS + ONCALL_FLAGS + HARDENING_FLAGS)
     for flag in flags:
         assert f"| `{flag}` |" in page, flag
     assert "| `port` | `--port` | `CELERY_EXPORTER_PORT` | integer 0..65535 | `9818` |" in page

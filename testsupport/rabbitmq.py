@@ -82,3 +82,38 @@ def delete_vhost(name: str) -> None:
     import requests
 
     requests.delete(f"{MANAGEMENT_API}/vhosts/{name}", auth=GUEST, timeout=10)
+
+
+def create_user(
+    name: str,
+    password: str,
+    vhost: str,
+    *,
+    tags: str = "monitoring",
+    configure: str = "^$",
+    write: str = "^$",
+    read: str = ".*",
+) -> str:
+    """Create user ``name`` with ``tags`` and these permission regexes on ``vhost``."""
+    import requests
+
+    requests.put(
+        f"{MANAGEMENT_API}/users/{name}",
+        json={"password": password, "tags": tags},
+        auth=GUEST,
+        timeout=10,
+    ).raise_for_status()
+    requests.put(
+        f"{MANAGEMENT_API}/permissions/{vhost}/{name}",
+        json={"configure": configure, "write": write, "read": read},
+        auth=GUEST,
+        timeout=10,
+    ).raise_for_status()
+    return name
+
+
+def delete_user(name: str) -> None:
+    """Delete user ``name`` (its permissions go with it)."""
+    import requests
+
+    requests.delete(f"{MANAGEMENT_API}/users/{name}", auth=GUEST, timeout=10)

@@ -350,7 +350,8 @@ OTHER_WORKER = "(other)"
 _TASK_LABELS = ("broker", "queue", "task")
 #: Appended to the help of event metrics labelled by queue (and task): the label caps.
 _CAPPED = (
-    " Names past the label caps (events.max_queue_names, events.max_task_names) are '(other)'."
+    " Names past the label caps (events.max_queue_names, events.max_task_names) are '(other)',"
+    " as are series past the series budget (celery_event_series_dropped_total)."
 )
 _CAPPED_QUEUE = " Queue names past events.max_queue_names are '(other)'."
 _EVENTS_SOURCE = "Celery events (worker_send_task_events / task_send_sent_event)."
@@ -621,6 +622,16 @@ EVENT_TRACKED_TASKS = _spec(
     "exact",
     "the exporter.",
 )
+EVENT_SERIES_DROPPED = _spec(
+    "celery_event_series_dropped_total",
+    "counter",
+    ("broker", "metric"),
+    "Observations of a task metric counted under its '(other)' labels because their own series "
+    "would have exceeded the series budget (events.max_series_per_family series per metric, "
+    "events.max_event_samples samples in all; docs/reliability.md). metric is the metric's name.",
+    "exact",
+    "the exporter.",
+)
 
 #: Metrics from Celery events (celery_queue_exporter/events/).
 EVENT_METRICS: tuple[MetricSpec, ...] = (
@@ -657,6 +668,7 @@ EVENT_METRICS: tuple[MetricSpec, ...] = (
     EVENT_STREAM_INTERRUPTIONS,
     EVENT_CLOCK_SKEW,
     EVENT_TRACKED_TASKS,
+    EVENT_SERIES_DROPPED,
 )
 
 

@@ -115,11 +115,18 @@ class EventSettings:
     max_queue_names: int = _event_default("max_queue_names")
     # workers exported one by one (the first N hostnames, the rest folded into OTHER_WORKER)
     max_workers: int = _event_default("max_workers")
+    # label values and task ids cut to this length with a hash suffix (events/budget.py)
+    max_label_length: int = _event_default("max_label_length")
+    # the series budget of the task metrics, whole exporter (events/budget.py)
+    max_series_per_family: int = _event_default("max_series_per_family")
+    max_event_samples: int = _event_default("max_event_samples")
     max_tracked_tasks: int = _event_default("max_tracked_tasks")
     max_task_age_seconds: float = _event_default("max_task_age_seconds")
     max_wait_seconds: float = _event_default("max_wait_seconds")
     # JSON file keeping the known workers across restarts (events/state.py); None: not kept
     state_file: str | None = _event_default("state_file")
+    # a larger state file is refused with a warning (events/state.py)
+    state_file_max_bytes: int = _event_default("state_file_max_bytes")
 
 
 @dataclass
