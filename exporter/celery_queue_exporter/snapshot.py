@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from .catalogue import URGENCY_LEAST, URGENCY_MOST
 
 if TYPE_CHECKING:
+    from .brokers.rabbitmq.nodes import NodeReading
+    from .brokers.redis.health import RedisHealth
     from .config.model import BrokerConfig
 
 
@@ -42,6 +44,8 @@ class QueueReading:
     missing: bool | None = None
     #: A key of the queue could not be read (another type than the broker's client writes).
     unreadable: bool | None = None
+    #: Redis: the queue's binding vanished after the exporter saw it (kept watched meanwhile).
+    unbound: bool | None = None
 
 
 @dataclass
@@ -73,6 +77,10 @@ class BrokerSnapshot:
     queues_over_limit: int | None = None
     #: Keys the inspection could not read (another type than expected); None: not applicable.
     unreadable_keys: int | None = None
+    #: Redis: the server's memory, evictions, flushes, restarts and persistence.
+    redis_health: RedisHealth | None = None
+    #: RabbitMQ: the cluster's nodes from the management API (None: not read).
+    rabbitmq_nodes: list[NodeReading] | None = None
 
     def queue(self, name: str) -> QueueReading:
         """The QueueReading for ``name``, created on first use."""

@@ -36,6 +36,7 @@ from ..base import Inspector
 from ..celery_layout import is_internal_queue
 from ..peer_deadline import Deadline
 from .http import deadline_session
+from .nodes import NodesReader
 from .tls import http_session
 from .url import connection_parameters, default_management_url, parse_amqp_url
 
@@ -189,6 +190,8 @@ class RabbitMQInspector(Inspector):
         self._queues_over_limit = 0
         self._management_state: bool | None = None
         self._management_problem: str | None = None
+        #: Cluster health (alarms, partitions, limits) from /api/nodes (nodes.py).
+        self.nodes = NodesReader(self.where)
 
     # --- naming -----------------------------------------------------------------------------
 
@@ -223,6 +226,9 @@ class RabbitMQInspector(Inspector):
                 problem = str(exc)
             else:
                 self._note_management(True, None)
+                snapshot.rabbitmq_nodes = self.nodes.read(
+                    self._session, self.management_url, self._auth, deadline
+                )
                 return snapshot
         snapshot = self._inspect_amqp(deadline)
         snapshot.management_api_up = False

@@ -69,4 +69,7 @@ OPTIONS = (
            "reserved messages sampled per scrape to split the total over queues"),
     Option("discovery_interval_seconds", values.number(-1), 30.0,
            "how often kombu's binding sets are re-read to discover queues"),
+    Option("unbound_queue_retention_seconds", values.number(0), 3600.0,
+           "a queue seen bound stays watched (flagged unbound) this long after its binding "
+           "vanished and its lists were last non-empty (evicted or flushed bindings)"),
 )  # fmt: skip
