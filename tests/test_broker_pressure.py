@@ -221,4 +221,3 @@ def test_parse_nodes_skips_malformed_entries_and_keeps_a_down_node():
     )  # fmt: skip
     assert (b.running, b.memory_alarm, b.partitions) == (False, None, None)
     assert parse_nodes({"error": "x"}) == ([], 1)
-
