@@ -26,6 +26,7 @@ from rabbitmq_node import RabbitMQNode, running_node
 pytestmark = [pytest.mark.slow]
 
 MB = 1024 * 1024
+RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 #: A task that never runs here (the worker is busy), with arguments big enough that a few
 #: dozen fill a few MB.
 BIG_TASK, BIG_ARGS = "events.ok", ("x" * 100_000,)
@@ -229,7 +230,8 @@ class PrivateNodeStack(OncallStack):
 
     def rabbitmqctl(self, *args: str) -> None:
         assert self.node is not None
-        binary = shutil.which("rabbitmqctl") or "/usr/lib/rabbitmq/bin/rabbitmqctl"
+        # The real script, not Debian's su wrapper (which would lose the node's cookie in HOME).
+        binary = RABBITMQCTL if Path(RABBITMQCTL).exists() else shutil.which("rabbitmqctl")
         subprocess.run(
             [binary, "-n", self.node.nodename, *args],
             env=self.node.environment(), check=True, capture_output=True, timeout=60,
