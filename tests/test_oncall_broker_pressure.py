@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_until
 from oncall_stack import JOB, RABBIT, REDIS, OncallStack, alert, epoch, stacks
 from rabbitmq_node import RabbitMQNode, running_node
 
@@ -198,6 +199,29 @@ def test_flushall_pages_messages_lost_and_the_queue_stays_watched(make_stack):
     assert _redis_metric(stack, "celery_redis_flush_commands_total", command="flushall") == 1
     stack.assert_alerts({lost}, must_be_silent=_others(stack, lost[0]))
     _done(stack)
+
+
+@pytest.mark.redis
+def test_redis_restart_without_persistence_pages_messages_lost(make_stack):
+    """Situation: the broker's Redis runs with AOF off and no RDB save points (the private
+    server's defaults: ``--save "" --appendonly no``); it restarts (stopped and started on the
+    same port) and comes back empty.
+
+    Expected: CeleryRedisMessagesLost (critical, cause "restart without persistence") alone,
+    once the exporter reads the new server (its uptime went back). Silent at the end: every
+    other alert (CeleryBrokerDown too: the restart takes less than its ``for:``). Why: issue 22
+    item 3, a restart without persistence loses everything and the alerts clear.
+    """
+    stack = make_stack(queues={REDIS: ["work"]})
+    stack.wait_quiet()
+    assert _redis_metric(stack, "celery_redis_persistence_enabled") == 0
+    uptime = f'celery_redis_uptime_seconds{{job="{JOB}", broker="{REDIS}"}}'
+    wait_until(lambda: (stack.value(uptime) or 0) >= 3, what="Prometheus saw the uptime grow")
+    stack.redis.stop()
+    stack.redis.start()
+    lost = alert("CeleryRedisMessagesLost", broker=REDIS)
+    stack.wait_alerts({lost}, must_be_silent=_others(stack, lost[0]))
+    assert stack.wait_firing(lost)["labels"]["cause"] == "restart without persistence"
 
 
 # --- a RabbitMQ memory alarm ---------------------------------------------------------------------

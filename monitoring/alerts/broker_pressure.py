@@ -95,12 +95,15 @@ def messages_lost(s: Settings) -> Body:
     e = s.e
     span = dur(s["window"])
     flushed = _counted(s, cat.REDIS_FLUSHES.name, span, by="command")
+    # A restart loses the data when persistence was off before it: off throughout the window
+    # (switched off at the restart itself, the data was loaded first: never a false page).
     uptime = e.metric(cat.REDIS_UPTIME.name)
     persistence = e.metric(cat.REDIS_PERSISTENCE.name)
     return Body(
         f'label_replace(\n{flushed},\n"cause", "flush", "", "")\n'
         "or\n"
-        f"label_replace(\n(resets({uptime}[{span}]) > 0) and ({persistence} == 0),\n"
+        f"label_replace(\n(resets({uptime}[{span}]) > 0)\n"
+        f"and (max_over_time({persistence}[{span}]) == 0),\n"
         '"cause", "restart without persistence", "", "")',
         f"{BROKER}: {{{{ $labels.cause }}}} within the last {span}. Every message waiting "
         "or reserved in it is gone (a flush counts FLUSHALL/FLUSHDB of any database; a "
