@@ -10,8 +10,10 @@ script (EVAL_RO, Redis 7+) returns the depth of every queue x step and the head 
 non-empty level, pipelined with the reserved-work totals. Doing the per-key loop inside Redis
 costs less than even a bare pipelined LLEN from Python (docs/performance.md). Where EVAL_RO is
 unavailable (Redis < 7, or an ACL without scripting) the same reads go out as two pipelines
-(LLEN for every key, then LINDEX for the non-empty ones). A second round trip samples the
-unacked hash when it is not empty. Only read commands are sent (EVAL_RO cannot run a write,
+(LLEN for every key, then LINDEX for the non-empty ones). The first pipeline also carries
+the server's health reads (health.py: INFO sections and CONFIG GET save). A second round trip
+samples the unacked hash when it is not empty. Queues whose binding vanished stay watched a
+while (known.py). Only read commands are sent (EVAL_RO cannot run a write,
 Redis refuses it); tests check this against Redis' own command statistics.
 """
 
