@@ -5,8 +5,11 @@ resource alarms, partitions, nodes down, descriptors near their limits
 
 Counters count since the Redis server started, so ``increase`` over the window sees what
 happened while Prometheus watched; ``increase`` misses a series that first appears already
-above 0 (the exporter started, or restarted, after the event), so each counter alert also
-counts such a new series at its value (as CeleryUrgentTaskAtWrongPriority does).
+above 0 (the exporter deployed, or the broker added, after the event), so each counter alert
+also counts such a new series at its value (as CeleryUrgentTaskAtWrongPriority does). "New"
+means no sample in the :data:`FIRST_SEEN_LOOKBACK` before the window: these counters live in
+Redis, not in the exporter, so an exporter that was away for a while (a slow deploy) comes
+back with the old totals, and those must not page again.
 """
 
 from __future__ import annotations
@@ -23,16 +26,21 @@ BROKER = "Redis broker {{ $labels.broker }}"
 NODE = "Node {{ $labels.node }} of RabbitMQ broker {{ $labels.broker }}"
 
 
+#: A counter series without a sample this long before the window is new (first seen).
+FIRST_SEEN_LOOKBACK = "1d"
+
+
 def _counted(s: Settings, name: str, span: str, by: str = "") -> str:
     """What a counter added over ``span``, a new series counting at its value (> 0)."""
     metric = s.e.metric(name)
+    new = f"{metric} unless max_over_time({metric}[{FIRST_SEEN_LOOKBACK}] offset {span})"
     if by:
         return (
             f"sum without ({by}) (increase({metric}[{span}])) > 0\n"
             "or\n"
-            f"sum without ({by}) ({metric} unless {metric} offset {span}) > 0"
+            f"sum without ({by}) ({new}) > 0"
         )
-    return f"increase({metric}[{span}]) > 0\nor\n({metric} unless {metric} offset {span}) > 0"
+    return f"increase({metric}[{span}]) > 0\nor\n({new}) > 0"
 
 
 @alert(
