@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import requests
 
+from ...snapshot import NodeReading
 from ..peer_deadline import Deadline
 
 log = logging.getLogger(__name__)
@@ -36,24 +36,6 @@ NODE_COLUMNS = (
 )
 #: At most this many nodes are exported (a cluster has a handful; bounds the label set).
 MAX_NODES = 64
-
-
-@dataclass
-class NodeReading:
-    """One node as the management API reports it; None where it does not say."""
-
-    node: str
-    running: bool | None = None
-    memory_alarm: bool | None = None
-    disk_alarm: bool | None = None
-    #: Nodes this node cannot reach (a network partition).
-    partitions: int | None = None
-    memory_used_bytes: int | None = None
-    memory_limit_bytes: int | None = None
-    fd_used: int | None = None
-    fd_limit: int | None = None
-    sockets_used: int | None = None
-    sockets_limit: int | None = None
 
 
 def parse_nodes(document: Any) -> tuple[list[NodeReading], int]:

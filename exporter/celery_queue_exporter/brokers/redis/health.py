@@ -12,38 +12,18 @@ at a time: the first refusal switches to ``INFO all`` for good.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+
+from ...snapshot import RedisHealth
 
 log = logging.getLogger(__name__)
 
 #: INFO sections read per scrape (Redis 7+ takes several in one call).
 SECTIONS = ("server", "memory", "stats", "persistence", "errorstats", "commandstats")
-#: Policies that may evict keys without a TTL: Celery's queue lists, bindings and unacked hash.
-EVICTING_POLICIES = frozenset({"allkeys-lru", "allkeys-lfu", "allkeys-random"})
 #: Commands that drop every key of a database (or all of them), counted by the server.
 FLUSH_COMMANDS = ("flushall", "flushdb")
-
-
-@dataclass
-class RedisHealth:
-    """One reading of the server's health; None where the server did not say."""
-
-    used_memory_bytes: int | None = None
-    #: 0: no limit.
-    maxmemory_bytes: int | None = None
-    maxmemory_policy: str | None = None
-    evicted_keys: int | None = None
-    #: Commands refused with OOM (errorstat_OOM); 0 when errorstats has no OOM line.
-    oom_rejections: int | None = None
-    #: Command -> calls since the server started (0 when never called).
-    flushes: dict[str, int] = field(default_factory=dict)
-    uptime_seconds: int | None = None
-    run_id: str | None = None
-    #: AOF on, or RDB save points configured; None: unknown (CONFIG GET refused, AOF off).
-    persistence: bool | None = None
 
 
 class HealthReader:
