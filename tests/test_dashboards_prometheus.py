@@ -443,6 +443,7 @@ NO_DATA_EXPECTED = {
     ("queues", "Consumer utilisation (RabbitMQ)"): "RabbitMQ-only metric",
     ("queues", "RabbitMQ: waiting messages per priority level"): "no RabbitMQ broker",
     ("queues", "RabbitMQ: oldest waiting message per level"): "no RabbitMQ broker",
+    ("queues", "Redis brokers now", "D"): "the test Redis has no maxmemory: no share of it",
     ("workers", "Workers up and down", "B"): "counts lost workers; none is lost",
     ("workers", "Workers up and down", "C"): "counts offline workers; none stopped gracefully",
     ("workers", "Throughput per queue", "D"): "no task retries in this workload",
@@ -535,6 +536,7 @@ def test_rabbitmq_metrics_the_panels_query_are_in_a_real_rabbitmq_scrape(rabbitm
         cat.QUEUE_MAX_PRIORITY.name,
         cat.QUEUE_MISSING.name,
         cat.RABBITMQ_MANAGEMENT_UP.name,
+        *(spec.name for spec in cat.BROKER_PRESSURE_METRICS if spec.brokers == ("rabbitmq",)),
     }
     app = Celery("dash-rmq", broker=rabbitmq_url, set_as_current=False)
     app.conf.task_queues = [Queue(unique_name, queue_arguments={"x-max-priority": 9})]

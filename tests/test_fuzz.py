@@ -275,3 +275,65 @@ def test_management_api_entries(document):
     discovered = RABBITMQ.management.discovered  # names that discovery would export as labels
     assert all(name.encode("utf-8") for name in discovered)
     assert all(isinstance(level.messages, int) for level in snapshot.levels)
+
+
+# --- broker pressure (issue 22) ----------------------------------------------------------------
+
+node_entries = st.one_of(
+    json_values,
+    st.lists(
+        st.one_of(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    key: json_values
+                    for key in (
+                        "name",
+                        "running",
+                        "mem_alarm",
+                        "disk_free_alarm",
+                        "partitions",
+                        "mem_used",
+                        "mem_limit",
+                        "fd_used",
+                        "fd_total",
+                        "sockets_used",
+                        "sockets_total",
+                    )
+                },
+            ),  # fmt: skip
+            json_values,
+        ),
+        max_size=5,
+    ),
+)
+
+
+@FUZZ
+@given(node_entries)
+def test_management_api_nodes(document):
+    """Any /api/nodes document: readings of the right types, malformed entries counted."""
+    from celery_queue_exporter.brokers.rabbitmq.nodes import parse_nodes
+    from celery_queue_exporter.pressure import pressure_families
+
+    nodes, malformed = parse_nodes(json.loads(_dumps(document)))
+    assert malformed >= 0 and len(nodes) <= 64
+    for node in nodes:
+        assert isinstance(node.node, str) and node.node
+        for value in (node.partitions, node.fd_used, node.fd_limit, node.memory_used_bytes):
+            assert value is None or (isinstance(value, int) and value >= 0)
+    snapshot = BrokerSnapshot(rabbitmq_nodes=nodes)
+    list(pressure_families([("r", snapshot)]))
+
+
+@FUZZ
+@given(st.dictionaries(st.text(max_size=24), json_values, max_size=12), json_values)
+def test_redis_info_and_config_replies(info, config_save):
+    """Any parsed INFO and CONFIG GET reply: a RedisHealth of known-or-None readings."""
+    from celery_queue_exporter.brokers.redis.health import parse_health
+    from celery_queue_exporter.pressure import pressure_families
+
+    health = parse_health(info, config_save if isinstance(config_save, dict) else None)
+    assert health.persistence in (None, True, False)
+    assert all(isinstance(calls, int) for calls in health.flushes.values())
+    list(pressure_families([("r", BrokerSnapshot(redis_health=health))]))

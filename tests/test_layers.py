@@ -28,7 +28,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("brokers", ("brokers",)),
     ("assembly", ("config.brokers", "config.load", "config.parser", "config.docs",
                   "brokers.registry")),
-    ("collectors and server", ("collector", "events.collector", "server", "cli", "__main__")),
+    ("collectors and server", ("collector", "pressure", "events.collector", "server", "cli",
+                               "__main__")),
 )  # fmt: skip
 
 

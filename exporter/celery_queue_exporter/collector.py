@@ -41,6 +41,7 @@ from .brokers import Inspector
 from .config.urls import redact_urls_in
 from .deadline import ScrapeWindow, current_window
 from .families import add_known, counter, flag, gauge
+from .pressure import pressure_families
 from .snapshot import BrokerSnapshot
 from .urgency import (
     DEFAULT_MEMORY_SECONDS,
@@ -348,6 +349,9 @@ class QueueCollector(Collector):
         ):
             if family.samples:
                 yield family
+        yield from pressure_families(
+            (result.name, result.snapshot) for result in results if result.snapshot is not None
+        )
 
     def close(self) -> None:
         for state in self._brokers:

@@ -17,6 +17,7 @@ from ..base import Inspector
 from .amqp import AmqpReader
 from .errors import RabbitMQInspectionError, broker_where
 from .management import ManagementReader, queue_levels
+from .nodes import NodesReader
 from .url import broker_target
 
 __all__ = ["RabbitMQInspectionError", "RabbitMQInspector", "queue_levels"]
@@ -33,6 +34,8 @@ class RabbitMQInspector(Inspector):
         self.management = ManagementReader(self.config, self.target, lambda: self.clock())
         self._management_state: bool | None = None
         self._management_problem: str | None = None
+        #: Cluster health (alarms, partitions, limits) from /api/nodes (nodes.py).
+        self.nodes = NodesReader(self.where)
 
     @property
     def where(self) -> str:
@@ -63,6 +66,7 @@ class RabbitMQInspector(Inspector):
                 problem = str(exc)
             else:
                 self._note_management(True, None)
+                snapshot.rabbitmq_nodes = self.management.read_nodes(self.nodes, deadline)
                 return snapshot
         snapshot = self.amqp.read(deadline, self.management.discovered)
         snapshot.management_api_up = False

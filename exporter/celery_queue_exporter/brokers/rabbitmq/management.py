@@ -20,11 +20,12 @@ import requests
 
 from ...config.model import BrokerConfig
 from ...config.urls import redact_url, without_credentials
-from ...snapshot import BrokerSnapshot, LevelReading, select_queues
+from ...snapshot import BrokerSnapshot, LevelReading, NodeReading, select_queues
 from ..celery_layout import is_internal_queue
 from ..peer_deadline import Deadline
 from .errors import RabbitMQInspectionError, broker_where
 from .http import deadline_session
+from .nodes import NodesReader
 from .options import RabbitMQOptions
 from .tls import http_session
 from .url import AmqpTarget, default_management_url
@@ -162,6 +163,10 @@ class ManagementReader:
         self._session.headers["User-Agent"] = "celery-queue-exporter"
         #: Queues the API listed at the last answer (exclusive and auto-delete ones left out).
         self.discovered: list[str] = []
+
+    def read_nodes(self, nodes: NodesReader, deadline: float) -> list[NodeReading] | None:
+        """The cluster's nodes (/api/nodes), through this reader's session and credentials."""
+        return nodes.read(self._session, self.url, self.auth, deadline)
 
     def read(self, deadline: float) -> BrokerSnapshot:
         url = f"{self.url}/api/queues/{quote(self.vhost, safe='')}"

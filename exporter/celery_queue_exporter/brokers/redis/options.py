@@ -117,6 +117,13 @@ DISCOVERY_INTERVAL = Option(
     30.0,
     "how often kombu's binding sets are re-read to discover queues",
 )
+UNBOUND_QUEUE_RETENTION = Option(
+    "unbound_queue_retention_seconds",
+    values.number(0),
+    3600.0,
+    "a queue seen bound stays watched (flagged unbound) this long after its binding "
+    "vanished and its lists were last non-empty (evicted or flushed bindings)",
+)
 
 OPTIONS = (
     PRIORITY_STEPS_OPTION,
@@ -130,6 +137,7 @@ OPTIONS = (
     HEALTH_CHECK_INTERVAL,
     RESERVED_SAMPLE_SIZE,
     DISCOVERY_INTERVAL,
+    UNBOUND_QUEUE_RETENTION,
 )
 
 
@@ -149,3 +157,4 @@ class RedisOptions:
     health_check_interval: int = HEALTH_CHECK_INTERVAL.default
     reserved_sample_size: int = RESERVED_SAMPLE_SIZE.default
     discovery_interval_seconds: float = DISCOVERY_INTERVAL.default
+    unbound_queue_retention_seconds: float = UNBOUND_QUEUE_RETENTION.default
