@@ -485,6 +485,7 @@ def test_metric_name_extraction():
 # --- layout pictures --------------------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 def test_layout_pictures_are_drawn_for_every_dashboard(tmp_path):
     from monitoring.dashboards import layout
 

@@ -27,14 +27,6 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from conftest import (
-    RedisServer,
-    free_port,
-    missing_service,
-    parse_exposition,
-    port_open,
-    wait_until,
-)
 from test_dashboards import (
     all_targets,
     committed,
@@ -49,9 +41,14 @@ from test_dashboards import (
 from celery_queue_exporter import catalogue as cat
 from monitoring import config as monitoring_config
 from monitoring import rules
+from testsupport.exposition import parse_exposition
+from testsupport.net import free_port, port_open
 from testsupport.processes import stop_process
+from testsupport.redis_server import RedisServer
+from testsupport.services import missing_service
+from testsupport.waiting import wait_for
 
-pytestmark = [pytest.mark.redis, pytest.mark.slow]
+pytestmark = [pytest.mark.redis, pytest.mark.prometheus, pytest.mark.subprocess, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = Path("/usr/bin/prometheus")
@@ -239,7 +236,7 @@ def stack() -> Iterator[Stack]:
             ],
             "exporter",
         )
-        wait_until(lambda: port_open(exporter_port), timeout=20, what="the exporter to listen")
+        wait_for(lambda: port_open(exporter_port), timeout=20, what="the exporter to listen")
 
         config = monitoring_config.load()
         config["recording"]["interval"] = "1s"
@@ -279,7 +276,7 @@ def stack() -> Iterator[Stack]:
             except requests.ConnectionError:
                 return False
 
-        wait_until(ready, timeout=30, what="prometheus to be ready")
+        wait_for(ready, timeout=30, what="prometheus to be ready")
         spawn(
             [
                 sys.executable,
@@ -343,7 +340,7 @@ def _queries() -> list[tuple[str, str, str, str]]:
 
 
 def test_every_panel_query_is_valid_promql(stack):
-    wait_until(
+    wait_for(
         lambda: _has_data(stack, 'count_over_time(up{job="celery-queue-exporter"}[1m]) >= 3'),
         timeout=30,
         what="three scrapes",
@@ -367,7 +364,7 @@ def test_a_broken_query_is_reported_as_an_error(stack):
 
 def test_variable_queries_return_the_test_values(stack):
     expected = {"job": {"celery-queue-exporter"}, "broker": {BROKER}, "queue": {BUSY, IDLE}}
-    wait_until(lambda: _has_data(stack, "celery_queue_messages"), what="queue series")
+    wait_for(lambda: _has_data(stack, "celery_queue_messages"), what="queue series")
     for slug, variable in variable_queries(committed()):
         series, label = label_values_query(variable["query"])
         expr = concrete(series, {**VARIABLES, "queue": ".*", "broker": ".*", "job": ".*"})
@@ -415,7 +412,7 @@ def test_every_queried_metric_is_in_a_real_scrape_or_the_generated_rules(stack):
         return must_scrape <= last
 
     try:
-        wait_until(scraped_all, timeout=40, interval=0.5, what="every queried metric scraped")
+        wait_for(scraped_all, timeout=40, interval=0.5, what="every queried metric scraped")
     except AssertionError:
         pytest.fail(f"queried but never exported: {sorted(must_scrape - last)}")
     assert len(must_scrape) >= 25
@@ -476,7 +473,7 @@ def _wait_for_data(stack: Stack, queries: list[tuple[str, str, str, str]]) -> No
         return not pending
 
     try:
-        wait_until(all_have_data, timeout=60, interval=1, what="data in every panel")
+        wait_for(all_have_data, timeout=60, interval=1, what="data in every panel")
     except AssertionError:
         pytest.fail(f"queries without data: {sorted(pending)}")
 
@@ -507,7 +504,7 @@ def test_urgent_level_is_served_first_in_the_panels(stack):
     (Redis: 0) was empty while the least urgent one still had messages waiting."""
     depth = 'celery_queue_messages{job="celery-queue-exporter", queue="dash-busy", priority="%s"}'
     expr = f"({depth % 0} == 0) and on (broker, queue) ({depth % 9} > 0)"
-    wait_until(lambda: _has_data(stack, expr), timeout=60, interval=1, what="level 0 first")
+    wait_for(lambda: _has_data(stack, expr), timeout=60, interval=1, what="level 0 first")
 
 
 # --- RabbitMQ-only metrics --------------------------------------------------------------------
@@ -518,8 +515,9 @@ def test_rabbitmq_metrics_the_panels_query_are_in_a_real_rabbitmq_scrape(rabbitm
     """The RabbitMQ-only series the Redis stack cannot produce, from a real RabbitMQ scrape."""
     import pika
     from celery import Celery
-    from exporter_helpers import build_exporter, scrape
     from kombu import Queue
+
+    from testsupport.exporter import build_exporter, scrape
 
     used = {name for _, _, _, expr in _queries() for name in metric_names(expr)}
     rabbit_only = {
@@ -544,7 +542,7 @@ def test_rabbitmq_metrics_the_panels_query_are_in_a_real_rabbitmq_scrape(rabbitm
             "--broker-url", f"rmq={rabbitmq_url}", "--queue", unique_name,
             "--queue", f"{unique_name}-absent",
         )  # fmt: skip
-        samples = wait_until(
+        samples = wait_for(
             lambda: (
                 (s := scrape(exporter))
                 and {name for name, _ in s} >= rabbit_only - {cat.QUEUE_CONSUMER_UTILISATION.name}
@@ -596,5 +594,5 @@ def test_effectiveness_panel_shows_the_goal_met_when_urgent_work_goes_first(stac
         values = [float(v) for series in result for _, v in series["values"]]
         return max(values) if values else None
 
-    value = wait_until(best, timeout=60, interval=1, what="an effectiveness value")
+    value = wait_for(best, timeout=60, interval=1, what="an effectiveness value")
     assert goal < value <= 1

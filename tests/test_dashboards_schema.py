@@ -13,10 +13,14 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import grafana_schema as schema
 import pytest
-from conftest import missing_service
 from test_dashboards import committed, content_panels
+
+from testsupport import grafana_schema as schema
+from testsupport.services import missing_service
+
+#: tsc (tests/node) checks every dashboard here: the node tier.
+pytestmark = pytest.mark.node
 
 #: The JSON path of the one kind of ``null`` Grafana's schema asks for: a base threshold
 #: step's value (-Infinity, which JSON cannot hold), in field defaults or a table column's

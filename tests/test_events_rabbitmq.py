@@ -16,15 +16,16 @@ import pika
 import pytest
 import requests
 from apps.harness import ROOT, Exporter
-from conftest import free_port, wait_until
 
 from celery_queue_exporter.brokers.celery_layout import EVENT_EXCHANGE
 from celery_queue_exporter.brokers.rabbitmq.events import QUEUE_PREFIX
+from testsupport.net import free_port
+from testsupport.waiting import wait_for
 
 pytest.register_assert_rewrite("apps.scenarios")  # its asserts are the tests' asserts
 from apps.scenarios import outcome_scenario, priority_scenario, publish_heartbeat  # noqa: E402
 
-pytest_plugins = ["rabbitmq_node", "apps.scenarios"]
+pytest_plugins = ["testsupport.rabbitmq_node", "apps.scenarios"]
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
 MANAGEMENT = "http://127.0.0.1:15672"
@@ -74,7 +75,7 @@ def test_one_exclusive_queue_removed_on_close_and_malformed_counted(rabbitmq_url
     publish_heartbeat(rabbitmq_url, "ensure@exchange")  # the exchange exists once a worker ran
     exporter = Exporter(rabbitmq_url).start()
     try:
-        wait_until(exporter.consumer.subscribed.is_set, 20, what="subscribed")
+        wait_for(exporter.consumer.subscribed.is_set, 20, what="subscribed")
         info = queue_info(exporter.consumer.queue_name)
         assert info is not None
         assert info["exclusive"] is True and info["auto_delete"] is True
@@ -102,7 +103,7 @@ def test_one_exclusive_queue_removed_on_close_and_malformed_counted(rabbitmq_url
             )
         connection.close()
         publish_heartbeat(rabbitmq_url, "good-after-malformed@cqe-test")
-        wait_until(
+        wait_for(
             lambda: exporter.value("celery_worker_up", worker="good-after-malformed@cqe-test") == 1,
             10,
             what="good event after the malformed ones",
@@ -124,12 +125,12 @@ def test_killed_exporter_leaves_no_queue(rabbitmq_url):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        created = wait_until(lambda: exporter_queues() - before, 30, what="exporter's queue")
+        created = wait_for(lambda: exporter_queues() - before, 30, what="exporter's queue")
         assert len(created) == 1
     finally:
         process.kill()  # SIGKILL: no clean shutdown, the broker must clean up
         process.wait(timeout=10)
-    wait_until(lambda: not (exporter_queues() & created), 30, what="queue removed by RabbitMQ")
+    wait_for(lambda: not (exporter_queues() & created), 30, what="queue removed by RabbitMQ")
 
 
 def test_broker_restart_events_flow_again(private_rabbitmq):
@@ -137,15 +138,15 @@ def test_broker_restart_events_flow_again(private_rabbitmq):
     publish_heartbeat(url, "before@restart")  # declares the durable celeryev exchange
     exporter = Exporter(url).start()
     try:
-        wait_until(exporter.consumer.subscribed.is_set, 30, what="subscribed")
+        wait_for(exporter.consumer.subscribed.is_set, 30, what="subscribed")
         publish_heartbeat(url, "before@restart")
-        wait_until(lambda: exporter.value("celery_events_received_total") == 1, 10, what="event")
+        wait_for(lambda: exporter.value("celery_events_received_total") == 1, 10, what="event")
         private_rabbitmq.stop()
-        wait_until(lambda: exporter.value("celery_event_consumer_up") == 0, 20, what="down")
+        wait_for(lambda: exporter.value("celery_event_consumer_up") == 0, 20, what="down")
         private_rabbitmq.start()
-        wait_until(lambda: exporter.value("celery_event_consumer_up") == 1, 60, what="back")
+        wait_for(lambda: exporter.value("celery_event_consumer_up") == 1, 60, what="back")
         publish_heartbeat(url, "after@restart")
-        wait_until(lambda: exporter.value("celery_events_received_total") == 2, 10, what="event")
+        wait_for(lambda: exporter.value("celery_events_received_total") == 2, 10, what="event")
         assert exporter.value("celery_worker_up", worker="after@restart") == 1
         assert exporter.values("celery_event_stream_interruptions_total", "reason") == {
             "disconnected": 1,

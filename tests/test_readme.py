@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, RedisServer
+
+from testsupport.paths import ROOT
+from testsupport.redis_server import RedisServer
 
 RUNNABLE = "<!-- runnable -->"
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]

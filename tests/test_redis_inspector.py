@@ -8,14 +8,14 @@ import time
 
 import pytest
 from celery import Celery
-from conftest import sample_value, samples_named
-from exporter_helpers import build_exporter, scrape
 from kombu import Connection, Exchange, Queue
 
 from celery_queue_exporter import instrumentation
 from celery_queue_exporter.brokers.redis.inspector import RedisInspector
 from celery_queue_exporter.catalogue import UNKNOWN_QUEUE
 from celery_queue_exporter.config import BrokerConfig
+from testsupport.exporter import build_exporter, scrape
+from testsupport.exposition import sample_value, samples_named
 
 pytestmark = pytest.mark.redis
 
@@ -339,7 +339,7 @@ def test_pipeline_fallback_when_scripts_are_not_allowed(redis_server):
 
 def test_the_documented_least_privilege_acl_is_enough(redis_server):
     """README's ACL line, run as written: the exporter reads everything, fast path included."""
-    from conftest import ROOT
+    from testsupport.paths import ROOT
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     (acl_line,) = [ln for ln in readme.splitlines() if ln.startswith("ACL SETUSER celery-exp")]

@@ -1,6 +1,6 @@
 """Ends a local run that skipped tests with one line: how many, and the command that runs them.
 
-Without ``CI`` a test whose service is missing skips (tests/conftest.py, ``missing_service``);
+Without ``CI`` a test whose service is missing skips (``testsupport.services.missing_service``);
 pytest's own closing line then still looks green, so a user could take a partial run for a
 full one. This plugin prints, after pytest's summary, e.g.::
 

@@ -21,12 +21,13 @@ from typing import Any
 
 import requests
 import yaml
-from conftest import free_port, wait_until
 
 from monitoring import config as monitoring_config
+from testsupport.net import free_port
+from testsupport.paths import ROOT
 from testsupport.processes import stop_process
+from testsupport.waiting import wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = Path("/usr/bin/prometheus")
 RULES = Path("alerts") / "celery-queue-exporter.rules.yaml"
 
@@ -108,7 +109,7 @@ class Prometheus:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_until(self._ready, timeout=60, what="prometheus to be ready")
+        wait_for(self._ready, timeout=60, what="prometheus to be ready")
         return self
 
     def _ready(self) -> bool:
