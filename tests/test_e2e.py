@@ -191,6 +191,7 @@ class DemoRun:
 
 
 @pytest.mark.rabbitmq
+@pytest.mark.xdist_group("demo")
 def test_demo_on_a_machine_without_brokers_starts_them_and_ctrl_c_stops_all_it_started():
     """--private plays the fresh machine: the demo starts its own Redis and RabbitMQ (and
     Prometheus, exporter, workers, producer); Ctrl-C stops exactly those."""
@@ -231,6 +232,7 @@ def test_demo_on_a_machine_without_brokers_starts_them_and_ctrl_c_stops_all_it_s
         demo.stop()  # whatever timed out or failed above: nothing of the demo outlives the test
 
 
+@pytest.mark.xdist_group("demo")
 def test_a_hung_demo_is_still_stopped_with_all_it_started():
     """The tests' cleanup does not rely on the demo's own trap: a demo frozen mid-start (SIGSTOP:
     it cannot run its trap) is killed, and so is every process group it had started."""
@@ -260,6 +262,7 @@ def test_a_hung_demo_is_still_stopped_with_all_it_started():
 
 @pytest.mark.redis
 @pytest.mark.rabbitmq
+@pytest.mark.xdist_group("demo")
 def test_demo_uses_running_brokers_and_leaves_them_running_and_clean(redis_server):
     """A Redis and a RabbitMQ that already run are used, not started, not stopped, and left
     without the demo's queues. The "machine's Redis" is a private redis-server here
@@ -580,6 +583,7 @@ def stack() -> Iterator[Stack]:
 # --- the stack works --------------------------------------------------------------------------
 
 
+@pytest.mark.xdist_group("e2e-stack")
 def test_prometheus_scrapes_the_exporter_and_loads_the_test_rules(stack):
     wait_for(lambda: stack.value(f'up{{job="{JOB}"}}') == 1.0, timeout=30, what="a scraped target")
     targets = stack.api("targets")["data"]["activeTargets"]
@@ -609,6 +613,7 @@ def test_prometheus_scrapes_the_exporter_and_loads_the_test_rules(stack):
 # --- faults -----------------------------------------------------------------------------------
 
 
+@pytest.mark.xdist_group("e2e-stack")
 def test_backlog_over_the_threshold_fires_and_clears(stack):
     """Messages pile up in a queue nobody consumes, on each broker; a worker drains them."""
     for broker in (REDIS_BROKER, RABBIT_BROKER):
@@ -643,6 +648,7 @@ def test_backlog_over_the_threshold_fires_and_clears(stack):
     stack.workers.pop("backlog-rabbit").stop()
 
 
+@pytest.mark.xdist_group("e2e-stack")
 def test_worker_killed_with_sigkill_fires_and_clears(stack):
     """SIGKILL sends no worker-offline event: only the missing heartbeats tell."""
     worker = stack.workers["backlog-redis"]
@@ -677,6 +683,7 @@ def test_worker_killed_with_sigkill_fires_and_clears(stack):
     )
 
 
+@pytest.mark.xdist_group("e2e-stack")
 def test_least_urgent_level_starved_by_urgent_tasks_fires_and_clears(stack):
     """A worker kept busy by a stream of urgent tasks (Redis level 0, served first) never
     reaches the least urgent level (9), whose head ages past the threshold."""
@@ -723,6 +730,7 @@ def test_least_urgent_level_starved_by_urgent_tasks_fires_and_clears(stack):
     assert client.llen(f"{queue}\x06\x169") == 0
 
 
+@pytest.mark.xdist_group("e2e-stack")
 def test_broker_stopped_fires_and_clears(stack):
     """The private Redis goes away; it comes back on the same port."""
     assert not stack.alerts("CeleryBrokerDown", broker=REDIS_BROKER)
@@ -752,6 +760,7 @@ def test_broker_stopped_fires_and_clears(stack):
     )
 
 
+@pytest.mark.xdist_group("e2e-stack")
 def test_exporter_killed_fires_and_clears(stack):
     """Prometheus' own view: the scrape target is down."""
     assert not stack.alerts("CeleryExporterDown")
@@ -810,6 +819,7 @@ def dashboard_queries(stack: Stack) -> list[tuple[str, str, str, str]]:
     ]
 
 
+@pytest.mark.xdist_group("e2e-stack")
 def test_every_dashboard_query_returns_without_error(stack):
     queries = dashboard_queries(stack)
     assert len(queries) > 80
@@ -834,6 +844,7 @@ NO_DATA_EXPECTED: dict[tuple[str, str, str], str] = {
 }
 
 
+@pytest.mark.xdist_group("e2e-stack")
 def test_every_panel_that_should_have_data_has_data(stack):
     """Over the whole run (steady workload on both brokers plus the faults above)."""
     pending = {

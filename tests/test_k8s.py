@@ -146,6 +146,7 @@ def crd_errors(operator_objects: list[dict]) -> list[list[dict]]:
 
 
 @pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_kustomize_renders_the_bundle(objects):
     kinds = sorted((obj["kind"], obj["metadata"]["name"]) for obj in objects)
     config_maps = [name for kind, name in kinds if kind == "ConfigMap"]
@@ -170,6 +171,7 @@ def test_kustomize_renders_the_bundle(objects):
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 @pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_core_objects_validate_strictly(objects, version):
     core = [obj for obj in objects if obj["kind"] not in CRD_KINDS]
     assert len(core) == 8
@@ -178,6 +180,7 @@ def test_core_objects_validate_strictly(objects, version):
 
 
 @pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_strict_validation_rejects_a_misspelt_field(objects):
     """The check above can fail: a typo in the security context is an error."""
     deployment = copy.deepcopy(one(objects, "Deployment"))
@@ -190,6 +193,7 @@ def test_strict_validation_rejects_a_misspelt_field(objects):
 
 @pytest.mark.kubectl
 @pytest.mark.subprocess
+@pytest.mark.xdist_group("k8s-objects")
 def test_the_same_validation_from_the_command_line(objects, tmp_path):
     """`kubernetes-validate --strict` (the tool users run) passes the core objects."""
     path = tmp_path / "core.yaml"
@@ -203,6 +207,7 @@ def test_the_same_validation_from_the_command_line(objects, tmp_path):
 
 @pytest.mark.kubectl
 @pytest.mark.node
+@pytest.mark.xdist_group("k8s-objects")
 def test_operator_objects_match_the_crd_schemas(objects):
     operator_objects = [one(objects, kind) for kind in sorted(CRD_KINDS)]
     assert crd_errors(operator_objects) == [[], []]
@@ -292,6 +297,7 @@ def broken_errors(objects) -> dict[str, list[dict]]:
 @pytest.mark.parametrize("case", list(BROKEN))
 @pytest.mark.kubectl
 @pytest.mark.node
+@pytest.mark.xdist_group("k8s-objects")
 def test_crd_schemas_reject_broken_objects(broken_errors, case):
     """The check above can fail: each broken variant gets exactly the expected error."""
     errors = broken_errors[case]
@@ -303,6 +309,7 @@ def test_crd_schemas_reject_broken_objects(broken_errors, case):
 
 
 @pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_prometheus_rule_is_the_generated_one(objects):
     config = monitoring_config.load()
     generated = yaml.safe_load((K8S / "generated" / "prometheusrule.yaml").read_text())
@@ -327,6 +334,7 @@ def test_generated_files_in_k8s_are_up_to_date():
 
 
 @pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_dashboard_config_maps_carry_every_dashboard(objects):
     boards = sorted((ROOT / "dashboards").glob("*.json"))
     assert boards
@@ -364,6 +372,7 @@ def secret_env(objects: list[dict]) -> dict[str, tuple[str, str]]:
 
 
 @pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_config_map_is_a_valid_exporter_config(objects, tmp_path, monkeypatch):
     path = config_file(objects, tmp_path)
     env = secret_env(objects)
@@ -411,6 +420,7 @@ def test_config_map_is_a_valid_exporter_config(objects, tmp_path, monkeypatch):
 
 @pytest.mark.kubectl
 @pytest.mark.subprocess
+@pytest.mark.xdist_group("k8s-objects")
 def test_config_without_the_secret_is_refused(objects, tmp_path, monkeypatch):
     """Without the Secret's variables the exporter stops with a clear error (exit 2)."""
     path = config_file(objects, tmp_path)
@@ -428,6 +438,7 @@ def test_config_without_the_secret_is_refused(objects, tmp_path, monkeypatch):
 
 
 @pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_config_is_mounted_where_the_args_point(objects):
     deployment = one(objects, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
@@ -442,6 +453,7 @@ def test_config_is_mounted_where_the_args_point(objects):
 
 
 @pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_secret_example_has_the_keys_the_deployment_reads(objects):
     example = yaml.safe_load((K8S / "secret.example.yaml").read_text())
     assert example["kind"] == "Secret"
@@ -473,6 +485,7 @@ def dockerfile_user() -> tuple[int, int]:
 
 
 @pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_deployment_is_one_locked_down_replica(objects):
     deployment = one(objects, "Deployment")
     spec = deployment["spec"]
@@ -499,6 +512,7 @@ def test_deployment_is_one_locked_down_replica(objects):
 
 
 @pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_probes_and_resources(objects):
     main = container(objects)
     for probe in ("livenessProbe", "readinessProbe"):
@@ -514,6 +528,7 @@ def test_probes_and_resources(objects):
 
 
 @pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_image_is_this_version(objects):
     image = container(objects)["image"]
     version = celery_queue_exporter.__version__
@@ -526,6 +541,7 @@ def test_image_is_this_version(objects):
 
 
 @pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_metrics_port_is_named_and_wired(objects):
     port = container(objects)["ports"]
     assert port == [{"name": "metrics", "containerPort": DEFAULT_PORT, "protocol": "TCP"}]
@@ -538,6 +554,7 @@ def test_metrics_port_is_named_and_wired(objects):
 
 
 @pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_service_monitor_feeds_the_alerts_job(objects):
     monitor = one(objects, "ServiceMonitor")
     service = one(objects, "Service")
@@ -575,6 +592,7 @@ def broker_ports(config_path: Path) -> set[int]:
 
 
 @pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_network_policy_admits_prometheus_and_reaches_only_brokers_and_dns(objects, tmp_path):
     policy = one(objects, "NetworkPolicy")["spec"]
     pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
