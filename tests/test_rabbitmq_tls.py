@@ -20,7 +20,8 @@ from testsupport.rabbitmq_node import NodeTLS, running_node
 from testsupport.redis_topologies import make_pki
 from testsupport.waiting import wait_for
 
-pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
+# The TLS node is module-scoped: its tests share one xdist worker, so it starts once.
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow, pytest.mark.xdist_group("rabbitmq-tls")]
 
 
 @pytest.fixture(scope="module")
