@@ -26,6 +26,7 @@ from testsupport.services import missing_service
 
 pytest_plugins = [
     "testsupport.tiers",  # the markers' tiers and --fast (its guard)
+    "testsupport.xdist_groups",  # xdist_group marks under pytest 9.2 (see the module)
     "testsupport.skip_summary",  # a local run that skipped says so last
 ]
 

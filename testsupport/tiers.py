@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -172,15 +172,27 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         guard.uninstall()
 
 
-@pytest.fixture(autouse=True)
-def _pure_test_guard(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fails a fast-tier test that reached for a process or a service, even when the code
-    under test caught the error the guard raised."""
-    guard = request.config.stash.get(GUARD, None)
-    if guard is None:
-        yield
-        return
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    guard = item.config.stash.get(GUARD, None)
+    if guard is not None:
+        guard.violations.clear()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Fails the phase (set-up, call, teardown) of a fast-tier test that reached for a process
+    or a service, even when the code under test caught the error the guard raised."""
+    report = yield
+    guard = item.config.stash.get(GUARD, None)
+    if guard is None or not guard.violations:
+        return report
+    problem = "not a pure test: " + "; ".join(dict.fromkeys(guard.violations))
     guard.violations.clear()
-    yield
-    if guard.violations:
-        pytest.fail("not a pure test: " + "; ".join(dict.fromkeys(guard.violations)), pytrace=False)
+    if report.failed:
+        problem += "\n\n" + str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = problem
+    return report
