@@ -212,6 +212,7 @@ def _write_config(tmp_path: Path, config: dict) -> Path:
 
 @pytest.mark.subprocess
 @pytest.mark.prometheus
+@pytest.mark.slow
 def test_generator_command_renders_a_users_thresholds_and_check_mode_detects_drift(
     config, tmp_path
 ):
@@ -404,6 +405,7 @@ def test_promtool_check_rules_accepts_the_prometheusrule_spec(tmp_path):
 
 
 @pytest.mark.prometheus
+@pytest.mark.slow
 def test_promtool_unit_tests_pass():
     assert UNIT_TESTS, "alerts/tests/*.yaml missing"
     done = run_promtool("test", "rules", *map(str, UNIT_TESTS))

@@ -37,6 +37,7 @@ def tsc() -> None:
         missing_service(f"{schema.TSC} is missing (npm ci in tests/node)")
 
 
+@pytest.mark.slow
 def test_committed_dashboards_validate_against_grafana_schema():
     boards = committed()
     assert schema.schema_errors(boards) == []
@@ -168,6 +169,7 @@ PLANTS: dict[str, tuple[Callable[[dict[str, Any]], None], str, str]] = {
 }
 
 
+@pytest.mark.slow
 def test_the_check_catches_planted_nulls_legacy_keys_and_bad_enums():
     queues = committed()["queues"]
     assert _table(queues) is queues["panels"][29] and _stat(queues) is queues["panels"][1]

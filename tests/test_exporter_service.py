@@ -313,6 +313,7 @@ def test_tls_with_client_certificates(redis_server, tmp_path):
 
 
 @pytest.mark.redis
+@pytest.mark.slow
 def test_service_tests_fail_in_ci_and_skip_locally_when_a_service_is_missing(tmp_path):
     """The rule every service test relies on, exercised through a real pytest run."""
     test_file = tmp_path / "test_needs_service.py"

@@ -250,6 +250,7 @@ def test_reserved_work_from_a_consumer_holding_unacked_messages(redis_server):
     assert redis_server.client().hlen("unacked") == 0
 
 
+@pytest.mark.slow
 def test_reserved_cost_is_bounded_with_100000_reservations(redis_server):
     """100,000 reservations: the total stays exact, the per-queue split is read from a sample
     of reserved_sample_size entries (one HRANDFIELD), never the whole hash."""

@@ -172,6 +172,7 @@ def timed_scrape(exporter) -> tuple[dict, float]:
     return samples, time.monotonic() - started
 
 
+@pytest.mark.slow
 def test_rabbitmq_outage_neither_hides_nor_slows_redis(
     redis_server, private_rabbitmq, unique_name, caplog
 ):

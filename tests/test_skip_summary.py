@@ -50,6 +50,7 @@ def run_tiny(tmp_name: str, ci: str | None) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.subprocess
+@pytest.mark.slow
 def test_local_run_with_skips_ends_with_the_count_and_the_command(unique_name):
     name = f"test_tiny_{unique_name.replace('-', '_')}"
     result = run_tiny(name, ci=None)
@@ -63,6 +64,7 @@ def test_local_run_with_skips_ends_with_the_count_and_the_command(unique_name):
 
 
 @pytest.mark.subprocess
+@pytest.mark.slow
 def test_ci_run_fails_the_same_tests_and_prints_no_skip_line(unique_name):
     name = f"test_tiny_{unique_name.replace('-', '_')}"
     result = run_tiny(name, ci="true")

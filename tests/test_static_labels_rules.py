@@ -53,6 +53,7 @@ def without_static(line: str) -> str:
 
 
 @pytest.mark.prometheus
+@pytest.mark.slow
 def test_alerts_fire_alike_with_a_static_label_on_every_series(tmp_path):
     shutil.copy(ROOT / "alerts" / "celery-queue-exporter.rules.yaml", tmp_path)
     # the unit tests' own rule file (defaults plus an urgent task name), used by priorities.yaml

@@ -137,6 +137,7 @@ def test_free(i):
 
 
 @pytest.mark.subprocess
+@pytest.mark.slow
 def test_an_xdist_group_runs_on_one_worker_with_one_module_stack(unique_name, tmp_path):
     name = f"test_tiny_{unique_name.replace('-', '_')}"
     path = ROOT / "tests" / f"{name}.py"

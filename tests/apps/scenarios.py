@@ -74,6 +74,18 @@ def tracked_in(exporter: Exporter, queue: str) -> int:
         return sum(1 for task in tracker._tasks.values() if task.queue == queue)
 
 
+def still_tracked(exporter: Exporter, queue: str) -> list[str]:
+    """The records ``tracked_in`` counts, as a failure message shows them."""
+    tracker = exporter.tracker
+    with tracker.lock:
+        return [
+            f"{task_id}: {task.name} run={task.run} started_run={task.started_run} "
+            f"open_starts={task.open_starts} pending={getattr(task.pending, 'run', None)}"
+            for task_id, task in tracker._tasks.items()
+            if task.queue == queue
+        ]
+
+
 def outcome_scenario(exporter, url: str, unique_name: str, workers, lowest_level: str) -> None:
     """Known tasks with known outcomes on a prefork worker: exact counters per task and queue
     (shared with test_events_rabbitmq.py)."""
@@ -109,7 +121,16 @@ def outcome_scenario(exporter, url: str, unique_name: str, workers, lowest_level
         )
 
     wait_for(finished, 60, what="all outcomes")
-    wait_for(lambda: tracked_in(exporter, unique_name) == 0, 30, what="joins done")
+    left: list[str] = []
+
+    def joined() -> bool:
+        left[:] = still_tracked(exporter, unique_name)
+        return not left
+
+    try:
+        wait_for(joined, 30, what="joins done")
+    except AssertionError as timeout:  # say which records the tracker still holds, and how
+        raise AssertionError(f"{timeout}; still tracked: {left}") from None
     expected = {
         "sent": {"events.ok": 3, "events.sleep": 1, "events.boom": 2, "events.retry_once": 2,
                  "events.soft_limit": 1, "events.hard_limit": 1},
