@@ -213,6 +213,7 @@ def test_operator_objects_match_the_crd_schemas(objects):
     assert crd_errors(operator_objects) == [[], []]
 
 
+@pytest.mark.node
 def test_crd_models_are_the_documented_operator_release():
     """docs/kubernetes.md names the prometheus-operator release whose CRDs the pinned models
     were generated from (their package.json says which)."""
