@@ -1,7 +1,7 @@
 """Issue 13's acceptance test: the situations real Celery teams live through, each reproduced
 end to end and ending with the EXACT set of alerts an on-call engineer would see.
 
-Every scenario gets a fresh, isolated stack (tests/oncall_stack.py): its own exporter process
+Every scenario gets a fresh, isolated stack (testsupport/oncall_stack.py): its own exporter process
 (``--events``), its own Prometheus (own tsdb, scrape and evaluation every second, rules rendered
 by the real generator with ``for: 2s``), a private redis-server and/or a private RabbitMQ vhost,
 real Celery workers (tests/apps/events_app.py) and a producer in this process. So the alerts a

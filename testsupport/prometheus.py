@@ -1,6 +1,6 @@
 """A real Prometheus for the end-to-end tests, loading rules the real generator rendered.
 
-Shared by tests/test_e2e.py (one stack for the module) and tests/oncall_stack.py (a fresh
+Shared by tests/test_e2e.py (one stack for the module) and testsupport/oncall_stack.py (a fresh
 stack per on-call scenario):
 
 * :func:`merged` and :func:`render_monitoring`: the committed monitoring/config.yaml with a
