@@ -9,8 +9,6 @@ from __future__ import annotations
 import pytest
 import redis
 import requests
-from conftest import sample_value
-from exporter_helpers import build_exporter, scrape
 from kombu import Connection, Exchange, Queue
 
 from celery_queue_exporter.brokers.rabbitmq.inspector import RabbitMQInspector
@@ -18,6 +16,8 @@ from celery_queue_exporter.brokers.rabbitmq.nodes import parse_nodes
 from celery_queue_exporter.brokers.redis.health import parse_health
 from celery_queue_exporter.brokers.redis.inspector import RedisInspector
 from celery_queue_exporter.config.brokers import new_broker
+from testsupport.exporter import build_exporter, scrape
+from testsupport.exposition import sample_value
 
 MB = 1024 * 1024
 
@@ -32,6 +32,7 @@ def _oom_refusals(client: redis.Redis, count: int) -> None:
     client.config_set("maxmemory", 0)
 
 
+@pytest.mark.redis
 def test_redis_health_exact_values_and_the_scrape(redis_server):
     client = redis_server.client()
     _oom_refusals(client, 3)
@@ -78,6 +79,7 @@ def test_redis_health_exact_values_and_the_scrape(redis_server):
     assert sample_value(samples, "celery_queue_unbound", broker="p", queue="jobs") == 0
 
 
+@pytest.mark.redis
 def test_redis_evictions_counted_exactly(redis_server):
     client = redis_server.client()
     client.config_set("maxmemory", 4 * MB)
@@ -98,6 +100,7 @@ def test_redis_evictions_counted_exactly(redis_server):
     assert health.maxmemory_bytes == 64 * MB
 
 
+@pytest.mark.redis
 def test_redis_health_without_config_permission_leaves_persistence_unknown(redis_server, caplog):
     """An ACL without @admin (as managed Redis often grants): CONFIG GET is refused, once; the
     rest of the health and the queues are read; persistence is unknown (no series)."""
@@ -143,6 +146,7 @@ def _declare(url: str, queue: str) -> None:
         Queue(queue, Exchange(queue), routing_key=queue)(connection.default_channel).declare()
 
 
+@pytest.mark.redis
 def test_a_queue_whose_binding_vanished_stays_watched_and_flagged_unbound(redis_server):
     """Discovery finds ``jobs``; its binding is evicted (deleted) while 3 messages wait: the
     queue stays watched with its messages, flagged unbound; once empty it is kept for the
@@ -180,6 +184,7 @@ def test_a_queue_whose_binding_vanished_stays_watched_and_flagged_unbound(redis_
         inspector.close()
 
 
+@pytest.mark.rabbitmq
 def test_rabbitmq_nodes_from_the_management_api_exactly(rabbitmq_vhost):
     url = f"amqp://guest:guest@127.0.0.1:5672/{rabbitmq_vhost}"
     inspector = RabbitMQInspector(new_broker("r", url, queues=[]), timeout_seconds=5)

@@ -7,13 +7,14 @@ import sys
 import textwrap
 
 import pytest
-from conftest import ROOT, sample_value
-from exporter_helpers import build_exporter, scrape
 
 from celery_queue_exporter.config import DEFAULT_PORT, ConfigError, redact_url
 from celery_queue_exporter.config.brokers import default_broker_name
 from celery_queue_exporter.config.load import load_config
 from celery_queue_exporter.config.parser import build_parser
+from testsupport.exporter import build_exporter, scrape
+from testsupport.exposition import sample_value
+from testsupport.paths import ROOT
 
 #: Every flag the exporter has had since before options were declared in one place.
 FLAGS = [
@@ -202,6 +203,7 @@ def test_file_brokers_carry_transport_options_and_queues(tmp_path):
         ),
     ],
 )
+@pytest.mark.subprocess
 def test_bad_input_names_the_field_and_exits_2(tmp_path, args, file_text, message):
     argv = list(args)
     if file_text is not None:
@@ -256,6 +258,7 @@ def test_passwords_never_appear_in_errors_names_or_reprs():
     )
 
 
+@pytest.mark.redis
 def test_password_from_env_and_file_reach_a_password_protected_redis(redis_server, tmp_path):
     secret = "pw-for-test"
     redis_server.client().config_set("requirepass", secret)
@@ -294,6 +297,7 @@ def test_password_from_env_and_file_reach_a_password_protected_redis(redis_serve
         )
 
 
+@pytest.mark.redis
 def test_celery_app_supplies_broker_transport_options_and_queues(
     redis_server, tmp_path, monkeypatch
 ):
@@ -349,6 +353,7 @@ def test_celery_app_supplies_broker_transport_options_and_queues(
         load_config(["--celery-app", "no_such_module_x:app"], environ={})
 
 
+@pytest.mark.subprocess
 def test_configuration_docs_are_generated_from_the_declarations(tmp_path):
     """docs/configuration.md is committed; --check fails when it drifts from the options."""
     command = [sys.executable, "-m", "celery_queue_exporter.config.docs", "--check"]

@@ -485,6 +485,8 @@ def test_metric_name_extraction():
 # --- layout pictures --------------------------------------------------------------------------
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_layout_pictures_are_drawn_for_every_dashboard(tmp_path):
     from monitoring.dashboards import layout
 

@@ -6,8 +6,6 @@ import gc
 import math
 
 import pytest
-from conftest import parse_exposition
-from exporter_helpers import build_exporter
 from prometheus_client import generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -18,6 +16,8 @@ from prometheus_client.core import (
 from test_exporter_service import fill
 
 from celery_queue_exporter.exposition import render_text
+from testsupport.exporter import build_exporter
+from testsupport.exposition import parse_exposition
 
 
 def families():

@@ -8,12 +8,12 @@ import json
 import logging
 
 import pytest
-from conftest import sample_value, samples_named
-from exporter_helpers import build_exporter, scrape
 
 from celery_queue_exporter.brokers.redis.inspector import RedisInspector
 from celery_queue_exporter.config.brokers import new_broker
 from celery_queue_exporter.instrumentation import ATTEMPT_AT_HEADER, ENQUEUED_AT_HEADER
+from testsupport.exporter import build_exporter, scrape
+from testsupport.exposition import sample_value, samples_named
 
 pytestmark = pytest.mark.redis
 

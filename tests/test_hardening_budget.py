@@ -20,13 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import parse_exposition, wait_until
 
 from celery_queue_exporter.config.model import EventSettings
 from celery_queue_exporter.events.budget import SeriesBudget, cut
 from celery_queue_exporter.events.tracker import EventTracker
+from testsupport.exposition import parse_exposition
 from testsupport.net import free_port
 from testsupport.processes import proc_status, stop_process
+from testsupport.waiting import wait_for
 
 #: The stated bounds for these cases (docs/reliability.md#series-budget).
 MAX_SCRAPE_BYTES = 5_000_000
@@ -90,7 +91,7 @@ class ExporterProcess:
 def exporter_process(redis_server, tmp_path) -> Iterator[ExporterProcess]:
     exporter = ExporterProcess(redis_server.url, tmp_path)
     try:
-        wait_until(lambda: exporter.value("celery_event_consumer_up") == 1, 30, what="subscribed")
+        wait_for(lambda: exporter.value("celery_event_consumer_up") == 1, 30, what="subscribed")
         yield exporter
     finally:
         exporter.close()
@@ -132,7 +133,7 @@ def test_500_task_names_of_10_kb_are_cut_and_the_scrape_stays_small(redis_server
         ]
     _publish(redis_server, events)
     exporter = exporter_process
-    wait_until(lambda: exporter.value("celery_events_received_total") == 2_000, 60, what="all")
+    wait_for(lambda: exporter.value("celery_events_received_total") == 2_000, 60, what="all")
     body = exporter.scrape()
     samples = parse_exposition(body.decode())
     tasks = [labels["task"] for labels in _series(samples, "celery_task_sent_total")]
@@ -163,7 +164,7 @@ def test_1000_hostnames_of_10_kb_are_cut(redis_server, exporter_process):
     ]  # fmt: skip
     _publish(redis_server, events)
     exporter = exporter_process
-    wait_until(lambda: exporter.value("celery_events_received_total") == 1_000, 60, what="all")
+    wait_for(lambda: exporter.value("celery_events_received_total") == 1_000, 60, what="all")
     body = exporter.scrape()
     samples = parse_exposition(body.decode())
     workers = [labels["worker"] for labels in _series(samples, "celery_worker_up")]
@@ -196,9 +197,9 @@ def test_500_tasks_by_40_queues_fold_past_the_budget(redis_server, exporter_proc
     done = [{"type": "task-succeeded", "uuid": f"u{i}", "runtime": 0.5} for i in range(len(pairs))]
     _publish(redis_server, sent)
     exporter = exporter_process
-    wait_until(lambda: exporter.value("celery_events_received_total") == 20_000, 60, what="sent")
+    wait_for(lambda: exporter.value("celery_events_received_total") == 20_000, 60, what="sent")
     _publish(redis_server, done)
-    wait_until(lambda: exporter.value("celery_events_received_total") == 40_000, 60, what="all")
+    wait_for(lambda: exporter.value("celery_events_received_total") == 40_000, 60, what="all")
     body = exporter.scrape()
     samples = parse_exposition(body.decode())
     other = {"queue": "(other)", "task": "(other)"}

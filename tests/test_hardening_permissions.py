@@ -14,11 +14,11 @@ from collections.abc import Iterator
 import pika
 import pytest
 from apps.harness import Exporter
-from conftest import wait_until
 
 from celery_queue_exporter.brokers.celery_layout import EVENT_EXCHANGE
 from celery_queue_exporter.brokers.rabbitmq.events import EVENT_QUEUE_PERMISSION
 from testsupport.rabbitmq import create_user, delete_user
+from testsupport.waiting import wait_for
 
 #: The documented permissions (docs/rabbitmq.md, README): configure, write, read.
 LEAST_PRIVILEGE = (
@@ -78,7 +78,7 @@ def test_the_documented_least_privilege_user_runs_events(make_user, caplog):
     assert LEAST_PRIVILEGE[0] == EVENT_QUEUE_PERMISSION  # the regex the log line names
     exporter = Exporter(make_user(*LEAST_PRIVILEGE)).start()
     try:
-        wait_until(lambda: exporter.value("celery_event_consumer_up") == 1, 20, what="up")
+        wait_for(lambda: exporter.value("celery_event_consumer_up") == 1, 20, what="up")
         assert _errors(caplog) == []
     finally:
         exporter.close()

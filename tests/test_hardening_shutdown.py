@@ -18,10 +18,10 @@ import threading
 import time
 
 import pytest
-from conftest import wait_until
 
 from testsupport.net import free_port, http_ok
 from testsupport.processes import stop_process
+from testsupport.waiting import wait_for
 
 #: The acceptance figure (Kubernetes' default grace is 30 s); cli.SHUTDOWN_SECONDS is 4 s.
 MAX_EXIT_SECONDS = 5.0
@@ -42,6 +42,7 @@ def _scrape(port: int, results: list, index: int) -> None:
         results[index] = f"{type(exc).__name__}"
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("events", [False, True], ids=["queues", "queues+events"])
 def test_sigterm_with_a_blackholed_broker_and_scrape_timeout_40_exits_within_5s(tmp_path, events):
     blackhole = socket.create_server(("127.0.0.1", 0), backlog=128)  # never accept()ed
@@ -56,7 +57,7 @@ def test_sigterm_with_a_blackholed_broker_and_scrape_timeout_40_exits_within_5s(
     with log.open("wb") as out:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=os.environ)
     try:
-        wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 30, what="serving")
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 30, what="serving")
         results: list = [None] * SCRAPES
         threads = [
             threading.Thread(target=_scrape, args=(port, results, i), daemon=True)

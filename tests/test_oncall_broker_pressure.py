@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_until
-from oncall_stack import JOB, RABBIT, REDIS, OncallStack, alert, epoch, stacks
-from rabbitmq_node import RabbitMQNode, running_node
 
-pytestmark = [pytest.mark.slow]
+from testsupport.oncall_stack import JOB, RABBIT, REDIS, OncallStack, alert, epoch, stacks
+from testsupport.rabbitmq_node import RabbitMQNode, running_node
+from testsupport.waiting import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.prometheus, pytest.mark.subprocess]
 
 MB = 1024 * 1024
 RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
@@ -216,7 +217,7 @@ def test_redis_restart_without_persistence_pages_messages_lost(make_stack):
     stack.wait_quiet()
     assert _redis_metric(stack, "celery_redis_persistence_enabled") == 0
     uptime = f'celery_redis_uptime_seconds{{job="{JOB}", broker="{REDIS}"}}'
-    wait_until(lambda: (stack.value(uptime) or 0) >= 3, what="Prometheus saw the uptime grow")
+    wait_for(lambda: (stack.value(uptime) or 0) >= 3, what="Prometheus saw the uptime grow")
     stack.redis.stop()
     stack.redis.start()
     lost = alert("CeleryRedisMessagesLost", broker=REDIS)

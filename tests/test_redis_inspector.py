@@ -8,14 +8,14 @@ import time
 
 import pytest
 from celery import Celery
-from conftest import sample_value, samples_named
-from exporter_helpers import build_exporter, scrape
 from kombu import Connection, Exchange, Queue
 
 from celery_queue_exporter import instrumentation
 from celery_queue_exporter.brokers.redis.inspector import RedisInspector
 from celery_queue_exporter.catalogue import UNKNOWN_QUEUE
 from celery_queue_exporter.config.brokers import new_broker
+from testsupport.exporter import build_exporter, scrape
+from testsupport.exposition import sample_value, samples_named
 
 pytestmark = pytest.mark.redis
 
@@ -250,6 +250,7 @@ def test_reserved_work_from_a_consumer_holding_unacked_messages(redis_server):
     assert redis_server.client().hlen("unacked") == 0
 
 
+@pytest.mark.slow
 def test_reserved_cost_is_bounded_with_100000_reservations(redis_server):
     """100,000 reservations: the total stays exact, the per-queue split is read from a sample
     of reserved_sample_size entries (one HRANDFIELD), never the whole hash."""
@@ -337,7 +338,7 @@ def test_pipeline_fallback_when_scripts_are_not_allowed(redis_server):
 
 def test_the_documented_least_privilege_acl_is_enough(redis_server):
     """README's ACL line, run as written: the exporter reads everything, fast path included."""
-    from conftest import ROOT
+    from testsupport.paths import ROOT
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     (acl_line,) = [ln for ln in readme.splitlines() if ln.startswith("ACL SETUSER celery-exp")]

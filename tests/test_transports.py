@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from conftest import parse_exposition, sample_value, wait_until
 
 from celery_queue_exporter.brokers import Inspector, Transport, registry
 from celery_queue_exporter.cli import Exporter, main
@@ -30,6 +29,8 @@ from celery_queue_exporter.config.parser import build_parser
 from celery_queue_exporter.events.consumer import EventConsumerThread
 from celery_queue_exporter.instrumentation import TASK_INFO_EVENT
 from celery_queue_exporter.snapshot import BrokerSnapshot, LevelReading, urgency_readings
+from testsupport.exposition import parse_exposition, sample_value
+from testsupport.waiting import wait_for
 
 SUPPORTED = "amqp, amqps, pyamqp, redis, rediss, sentinel"
 
@@ -165,7 +166,7 @@ def test_the_event_collector_runs_a_registered_transports_consumer(dummy):
             return parse_exposition(exporter.scrape_once()[0].decode())
 
         where = {"broker": "dummy-box-0", "queue": "jobs", "priority": "high"}
-        wait_until(
+        wait_for(
             lambda: sample_value(samples(), "celery_queue_wait_seconds_count", **where),
             timeout=10,
             what="the dummy consumer's events",
@@ -180,6 +181,7 @@ def test_the_event_collector_runs_a_registered_transports_consumer(dummy):
     assert not consumer.subscribed.is_set()
 
 
+@pytest.mark.subprocess
 def test_an_unknown_scheme_is_an_error_naming_the_field(tmp_path):
     """No fall-through to Redis or RabbitMQ: in process, from a file, and as the command line
     (exit 2) sees it; a transport that was never registered is just as unknown."""

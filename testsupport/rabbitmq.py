@@ -4,6 +4,7 @@ the queues and exchanges they created (never anything else on a broker others us
 from __future__ import annotations
 
 import contextlib
+import os
 
 import pika
 
@@ -57,6 +58,9 @@ def delete_rabbitmq_objects(url: str, queues: list[str], exchanges: list[str]) -
             connection.close()
     return errors
 
+
+#: The machine's RabbitMQ, as tests reach it (CQE_TEST_RABBITMQ_URL names another).
+RABBITMQ_URL = os.environ.get("CQE_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 #: The machine's RabbitMQ management API and the account tests use on it.
 MANAGEMENT_API = "http://127.0.0.1:15672/api"
