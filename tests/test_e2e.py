@@ -841,6 +841,14 @@ NO_DATA_EXPECTED: dict[tuple[str, str, str], str] = {
         "no key of the wrong type in this workload: the query selects celery_queue_unreadable "
         "== 1 (tests/test_hardening_brokers.py plants such keys)"
     ),
+    ("queues", "Redis brokers now", "D"): (
+        "share of maxmemory: the test Redis servers have no maxmemory "
+        "(tests/test_oncall_broker_pressure.py sets one)"
+    ),
+    ("workers", "Event stream", "D"): (
+        "observations folded by the series budget: nothing is over it in this workload "
+        "(tests/test_hardening_budget.py goes past it)"
+    ),
 }
 
 

@@ -144,15 +144,16 @@ def test_priority_levels_exact_from_management_totals_from_amqp(
     try:
         exporter = build_exporter("--broker-url", f"rmq={rabbitmq_url}", "--queue", queue)
         try:
-            # The first statistics of a new queue can carry its per-level counts before its
-            # unacked count: wait for both.
+            # The first statistics of a new queue come in pieces: its total (messages_ready)
+            # can come a scrape before its per-level counts (backing_queue_status), and those
+            # before its unacked count: wait for the per-level counts and the unacked count.
             samples = scrape_until(
                 exporter,
                 lambda s: (
                     sum(
                         v
                         for labels, v in samples_named(s, "celery_queue_messages").items()
-                        if ("queue", queue) in labels
+                        if ("queue", queue) in labels and "priority" in dict(labels)
                     )
                     == total
                     and any(

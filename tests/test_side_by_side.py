@@ -69,8 +69,9 @@ def families_of(samples: dict, broker: str) -> set[str]:
 
 
 def redis_view(samples: dict) -> dict:
-    """Everything the exporter says about the Redis broker except timings, ages and times (the
-    lower-bound head ages grow between scrapes, every scrape inspects anew)."""
+    """Everything the exporter says about the Redis broker except timings, ages, times and the
+    server's own running readings (the lower-bound head ages and the server's uptime grow between
+    scrapes, its memory moves with every client connection; every scrape inspects anew)."""
     return {
         (name, labels): value
         for (name, labels), value in samples.items()
@@ -80,6 +81,8 @@ def redis_view(samples: dict) -> dict:
             "celery_exporter_scrape_duration_seconds",
             "celery_queue_oldest_message_age_seconds",
             "celery_broker_last_success_timestamp_seconds",
+            "celery_redis_uptime_seconds",
+            "celery_redis_memory_used_bytes",
         }
     }
 
