@@ -1,0 +1,198 @@
+"""Metric families whose sample lines are rendered as they are built, with label text cached
+across scrapes, so a scrape of 1,000 queues x 10 levels does not build 25,000 Sample objects
+and escape 25,000 label sets only to turn them into text (issue 25).
+
+A LineFamily is still a prometheus_client Metric: ``samples`` is built on demand from the same
+readings (by a separate, plain path), which is what prometheus_client's own renderer and the
+tests use; exposition.py writes ``lines`` as they are. tests/test_exposition.py checks that both
+say the same thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
+
+from . import catalogue as cat
+from .catalogue import MetricSpec
+from .exposition import escape_label_value, format_value
+from .snapshot import LevelReading
+
+MESSAGES = cat.QUEUE_MESSAGES.family_name
+AGE = cat.QUEUE_OLDEST_MESSAGE_AGE.family_name
+UNSTAMPED = cat.QUEUE_OLDEST_MESSAGE_UNSTAMPED.family_name
+
+#: (labels, value) pairs of a family, in the order of its lines.
+Rows = Callable[[], Iterable[tuple[dict[str, str], float]]]
+
+
+class LineFamily(Metric):
+    """A gauge family holding its rendered sample lines; samples built only when asked for."""
+
+    def __init__(self, spec: MetricSpec, lines: list[str], rows: Rows) -> None:
+        self._rows = rows
+        self._samples: list[Sample] | None = None
+        super().__init__(spec.family_name, spec.help, "gauge")
+        self.lines = lines
+
+    @property  # type: ignore[override]
+    def samples(self) -> list[Sample]:
+        if self._samples is None:
+            name = self.name
+            self._samples = [Sample(name, labels, value) for labels, value in self._rows()]
+        return self._samples
+
+    @samples.setter
+    def samples(self, value: list[Sample]) -> None:
+        self._samples = value or None
+
+
+class Prefixes:
+    """``name{label="value",...} `` per label values, kept for the label sets of the last
+    scrape only (so bounded by what is exported), escaped once instead of every scrape."""
+
+    def __init__(self, name: str, labelnames: Iterable[str]) -> None:
+        self.name = name
+        self.labelnames = tuple(labelnames)
+        self._old: dict[tuple[str, ...], str] = {}
+        self._new: dict[tuple[str, ...], str] = {}
+
+    def start(self) -> None:
+        """A new scrape: what the previous one used stays available, the rest is dropped."""
+        self._old, self._new = self._new or self._old, {}
+
+    def get(self, values: tuple[str, ...]) -> str:
+        prefix = self._new.get(values)
+        if prefix is None:
+            prefix = self._old.get(values)
+            if prefix is None:
+                inner = ",".join(
+                    f'{k}="{escape_label_value(v)}"'
+                    for k, v in zip(self.labelnames, values, strict=True)
+                )
+                prefix = f"{self.name}{{{inner}}} "
+            self._new[values] = prefix
+        return prefix
+
+
+class Lines:
+    """One family's lines for one scrape, from label values and values."""
+
+    def __init__(self, prefixes: Prefixes, spec: MetricSpec) -> None:
+        self.prefixes = prefixes
+        self.spec = spec
+        self.lines: list[str] = []
+        #: Label values and values of the lines, for samples on demand (two lists: no
+        #: tuple per sample for the garbage collector to track).
+        self.labels: list[tuple[str, ...]] = []
+        self.values: list[float] = []
+
+    def add(self, values: tuple[str, ...], value: float | None) -> None:
+        """One sample; None (not reported) adds none."""
+        if value is None:
+            return
+        self.labels.append(values)
+        self.values.append(value)
+        self.lines.append(f"{self.prefixes.get(values)}{format_value(value)}\n")
+
+    def family(self) -> LineFamily:
+        labels, values, names = self.labels, self.values, self.prefixes.labelnames
+        return LineFamily(
+            self.spec,
+            self.lines,
+            lambda: (
+                (dict(zip(names, label_values, strict=True)), value)
+                for label_values, value in zip(labels, values, strict=True)
+            ),
+        )
+
+
+class LevelLines:
+    """The per-level lines of one broker (depth, head age, unstamped head). A reading the
+    inspector hands over again unchanged (the same LevelReading object: the Redis inspector
+    reuses those of levels whose depth did not change and that have no head) keeps its
+    rendered lines; label text is escaped once per level while the level is exported."""
+
+    def __init__(self, broker: str) -> None:
+        self.broker = broker
+        #: id(reading) -> (reading, label text, depth line, age line, unstamped line), for the
+        #: readings of the last scrape only. Keyed by identity (the entry holds the reading, so
+        #: the id is not reused while it is there): no key object per level per scrape.
+        self._lines: dict[int, _Entry] = {}
+        #: (queue, priority) -> label text; rebuilt from the current levels when it holds
+        #: more than twice as many as a scrape exports (levels no longer watched).
+        self._inner: dict[tuple[str, str | None], str] = {}
+
+    def render(
+        self,
+        levels: list[LevelReading],
+        messages: list[str],
+        ages: list[str],
+        unstamped: list[str],
+    ) -> None:
+        """Append each level's lines to the three families' lines."""
+        old = self._lines
+        new: dict[int, _Entry] = {}
+        inner = self._inner
+        add_messages, add_age, add_unstamped = messages.append, ages.append, unstamped.append
+        for level in levels:
+            entry = old.get(id(level))
+            if entry is None or entry[0] is not level:
+                key = (level.queue, level.priority)
+                text = inner.get(key)
+                if text is None:
+                    text = inner[key] = self._labels(level)
+                entry = _level_lines(level, text)
+            new[id(level)] = entry
+            add_messages(entry[2])
+            if entry[3] is not None:
+                add_age(entry[3])
+            if entry[4] is not None:
+                add_unstamped(entry[4])
+        self._lines = new
+        if len(inner) > 2 * len(levels) + 64:
+            self._inner = {
+                (lv.queue, lv.priority): inner[(lv.queue, lv.priority)]
+                for lv in levels
+                if (lv.queue, lv.priority) in inner
+            }
+
+    def _labels(self, level: LevelReading) -> str:
+        broker, queue = escape_label_value(self.broker), escape_label_value(level.queue)
+        text = f'broker="{broker}",queue="{queue}"'
+        if level.priority is not None:
+            text += f',priority="{escape_label_value(level.priority)}"'
+        return text
+
+
+_Entry = tuple[LevelReading, str, str, str | None, str | None]
+
+
+def _level_lines(level: LevelReading, inner: str) -> _Entry:
+    age = level.oldest_age_seconds
+    flag = level.unstamped
+    return (
+        level,
+        inner,
+        f"{MESSAGES}{{{inner}}} {format_value(level.messages)}\n",
+        None if age is None else f"{AGE}{{{inner}}} {format_value(age)}\n",
+        None if flag is None else f"{UNSTAMPED}{{{inner}}} {'1.0' if flag else '0.0'}\n",
+    )
+
+
+def level_rows(
+    per_broker: list[tuple[str, list[LevelReading]]], field: str
+) -> Iterator[tuple[dict[str, str], float]]:
+    """The samples' (labels, value) of one per-level family, built the plain way."""
+    for broker, levels in per_broker:
+        for level in levels:
+            value = getattr(level, field)
+            if value is None:
+                continue
+            if level.priority is None:
+                labels = {"broker": broker, "queue": level.queue}
+            else:
+                labels = {"broker": broker, "queue": level.queue, "priority": level.priority}
+            yield labels, float(value)
