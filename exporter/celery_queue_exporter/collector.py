@@ -40,7 +40,16 @@ from .brokers import Inspector
 from .config.urls import redact_urls_in
 from .deadline import ScrapeWindow, current_window
 from .families import add_known, counter, flag, gauge
-from .linefamily import LevelLines, LineFamily, Lines, Prefixes, level_rows
+from .linefamily import (
+    LevelLines,
+    LineFamily,
+    Lines,
+    Prefixes,
+    SameLines,
+    level_rows,
+    urgency_line,
+    urgency_rows,
+)
 from .snapshot import BrokerSnapshot
 from .urgency import (
     DEFAULT_MEMORY_SECONDS,
@@ -101,10 +110,14 @@ class _BrokerState:
     urgency_memory_seconds: float = DEFAULT_MEMORY_SECONDS
     #: Rendered per-level lines, reused while a level's reading is unchanged (linefamily.py).
     level_lines: LevelLines | None = None
+    #: Rendered urgency marks, reused while the resolver hands over the same readings.
+    urgency_lines: SameLines | None = None
 
     def __post_init__(self) -> None:
         if self.level_lines is None:
             self.level_lines = LevelLines(self.inspector.config.name)
+        if self.urgency_lines is None:
+            self.urgency_lines = SameLines(urgency_line(self.inspector.config.name))
         if self.urgency is None:
             self.urgency = resolver_for(self.inspector.config, self.urgency_memory_seconds)
 
@@ -247,9 +260,11 @@ class QueueCollector(Collector):
         per_broker_levels: list[tuple[str, list]] = []
         for prefixes in self._prefixes.values():
             prefixes.start()
-        urgency, reserved, consumers, utilisation, max_priority, missing, unreadable = (
+        reserved, consumers, utilisation, max_priority, missing, unreadable = (
             Lines(self._prefixes[spec.family_name], spec) for spec in _PER_QUEUE
         )
+        urgency_lines: list[str] = []
+        per_broker_urgency: list[tuple[str, list]] = []
         reserved_total = gauge(cat.BROKER_RESERVED_MESSAGES)
         reserved_oldest = gauge(cat.BROKER_RESERVED_OLDEST_AGE)
         reserved_overdue = gauge(cat.BROKER_RESERVED_OVERDUE)
@@ -284,16 +299,24 @@ class QueueCollector(Collector):
             assert state.level_lines is not None
             state.level_lines.render(snap.levels, message_lines, age_lines, unstamped_lines)
             per_broker_levels.append((broker, snap.levels))
-            for rank in snap.urgency:
-                urgency.add((broker, rank.queue, rank.priority, rank.urgency), rank.rank)
+            assert state.urgency_lines is not None
+            urgency_lines.extend(state.urgency_lines.render(snap.urgency))
+            per_broker_urgency.append((broker, snap.urgency))
             for queue in snap.queues.values():
                 labels = (broker, queue.queue)
-                reserved.add(labels, queue.reserved)
-                consumers.add(labels, queue.consumers)
-                utilisation.add(labels, queue.consumer_utilisation)
-                max_priority.add(labels, queue.max_priority)
-                missing.add(labels, flag(queue.missing))
-                unreadable.add(labels, flag(queue.unreadable))
+                # Tested here, not in add(): most are None on one broker kind or the other.
+                if queue.reserved is not None:
+                    reserved.add(labels, queue.reserved)
+                if queue.consumers is not None:
+                    consumers.add(labels, queue.consumers)
+                if queue.consumer_utilisation is not None:
+                    utilisation.add(labels, queue.consumer_utilisation)
+                if queue.max_priority is not None:
+                    max_priority.add(labels, queue.max_priority)
+                if queue.missing is not None:
+                    missing.add(labels, flag(queue.missing))
+                if queue.unreadable is not None:
+                    unreadable.add(labels, flag(queue.unreadable))
             add_known(
                 [broker],
                 (reserved_total, snap.reserved_total),
@@ -334,7 +357,9 @@ class QueueCollector(Collector):
             messages,
             ages,
             unstamped,
-            urgency.family(),
+            LineFamily(
+                cat.QUEUE_PRIORITY_URGENCY, urgency_lines, lambda: urgency_rows(per_broker_urgency)
+            ),
             reserved.family(),
             consumers.family(),
             utilisation.family(),
@@ -371,7 +396,6 @@ class QueueCollector(Collector):
 
 #: Per-queue families, rendered as Lines (in this order in ``families``).
 _PER_QUEUE = (
-    cat.QUEUE_PRIORITY_URGENCY,
     cat.QUEUE_RESERVED_MESSAGES,
     cat.QUEUE_CONSUMERS,
     cat.QUEUE_CONSUMER_UTILISATION,
