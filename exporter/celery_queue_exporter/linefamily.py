@@ -38,7 +38,8 @@ class LineFamily(Metric):
         self._rows = rows
         self._samples: list[Sample] | None = None
         super().__init__(spec.family_name, spec.help, "gauge")
-        self.lines = lines
+        #: The rendered lines; None once samples were replaced (render those instead).
+        self.lines: list[str] | None = lines
 
     @property  # type: ignore[override]
     def samples(self) -> list[Sample]:
@@ -49,7 +50,10 @@ class LineFamily(Metric):
 
     @samples.setter
     def samples(self, value: list[Sample]) -> None:
+        """Samples set from outside (static_labels.py adds labels this way): the rendered
+        lines no longer say the same, so the family is rendered from its samples."""
         self._samples = value or None
+        self.lines = None
 
 
 class Prefixes:
