@@ -114,3 +114,32 @@ def test_cached_lines_are_byte_identical_to_rendering_their_samples(redis_server
             assert line.encode() in fast
     finally:
         exporter.close()
+
+
+@pytest.mark.redis
+def test_static_labels_on_cached_lines_are_byte_identical_to_their_samples(redis_server):
+    """With --static-label the cached lines get the static labels first, as the samples do:
+    the same bytes as rendering the samples, and every queue series carries them."""
+    from prometheus_client.metrics_core import Metric
+
+    fill(redis_server.url)
+    exporter = build_exporter(
+        "--broker-url", f"r={redis_server.url}", "--static-label", 'env=pr"od'
+    )
+
+    def plain(family: Metric) -> Metric:
+        copy = Metric(family.name, family.documentation, family.type)
+        copy.samples = list(family.samples)
+        return copy
+
+    try:
+        for _ in range(2):
+            families = [f for f in exporter.registry.collect() if f.name.startswith("celery_queue")]
+            fast = render_text(families)
+            assert fast == render_text([plain(family) for family in families])
+            lines = [line for line in fast.decode().splitlines() if not line.startswith("#")]
+            assert lines and all(
+                line.split("{", 1)[1].startswith('env="pr\\"od",') for line in lines
+            )
+    finally:
+        exporter.close()

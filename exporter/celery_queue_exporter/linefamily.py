@@ -55,6 +55,19 @@ class LineFamily(Metric):
         self._samples = value or None
         self.lines = None
 
+    def add_labels_first(self, labels: dict[str, str]) -> None:
+        """Put ``labels`` first on every sample (static_labels.py), in the lines and in the
+        samples alike, without falling back to rendering the samples. Every line of a
+        LineFamily has labels, so its first ``{`` opens them (a metric name holds none)."""
+        if not labels:
+            return
+        text = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels.items()) + ","
+        if self.lines is not None:
+            self.lines = [line.replace("{", "{" + text, 1) for line in self.lines]
+        rows = self._rows
+        self._rows = lambda: (({**labels, **own}, value) for own, value in rows())
+        self._samples = None
+
 
 class Prefixes:
     """``name{label="value",...} `` per label values, kept for the label sets of the last
