@@ -155,6 +155,7 @@ class QueueCollector(Collector):
         ]
         #: Outcome of the latest scrape, per broker (``--once`` reads it for its exit code).
         self.last_results: list[BrokerResult] = []
+        self._families_lock = threading.Lock()
         #: Label text of the per-queue families, kept across scrapes (linefamily.py).
         self._prefixes = {
             spec.family_name: Prefixes(spec.family_name, spec.labels) for spec in _PER_QUEUE
@@ -254,6 +255,14 @@ class QueueCollector(Collector):
         yield from self.families(results)
 
     def families(self, results: list[BrokerResult]) -> Iterator[Metric]:
+        """The metric families of one scrape. Built under a lock: the rendered-line caches
+        (linefamily.py) are shared by scrapes, and two may build at once (a scrape that gave
+        up waiting for a shared render renders alone)."""
+        with self._families_lock:
+            built = list(self._families(results))
+        yield from built
+
+    def _families(self, results: list[BrokerResult]) -> Iterator[Metric]:
         message_lines: list[str] = []
         age_lines: list[str] = []
         unstamped_lines: list[str] = []
