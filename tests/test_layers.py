@@ -22,14 +22,14 @@ ROOT = Path(__file__).resolve().parents[1] / "exporter" / PACKAGE
 #: The root package (``__init__``, version only) sits below everything.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("vocabulary", ("config", "catalogue", "snapshot", "families", "exposition", "deadline",
-                    "headtracker", "static_labels", "instrumentation", "urgency")),
+                    "headtracker", "static_labels", "instrumentation", "urgency", "linefamily")),
     ("event machinery", ("events.decode", "events.tracker", "events.workers", "events.consumer",
                          "events.state", "events")),
     ("brokers", ("brokers",)),
     ("assembly", ("config.brokers", "config.load", "config.parser", "config.docs",
                   "brokers.registry")),
-    ("collectors and server", ("collector", "pressure", "events.collector", "server", "cli",
-                               "__main__")),
+    ("collectors and server", ("collector", "pressure", "events.collector", "shared_render",
+                               "server", "cli", "__main__")),
 )  # fmt: skip
 
 

@@ -14,7 +14,6 @@ scrape window of deadline.py (Prometheus' X-Prometheus-Scrape-Timeout-Seconds).
 from __future__ import annotations
 
 import contextlib
-import gzip
 import html
 import logging
 import resource
@@ -31,8 +30,9 @@ from prometheus_client import CollectorRegistry
 from . import __version__
 from .config import ExporterConfig
 from .config.urls import request_path
-from .deadline import SCRAPE_TIMEOUT_HEADER, budget_from_header, scrape_window
+from .deadline import SCRAPE_TIMEOUT_HEADER, budget_from_header
 from .exposition import CONTENT_TYPE, render_text
+from .shared_render import SharedRender
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,8 @@ class Routes:
     def __init__(self, registry: CollectorRegistry, config: ExporterConfig) -> None:
         self.registry = registry
         self.page = landing_page(config)
+        #: Concurrent scrapes share one render (and one gzip) per round: shared_render.py.
+        self.renderer = SharedRender(lambda: render_text(registry.collect()))
 
     def respond(self, request: Request) -> Response:
         if request.method not in ALLOWED_METHODS:
@@ -141,11 +143,10 @@ class Routes:
 
     def metrics(self, request: Request) -> Response:
         budget = budget_from_header(request.headers.get(SCRAPE_TIMEOUT_HEADER.lower()))
-        with scrape_window(request.arrived, budget):
-            body = render_text(self.registry.collect())
-        headers = []
+        rendered = self.renderer.get(request.arrived, budget)
+        body, headers = rendered.body, []
         if "gzip" in request.headers.get("accept-encoding", ""):
-            body = gzip.compress(body, compresslevel=1)
+            body = rendered.gzipped()
             headers.append(("Content-Encoding", "gzip"))
         return Response("200 OK", CONTENT_TYPE, body, headers)
 

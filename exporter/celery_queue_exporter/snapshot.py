@@ -128,13 +128,24 @@ class BrokerSnapshot:
             reading = self.queues[name] = QueueReading(queue=name)
         return reading
 
-    def declare_levels(self, queue: str, levels_most_urgent_first: list[str]) -> None:
+    def declare_levels(
+        self,
+        queue: str,
+        levels_most_urgent_first: list[str],
+        readings: list[UrgencyReading] | None = None,
+    ) -> None:
         """The levels ``queue`` is declared with, most urgent first; marks the declared extremes
-        until the collector's UrgencyResolver replaces them with the levels in use."""
+        until the collector's UrgencyResolver replaces them with the levels in use.
+        ``readings``: those marks built once by the caller (then the list of levels is kept
+        as given, not copied: an inspector that reuses both per scrape must not change them)."""
         if not levels_most_urgent_first:
             return
-        self.declared_levels[queue] = list(levels_most_urgent_first)
-        self.urgency.extend(urgency_readings(queue, levels_most_urgent_first))
+        if readings is None:
+            self.declared_levels[queue] = list(levels_most_urgent_first)
+            self.urgency.extend(urgency_readings(queue, levels_most_urgent_first))
+        else:
+            self.declared_levels[queue] = levels_most_urgent_first
+            self.urgency.extend(readings)
 
 
 def urgency_readings(queue: str, levels_most_urgent_first: list[str]) -> list[UrgencyReading]:
