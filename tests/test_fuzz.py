@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from celery_queue_exporter.brokers.rabbitmq.inspector import RabbitMQInspector
+from celery_queue_exporter.brokers.rabbitmq.nodes import NODE_COLUMNS, parse_nodes
 from celery_queue_exporter.brokers.rabbitmq.priority import rabbitmq_priority_level
 from celery_queue_exporter.brokers.redis.inspector import RedisInspector
 from celery_queue_exporter.brokers.redis.priority import step_levels
@@ -285,22 +286,7 @@ node_entries = st.one_of(
         st.one_of(
             st.fixed_dictionaries(
                 {},
-                optional={
-                    key: json_values
-                    for key in (
-                        "name",
-                        "running",
-                        "mem_alarm",
-                        "disk_free_alarm",
-                        "partitions",
-                        "mem_used",
-                        "mem_limit",
-                        "fd_used",
-                        "fd_total",
-                        "sockets_used",
-                        "sockets_total",
-                    )
-                },
+                optional={key: json_values for key in NODE_COLUMNS},
             ),  # fmt: skip
             json_values,
         ),
@@ -313,7 +299,6 @@ node_entries = st.one_of(
 @given(node_entries)
 def test_management_api_nodes(document):
     """Any /api/nodes document: readings of the right types, malformed entries counted."""
-    from celery_queue_exporter.brokers.rabbitmq.nodes import parse_nodes
     from celery_queue_exporter.pressure import pressure_families
 
     nodes, malformed = parse_nodes(json.loads(_dumps(document)))
