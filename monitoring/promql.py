@@ -103,3 +103,31 @@ def pct(ratio: float) -> str:
 def dur(value: Any) -> str:
     """A validated duration in its shortest Prometheus form: ``90s`` -> ``1m30s``."""
     return format_duration(duration_seconds(value))
+
+
+#: Labels that tell two replicas of the exporter apart (the scrape target's address, and the
+#: pod under the Prometheus Operator). Every rule reading a counter or a per-subject gauge
+#: aggregates them away so that N replicas of one job make one series per subject, not N.
+REPLICA_LABELS = "instance, pod"
+
+
+def increase_counted(selector: str, span: str) -> str:
+    """``increase(selector[span])`` that also counts a series first seen within ``span``.
+
+    ``increase`` needs two samples: a series that first appears already at 60 (a burst between
+    two scrapes, or the first failures after an exporter start; the exporter keeps no task
+    counters across restarts) counts 0 on its first sample and only its later growth after.
+    A series absent ``span`` ago has all of its value inside the window, so it counts at its
+    current value (``+ 0`` drops the metric name so both branches match one another). The
+    replicas of one job are then deduplicated with ``max`` (each counts the same events)."""
+    return (
+        f"max without ({REPLICA_LABELS}) (\n"
+        f"  ({selector} unless {selector} offset {span}) + 0\n"
+        f"  or increase({selector}[{span}])\n"
+        ")"
+    )
+
+
+def rate_counted(selector: str, span: str) -> str:
+    """:func:`increase_counted` per second of ``span`` (a new series' value spread over it)."""
+    return f"{increase_counted(selector, span)} / {num(duration_seconds(span))}"
