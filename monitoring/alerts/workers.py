@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery_queue_exporter import catalogue as cat
 
-from ..promql import Exprs, dur, num, pct
+from ..promql import Exprs, dur, num, pct, rate_counted
 from ..schema import Duration, Number, Ratio, format_duration
 from .base import WHERE, WHERE_CAPITAL, Body, Settings, alert
 
@@ -99,10 +99,10 @@ def prefetch_time_high(s: Settings) -> Body:
     # queue together, gated by a minimum rate of starts so one slow run does not page.
     return Body(
         "histogram_quantile(0.95,\n"
-        f"  sum by ({by}, le) (rate({e.metric(prefetch + '_bucket')}[{span}]))\n"
+        f"  sum by ({by}, le) ({rate_counted(e.metric(prefetch + '_bucket'), span)})\n"
         f") > {seconds}\n"
         f"and on ({by})\n"
-        f"sum by ({by}) (rate({e.metric(prefetch + '_count')}[{span}])) "
+        f"sum by ({by}) ({rate_counted(e.metric(prefetch + '_count'), span)}) "
         f">= {num(s['min_tasks_per_second'])}",
         f"The p95 time that tasks of {WHERE} spent prefetched in a worker, received but not "
         f"started, was {{{{ $value | humanizeDuration }}}} over the last {span} (limit "
