@@ -88,16 +88,20 @@ def test_unit_tests_rule_file_is_the_defaults_plus_an_urgent_task(config, rule_d
     defaults = alert_rules_of(rule_doc)
     assert list(tested) == list(defaults)
     differing = [name for name in defaults if tested[name] != defaults[name]]
-    assert differing == ["CeleryUrgentTaskAtWrongPriority"]
-    assert 'task=~"evaluations\\\\.score_urgent"' in tested[differing[0]]["expr"]
-    assert 'task=~""' in defaults[differing[0]]["expr"]
+    assert differing == ["CeleryQueueWaitObjectiveMissed", "CeleryUrgentTaskAtWrongPriority"]
+    assert 'task=~"evaluations\\\\.score_urgent"' in tested[differing[1]]["expr"]
+    assert 'task=~""' in defaults[differing[1]]["expr"]
+    assert generate.UNIT_TEST_WAIT_OBJECTIVES == {"checkout": 10, "reports": 1800}
+    assert config["alerts"][differing[0]]["queues"] == {}
+    assert 'queue="checkout"}' in tested[differing[0]]["expr"]
+    assert "queue=" not in defaults[differing[0]]["expr"]
     assert recording_rules_of(yaml.safe_load(committed)) == recording_rules_of(rule_doc)
     # a user's own config (--config) does not write it: only the repository's unit tests use it
     for path in UNIT_TESTS:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         expected = (
             ["rules/celery-queue-exporter.rules.yaml"]
-            if path.name == "priorities.yaml"
+            if path.name in ("priorities.yaml", "queues.yaml")
             else ["../celery-queue-exporter.rules.yaml"]
         )
         assert doc["rule_files"] == expected, path.name
@@ -111,6 +115,7 @@ INSPECTION_ALERTS = [
     "CeleryQueueBacklogGrowing",
     "CeleryQueueMostUrgentWaitingTooLong",
     "CeleryQueueMessageWaitingTooLong",
+    "CeleryQueueWaitObjectiveMissed",
     "CeleryQueueNoConsumers",
     "CeleryPriorityStarvation",
     "CeleryReservedNearVisibilityTimeout",
@@ -137,7 +142,7 @@ def test_inhibition_rules_exporter_down_per_instance_broker_down_for_inspection_
             },
         ]
     }
-    assert len(others) == len(ALERTS) - 1 == 19
+    assert len(others) == len(ALERTS) - 1 == 20
     custom = copy.deepcopy(config)
     custom["alerts"]["CeleryQueueBacklogHigh"]["enabled"] = False
     custom["alerts"]["CeleryExporterDown"]["enabled"] = False
@@ -385,7 +390,7 @@ def test_durations_parse_and_format_like_prometheus():
 def test_promtool_check_rules_accepts_the_plain_rule_file():
     done = run_promtool("check", "rules", str(RULE_FILE))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 27 rules found" in done.stdout
+    assert "SUCCESS: 28 rules found" in done.stdout
 
 
 def test_promtool_check_rules_accepts_the_prometheusrule_spec(tmp_path):
@@ -394,7 +399,7 @@ def test_promtool_check_rules_accepts_the_prometheusrule_spec(tmp_path):
     spec.write_text(yaml.safe_dump(obj["spec"], sort_keys=False), encoding="utf-8")
     done = run_promtool("check", "rules", str(spec))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 27 rules found" in done.stdout
+    assert "SUCCESS: 28 rules found" in done.stdout
 
 
 def test_promtool_unit_tests_pass():
