@@ -8,13 +8,16 @@ lists these situations.
 
 from __future__ import annotations
 
+import shutil
+import time
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 import requests
 from conftest import parse_exposition, wait_until
 from oncall_replicas import ReplicaStack, replica_stacks
-from oncall_stack import REDIS, alert
+from oncall_stack import REDIS, Send, alert
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -111,3 +114,81 @@ def test_failure_burst_of_a_new_task_pages_once_naming_its_exceptions(make_stack
     stack.watch_silence(5, allowed={page})
     assert stack.page_keys() == [page]
     assert stack.page_log is not None and stack.page_log.resolved() == []
+
+
+# --- a plain queue misses its wait objective; a short burst does not -------------------------
+
+#: The scenario queue's own objective (monitoring: alerts.CeleryQueueWaitObjectiveMissed.queues);
+#: the other queue keeps the default (300 s).
+OBJECTIVE_SECONDS = 8
+#: The backlog already waiting when the exporter starts: one worker at concurrency 2 needs
+#: about 20 s for it, so its head waits far past the objective.
+BACKLOG, BACKLOG_TASK_SECONDS = 40, 1.0
+#: The later burst: drained in about 4 s, within the objective.
+BURST_TASKS, BURST_TASK_SECONDS = 16, 0.5
+
+
+def test_plain_queue_pages_on_its_wait_objective_and_a_short_burst_does_not(make_stack):
+    """Situation: a plain queue (one priority level, like most Celery apps) with its own wait
+    objective of 8 s, and a second queue on the default objective (300 s). A backlog of 40
+    one-second tasks waits in the first and 5 in the second when one worker at concurrency 2
+    starts. Later, a burst of 16 half-second tasks drains within about 4 s.
+
+    Expected: CeleryQueueWaitObjectiveMissed for the first queue only ("objective of 8s"),
+    nothing else firing; once drained it resolves; the burst that drains within the objective
+    raises nothing, not even pending. (CeleryQueueNoConsumers and CeleryQueueBacklogGrowing get
+    a longer for: here: the backlog waits a few seconds for the worker and a burst is a jump of
+    the depth; their own behaviour is scenario 10 of tests/test_oncall_scenarios.py.) Why:
+    issue 21 item 6, a plain queue could not page on waiting short of the 30-minute alert.
+    """
+    tag = uuid.uuid4().hex[:8]
+    probe = ReplicaStack(tag=tag, queues={REDIS: ["work", "other"]})
+    work, other = probe.queue(REDIS, "work"), probe.queue(REDIS, "other")
+    shutil.rmtree(probe.workdir, ignore_errors=True)
+    stack = make_stack(
+        tag=tag,
+        queues={REDIS: ["work", "other"]},
+        monitoring={
+            "alerts": {
+                "CeleryQueueWaitObjectiveMissed": {"queues": {work: OBJECTIVE_SECONDS}},
+                "CeleryQueueNoConsumers": {"for": "1m"},
+                "CeleryQueueBacklogGrowing": {"for": "5m"},
+            }
+        },
+        preload=[
+            Send(REDIS, "work", args=(BACKLOG_TASK_SECONDS,), count=BACKLOG),
+            Send(REDIS, "other", args=(BACKLOG_TASK_SECONDS,), count=5),
+        ],
+    )
+    stack.start_worker("a", REDIS, ("work", "other"), pool="prefork", concurrency=2)
+    missed = alert("CeleryQueueWaitObjectiveMissed", broker=REDIS, queue=work)
+    silent = [
+        key
+        for key in stack.every_alert()
+        if key[0] not in (missed[0], "CeleryQueueNoConsumers", "CeleryQueueBacklogGrowing")
+    ]
+    stack.wait_alerts({missed}, [*silent, alert(missed[0], queue=other)], timeout=60)
+    description = stack.wait_firing(missed)["annotations"]["description"]
+    assert f"over the queue's wait objective of {OBJECTIVE_SECONDS}s, for more than 2s" in (
+        description
+    ), description
+
+    wait_until(
+        lambda: stack.depth(REDIS, "work") == 0 and stack.depth(REDIS, "other") == 0,
+        timeout=120,
+        interval=0.5,
+        what="the backlog drained",
+    )
+    stack.wait_alerts(set(), [*silent, missed[0]], timeout=60)
+
+    start = time.time()
+    for _ in range(BURST_TASKS):
+        stack.send(REDIS, "work", args=(BURST_TASK_SECONDS,))
+    wait_until(
+        lambda: stack.depth(REDIS, "work") == 0, timeout=60, interval=0.5, what="burst drained"
+    )
+    time.sleep(OBJECTIVE_SECONDS + 4)  # past the objective and for: after the last start
+    assert stack.value(f'max(celery_queue_oldest_message_age_seconds{{queue="{work}"}})') == 0.0
+    ever = {key for key in stack.alerts_ever(start) if key[0] == missed[0]}
+    assert ever == set(), ever
+    stack.assert_alerts(set(), silent)
