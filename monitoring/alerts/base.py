@@ -4,7 +4,8 @@ An alert is a function decorated with :func:`alert`, which names it and declares
 and the parameters it reads from ``alerts.<name>`` in monitoring/config.yaml (with their
 bounds). The function turns the validated settings into the expression and the templated
 description. ``for``, ``severity``, ``enabled`` and ``labels`` are common to every alert and
-handled here; the runbook is ``<runbook_base_url>/<name>.md`` (docs/runbooks/).
+handled here, and so is the optional ``keep_firing_for`` (Prometheus 2.42+); the runbook is
+``<runbook_base_url>/<name>.md`` (docs/runbooks/).
 """
 
 from __future__ import annotations
@@ -81,10 +82,12 @@ class AlertDefinition:
         settings = Settings(config, self.name)
         expr, description = self.body(settings)
         for_ = dur(settings["for"])
+        keep = dur(settings.values.get("keep_firing_for") or "0s")
         return Rule(
             alert=self.name,
             expr=expr,
             for_=None if for_ == "0s" else for_,
+            keep_firing_for=None if keep == "0s" else keep,
             labels={"severity": settings["severity"], **(settings.values.get("labels") or {})},
             annotations={
                 "summary": self.summary,
