@@ -238,7 +238,9 @@ def test_generator_command_renders_a_users_thresholds_and_check_mode_detects_dri
     alerts = alert_rules_of(doc)
     assert "CeleryWorkerDown" not in alerts
     backlog = alerts["CeleryQueueBacklogHigh"]
-    assert backlog["expr"] == "celery_queue:celery_queue_messages:sum > 50"
+    assert backlog["expr"] == (
+        "max without (instance, pod) (\n  celery_queue:celery_queue_messages:sum > 50\n)"
+    )
     assert backlog["for"] == "1m30s"
     assert backlog["labels"] == {"severity": "warning", "team": "evaluations"}
     assert backlog["annotations"]["runbook_url"] == (

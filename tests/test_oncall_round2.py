@@ -17,7 +17,9 @@ import pytest
 import requests
 from conftest import parse_exposition, wait_until
 from oncall_replicas import ReplicaStack, replica_stacks
-from oncall_stack import REDIS, Send, alert
+from oncall_stack import JOB, REDIS, Send, alert
+
+from monitoring import config as monitoring_config
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -192,3 +194,83 @@ def test_plain_queue_pages_on_its_wait_objective_and_a_short_burst_does_not(make
     ever = {key for key in stack.alerts_ever(start) if key[0] == missed[0]}
     assert ever == set(), ever
     stack.assert_alerts(set(), silent)
+
+
+# --- an exporter restart keeps the page, with the shipped for: and keep_firing_for ------------
+
+
+def shipped_timings() -> dict[str, dict[str, str]]:
+    """Every alert's committed ``for:`` and ``keep_firing_for`` (monitoring/config.yaml)."""
+    base = monitoring_config.load()
+    return {
+        name: {"for": str(s["for"]), "keep_firing_for": str(s.get("keep_firing_for", "0s"))}
+        for name, s in base["alerts"].items()
+    }
+
+
+#: How long the killed exporter stays away before it is started again (a crash and a restart,
+#: a rescheduled pod), and how long the page is watched after it is back.
+RESTART_GAP_SECONDS, AFTER_RESTART_SECONDS = 15, 30
+
+
+def test_exporter_crash_and_restart_keeps_a_page_firing_with_the_shipped_timings(make_stack):
+    """Situation: the shipped ``for:`` (CeleryWorkerDown 2m) and ``keep_firing_for`` (5m) of
+    monitoring/config.yaml, unshortened. A worker is SIGKILLed (lost) while another keeps
+    running; CeleryWorkerDown fires and Alertmanager pages. Then the exporter is SIGKILLed (no
+    state written on the way out), stays away 15 s, and starts again with its state file.
+
+    Expected: the restarted exporter reports the lost worker down at its very first scrape
+    (state restored before serving); CeleryWorkerDown fires at every evaluation from the page
+    to the end (never resolved in Prometheus), Alertmanager got exactly one firing
+    notification for it and no resolved one; nothing else fires (CeleryExporterDown: the
+    outage is shorter than its 5m for:). Why: issue 21 item 2, every exporter restart sent a
+    resolved and, for: later, a second page.
+    """
+    stack = make_stack(
+        queues={REDIS: ["work"]},
+        state_file=True,
+        alertmanager=True,
+        monitoring={"alerts": shipped_timings()},
+    )
+    assert stack.monitoring_config["alerts"]["CeleryWorkerDown"]["for"] == "2m"
+    assert stack.monitoring_config["alerts"]["CeleryWorkerDown"]["keep_firing_for"] == "5m"
+    stack.start_worker("lost", REDIS)
+    stack.start_worker("steady", REDIS)
+    stack.wait_quiet()
+    lost, steady = stack.worker_name("lost"), stack.worker_name("steady")
+    stack.kill_worker("lost")
+    down = alert("CeleryWorkerDown", broker=REDIS, worker=lost)
+    silent = [key for key in stack.every_alert() if key[0] != down[0]]
+    silent.append(alert(down[0], worker=steady))
+    stack.wait_alerts({down}, silent, timeout=200)
+    fired_at = time.time()
+    wait_until(lambda: stack.page_keys() == [down], timeout=60, interval=0.5, what="the page")
+
+    stack.kill_exporters()
+    time.sleep(RESTART_GAP_SECONDS)
+    assert stack.value(f'up{{job="{JOB}"}}') == 0.0  # Prometheus saw the outage
+    stack.start_exporter()
+    first = {dict(k)["worker"]: v for k, v in stack.series("celery_worker_up").items()}
+    assert first.get(lost) == 0.0, first  # restored from the state file before serving
+    stack.wait_value(f'celery_worker_up{{worker="{steady}"}}', 1.0)
+    # CeleryExporterDown was pending during the outage (never firing: 5m for:); it clears at
+    # the first evaluation that sees the exporter up again.
+    stack.wait_alerts({down}, silent, timeout=30)
+    stack.watch_silence(AFTER_RESTART_SECONDS, allowed={down})
+    stack.assert_alerts({down}, silent)
+
+    # Never resolved in Prometheus: firing at every 1 s evaluation since the page.
+    assert stack.prometheus is not None
+    series = stack.prometheus.query_range(
+        f'ALERTS{{alertname="{down[0]}", alertstate="firing", worker="{lost}"}}',
+        fired_at,
+        time.time(),
+        step="1s",
+    )
+    assert len(series) == 1, series
+    stamps = [float(t) for t, _ in series[0]["values"]]
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False) if b - a > 1.5]
+    assert gaps == [], gaps
+    # Alertmanager: one page, no all-clear.
+    assert stack.page_keys() == [down]
+    assert stack.page_log is not None and stack.page_log.resolved() == []

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from ..promql import Exprs, Rule, dur, metrics_in
+from ..promql import REPLICA_LABELS, Exprs, Rule, dur, metrics_in
 from ..recording import RecordingNames, recording_names
 from ..schema import Param
 
@@ -76,11 +76,20 @@ class AlertDefinition:
     summary: str
     params: Mapping[str, Param]
     body: Callable[[Settings], Body]
+    #: False for an alert about one exporter process itself (CeleryExporterDown): the others
+    #: are about a broker, queue, worker or task, and several replicas of the exporter in one
+    #: job must make one alert per subject, not one per replica.
+    per_subject: bool = True
 
     def rule(self, config: dict[str, Any]) -> Rule:
         """The alerting rule for a validated ``config``."""
         settings = Settings(config, self.name)
         expr, description = self.body(settings)
+        if self.per_subject:
+            # One alert per subject whatever the replica count: the replicas' labels go, the
+            # worst replica's value stays (each replica sees the same brokers and events).
+            indented = "\n".join(f"  {line}" for line in expr.splitlines())
+            expr = f"max without ({REPLICA_LABELS}) (\n{indented}\n)"
         for_ = dur(settings["for"])
         keep = dur(settings.values.get("keep_firing_for") or "0s")
         return Rule(
@@ -99,11 +108,13 @@ class AlertDefinition:
 
 
 def alert(
-    name: str, *, summary: str, **params: Param
+    name: str, *, summary: str, per_subject: bool = True, **params: Param
 ) -> Callable[[Callable[[Settings], Body]], AlertDefinition]:
     """Declare the decorated function as alert ``name`` with its summary and parameters."""
 
     def declare(body: Callable[[Settings], Body]) -> AlertDefinition:
-        return AlertDefinition(name=name, summary=summary, params=params, body=body)
+        return AlertDefinition(
+            name=name, summary=summary, params=params, body=body, per_subject=per_subject
+        )
 
     return declare

@@ -13,7 +13,9 @@ UNSTAMPED = "celery_queue_oldest_message_unstamped"
 QUEUES_UNKNOWN = "celery_workers_queues_unknown"
 
 
-@alert("CeleryExporterDown", summary="The Celery queue exporter is down or missing.")
+@alert(
+    "CeleryExporterDown", summary="The Celery queue exporter is down or missing.", per_subject=False
+)
 def exporter_down(s: Settings) -> Body:
     up = s.e.metric("up")
     return Body(
@@ -30,8 +32,8 @@ def exporter_down(s: Settings) -> Body:
 def broker_down(s: Settings) -> Body:
     return Body(
         f"{s.e.metric(cat.BROKER_UP.name)} == 0",
-        "The exporter {{ $labels.instance }} has failed to inspect broker "
-        f"{{{{ $labels.broker }}}} for more than {s.for_text} (celery_broker_up is 0): "
+        "The exporter (at least one replica of job {{ $labels.job }}) has failed to inspect "
+        f"broker {{{{ $labels.broker }}}} for more than {s.for_text} (celery_broker_up is 0): "
         "the broker is down, unreachable, refuses the exporter's credentials, or answers "
         "slower than the scrape timeout. This broker's queue metrics are missing meanwhile.",
     )

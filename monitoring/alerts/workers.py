@@ -74,7 +74,7 @@ def all_workers_down(s: Settings) -> Body:
         f"{e.metric(cat.EVENT_CONSUMER_UP.name)} == 1\n"
         f"and on (broker) ({up} {not_offline(e)})\n"
         f"unless on (broker) {up} == 1",
-        "The exporter {{ $labels.instance }} receives Celery events from broker "
+        "The exporter (job {{ $labels.job }}) receives Celery events from broker "
         "{{ $labels.broker }}, which had workers within the last "
         f"{retention}, yet none of them has sent a heartbeat for more than "
         f"{s.for_text} and none announced a shutdown: no task on this broker is being "
