@@ -274,3 +274,39 @@ def test_exporter_crash_and_restart_keeps_a_page_firing_with_the_shipped_timings
     # Alertmanager: one page, no all-clear.
     assert stack.page_keys() == [down]
     assert stack.page_log is not None and stack.page_log.resolved() == []
+
+
+# --- two replicas, one lost worker: one page per subject ----------------------------------------
+
+
+def test_two_replicas_page_a_lost_worker_once_per_subject(make_stack):
+    """Situation: two exporter replicas in one job (the Kubernetes default) watch one Redis
+    broker served by one worker, which is SIGKILLed (lost).
+
+    Expected: CeleryWorkerDown for the worker, CeleryAllWorkersDown for the broker and
+    CeleryQueueWorkersDropped for its queue (1 worker to 0), each ONE alert without an
+    ``instance`` label, and Alertmanager pages each once (three pages, not six). Silent:
+    everything else. Why: issue 21 item 5, each replica paged each subject.
+    """
+    stack = make_stack(queues={REDIS: ["work"]}, replicas=2, alertmanager=True)
+    stack.start_worker("a", REDIS)
+    stack.wait_quiet()
+    queue, worker = stack.queue(REDIS, "work"), stack.worker_name("a")
+    stack.kill_worker("a")
+    expected = {
+        alert("CeleryWorkerDown", broker=REDIS, worker=worker),
+        alert("CeleryAllWorkersDown", broker=REDIS),
+        alert("CeleryQueueWorkersDropped", broker=REDIS, queue=queue),
+    }
+    names = {key[0] for key in expected}
+    silent = [key for key in stack.every_alert() if key[0] not in names]
+    stack.wait_alerts(expected, silent, timeout=90)
+    assert stack.prometheus is not None
+    for fired in stack.prometheus.active_alerts():
+        assert "instance" not in fired["labels"], fired["labels"]
+    assert stack.value(f'count(celery_worker_up{{worker="{worker}"}} == 0)') == 2.0  # both saw it
+    wait_until(
+        lambda: len(stack.page_keys()) >= len(expected), timeout=60, interval=0.5, what="pages"
+    )
+    stack.watch_silence(5, allowed=expected)
+    assert stack.page_keys() == sorted(expected, key=str)
