@@ -8,6 +8,7 @@ lists these situations.
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 import uuid
@@ -18,6 +19,7 @@ import requests
 from conftest import parse_exposition, wait_until
 from oncall_replicas import ReplicaStack, replica_stacks
 from oncall_stack import JOB, REDIS, Send, alert
+from test_dashboards import all_targets, committed, concrete
 
 from monitoring import config as monitoring_config
 
@@ -292,6 +294,8 @@ def test_two_replicas_page_a_lost_worker_once_per_subject(make_stack):
     stack.start_worker("a", REDIS)
     stack.wait_quiet()
     queue, worker = stack.queue(REDIS, "work"), stack.worker_name("a")
+    # both replicas count the worker on its queue (its announcement arrived) before the kill
+    stack.wait_value(f'count(celery_queue_workers{{queue="{queue}"}} == 1)', 2.0)
     stack.kill_worker("a")
     expected = {
         alert("CeleryWorkerDown", broker=REDIS, worker=worker),
@@ -310,3 +314,21 @@ def test_two_replicas_page_a_lost_worker_once_per_subject(make_stack):
     )
     stack.watch_silence(5, allowed=expected)
     assert stack.page_keys() == sorted(expected, key=str)
+
+    # Dashboards: every panel query shows one line per subject, not one per replica (only the
+    # exporter's own series, up and celery_exporter_*, are per instance).
+    values = {"job": JOB, "namespace": ".*", "broker": REDIS, "queue": queue}
+    values.update({"worker": ".*", "task": ".*"})
+    doubled = []
+    for slug, panel, target in all_targets(committed()):
+        expr = concrete(target["expr"], values)
+        answer = stack.query(expr)
+        assert answer["status"] == "success", (expr, answer)
+        subjects = [
+            frozenset((k, v) for k, v in r["metric"].items() if k not in ("instance", "pod"))
+            for r in answer["data"]["result"]
+        ]
+        per_replica = re.search(r"(?<![\w:])(up|celery_exporter_\w+)\{", expr)
+        if len(subjects) != len(set(subjects)) and not per_replica:
+            doubled.append(f"{slug}: {panel['title']} [{target['refId']}]: {expr}")
+    assert doubled == []
