@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.timing import median_seconds  # noqa: E402
 from celery_queue_exporter.brokers.redis.inspector import RedisInspector  # noqa: E402
 from celery_queue_exporter.cli import Exporter  # noqa: E402
-from celery_queue_exporter.config import BrokerConfig, ExporterConfig  # noqa: E402
+from celery_queue_exporter.config import ExporterConfig  # noqa: E402
+from celery_queue_exporter.config.brokers import new_broker  # noqa: E402
 from celery_queue_exporter.server import MetricsServer  # noqa: E402
 from testsupport.redis_server import RedisServer  # noqa: E402
 from testsupport.waiting import ServiceError  # noqa: E402
@@ -80,7 +81,7 @@ def main() -> int:
                 pipe.execute()
 
         url = server.url
-        broker = BrokerConfig(
+        broker = new_broker(
             name="bench",
             url=url,
             queues=queues,

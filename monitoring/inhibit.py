@@ -38,6 +38,15 @@ INSPECTION_ALERTS = (
     "CeleryPriorityStarvation",
     "CeleryReservedNearVisibilityTimeout",
     "CeleryReservationsOrphaned",
+    # Broker pressure (monitoring/alerts/broker_pressure.py): read by the same inspection.
+    "CeleryRedisEvictionPolicyRisky",
+    "CeleryRedisKeysEvicted",
+    "CeleryRedisOutOfMemory",
+    "CeleryRedisMessagesLost",
+    "CeleryRabbitMQResourceAlarm",
+    "CeleryRabbitMQPartitioned",
+    "CeleryRabbitMQNodeDown",
+    "CeleryRabbitMQNodeNearLimit",
 )
 
 

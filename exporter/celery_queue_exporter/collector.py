@@ -41,6 +41,7 @@ from .brokers import Inspector
 from .config.urls import redact_urls_in
 from .deadline import ScrapeWindow, current_window
 from .families import add_known, counter, flag, gauge
+from .pressure import pressure_families
 from .snapshot import BrokerSnapshot
 from .urgency import (
     DEFAULT_MEMORY_SECONDS,
@@ -263,7 +264,7 @@ class QueueCollector(Collector):
         for state, result in zip(self._brokers, results, strict=True):
             broker = result.name
             config = state.inspector.config
-            info.add_metric([broker], {"transport": config.transport, "url": config.safe_url})
+            info.add_metric([broker], {"transport": config.transport.name, "url": config.safe_url})
             up.add_metric([broker], 0.0 if result.snapshot is None else 1.0)
             duration.add_metric([broker], result.duration_seconds)
             running.add_metric([broker], result.running_seconds)
@@ -348,6 +349,9 @@ class QueueCollector(Collector):
         ):
             if family.samples:
                 yield family
+        yield from pressure_families(
+            (result.name, result.snapshot) for result in results if result.snapshot is not None
+        )
 
     def close(self) -> None:
         for state in self._brokers:

@@ -42,6 +42,8 @@ class QueueReading:
     missing: bool | None = None
     #: A key of the queue could not be read (another type than the broker's client writes).
     unreadable: bool | None = None
+    #: Redis: the queue's binding vanished after the exporter saw it (kept watched meanwhile).
+    unbound: bool | None = None
 
 
 @dataclass
@@ -52,6 +54,47 @@ class UrgencyReading:
     priority: str
     rank: int
     urgency: str
+
+
+# --- broker pressure (issue 22): what the broker says about itself ----------------------------
+
+
+@dataclass
+class RedisHealth:
+    """A Redis server's health (brokers/redis/health.py); None where it did not say."""
+
+    used_memory_bytes: int | None = None
+    #: 0: no limit.
+    maxmemory_bytes: int | None = None
+    maxmemory_policy: str | None = None
+    evicted_keys: int | None = None
+    #: Commands refused with OOM (errorstat_OOM); 0 when errorstats has no OOM line.
+    oom_rejections: int | None = None
+    #: Command -> calls since the server started (0 when never called).
+    flushes: dict[str, int] = field(default_factory=dict)
+    uptime_seconds: int | None = None
+    run_id: str | None = None
+    #: AOF on, or RDB save points configured; None: unknown (CONFIG GET refused, AOF off).
+    persistence: bool | None = None
+
+
+@dataclass
+class NodeReading:
+    """One RabbitMQ node as /api/nodes reports it (brokers/rabbitmq/nodes.py); None where
+    it does not say."""
+
+    node: str
+    running: bool | None = None
+    memory_alarm: bool | None = None
+    disk_alarm: bool | None = None
+    #: Nodes this node cannot reach (a network partition).
+    partitions: int | None = None
+    memory_used_bytes: int | None = None
+    memory_limit_bytes: int | None = None
+    fd_used: int | None = None
+    fd_limit: int | None = None
+    sockets_used: int | None = None
+    sockets_limit: int | None = None
 
 
 @dataclass
@@ -73,6 +116,10 @@ class BrokerSnapshot:
     queues_over_limit: int | None = None
     #: Keys the inspection could not read (another type than expected); None: not applicable.
     unreadable_keys: int | None = None
+    #: Redis: the server's memory, evictions, flushes, restarts and persistence.
+    redis_health: RedisHealth | None = None
+    #: RabbitMQ: the cluster's nodes from the management API (None: not read).
+    rabbitmq_nodes: list[NodeReading] | None = None
 
     def queue(self, name: str) -> QueueReading:
         """The QueueReading for ``name``, created on first use."""

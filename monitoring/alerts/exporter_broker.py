@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery_queue_exporter import catalogue as cat
 
-from ..promql import template_query
+from ..promql import increase_counted, template_query
 from .base import Body, Settings, alert
 
 #: Heads without the install(app) publish stamp, and live workers that did not announce their
@@ -63,4 +63,24 @@ def instrumentation_missing(s: Settings) -> Body:
         "announce the queues they consume (workers lack install(app)): CeleryQueueNoConsumers "
         "stays silent on this broker where RabbitMQ does not count consumers, and the "
         "priority of received tasks (CeleryUrgentTaskAtWrongPriority) is unknown.{{ end }}",
+    )
+
+
+@alert(
+    "CeleryEventSeriesDropped",
+    summary="Task metrics past the exporter's series budget are folded into '(other)'.",
+)
+def event_series_dropped(s: Settings) -> Body:
+    # Counted over the for: window: a one-off burst of odd names stops paging by itself. Each
+    # replica has its own budget and sees the same events: the most any replica folded.
+    dropped = s.e.metric(cat.EVENT_SERIES_DROPPED.name)
+    counted = increase_counted(dropped, s.for_text)
+    return Body(
+        f"sum by (job, broker, metric) (\n{counted}\n) > 0",
+        "The exporter (job {{ $labels.job }}) counted {{ $value | humanize }} observations of "
+        "{{ $labels.metric }} from broker {{ $labels.broker }} under its '(other)' labels in "
+        f"the last {s.for_text}: their own series would exceed the series budget "
+        "(events.max_series_per_family, events.max_event_samples). Per-task or per-queue "
+        "readings of that metric are incomplete; a publisher may be sending dynamic or "
+        "hostile task, queue or exception names.",
     )

@@ -2,26 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ...config import values
 from ...config.options import Option
 
-OPTIONS = (
-    Option(
-        "management_url",
-        values.HTTP_URL,
-        None,
-        "management API URL; credentials in it replace the broker's (default "
-        "http://<host>:15672, https://<host>:15671 for amqps://)",
-        "--management-url",
-        "MANAGEMENT_URL",
-    ),
-    Option(
-        "management",
-        values.choice("auto", "always", "never"),
-        "auto",
-        "use the management API when it answers, else AMQP (auto), only the API (always), or "
-        "AMQP only (never: no per-priority or unacknowledged counts)",
-        "--management-api",
-        "MANAGEMENT_API",
-    ),
+MANAGEMENT_URL = Option(
+    "management_url",
+    values.HTTP_URL,
+    None,
+    "management API URL; credentials in it replace the broker's (default "
+    "http://<host>:15672, https://<host>:15671 for amqps://)",
+    "--management-url",
+    "MANAGEMENT_URL",
 )
+MANAGEMENT = Option(
+    "management",
+    values.choice("auto", "always", "never"),
+    "auto",
+    "use the management API when it answers, else AMQP (auto), only the API (always), or "
+    "AMQP only (never: no per-priority or unacknowledged counts)",
+    "--management-api",
+    "MANAGEMENT_API",
+)
+
+OPTIONS = (MANAGEMENT_URL, MANAGEMENT)
+
+
+@dataclass(frozen=True)
+class RabbitMQOptions:
+    """A RabbitMQ broker's options, typed; one field per declaration above."""
+
+    #: The management API's URL (credentials in it replace the broker's); None: the default.
+    management_url: str | None = MANAGEMENT_URL.default
+    #: auto | always | never
+    management: str = MANAGEMENT.default

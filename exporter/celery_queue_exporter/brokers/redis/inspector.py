@@ -10,8 +10,10 @@ script (EVAL_RO, Redis 7+) returns the depth of every queue x step and the head 
 non-empty level, pipelined with the reserved-work totals. Doing the per-key loop inside Redis
 costs less than even a bare pipelined LLEN from Python (docs/performance.md). Where EVAL_RO is
 unavailable (Redis < 7, or an ACL without scripting) the same reads go out as two pipelines
-(LLEN for every key, then LINDEX for the non-empty ones). A second round trip samples the
-unacked hash when it is not empty. Only read commands are sent (EVAL_RO cannot run a write,
+(LLEN for every key, then LINDEX for the non-empty ones). The first pipeline also carries
+the server's health reads (health.py: INFO sections and CONFIG GET save). A second round trip
+samples the unacked hash when it is not empty. Queues whose binding vanished stay watched a
+while (known.py). Only read commands are sent (EVAL_RO cannot run a write,
 Redis refuses it); tests check this against Redis' own command statistics.
 """
 
@@ -36,7 +38,9 @@ from ..base import Inspector
 from ..celery_layout import is_internal_queue
 from ..peer_deadline import Deadline, note_socket
 from .connection import follow_master, redis_client
+from .health import HealthReader
 from .keys import BINDING_PREFIX, escape_glob
+from .known import KnownQueues
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +89,10 @@ class RedisInspector(Inspector):
         self._unreadable_state: tuple[int, tuple[str, ...]] = (0, ())
         #: Read levels with EVAL_RO; switched off for good when the server refuses it.
         self.use_script = True
+        #: Server health (memory, evictions, flushes, restarts) read in the same round trip.
+        self.health = HealthReader(self.config.name)
+        #: Queues seen bound, kept watched a while after their binding vanishes.
+        self.known = KnownQueues(self.config.options.unbound_queue_retention_seconds)
 
     # --- keys -------------------------------------------------------------------------------
 
@@ -92,24 +100,26 @@ class RedisInspector(Inspector):
         """The Redis key of one priority step of a queue, as kombu names it. In bytes: a queue
         name read from a binding set that is not UTF-8 is held with surrogate escapes and must
         name the same key again, byte for byte."""
-        name = queue if step == 0 else f"{queue}{self.config.sep}{step}"
-        return (self.config.global_keyprefix + name).encode("utf-8", "surrogateescape")
+        name = queue if step == 0 else f"{queue}{self.config.options.sep}{step}"
+        return (self.config.options.global_keyprefix + name).encode("utf-8", "surrogateescape")
 
     def watched_queues(self) -> list[str]:
         """Configured queues plus, when discovery is on, those found in binding sets."""
         self._refresh_bindings()
         cfg = self.config
-        queues, self.queues_over_limit = select_queues(cfg, self._discovered)
+        self.known.expire(self.clock())
+        discovered = sorted(set(self._discovered).union(self.known.retained()))
+        queues, self.queues_over_limit = select_queues(cfg, discovered)
         return queues
 
     def _refresh_bindings(self) -> None:
         """Re-read kombu's binding sets at most every discovery_interval_seconds; the map of
         (exchange, routing key) to queue also attributes reserved messages to queues."""
         now = self.clock()
-        interval = self.config.discovery_interval_seconds
+        interval = self.config.options.discovery_interval_seconds
         if self._discovered_at is not None and now - self._discovered_at < interval:
             return
-        prefix = self.config.global_keyprefix + BINDING_PREFIX
+        prefix = self.config.options.global_keyprefix + BINDING_PREFIX
         raw_keys = list(self.client.scan_iter(match=escape_glob(prefix) + "*", count=1000))
         keys = [_text(key) for key in raw_keys]
         bindings: dict[tuple[str, str], str] = {}
@@ -125,7 +135,7 @@ class RedisInspector(Inspector):
                     continue  # a key of another type under the prefix: not kombu's
                 for member in members:
                     text = _text(member)
-                    parts = text.split(self.config.sep)
+                    parts = text.split(self.config.options.sep)
                     if len(parts) != 3:
                         continue
                     routing_key, _pattern, queue = parts
@@ -137,6 +147,7 @@ class RedisInspector(Inspector):
         self._bindings = bindings
         self._discovered = sorted(discovered)
         self._discovered_at = now
+        self.known.bindings_read(discovered, now)
 
     def queue_for(self, exchange: str, routing_key: str, known: set[str]) -> str:
         """The queue a reserved message came from, from its exchange and routing key."""
@@ -177,10 +188,10 @@ class RedisInspector(Inspector):
         cfg = self.config
         follow_master(self.client)  # Sentinel: after a failover, read the new master
         queues = self.watched_queues()
-        steps = cfg.priority_steps
+        steps = cfg.options.priority_steps
         keys = [(queue, step, self.level_key(queue, step)) for queue in queues for step in steps]
-        unacked = cfg.global_keyprefix + cfg.unacked_key
-        unacked_index = cfg.global_keyprefix + cfg.unacked_index_key
+        unacked = cfg.options.global_keyprefix + cfg.options.unacked_key
+        unacked_index = cfg.options.global_keyprefix + cfg.options.unacked_index_key
         now = self.clock()
 
         level_keys = [key for _, _, key in keys]
@@ -192,8 +203,11 @@ class RedisInspector(Inspector):
                     pipe.llen(key)
             pipe.hlen(unacked)
             pipe.zrange(unacked_index, 0, 0, withscores=True)
-            pipe.zcount(unacked_index, "-inf", now - cfg.visibility_timeout)
+            pipe.zcount(unacked_index, "-inf", now - cfg.options.visibility_timeout)
+            self.health.queue(pipe)
             replies = pipe.execute(raise_on_error=False)
+        health_replies = replies[-HealthReader.REPLIES :]
+        replies = replies[: -HealthReader.REPLIES]
         if self.use_script and _script_unavailable(replies[0]):
             log.info(
                 "broker %s: EVAL_RO unavailable (%s); reading with pipelines", cfg.name, replies[0]
@@ -218,13 +232,14 @@ class RedisInspector(Inspector):
             queues_over_limit=self.queues_over_limit,
             reserved_total=None if reserved_total is None else int(reserved_total),
             reserved_overdue=None if overdue is None else int(overdue),
-            visibility_timeout_seconds=cfg.visibility_timeout,
+            visibility_timeout_seconds=cfg.options.visibility_timeout,
             reserved_oldest_age_seconds=_oldest_age(oldest, now),
             unreadable_keys=unreadable_keys,
+            redis_health=self.health.parse(*health_replies),
         )
 
         non_empty = [i for i, depth in enumerate(depths) if depth and depth != UNREADABLE]
-        sample_size = min(int(reserved_total or 0), cfg.reserved_sample_size)
+        sample_size = min(int(reserved_total or 0), cfg.options.reserved_sample_size)
         sample: list[Any] = []
         if heads is None or sample_size:
             with self.client.pipeline(transaction=False) as pipe:
@@ -253,6 +268,10 @@ class RedisInspector(Inspector):
                 age, unstamped = self._head_age(snapshot, key, raw, now)
             snapshot.levels.append(LevelReading(label, str(step), int(depths[i]), age, unstamped))
         self.heads.forget_except(seen_keys)
+        queue_depths: Counter[str] = Counter()
+        for i, (queue, _step, _key) in enumerate(keys):
+            queue_depths[queue] += max(0, int(depths[i]))
+        self.known.depths_read(queue_depths, now)
         self._log_unreadable(snapshot, unreadable_keys)
 
         for queue in queues:
@@ -261,6 +280,7 @@ class RedisInspector(Inspector):
             reading = snapshot.queue(label)
             reading.reserved = 0 if reserved_total is not None else None
             reading.unreadable = bool(reading.unreadable)
+            reading.unbound = self.known.unbound(queue)
         if reserved_total is not None:
             known = {_label(queue) for queue in queues}
             self._attribute_reserved(snapshot, sample, int(reserved_total), known)
