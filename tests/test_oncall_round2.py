@@ -1,8 +1,8 @@
 """Issue 21's acceptance: the second on-call round, each situation end to end (real Redis,
 Celery workers, exporter replicas, Prometheus with the generated rules and, where pages are
 counted, a real Alertmanager notifying a webhook of the test), each ending with the EXACT set
-of alerts that fire and nothing else even pending. The harness is tests/oncall_stack.py, with
-several exporter replicas and the Alertmanager of tests/oncall_replicas.py. docs/alerts.md
+of alerts that fire and nothing else even pending. The harness is testsupport/oncall_stack.py, with
+several exporter replicas and the Alertmanager of testsupport/oncall_replicas.py. docs/alerts.md
 lists these situations.
 """
 
@@ -16,14 +16,15 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import requests
-from conftest import parse_exposition, wait_until
-from oncall_replicas import ReplicaStack, replica_stacks
-from oncall_stack import JOB, REDIS, Send, alert
 from test_dashboards import all_targets, committed, concrete
 
 from monitoring import config as monitoring_config
+from testsupport.exposition import parse_exposition
+from testsupport.oncall_replicas import ReplicaStack, replica_stacks
+from testsupport.oncall_stack import JOB, REDIS, Send, alert
+from testsupport.waiting import wait_for
 
-pytestmark = [pytest.mark.redis, pytest.mark.slow]
+pytestmark = [pytest.mark.redis, pytest.mark.prometheus, pytest.mark.subprocess, pytest.mark.slow]
 
 
 @pytest.fixture
@@ -83,7 +84,7 @@ def test_failure_burst_of_a_new_task_pages_once_naming_its_exceptions(make_stack
     for _ in range(HALF_BURST):
         stack.send(REDIS, "work", "events.boom", args=())
     for port in stack.ports:  # every replica counted the whole burst while nobody scraped
-        wait_until(
+        wait_for(
             lambda port=port: (
                 task_series(port, "celery_task_failed_total", "events.raise")
                 == {k: float(v) for k, v in BURST.items()}
@@ -114,7 +115,7 @@ def test_failure_burst_of_a_new_task_pages_once_naming_its_exceptions(make_stack
         "Top exceptions: ValueError (75%), KeyError (25%)."
     )
     # Alertmanager: one page for the task, none for anything else.
-    wait_until(lambda: stack.page_keys(), timeout=60, interval=0.5, what="a page")
+    wait_for(lambda: stack.page_keys(), timeout=60, interval=0.5, what="a page")
     stack.watch_silence(5, allowed={page})
     assert stack.page_keys() == [page]
     assert stack.page_log is not None and stack.page_log.resolved() == []
@@ -177,7 +178,7 @@ def test_plain_queue_pages_on_its_wait_objective_and_a_short_burst_does_not(make
         description
     ), description
 
-    wait_until(
+    wait_for(
         lambda: stack.depth(REDIS, "work") == 0 and stack.depth(REDIS, "other") == 0,
         timeout=120,
         interval=0.5,
@@ -188,7 +189,7 @@ def test_plain_queue_pages_on_its_wait_objective_and_a_short_burst_does_not(make
     start = time.time()
     for _ in range(BURST_TASKS):
         stack.send(REDIS, "work", args=(BURST_TASK_SECONDS,))
-    wait_until(
+    wait_for(
         lambda: stack.depth(REDIS, "work") == 0, timeout=60, interval=0.5, what="burst drained"
     )
     time.sleep(OBJECTIVE_SECONDS + 4)  # past the objective and for: after the last start
@@ -246,7 +247,7 @@ def test_exporter_crash_and_restart_keeps_a_page_firing_with_the_shipped_timings
     silent.append(alert(down[0], worker=steady))
     stack.wait_alerts({down}, silent, timeout=200)
     fired_at = time.time()
-    wait_until(lambda: stack.page_keys() == [down], timeout=60, interval=0.5, what="the page")
+    wait_for(lambda: stack.page_keys() == [down], timeout=60, interval=0.5, what="the page")
 
     stack.kill_exporters()
     time.sleep(RESTART_GAP_SECONDS)
@@ -309,7 +310,7 @@ def test_two_replicas_page_a_lost_worker_once_per_subject(make_stack):
     for fired in stack.prometheus.active_alerts():
         assert "instance" not in fired["labels"], fired["labels"]
     assert stack.value(f'count(celery_worker_up{{worker="{worker}"}} == 0)') == 2.0  # both saw it
-    wait_until(
+    wait_for(
         lambda: len(stack.page_keys()) >= len(expected), timeout=60, interval=0.5, what="pages"
     )
     stack.watch_silence(5, allowed=expected)

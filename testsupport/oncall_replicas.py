@@ -1,7 +1,7 @@
 """On-call stacks of the second round (issue 21): several exporter replicas in one job, and a
 real Alertmanager that counts the pages Prometheus sends it.
 
-:class:`ReplicaStack` is an :class:`oncall_stack.OncallStack` whose exporter runs as
+:class:`ReplicaStack` is an :class:`testsupport.oncall_stack.OncallStack` whose exporter runs as
 ``replicas`` processes (one job, one scrape target each, each with its own port, log and state
 file), whose Prometheus sends its alerts to a private Alertmanager (``alertmanager=True``), and
 which can pause Prometheus (SIGSTOP: nothing is scraped, a burst lands between two scrapes)
@@ -32,10 +32,13 @@ from typing import Any
 
 import requests
 import yaml
-from conftest import free_port, missing_service, port_open, wait_until
-from oncall_stack import JOB, ROOT, AlertKey, OncallStack, alert_key
 
+from testsupport.net import free_port, port_open
+from testsupport.oncall_stack import JOB, AlertKey, OncallStack, alert_key
+from testsupport.paths import ROOT
 from testsupport.processes import stop_process
+from testsupport.services import missing_service
+from testsupport.waiting import wait_for
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,7 @@ class Alertmanager:
             except requests.ConnectionError:
                 return False
 
-        wait_until(ready, timeout=30, what="alertmanager ready")
+        wait_for(ready, timeout=30, what="alertmanager ready")
 
     def close(self) -> None:
         stop_process(self.process)
@@ -228,7 +231,7 @@ class ReplicaStack(OncallStack):
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         self.replica_processes[index - 1] = process
-        wait_until(lambda: port_open(port), timeout=30, what=f"exporter replica {index}")
+        wait_for(lambda: port_open(port), timeout=30, what=f"exporter replica {index}")
 
     def stop_exporter(self) -> None:
         super().stop_exporter()
@@ -254,7 +257,7 @@ class ReplicaStack(OncallStack):
                 raise AssertionError(f"worker {hostname} exited: {worker.output()[-3000:]}")
             return self.value(f"count({selector} == 1)") == float(self.replicas)
 
-        wait_until(up, timeout=timeout, interval=0.5, what=f"{hostname} up on every replica")
+        wait_for(up, timeout=timeout, interval=0.5, what=f"{hostname} up on every replica")
 
     # --- Prometheus ---------------------------------------------------------------------------
 
