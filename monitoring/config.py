@@ -78,7 +78,7 @@ WORKLOAD: dict[str, Param] = {
     "prefetch_multiplier": Number(),
 }
 #: Settings every alert takes besides the parameters it declares.
-COMMON_ALERT_KEYS = frozenset({"for", "severity", "enabled", "labels"})
+COMMON_ALERT_KEYS = frozenset({"for", "keep_firing_for", "severity", "enabled", "labels"})
 #: Labels an alert's extra ``labels:`` may not set (Prometheus and the generator set them).
 RESERVED_ALERT_LABELS = frozenset({"severity", "alertname"})
 
@@ -151,6 +151,9 @@ def _validate_alerts(alerts: dict[str, Any]) -> None:
             raise MonitoringConfigError(f"{where}.for: missing")
         if str(settings["for"]).strip() not in {"0", "0s"}:
             parse_duration(settings["for"], f"{where}.for")
+        keep = settings.get("keep_firing_for")
+        if keep is not None and str(keep).strip() not in {"0", "0s"}:
+            parse_duration(keep, f"{where}.keep_firing_for")
         if not isinstance(settings.get("enabled", True), bool):
             raise MonitoringConfigError(f"{where}.enabled: expected true or false")
         _check_labels(f"{where}.labels", settings.get("labels"), RESERVED_ALERT_LABELS)

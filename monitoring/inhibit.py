@@ -33,6 +33,7 @@ INSPECTION_ALERTS = (
     "CeleryQueueBacklogGrowing",
     "CeleryQueueMostUrgentWaitingTooLong",
     "CeleryQueueMessageWaitingTooLong",
+    "CeleryQueueWaitObjectiveMissed",
     "CeleryQueueNoConsumers",
     "CeleryPriorityStarvation",
     "CeleryReservedNearVisibilityTimeout",

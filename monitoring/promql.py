@@ -24,6 +24,7 @@ class Rule:
     record: str | None = None
     alert: str | None = None
     for_: str | None = None
+    keep_firing_for: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     metrics: frozenset[str] = frozenset()
@@ -37,6 +38,8 @@ class Rule:
         out["expr"] = self.expr
         if self.for_:
             out["for"] = self.for_
+        if self.keep_firing_for:
+            out["keep_firing_for"] = self.keep_firing_for
         if self.labels:
             out["labels"] = dict(self.labels)
         if self.annotations:
@@ -103,3 +106,46 @@ def pct(ratio: float) -> str:
 def dur(value: Any) -> str:
     """A validated duration in its shortest Prometheus form: ``90s`` -> ``1m30s``."""
     return format_duration(duration_seconds(value))
+
+
+#: Labels that tell two replicas of the exporter apart (the scrape target's address, and the
+#: pod under the Prometheus Operator). Every rule reading a counter or a per-subject gauge
+#: aggregates them away so that N replicas of one job make one series per subject, not N.
+REPLICA_LABELS = "instance, pod"
+
+
+def increase_counted(selector: str, span: str, *, lookback: str | None = None) -> str:
+    """``increase(selector[span])`` that also counts a series first seen within ``span``.
+
+    ``increase`` needs two samples: a series that first appears already at 60 (a burst between
+    two scrapes, or the first failures after an exporter start) counts 0 on its first sample
+    and only its later growth after. A new series has all of its value inside the window, so
+    it counts at its current value (``+ 0`` drops the metric name so both branches match one
+    another). The replicas of one job are then deduplicated with ``max`` (each counts the same
+    events).
+
+    What "new" means depends on who keeps the counter:
+
+    * the exporter (task counters, ``lookback=None``): it keeps no counters across restarts,
+      so a series absent ``span`` ago is new, per replica: a restarted replica's first
+      failures count.
+    * the broker (Redis' evicted keys, OOM rejections, flushes: ``lookback="1d"``): the totals
+      survive exporter restarts, so an exporter back after a while (a slow deploy, or a new
+      pod: other ``instance``/``pod`` labels) reads the old totals, which must not count
+      again. New means no sample of the subject, whichever replica, in ``lookback`` before the
+      window.
+    """
+    if lookback is None:
+        new = f"({selector} unless {selector} offset {span}) + 0"
+    else:
+        new = (
+            f"(max without ({REPLICA_LABELS}) ({selector})\n"
+            f"   unless max without ({REPLICA_LABELS}) "
+            f"(max_over_time({selector}[{lookback}] offset {span})))"
+        )
+    return f"max without ({REPLICA_LABELS}) (\n  {new}\n  or increase({selector}[{span}])\n)"
+
+
+def rate_counted(selector: str, span: str, *, lookback: str | None = None) -> str:
+    """:func:`increase_counted` per second of ``span`` (a new series' value spread over it)."""
+    return f"{increase_counted(selector, span, lookback=lookback)} / {num(duration_seconds(span))}"

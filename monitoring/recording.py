@@ -16,7 +16,7 @@ from typing import Any
 from celery_queue_exporter import catalogue as cat
 from celery_queue_exporter.catalogue import URGENCY_LEAST, URGENCY_MOST
 
-from .promql import Exprs, Rule, dur, metrics_in, num
+from .promql import Exprs, Rule, dur, metrics_in, num, rate_counted
 from .schema import Duration, Number, Param
 
 GROUP = "celery-queue-exporter.recording"
@@ -94,7 +94,7 @@ def recording_rules(config: dict[str, Any]) -> list[Rule]:
     add(
         names.wait_bucket_rate,
         "sum by (job, broker, queue, priority, le) (\n"
-        f"  rate({e.metric(cat.QUEUE_WAIT.name + '_bucket')}[{window}])\n)",
+        f"{rate_counted(e.metric(cat.QUEUE_WAIT.name + '_bucket'), window)}\n)",
     )
     add(names.wait_p50, f"histogram_quantile(0.5, {names.wait_bucket_rate})")
     add(names.wait_p95, f"histogram_quantile(0.95, {names.wait_bucket_rate})")

@@ -64,9 +64,16 @@ def prometheus_rule(config: dict[str, Any]) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": obj["name"], "namespace": obj["namespace"]}
     if obj.get("labels"):
         metadata["labels"] = dict(obj["labels"])
+    # keep_firing_for is not in the PrometheusRule CRD of the pinned prometheus-operator
+    # (v0.65.1; it came in v0.66), which would reject the object: on Kubernetes the two
+    # exporter replicas keep the pages through a rollout instead (docs/kubernetes.md).
+    groups = rule_groups(config)
+    for group in groups:
+        for rule in group["rules"]:
+            rule.pop("keep_firing_for", None)
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": metadata,
-        "spec": {"groups": rule_groups(config)},
+        "spec": {"groups": groups},
     }

@@ -94,7 +94,21 @@ class Duration:
             )
 
 
-Param = Number | Duration
+@dataclass(frozen=True)
+class QueueSeconds:
+    """A mapping of queue name to a number of seconds (per-queue overrides; may be empty)."""
+
+    minimum: float = 1
+
+    def check(self, where: str, value: Any) -> None:
+        section = mapping(where, value if value is not None else {})
+        for queue, seconds in section.items():
+            if not isinstance(queue, str) or not queue:
+                raise MonitoringConfigError(f"{where}: expected queue names, got {queue!r}")
+            Number(minimum=self.minimum).check(f"{where}.{queue}", seconds)
+
+
+Param = Number | Duration | QueueSeconds
 
 
 def check_section(where: str, value: Any, params: Mapping[str, Param]) -> dict[str, Any]:

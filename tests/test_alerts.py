@@ -89,16 +89,20 @@ def test_unit_tests_rule_file_is_the_defaults_plus_an_urgent_task(config, rule_d
     defaults = alert_rules_of(rule_doc)
     assert list(tested) == list(defaults)
     differing = [name for name in defaults if tested[name] != defaults[name]]
-    assert differing == ["CeleryUrgentTaskAtWrongPriority"]
-    assert 'task=~"evaluations\\\\.score_urgent"' in tested[differing[0]]["expr"]
-    assert 'task=~""' in defaults[differing[0]]["expr"]
+    assert differing == ["CeleryQueueWaitObjectiveMissed", "CeleryUrgentTaskAtWrongPriority"]
+    assert 'task=~"evaluations\\\\.score_urgent"' in tested[differing[1]]["expr"]
+    assert 'task=~""' in defaults[differing[1]]["expr"]
+    assert generate.UNIT_TEST_WAIT_OBJECTIVES == {"checkout": 10, "reports": 1800}
+    assert config["alerts"][differing[0]]["queues"] == {}
+    assert 'queue="checkout"}' in tested[differing[0]]["expr"]
+    assert "queue=" not in defaults[differing[0]]["expr"]
     assert recording_rules_of(yaml.safe_load(committed)) == recording_rules_of(rule_doc)
     # a user's own config (--config) does not write it: only the repository's unit tests use it
     for path in UNIT_TESTS:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         expected = (
             ["rules/celery-queue-exporter.rules.yaml"]
-            if path.name == "priorities.yaml"
+            if path.name in ("priorities.yaml", "queues.yaml")
             else ["../celery-queue-exporter.rules.yaml"]
         )
         assert doc["rule_files"] == expected, path.name
@@ -112,6 +116,7 @@ INSPECTION_ALERTS = [
     "CeleryQueueBacklogGrowing",
     "CeleryQueueMostUrgentWaitingTooLong",
     "CeleryQueueMessageWaitingTooLong",
+    "CeleryQueueWaitObjectiveMissed",
     "CeleryQueueNoConsumers",
     "CeleryPriorityStarvation",
     "CeleryReservedNearVisibilityTimeout",
@@ -147,7 +152,7 @@ def test_inhibition_rules_exporter_down_per_instance_broker_down_for_inspection_
             },
         ]
     }
-    assert len(others) == len(ALERTS) - 1 == 28
+    assert len(others) == len(ALERTS) - 1 == 29
     custom = copy.deepcopy(config)
     custom["alerts"]["CeleryQueueBacklogHigh"]["enabled"] = False
     custom["alerts"]["CeleryExporterDown"]["enabled"] = False
@@ -167,6 +172,9 @@ def test_prometheus_rule_object_holds_the_same_rules_with_the_configured_metadat
         "namespace": "monitoring",
         "labels": {"release": "kube-prometheus-stack"},
     }
+    # the same rules but keep_firing_for, unknown to the pinned operator's CRD (v0.65.1)
+    kept = [r for g in plain["groups"] for r in g["rules"] if r.pop("keep_firing_for", None)]
+    assert len(kept) == len(config["alerts"]) - 1  # all but CeleryExporterDown
     assert obj["spec"] == plain
 
 
@@ -243,7 +251,9 @@ def test_generator_command_renders_a_users_thresholds_and_check_mode_detects_dri
     alerts = alert_rules_of(doc)
     assert "CeleryWorkerDown" not in alerts
     backlog = alerts["CeleryQueueBacklogHigh"]
-    assert backlog["expr"] == "celery_queue:celery_queue_messages:sum > 50"
+    assert backlog["expr"] == (
+        "max without (instance, pod) (\n  celery_queue:celery_queue_messages:sum > 50\n)"
+    )
     assert backlog["for"] == "1m30s"
     assert backlog["labels"] == {"severity": "warning", "team": "evaluations"}
     assert backlog["annotations"]["runbook_url"] == (
@@ -256,6 +266,10 @@ def test_generator_command_renders_a_users_thresholds_and_check_mode_detects_dri
     assert "celery_queue:celery_queue_wait_seconds:p95_10m" in recording
     obj = yaml.safe_load((out / generate.PROMETHEUS_RULE_FILE).read_text(encoding="utf-8"))
     assert obj["metadata"] == {"name": "celery", "namespace": "prod", "labels": {"release": "kps"}}
+    assert backlog["keep_firing_for"] == "5m"
+    for group in doc["groups"]:  # the CRD of the pinned operator has no keep_firing_for
+        for rule in group["rules"]:
+            rule.pop("keep_firing_for", None)
     assert obj["spec"] == doc
     check = run_promtool("check", "rules", str(out / generate.RULE_FILE))
     assert check.returncode == 0, check.stdout + check.stderr
@@ -366,7 +380,8 @@ def test_the_alert_declarations_are_the_configs_schema(config):
     for name, definition in ALERTS.items():
         assert definition.name == name
         declared = set(definition.params) | {"for", "severity"}
-        assert set(config["alerts"][name]) == declared, name
+        restart_proof = set() if name == "CeleryExporterDown" else {"keep_firing_for"}
+        assert set(config["alerts"][name]) == declared | restart_proof, name
 
 
 def test_each_alert_module_has_the_promtool_unit_tests_of_its_alerts():
@@ -400,7 +415,7 @@ def test_durations_parse_and_format_like_prometheus():
 def test_promtool_check_rules_accepts_the_plain_rule_file():
     done = run_promtool("check", "rules", str(RULE_FILE))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 36 rules found" in done.stdout
+    assert "SUCCESS: 37 rules found" in done.stdout
 
 
 @pytest.mark.prometheus
@@ -410,7 +425,7 @@ def test_promtool_check_rules_accepts_the_prometheusrule_spec(tmp_path):
     spec.write_text(yaml.safe_dump(obj["spec"], sort_keys=False), encoding="utf-8")
     done = run_promtool("check", "rules", str(spec))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 36 rules found" in done.stdout
+    assert "SUCCESS: 37 rules found" in done.stdout
 
 
 @pytest.mark.prometheus

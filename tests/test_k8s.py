@@ -160,6 +160,7 @@ def test_kustomize_renders_the_bundle(objects):
     assert [item for item in kinds if item[0] != "ConfigMap"] == [
         ("Deployment", NAME),
         ("NetworkPolicy", NAME),
+        ("PodDisruptionBudget", NAME),
         ("PrometheusRule", NAME),
         ("Service", NAME),
         ("ServiceAccount", NAME),
@@ -175,7 +176,7 @@ def test_kustomize_renders_the_bundle(objects):
 @pytest.mark.xdist_group("k8s-objects")
 def test_core_objects_validate_strictly(objects, version):
     core = [obj for obj in objects if obj["kind"] not in CRD_KINDS]
-    assert len(core) == 8
+    assert len(core) == 9  # the PodDisruptionBudget included
     for obj in core:
         kubernetes_validate.validate(obj, version, strict=True)
 
@@ -488,11 +489,21 @@ def dockerfile_user() -> tuple[int, int]:
 
 @pytest.mark.kubectl
 @pytest.mark.xdist_group("k8s-objects")
-def test_deployment_is_one_locked_down_replica(objects):
+def test_deployment_is_two_locked_down_replicas_kept_by_a_disruption_budget(objects):
     deployment = one(objects, "Deployment")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}  # never two exporters, even in a rollout
+    # Two replicas (the rules and dashboards deduplicate them); a rollout replaces one at a
+    # time and a drain never takes both, so one is always scraped.
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    pdb = one(objects, "PodDisruptionBudget")
+    assert pdb["spec"] == {"minAvailable": 1, "selector": spec["selector"]}
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= (
+        spec["template"]["metadata"]["labels"].items()
+    )
     pod = spec["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     assert pod["serviceAccountName"] == one(objects, "ServiceAccount")["metadata"]["name"]

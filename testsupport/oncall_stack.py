@@ -116,8 +116,10 @@ def require_services(*, redis: bool, rabbitmq: bool) -> None:
 
 def short_for_overrides(base: dict[str, Any]) -> dict[str, Any]:
     """Monitoring overrides every scenario starts from: a 1 s recording interval, a 30 s
-    window, the exporter's heartbeat timeout and retention, ``for: 2s`` on every alert the
-    config has (whatever the generator version: new alerts are covered when they land)."""
+    window, the exporter's heartbeat timeout and retention, ``for: 2s`` and no
+    ``keep_firing_for`` on every alert the config has (whatever the generator version: new
+    alerts are covered when they land; tests/test_oncall_round2.py's restart scenario runs
+    the shipped values)."""
     exporter = {
         "worker_heartbeat_timeout_seconds": HEARTBEAT_TIMEOUT_SECONDS,
         "worker_retention_seconds": WORKER_RETENTION_SECONDS,
@@ -125,7 +127,7 @@ def short_for_overrides(base: dict[str, Any]) -> dict[str, Any]:
     return {
         "recording": {"interval": INTERVAL, "window": "30s"},
         "exporter": {k: v for k, v in exporter.items() if k in base.get("exporter", {})},
-        "alerts": {name: {"for": FOR} for name in base["alerts"]},
+        "alerts": {name: {"for": FOR, "keep_firing_for": "0s"} for name in base["alerts"]},
     }
 
 

@@ -4,7 +4,8 @@ An alert is a function decorated with :func:`alert`, which names it and declares
 and the parameters it reads from ``alerts.<name>`` in monitoring/config.yaml (with their
 bounds). The function turns the validated settings into the expression and the templated
 description. ``for``, ``severity``, ``enabled`` and ``labels`` are common to every alert and
-handled here; the runbook is ``<runbook_base_url>/<name>.md`` (docs/runbooks/).
+handled here, and so is the optional ``keep_firing_for`` (Prometheus 2.42+); the runbook is
+``<runbook_base_url>/<name>.md`` (docs/runbooks/).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from ..promql import Exprs, Rule, dur, metrics_in
+from ..promql import REPLICA_LABELS, Exprs, Rule, dur, metrics_in
 from ..recording import RecordingNames, recording_names
 from ..schema import Param
 
@@ -75,16 +76,27 @@ class AlertDefinition:
     summary: str
     params: Mapping[str, Param]
     body: Callable[[Settings], Body]
+    #: False for an alert about one exporter process itself (CeleryExporterDown): the others
+    #: are about a broker, queue, worker or task, and several replicas of the exporter in one
+    #: job must make one alert per subject, not one per replica.
+    per_subject: bool = True
 
     def rule(self, config: dict[str, Any]) -> Rule:
         """The alerting rule for a validated ``config``."""
         settings = Settings(config, self.name)
         expr, description = self.body(settings)
+        if self.per_subject:
+            # One alert per subject whatever the replica count: the replicas' labels go, the
+            # worst replica's value stays (each replica sees the same brokers and events).
+            indented = "\n".join(f"  {line}" for line in expr.splitlines())
+            expr = f"max without ({REPLICA_LABELS}) (\n{indented}\n)"
         for_ = dur(settings["for"])
+        keep = dur(settings.values.get("keep_firing_for") or "0s")
         return Rule(
             alert=self.name,
             expr=expr,
             for_=None if for_ == "0s" else for_,
+            keep_firing_for=None if keep == "0s" else keep,
             labels={"severity": settings["severity"], **(settings.values.get("labels") or {})},
             annotations={
                 "summary": self.summary,
@@ -96,11 +108,13 @@ class AlertDefinition:
 
 
 def alert(
-    name: str, *, summary: str, **params: Param
+    name: str, *, summary: str, per_subject: bool = True, **params: Param
 ) -> Callable[[Callable[[Settings], Body]], AlertDefinition]:
     """Declare the decorated function as alert ``name`` with its summary and parameters."""
 
     def declare(body: Callable[[Settings], Body]) -> AlertDefinition:
-        return AlertDefinition(name=name, summary=summary, params=params, body=body)
+        return AlertDefinition(
+            name=name, summary=summary, params=params, body=body, per_subject=per_subject
+        )
 
     return declare

@@ -6,17 +6,18 @@ resource alarms, partitions, nodes down, descriptors near their limits
 Counters count since the Redis server started, so ``increase`` over the window sees what
 happened while Prometheus watched; ``increase`` misses a series that first appears already
 above 0 (the exporter deployed, or the broker added, after the event), so each counter alert
-also counts such a new series at its value (as CeleryUrgentTaskAtWrongPriority does). "New"
-means no sample in the :data:`FIRST_SEEN_LOOKBACK` before the window: these counters live in
-Redis, not in the exporter, so an exporter that was away for a while (a slow deploy) comes
-back with the old totals, and those must not page again.
+also counts such a new series at its value (:func:`~monitoring.promql.increase_counted`, as
+the task alerts do). "New" means no sample of the subject, from any replica, in the
+:data:`FIRST_SEEN_LOOKBACK` before the window: these counters live in Redis, not in the
+exporter, so an exporter that was away for a while (a slow deploy, a new pod) comes back with
+the old totals, and those must not page again.
 """
 
 from __future__ import annotations
 
 from celery_queue_exporter import catalogue as cat
 
-from ..promql import dur, pct
+from ..promql import dur, increase_counted, pct
 from ..schema import Duration, Ratio
 from .base import Body, Settings, alert
 
@@ -26,21 +27,18 @@ BROKER = "Redis broker {{ $labels.broker }}"
 NODE = "Node {{ $labels.node }} of RabbitMQ broker {{ $labels.broker }}"
 
 
-#: A counter series without a sample this long before the window is new (first seen).
+#: A broker counter series without a sample this long before the window is new (first seen):
+#: the totals live in Redis and outlast exporter restarts.
 FIRST_SEEN_LOOKBACK = "1d"
 
 
 def _counted(s: Settings, name: str, span: str, by: str = "") -> str:
-    """What a counter added over ``span``, a new series counting at its value (> 0)."""
-    metric = s.e.metric(name)
-    new = f"{metric} unless max_over_time({metric}[{FIRST_SEEN_LOOKBACK}] offset {span})"
+    """What a broker counter added over ``span`` (> 0), a new series counting at its value,
+    once per subject whatever the replicas (:func:`~monitoring.promql.increase_counted`)."""
+    counted = increase_counted(s.e.metric(name), span, lookback=FIRST_SEEN_LOOKBACK)
     if by:
-        return (
-            f"sum without ({by}) (increase({metric}[{span}])) > 0\n"
-            "or\n"
-            f"sum without ({by}) ({new}) > 0"
-        )
-    return f"increase({metric}[{span}]) > 0\nor\n({new}) > 0"
+        return f"sum without ({by}) (\n{counted}\n) > 0"
+    return f"{counted} > 0"
 
 
 @alert(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery_queue_exporter import catalogue as cat
 
-from ..promql import template_query
+from ..promql import increase_counted, template_query
 from .base import Body, Settings, alert
 
 #: Heads without the install(app) publish stamp, and live workers that did not announce their
@@ -13,7 +13,9 @@ UNSTAMPED = "celery_queue_oldest_message_unstamped"
 QUEUES_UNKNOWN = "celery_workers_queues_unknown"
 
 
-@alert("CeleryExporterDown", summary="The Celery queue exporter is down or missing.")
+@alert(
+    "CeleryExporterDown", summary="The Celery queue exporter is down or missing.", per_subject=False
+)
 def exporter_down(s: Settings) -> Body:
     up = s.e.metric("up")
     return Body(
@@ -30,8 +32,8 @@ def exporter_down(s: Settings) -> Body:
 def broker_down(s: Settings) -> Body:
     return Body(
         f"{s.e.metric(cat.BROKER_UP.name)} == 0",
-        "The exporter {{ $labels.instance }} has failed to inspect broker "
-        f"{{{{ $labels.broker }}}} for more than {s.for_text} (celery_broker_up is 0): "
+        "The exporter (at least one replica of job {{ $labels.job }}) has failed to inspect "
+        f"broker {{{{ $labels.broker }}}} for more than {s.for_text} (celery_broker_up is 0): "
         "the broker is down, unreachable, refuses the exporter's credentials, or answers "
         "slower than the scrape timeout. This broker's queue metrics are missing meanwhile.",
     )
@@ -69,11 +71,13 @@ def instrumentation_missing(s: Settings) -> Body:
     summary="Task metrics past the exporter's series budget are folded into '(other)'.",
 )
 def event_series_dropped(s: Settings) -> Body:
-    # increase() over the for: window: a one-off burst of odd names stops paging by itself.
+    # Counted over the for: window: a one-off burst of odd names stops paging by itself. Each
+    # replica has its own budget and sees the same events: the most any replica folded.
     dropped = s.e.metric(cat.EVENT_SERIES_DROPPED.name)
+    counted = increase_counted(dropped, s.for_text)
     return Body(
-        f"sum by (job, instance, broker, metric) (increase({dropped}[{s.for_text}])) > 0",
-        "The exporter {{ $labels.instance }} counted {{ $value | humanize }} observations of "
+        f"sum by (job, broker, metric) (\n{counted}\n) > 0",
+        "The exporter (job {{ $labels.job }}) counted {{ $value | humanize }} observations of "
         "{{ $labels.metric }} from broker {{ $labels.broker }} under its '(other)' labels in "
         f"the last {s.for_text}: their own series would exceed the series budget "
         "(events.max_series_per_family, events.max_event_samples). Per-task or per-queue "

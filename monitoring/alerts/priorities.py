@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery_queue_exporter import catalogue as cat
 from celery_queue_exporter.catalogue import URGENCY_LEAST, URGENCY_MOST
 
-from ..promql import dur, num, pct, regex_of, template_query
+from ..promql import dur, increase_counted, num, pct, regex_of, template_query
 from ..schema import Duration, Number, Ratio, format_duration
 from .base import WHERE, Body, Settings, alert
 
@@ -29,6 +29,7 @@ def priority_starvation(s: Settings) -> Body:
     most = e.urgency(URGENCY_MOST)
     messages = e.metric(cat.QUEUE_MESSAGES.name)
     wait_count = e.metric(cat.QUEUE_WAIT.name + "_count")
+    started = increase_counted(e.metric(cat.TASK_STARTED.name), span)
     # Two ways to see that the least urgent level's next message has waited past the limit:
     # its age (Redis; RabbitMQ only reports the age of the most urgent non-empty level), or
     # (RabbitMQ) messages waiting at that level for the whole limit while none of its tasks
@@ -45,13 +46,13 @@ def priority_starvation(s: Settings) -> Body:
         f"  and on (broker, queue, priority) ({messages} offset {limit}) > 0\n"
         f"  and on (broker, queue, priority) {least}\n"
         f"  unless on (broker, queue, priority) {most}\n"
-        f"  unless on (broker, queue, priority) (increase({wait_count}[{limit}]) > 0)\n"
+        f"  unless on (broker, queue, priority) ({increase_counted(wait_count, limit)} > 0)\n"
         f'  and on (broker, queue) count by (broker, queue) ({wait_count[:-1]}, priority!=""}})\n'
         ")\n"
         "and on (broker, queue) (\n"
-        f"  sum by (broker, queue) (increase({e.metric(cat.TASK_STARTED.name)}[{span}])) > 0\n"
+        f"  sum by (broker, queue) ({started}) > 0\n"
         "  or\n"
-        f"  sum by (broker, queue) (increase({wait_count}[{span}])) > 0\n"
+        f"  sum by (broker, queue) ({increase_counted(wait_count, span)}) > 0\n"
         ")",
         "The next message at priority {{ $labels.priority }}, the least urgent level in use "
         f"of {WHERE} (the level the broker serves last), has been waiting at least "
@@ -103,14 +104,11 @@ def urgent_task_at_wrong_priority(s: Settings) -> Body:
         "$labels.queue",
     )
     # increase() counts nothing for a series that first appears at 1 (the first wrong run after
-    # an exporter start, or ever): such a new series counts at its value.
+    # an exporter start, or ever): increase_counted counts such a new series at its value, and
+    # each run once whatever the number of exporter replicas.
     by = "job, broker, queue, task, priority"
     return Body(
-        "(\n"
-        f"  sum by ({by}) (increase({received}[{span}])) > 0\n"
-        "  or\n"
-        f"  sum by ({by}) ({received} unless {received} offset {span}) > 0\n"
-        ")\n"
+        f"sum by ({by}) (\n{increase_counted(received, span)}\n) > 0\n"
         f"unless on (broker, queue, priority) {most}\n"
         f"and on (broker, queue) {numeric_most}",
         "Urgent task {{ $labels.task }} was received {{ $value | humanize }} times in the "
@@ -140,8 +138,8 @@ def task_starved(s: Settings) -> Body:
     e = s.e
     span = dur(s["window"])
     by = "job, broker, queue, task"
-    sent_total = f"increase({e.metric(cat.TASK_SENT.name)}[{span}])"
-    received_total = f"increase({e.metric(cat.TASK_RECEIVED.name)}[{span}])"
+    sent_total = increase_counted(e.metric(cat.TASK_SENT.name), span)
+    received_total = increase_counted(e.metric(cat.TASK_RECEIVED.name), span)
     sent = f"sum by ({by}) ({sent_total})"
     received = f"(sum by ({by}) ({received_total}) or {sent} * 0)"
     others_received = (

@@ -5,8 +5,8 @@ from __future__ import annotations
 from celery_queue_exporter import catalogue as cat
 from celery_queue_exporter.catalogue import URGENCY_LEAST, URGENCY_MOST
 
-from ..promql import Exprs, dur, num, pct, template_query
-from ..schema import Duration, Number, Ratio, duration_seconds, format_duration
+from ..promql import Exprs, dur, num, pct, regex_of, template_query
+from ..schema import Duration, Number, QueueSeconds, Ratio, duration_seconds, format_duration
 from .base import WHERE, WHERE_CAPITAL, Body, Settings, alert
 
 AGE = cat.QUEUE_OLDEST_MESSAGE_AGE.name
@@ -184,4 +184,48 @@ def reservations_orphaned(s: Settings) -> Body:
             e.metric(cat.BROKER_VISIBILITY_TIMEOUT.name, broker="%s"), "$labels.broker"
         )
         + " }}{{ . | first | value | humanizeDuration }}{{ else }}unknown{{ end }}) has passed.",
+    )
+
+
+def quoted(value: str) -> str:
+    """A PromQL double-quoted string literal."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@alert(
+    "CeleryQueueWaitObjectiveMissed",
+    summary="A Celery queue misses its wait objective: its next message waits too long.",
+    seconds=Number(minimum=1),
+    queues=QueueSeconds(),
+)
+def wait_objective_missed(s: Settings) -> Body:
+    # Every queue, whatever its number of priority levels, is held to an objective: the
+    # `seconds` default or its entry in `queues`. It reads the head age (the oldest message of
+    # any level, from its install(app) publish stamp), not a wait quantile: no events or window
+    # are needed, it fires once the next message has waited past the objective (even when
+    # nothing starts at all), and a burst that drains within the objective never has a head
+    # that old, so it stays silent. Heads without the stamp (a lower bound) are left out, and
+    # the exporter replicas of one job make one series per queue.
+    e = s.e
+    overrides: dict[str, float] = dict(s["queues"] or {})
+    default = num(s["seconds"])
+
+    def ages(matcher: str) -> str:
+        selector = e.metric(AGE)[:-1] + f", {matcher}}}" if matcher else e.metric(AGE)
+        return f"max by (job, broker, queue) (\n  {selector}\n  {stamped(e)}\n)"
+
+    others = 'queue!~"' + regex_of(sorted(overrides)) + '"' if overrides else ""
+    branches = [f"{ages(others)} > {default}"]
+    for queue, seconds in sorted(overrides.items()):
+        branches.append(f"{ages('queue=' + quoted(queue))} > {num(seconds)}")
+    objective = "".join(
+        f'{{{{ if eq $labels.queue "{queue}" }}}}{format_duration(int(seconds))}{{{{ else }}}}'
+        for queue, seconds in sorted(overrides.items())
+    )
+    objective += format_duration(int(s["seconds"])) + "{{ end }}" * len(overrides)
+    return Body(
+        "\nor\n".join(branches),
+        f"The next message of {WHERE} has been waiting {{{{ $value | humanizeDuration }}}}, "
+        f"over the queue's wait objective of {objective}, for more than {s.for_text}: "
+        "tasks published to it do not start in time.",
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery_queue_exporter import catalogue as cat
 
-from ..promql import Exprs, dur, num, pct
+from ..promql import Exprs, dur, num, pct, rate_counted
 from ..schema import Duration, Number, Ratio, format_duration
 from .base import WHERE, WHERE_CAPITAL, Body, Settings, alert
 
@@ -74,7 +74,7 @@ def all_workers_down(s: Settings) -> Body:
         f"{e.metric(cat.EVENT_CONSUMER_UP.name)} == 1\n"
         f"and on (broker) ({up} {not_offline(e)})\n"
         f"unless on (broker) {up} == 1",
-        "The exporter {{ $labels.instance }} receives Celery events from broker "
+        "The exporter (job {{ $labels.job }}) receives Celery events from broker "
         "{{ $labels.broker }}, which had workers within the last "
         f"{retention}, yet none of them has sent a heartbeat for more than "
         f"{s.for_text} and none announced a shutdown: no task on this broker is being "
@@ -99,10 +99,10 @@ def prefetch_time_high(s: Settings) -> Body:
     # queue together, gated by a minimum rate of starts so one slow run does not page.
     return Body(
         "histogram_quantile(0.95,\n"
-        f"  sum by ({by}, le) (rate({e.metric(prefetch + '_bucket')}[{span}]))\n"
+        f"  sum by ({by}, le) ({rate_counted(e.metric(prefetch + '_bucket'), span)})\n"
         f") > {seconds}\n"
         f"and on ({by})\n"
-        f"sum by ({by}) (rate({e.metric(prefetch + '_count')}[{span}])) "
+        f"sum by ({by}) ({rate_counted(e.metric(prefetch + '_count'), span)}) "
         f">= {num(s['min_tasks_per_second'])}",
         f"The p95 time that tasks of {WHERE} spent prefetched in a worker, received but not "
         f"started, was {{{{ $value | humanizeDuration }}}} over the last {span} (limit "

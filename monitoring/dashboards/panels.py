@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .replicas import dedupe_replicas
 from .settings import DASHBOARDS, Settings
 
 Json = dict[str, Any]
@@ -59,7 +60,7 @@ def targets(queries: Sequence[Q]) -> list[Json]:
         {
             "datasource": DATASOURCE,
             "editorMode": "code",
-            "expr": query.expr,
+            "expr": dedupe_replicas(query.expr),
             "format": query.format,
             "instant": query.instant,
             "legendFormat": query.legend,

@@ -116,11 +116,16 @@ def overview(s: Settings) -> Row:
         "queues (celery_queue_oldest_message_age_seconds; a lower bound unless "
         f"producers call install(app)). Normal: seconds. Red past {too_long:g}s "
         "(CeleryQueueMessageWaitingTooLong; lower bounds do not alert, "
-        "CeleryInstrumentationMissing reports them).",
+        "CeleryInstrumentationMissing reports them). Each queue's wait objective "
+        "(CeleryQueueWaitObjectiveMissed) applies to this age too.",
         [Q(f"max({m(cat.QUEUE_OLDEST_MESSAGE_AGE, sq)})")],
         unit=UNIT_SECONDS,
         thresholds=above(too_long),
-        runbooks=["CeleryQueueMessageWaitingTooLong", "CeleryInstrumentationMissing"],
+        runbooks=[
+            "CeleryQueueWaitObjectiveMissed",
+            "CeleryQueueMessageWaitingTooLong",
+            "CeleryInstrumentationMissing",
+        ],
     )
     most_urgent_level_oldest = stat(
         s,
