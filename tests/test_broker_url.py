@@ -63,3 +63,20 @@ def test_a_broker_carries_its_transport_and_typed_options():
         new_broker("a", "amqp://h//", sep=":")
     with pytest.raises(AttributeError):  # frozen: set through the assembly, not by hand
         rabbit.options.management = "always"  # type: ignore[misc]
+
+
+def test_typed_options_keep_secrets_out_of_their_repr():
+    """The options object travels in the BrokerConfig: its repr must not show the sentinels'
+    password or a management URL's credentials, as the broker's own repr hides its URL's."""
+    redis = new_broker(
+        "s",
+        "sentinel://127.0.0.1:26379/0",
+        master_name="mymaster",
+        sentinel_kwargs={"password": "SENTINEL-SECRET"},
+    )
+    rabbit = new_broker(
+        "r", "amqp://guest@127.0.0.1//", management_url="http://mon:MGMT-SECRET@127.0.0.1:15672"
+    )
+    assert "SENTINEL-SECRET" not in repr(redis.options) + repr(redis)
+    assert "MGMT-SECRET" not in repr(rabbit.options) + repr(rabbit)
+    assert redis.options.sentinel_kwargs == {"password": "SENTINEL-SECRET"}

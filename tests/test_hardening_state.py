@@ -47,11 +47,14 @@ def test_a_50_mb_state_file_is_refused_with_one_warning(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="celery_queue_exporter.events.state"):
         collector = _collector(path)
     assert _workers(collector) == []
+    # Not overwritten by the next save: set aside whole, under a name the warning gives.
+    [aside] = [p for p in tmp_path.iterdir() if p.name.startswith("state.json.too-large.")]
+    assert aside.stat().st_size == size and not path.exists()
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings == [
         f"events state file {path} is {size} bytes, over events.state_file_max_bytes "
-        "(16777216): not read, starting without known workers (raise the limit if the file "
-        "is genuine)"
+        f"(16777216): not read, starting without known workers; the file kept as {aside} "
+        "(raise the limit and rename it back if it is genuine)"
     ]
 
 
@@ -64,6 +67,9 @@ def test_the_limit_is_an_option_and_a_file_under_it_is_read(tmp_path, caplog):
     assert size > 1024  # the smallest limit allowed
     with caplog.at_level(logging.WARNING, logger="celery_queue_exporter.events.state"):
         refused = _collector(path, "--events-state-file-max-bytes", str(size - 1))
+        # What the warning advises for a genuine file: rename it back, raise the limit.
+        [aside] = [p for p in tmp_path.iterdir() if p.name.startswith("state.json.too-large.")]
+        aside.rename(path)
         read = _collector(path, "--events-state-file-max-bytes", str(size))
     assert _workers(refused) == []
     assert _workers(read) == hosts

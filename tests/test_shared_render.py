@@ -15,6 +15,7 @@ from testsupport.exporter import serve_exporter
 from testsupport.exposition import parse_exposition, sample_value
 from testsupport.http import connect, exchange, read_response, request_bytes
 from testsupport.redis_server import RedisServer
+from testsupport.waiting import wait_for
 
 SCRAPERS = 50
 
@@ -24,9 +25,43 @@ def eval_calls(server: RedisServer) -> int:
     return int(stats.get("cmdstat_eval_ro", {}).get("calls", 0))
 
 
+@pytest.mark.parametrize("leader_gave_up", [False, True], ids=["complete", "gave-up"])
+def test_a_body_whose_render_gave_up_serves_no_later_due_scrape(leader_gave_up):
+    """A render that stopped waiting for a broker (that broker reads down in its body) serves
+    only scrapes due no later than its leader; a complete one serves every joiner."""
+    release = threading.Event()
+    renders = []
+
+    def render() -> bytes:
+        renders.append(current_window())
+        if len(renders) == 1:
+            release.wait(5)
+            renders[0].gave_up = leader_gave_up
+        return f"body {len(renders)}".encode()
+
+    shared = SharedRender(render)
+    results: dict[str, bytes] = {}
+    leader = threading.Thread(
+        target=lambda: results.__setitem__("leader", shared.get(time.monotonic(), 1.0).body)
+    )
+    leader.start()
+    wait_for(lambda: renders, 5, what="the leader renders")
+    joined = threading.Thread(
+        target=lambda: results.__setitem__("joined", shared.get(time.monotonic(), 10.0).body)
+    )
+    joined.start()
+    wait_for(lambda: len(shared._running.future._condition._waiters) == 1, 5, what="joined")
+    release.set()
+    leader.join(5)
+    joined.join(5)
+    expected = b"body 2" if leader_gave_up else b"body 1"
+    assert results == {"leader": b"body 1", "joined": expected}
+    assert shared.renders == (2 if leader_gave_up else 1)
+
+
 @pytest.mark.redis
 def test_50_concurrent_gzip_scrapes_cost_one_inspection_one_render_one_gzip(redis_server):
-    """50 requests at once while Redis is paused for 0.1 s (so they overlap): one EVAL_RO,
+    """50 requests at once while Redis is paused for 1 s (so they overlap): one EVAL_RO,
     one render, one gzip; every answer is the same gzip of the same exact body. A scrape
     after they are answered gets a fresh inspection and render."""
     client = redis_server.client()
@@ -39,7 +74,7 @@ def test_50_concurrent_gzip_scrapes_cost_one_inspection_one_render_one_gzip(redi
     try:
         client.config_resetstat()
         sockets = [connect(server.port) for _ in range(SCRAPERS)]
-        client.execute_command("CLIENT", "PAUSE", "100", "ALL")
+        client.execute_command("CLIENT", "PAUSE", "1000", "ALL")
         for sock in sockets:
             sock.sendall(request_bytes("GET", "/metrics", {"Accept-Encoding": "gzip"}))
         responses = [read_response(sock) for sock in sockets]
@@ -85,6 +120,7 @@ def test_a_waiter_past_its_own_deadline_renders_alone():
         target=lambda: results.__setitem__("joined", shared.get(time.monotonic(), 10.0).body)
     )
     joined.start()
+    wait_for(lambda: len(shared._running.future._condition._waiters) == 1, 5, what="joined")
     arrived = time.monotonic()
     assert shared.get(arrived, 0.05).body == b"body 2"  # gave up waiting, rendered alone
     assert windows[1].arrived == arrived and windows[1].due == arrived + 0.05

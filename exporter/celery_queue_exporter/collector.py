@@ -246,6 +246,7 @@ class QueueCollector(Collector):
                 result = inspection.future.result(timeout=max(0.0, until - time.monotonic()))
             except FutureTimeout:
                 result = self._gave_up(state, inspection)
+                window.gave_up = True
             results.append(result)
         return results
 

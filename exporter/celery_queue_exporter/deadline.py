@@ -21,12 +21,15 @@ SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 MAX_MARGIN_SECONDS = 0.5
 
 
-@dataclass(frozen=True)
+@dataclass
 class ScrapeWindow:
-    """Monotonic times: the request's arrival, and the latest moment to stop waiting."""
+    """Monotonic times: the request's arrival, and the latest moment to stop waiting; and
+    whether the scrape stopped waiting for an inspection (its body then reports that broker
+    down, so a scrape with a later due time must not take it: shared_render.py)."""
 
     arrived: float
     due: float | None = None
+    gave_up: bool = False
 
 
 _window: ContextVar[ScrapeWindow | None] = ContextVar("scrape_window", default=None)

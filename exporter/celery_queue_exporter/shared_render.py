@@ -8,7 +8,9 @@ freshness rule as a shared inspection (what it serves is never older than the re
 at most one render's duration). A render's gzip is made once, by the first scrape that asks for
 it. A scrape whose own deadline passes while it waits for another's render stops waiting and
 renders for itself (the inspection in flight is still shared), so a joined render never
-stretches a scrape past its window.
+stretches a scrape past its window. A render that stopped waiting for a slow broker (which its
+body reports down) serves only scrapes due no later than its own: one with more time left
+renders for itself rather than take a "down" it would not have reported.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class Rendered:
     """One rendered body; its gzip is made on first demand, once."""
 
     body: bytes
+    #: The render stopped waiting for an inspection at its deadline (that broker shows down).
+    gave_up: bool = False
     _gzip: bytes | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     #: How many times this body was gzipped (0 or 1; read by tests through SharedRender).
@@ -50,8 +54,17 @@ class Rendered:
 @dataclass(eq=False)
 class _Round:
     started: float  # monotonic
+    #: When its leader's window closes (monotonic; None: no deadline). An inspection the
+    #: leader stopped waiting for shows in its body as that broker down, so such a body serves
+    #: only scrapes whose own window closes no later.
+    due: float | None = None
     future: Future[Rendered] = field(default_factory=Future)
     finished: float | None = None
+
+    def serves(self, rendered: Rendered, due: float | None) -> bool:
+        """Whether ``rendered`` (this round's body) is what a scrape due at ``due`` would have
+        got: every inspection answered, or this round waited at least as long."""
+        return not rendered.gave_up or self.due is None or (due is not None and self.due >= due)
 
 
 class SharedRender:
@@ -73,21 +86,30 @@ class SharedRender:
     def get(self, arrived: float, budget: float | None) -> Rendered:
         """The body for a request that arrived at ``arrived`` (monotonic) with ``budget``
         seconds to answer (None: no deadline of its own)."""
+        due = None if budget is None else arrived + budget
+        mine: _Round | None = None
         with self._lock:
             last = self._last
             if last is not None and last.finished is not None and last.finished >= arrived:
-                return last.future.result()
+                rendered = last.future.result()
+                if last.serves(rendered, due):
+                    return rendered
             joined = self._running
             if joined is None:
-                mine = self._running = _Round(started=time.monotonic())
-        if joined is not None:
-            due = None if budget is None else arrived + budget
-            timeout = None if due is None else max(0.0, due - time.monotonic())
-            try:
-                return joined.future.result(timeout=timeout)
-            except FutureTimeout:
-                return self._render_alone(arrived, budget)
-        return self._lead(mine, arrived, budget)
+                mine = self._running = _Round(started=time.monotonic(), due=due)
+        if mine is not None:
+            return self._lead(mine, arrived, budget)
+        assert joined is not None
+        timeout = None if due is None else max(0.0, due - time.monotonic())
+        try:
+            rendered = joined.future.result(timeout=timeout)
+        except FutureTimeout:
+            return self._render_alone(arrived, budget)
+        if joined.serves(rendered, due):
+            return rendered
+        # Its leader gave up on a slow broker sooner than this scrape must: the inspection
+        # stays shared (collector.py), the body is this scrape's own.
+        return self._render_alone(arrived, budget)
 
     def _lead(self, mine: _Round, arrived: float, budget: float | None) -> Rendered:
         try:
@@ -105,8 +127,8 @@ class SharedRender:
         return rendered
 
     def _render_alone(self, arrived: float, budget: float | None) -> Rendered:
-        with scrape_window(arrived, budget):
+        with scrape_window(arrived, budget) as window:
             body = self._render()
         with self._lock:
             self.renders += 1
-        return Rendered(body, on_gzip=self._count_gzip)
+        return Rendered(body, gave_up=window.gave_up, on_gzip=self._count_gzip)

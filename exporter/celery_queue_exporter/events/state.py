@@ -91,6 +91,26 @@ class StateFile:
             for tracker in self.trackers:
                 self._saved[tracker.broker] = tracker.worker_state()[0]
 
+    def _set_aside(self, size: int) -> None:
+        """A file over the limit is not read, and not overwritten by the next save either: it
+        is renamed aside, so that a genuine one can be restored with a higher limit."""
+        aside = self.path.with_name(f"{self.path.name}.too-large.{int(time.time())}")
+        try:
+            os.replace(self.path, aside)
+        except OSError as exc:
+            kept = f"could not be set aside ({type(exc).__name__}) and will be overwritten"
+        else:
+            kept = f"kept as {aside}"
+        log.warning(
+            "events state file %s is %d bytes, over events.state_file_max_bytes (%d): not read, "
+            "starting without known workers; the file %s (raise the limit and rename it back "
+            "if it is genuine)",
+            self.path,
+            size,
+            self.max_bytes,
+            kept,
+        )
+
     def _load(self) -> None:
         try:
             with self.path.open("rb") as handle:
@@ -98,14 +118,7 @@ class StateFile:
                 # Read one byte past the limit: a file growing (or a FIFO) is caught too.
                 raw = b"" if size > self.max_bytes else handle.read(self.max_bytes + 1)
             if size > self.max_bytes or len(raw) > self.max_bytes:
-                log.warning(
-                    "events state file %s is %d bytes, over events.state_file_max_bytes (%d): "
-                    "not read, starting without known workers (raise the limit if the file is "
-                    "genuine)",
-                    self.path,
-                    max(size, len(raw)),
-                    self.max_bytes,
-                )
+                self._set_aside(max(size, len(raw)))
                 return
             text = raw.decode("utf-8")
         except FileNotFoundError:

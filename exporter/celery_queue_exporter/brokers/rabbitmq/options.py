@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ...config import values
 from ...config.options import Option
@@ -34,6 +34,7 @@ class RabbitMQOptions:
     """A RabbitMQ broker's options, typed; one field per declaration above."""
 
     #: The management API's URL (credentials in it replace the broker's); None: the default.
-    management_url: str | None = MANAGEMENT_URL.default
+    #: May carry credentials (user:password@): kept out of repr().
+    management_url: str | None = field(default=MANAGEMENT_URL.default, repr=False)
     #: auto | always | never
     management: str = MANAGEMENT.default

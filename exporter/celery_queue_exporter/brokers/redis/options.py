@@ -153,7 +153,10 @@ class RedisOptions:
     unacked_key: str = UNACKED_KEY.default
     unacked_index_key: str = UNACKED_INDEX_KEY.default
     master_name: str | None = MASTER_NAME.default
-    sentinel_kwargs: dict[str, Any] = field(default_factory=SENTINEL_KWARGS.default_value)
+    #: May hold the sentinels' password: kept out of repr().
+    sentinel_kwargs: dict[str, Any] = field(
+        default_factory=SENTINEL_KWARGS.default_value, repr=False
+    )
     health_check_interval: int = HEALTH_CHECK_INTERVAL.default
     reserved_sample_size: int = RESERVED_SAMPLE_SIZE.default
     discovery_interval_seconds: float = DISCOVERY_INTERVAL.default
