@@ -21,6 +21,7 @@ import pytest
 
 # One copy, in testsupport/, shared with the benchmarks; test modules import these names from
 # conftest. wait_until is the tests' name for testsupport's wait_for (AssertionError on timeout).
+from testsupport.brokers import RABBITMQ_4, RABBITMQ_GENERATIONS, RabbitMQGeneration
 from testsupport.net import free_port, port_open  # noqa: F401 - re-exported
 from testsupport.rabbitmq import create_vhost, delete_vhost
 from testsupport.redis_server import RedisServer
@@ -79,6 +80,37 @@ def rabbitmq_vhost(rabbitmq_url: str) -> Iterator[str]:
         yield name
     finally:
         delete_vhost(name)
+
+
+@pytest.fixture(params=["rabbitmq-3", "rabbitmq-4"])
+def rabbitmq_generation(request: pytest.FixtureRequest) -> RabbitMQGeneration:
+    """Each RabbitMQ generation in turn: 3.10 (the machine's) and 4.0 (the Debian 13 root's,
+    testsupport.brokers). Fails in CI / skips locally when one does not answer."""
+    generation = RABBITMQ_GENERATIONS[request.param]
+    if not generation.answers():
+        missing_service(
+            f"{generation.name} is not answering on 127.0.0.1:{generation.amqp_port}/"
+            f"{generation.management_port} ({generation.hint})"
+        )
+    return generation
+
+
+@pytest.fixture
+def rabbitmq4() -> RabbitMQGeneration:
+    """RabbitMQ 4.0 only (quorum queue defaults, native delayed delivery as users meet them)."""
+    if not RABBITMQ_4.answers():
+        missing_service(f"RabbitMQ 4 is not answering on 127.0.0.1:5682/15682 ({RABBITMQ_4.hint})")
+    return RABBITMQ_4
+
+
+@pytest.fixture
+def generation_vhost(rabbitmq_generation: RabbitMQGeneration) -> Iterator[str]:
+    """A vhost of its own on the generation under test, deleted afterwards."""
+    name = rabbitmq_generation.create_vhost(f"cqe-test-{uuid.uuid4().hex[:10]}")
+    try:
+        yield name
+    finally:
+        rabbitmq_generation.delete_vhost(name)
 
 
 @pytest.fixture
