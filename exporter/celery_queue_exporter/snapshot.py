@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .catalogue import URGENCY_LEAST, URGENCY_MOST
 
 if TYPE_CHECKING:
+    from .catalogue import MetricSpec
     from .config.model import BrokerConfig
 
 
@@ -54,6 +55,17 @@ class UrgencyReading:
     urgency: str
 
 
+@dataclass(frozen=True)
+class ExtraSample:
+    """One sample of a broker-specific family (RabbitMQ 4 facts, issue 23): the collector adds
+    it to ``spec``'s family, with the broker label first and then ``labels`` (the spec's other
+    labels, in order)."""
+
+    spec: MetricSpec
+    labels: tuple[str, ...]
+    value: float
+
+
 @dataclass
 class BrokerSnapshot:
     """Everything one inspection of a broker produced."""
@@ -73,6 +85,8 @@ class BrokerSnapshot:
     queues_over_limit: int | None = None
     #: Keys the inspection could not read (another type than expected); None: not applicable.
     unreadable_keys: int | None = None
+    #: Broker-specific samples beyond the shared shape (see ExtraSample).
+    extra: list[ExtraSample] = field(default_factory=list)
 
     def queue(self, name: str) -> QueueReading:
         """The QueueReading for ``name``, created on first use."""

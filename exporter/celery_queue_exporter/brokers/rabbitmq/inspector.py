@@ -35,6 +35,8 @@ from ...snapshot import BrokerSnapshot, LevelReading, select_queues
 from ..base import Inspector
 from ..celery_layout import is_internal_queue
 from ..peer_deadline import Deadline
+from . import quorum
+from .delayed import delayed_level, scheduled_samples
 from .http import deadline_session
 from .tls import http_session
 from .url import connection_parameters, default_management_url, parse_amqp_url
@@ -59,6 +61,11 @@ MANAGEMENT_COLUMNS = (
     "messages_ready_high",
     "messages_ready_normal",
     "messages_by_priority",
+    # RabbitMQ 4 (issue 23): returned messages, redeliveries, the delivery limit and its DLX.
+    "messages_ready_returned",
+    "message_stats.redeliver",
+    "delivery_limit",
+    "effective_policy_definition",
 )
 
 #: RabbitMQ refuses an x-max-priority above 255 (rabbit_priority_queue's limit).
@@ -189,6 +196,10 @@ class RabbitMQInspector(Inspector):
         self._queues_over_limit = 0
         self._management_state: bool | None = None
         self._management_problem: str | None = None
+        self._delayed_prefix: str = getattr(self.config, "delayed_delivery_prefix", None) or ""
+        #: Listed queues whose statistics the API does not have yet (a quorum queue's first
+        #: seconds): read by a passive queue.declare instead, so their depth has no gap.
+        self._stats_pending: list[str] = []
 
     # --- naming -----------------------------------------------------------------------------
 
@@ -200,7 +211,8 @@ class RabbitMQInspector(Inspector):
     def _queues(self, discovered: list[str] | None) -> list[str]:
         cfg = self.config
         queues, self._queues_over_limit = select_queues(cfg, discovered or [])
-        return queues
+        # Celery's native delayed delivery queues hold scheduled messages: never work queues.
+        return [q for q in queues if delayed_level(q, self._delayed_prefix) is None]
 
     # --- inspection -------------------------------------------------------------------------
 
@@ -291,7 +303,21 @@ class RabbitMQInspector(Inspector):
             raise RabbitMQInspectionError(
                 f"{self.where}: management API {api} answered an unexpected document"
             )
-        return self._snapshot_from_entries(entries)
+        snapshot = self._snapshot_from_entries(entries)
+        if self._stats_pending:
+            self._read_pending(snapshot, deadline)
+        return snapshot
+
+    def _read_pending(self, snapshot: BrokerSnapshot, deadline: float) -> None:
+        """Depth and consumers of listed queues the API has no statistics for yet, by a
+        passive queue.declare; on any failure they stay without a depth this scrape."""
+        try:
+            channel = self._open_channel(deadline)
+            for queue in self._stats_pending:
+                channel = self._declare_passive(snapshot, queue, channel, deadline)
+        except Exception as exc:  # noqa: BLE001 - a best-effort bridge over the API's gap
+            log.debug("%s: passive declare of new queues failed: %s", self.where, exc)
+            self._drop_connection()
 
     def _snapshot_from_entries(self, entries: list[Any]) -> BrokerSnapshot:
         now = self.clock()
@@ -302,10 +328,13 @@ class RabbitMQInspector(Inspector):
         }
         # Exclusive and auto-delete queues come and go with a connection (Celery's rpc result
         # queues, reply queues): watching them would churn series. Listed queues still count.
+        self._stats_pending = []
+        snapshot_extra = scheduled_samples(by_name, self._delayed_prefix)
         self._discovered = sorted(
             name
             for name, entry in by_name.items()
             if not is_internal_queue(name)
+            and delayed_level(name, self._delayed_prefix) is None
             and not entry.get("exclusive")
             and not entry.get("auto_delete")
         )
@@ -313,6 +342,7 @@ class RabbitMQInspector(Inspector):
         snapshot = BrokerSnapshot(
             management_api_up=True, reserved_total=0, queues_over_limit=self._queues_over_limit
         )
+        snapshot.extra.extend(snapshot_extra)
         for queue in queues:
             entry = by_name.get(queue)
             reading = snapshot.queue(queue)
@@ -327,6 +357,7 @@ class RabbitMQInspector(Inspector):
         self, snapshot: BrokerSnapshot, queue: str, entry: dict[str, Any], now: float
     ) -> None:
         reading = snapshot.queue(queue)
+        snapshot.extra.extend(quorum.queue_samples(queue, entry))
         reading.reserved = _as_int(entry.get("messages_unacknowledged"))
         reading.consumers = _as_int(entry.get("consumers"))
         utilisation = _as_float(entry.get("consumer_utilisation"))
@@ -352,7 +383,9 @@ class RabbitMQInspector(Inspector):
                 snapshot.declare_levels(queue, levels_most_urgent_first)
             ready = _as_int(entry.get("messages_ready"))
             if ready is None:
-                return  # stats not in yet (queue just declared, or the node is busy)
+                # Stats not in yet (queue just declared, or the node is busy): read it by AMQP.
+                self._stats_pending.append(queue)
+                return
             # A non-empty queue's head is the next message: stamped or not, as its timestamp says.
             unstamped = (head is None) if ready > 0 and head_known else None
             snapshot.levels.append(LevelReading(queue, None, ready, head_age, unstamped))
@@ -368,6 +401,11 @@ class RabbitMQInspector(Inspector):
             # Only the head level's message is inspected (head_message_timestamp is its stamp).
             unstamped = (head is None) if at_head and head_known else None
             snapshot.levels.append(LevelReading(queue, priority, count, age, unstamped))
+        returned = _as_int(entry.get("messages_ready_returned"))
+        if returned is not None:
+            # Quorum queues (4.0+) count requeued messages in neither high nor normal and serve
+            # them first; a level of their own, never declared, so urgency ignores it.
+            snapshot.levels.append(LevelReading(queue, quorum.RETURNED_LEVEL, returned))
         snapshot.declare_levels(queue, most_urgent_first)
 
     # --- AMQP -------------------------------------------------------------------------------

@@ -24,4 +24,14 @@ OPTIONS = (
         "--management-api",
         "MANAGEMENT_API",
     ),
+    Option(
+        "delayed_delivery_prefix",
+        values.TEXT,
+        "",
+        "the prefix of Celery's native delayed delivery queues ({prefix}_celery_delayed_N, "
+        "kombu >= 5.7); they are exported as scheduled messages, never as work queues "
+        "(default: none, celery_delayed_0..27)",
+        "--delayed-delivery-prefix",
+        "DELAYED_DELIVERY_PREFIX",
+    ),
 )
