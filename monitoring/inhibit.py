@@ -37,6 +37,8 @@ INSPECTION_ALERTS = (
     "CeleryPriorityStarvation",
     "CeleryReservedNearVisibilityTimeout",
     "CeleryReservationsOrphaned",
+    "CeleryTaskRedeliveredRepeatedly",
+    "CeleryDeliveryLimitWithoutDeadLetter",
 )
 
 

@@ -115,6 +115,8 @@ INSPECTION_ALERTS = [
     "CeleryPriorityStarvation",
     "CeleryReservedNearVisibilityTimeout",
     "CeleryReservationsOrphaned",
+    "CeleryTaskRedeliveredRepeatedly",
+    "CeleryDeliveryLimitWithoutDeadLetter",
 ]
 
 
@@ -137,7 +139,7 @@ def test_inhibition_rules_exporter_down_per_instance_broker_down_for_inspection_
             },
         ]
     }
-    assert len(others) == len(ALERTS) - 1 == 19
+    assert len(others) == len(ALERTS) - 1 == 21
     custom = copy.deepcopy(config)
     custom["alerts"]["CeleryQueueBacklogHigh"]["enabled"] = False
     custom["alerts"]["CeleryExporterDown"]["enabled"] = False
@@ -385,7 +387,7 @@ def test_durations_parse_and_format_like_prometheus():
 def test_promtool_check_rules_accepts_the_plain_rule_file():
     done = run_promtool("check", "rules", str(RULE_FILE))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 27 rules found" in done.stdout
+    assert "SUCCESS: 29 rules found" in done.stdout
 
 
 def test_promtool_check_rules_accepts_the_prometheusrule_spec(tmp_path):
@@ -394,7 +396,7 @@ def test_promtool_check_rules_accepts_the_prometheusrule_spec(tmp_path):
     spec.write_text(yaml.safe_dump(obj["spec"], sort_keys=False), encoding="utf-8")
     done = run_promtool("check", "rules", str(spec))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 27 rules found" in done.stdout
+    assert "SUCCESS: 29 rules found" in done.stdout
 
 
 def test_promtool_unit_tests_pass():

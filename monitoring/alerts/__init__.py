@@ -12,13 +12,20 @@ from types import ModuleType
 from typing import Any
 
 from ..promql import Rule
-from . import exporter_broker, priorities, queues, tasks, workers
+from . import exporter_broker, priorities, queues, redeliveries, tasks, workers
 from .base import AlertDefinition, runbook_url
 
 __all__ = ["ALERTS", "GROUP", "AlertDefinition", "alert_rules", "group", "runbook_url"]
 
 GROUP = "celery-queue-exporter.alerts"
-MODULES: tuple[ModuleType, ...] = (exporter_broker, queues, workers, tasks, priorities)
+MODULES: tuple[ModuleType, ...] = (
+    exporter_broker,
+    queues,
+    workers,
+    tasks,
+    priorities,
+    redeliveries,
+)
 
 
 def _collect(modules: tuple[ModuleType, ...]) -> dict[str, AlertDefinition]:
