@@ -11,6 +11,7 @@ wait for the expected figures rather than sleeping.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -260,3 +261,60 @@ def test_countdown_tasks_are_scheduled_messages_not_a_waiting_queue(
         if name.startswith("celery_queue_") and "queue" in dict(labels)
     }
     assert watched == {queue}
+
+
+# --- classic priority queues ---------------------------------------------------------------
+
+
+def head_ages(samples: dict) -> dict[str | None, float]:
+    return {
+        dict(labels).get("priority"): value
+        for labels, value in samples_named(
+            samples, "celery_queue_oldest_message_age_seconds"
+        ).items()
+        if dict(labels)["queue"] == "prio"
+    }
+
+
+#: A classic x-max-priority 9 queue holding 2 messages at 0 stamped 100 s ago, 1 at 5 and 1 at 9
+#: stamped 10 s ago: what each generation reports (depths; the age series; lower-bound flag).
+PRIORITY_EXPECTED = {
+    # 3.10: per-level counts (backing_queue_status); the age on the head level 9 only.
+    "rabbitmq-3": (
+        {str(p): {0: 2.0, 5: 1.0, 9: 1.0}.get(p, 0.0) for p in range(10)},
+        "9",
+        None,
+    ),
+    # 4.0: one total; the age is the head of the most urgent level, flagged a lower bound.
+    "rabbitmq-4": ({None: 4.0}, None, 1.0),
+}
+
+
+def test_classic_priority_queue_depths_and_age_per_generation(
+    rabbitmq_generation, generation_vhost
+):
+    url = rabbitmq_generation.url(generation_vhost)
+    now = int(time.time())
+    with amqp(url) as channel:
+        channel.queue_declare("prio", arguments={"x-max-priority": 9})
+        for priority, stamp in ((0, now - 100), (0, now - 100), (5, now - 10), (9, now - 10)):
+            properties = pika.BasicProperties(priority=priority, timestamp=stamp)
+            channel.basic_publish("", "prio", b"{}", properties)
+    levels, age_level, lower_bound = PRIORITY_EXPECTED[rabbitmq_generation.name]
+    exporter = exporter_for(rabbitmq_generation, generation_vhost)
+    try:
+        samples = scrape_until(
+            exporter,
+            lambda s: depth_by_level(s, "prio") == levels and list(head_ages(s)) == [age_level],
+            what=f"depths {levels} and an age at level {age_level}",
+        )
+    finally:
+        exporter.close()
+    ages = head_ages(samples)
+    assert list(ages) == [age_level]
+    # The head of level 9 (stamped 10 s ago), never the 100 s old messages at level 0.
+    assert 10 <= ages[age_level] < 100
+    flag = sample_value(
+        samples, "celery_queue_oldest_message_age_lower_bound", broker="rmq", queue="prio"
+    )
+    assert flag == lower_bound

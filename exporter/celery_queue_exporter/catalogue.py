@@ -392,6 +392,20 @@ SCHEDULED_MESSAGES = _spec(
     ("rabbitmq",),
 )
 
+QUEUE_OLDEST_AGE_LOWER_BOUND = _spec(
+    "celery_queue_oldest_message_age_lower_bound",
+    "gauge",
+    ("broker", "queue"),
+    "1 when the queue's celery_queue_oldest_message_age_seconds (the series without priority) "
+    "is only a lower bound of its oldest message's age: a RabbitMQ classic priority queue on "
+    "3.12.7+ / 4.x, where the API gives neither per-level counts nor the oldest message, only "
+    "head_message_timestamp, the head of the most urgent non-empty level. Older messages may "
+    "wait at less urgent levels. No series: the age is the oldest message's (or there is none).",
+    "exact",
+    "RabbitMQ: management API x-max-priority and the absence of per-level counts.",
+    ("rabbitmq",),
+)
+
 #: RabbitMQ 4 facts (issue 23). Kept apart from QUEUE_METRICS: the dashboards do not chart
 #: them yet (the queue dashboards' coverage test reads QUEUE_METRICS).
 RABBITMQ4_METRICS: tuple[MetricSpec, ...] = (
@@ -400,6 +414,7 @@ RABBITMQ4_METRICS: tuple[MetricSpec, ...] = (
     QUEUE_DEAD_LETTER_CONFIGURED,
     QUEUE_TYPE,
     SCHEDULED_MESSAGES,
+    QUEUE_OLDEST_AGE_LOWER_BOUND,
 )
 
 #: How fresh each broker's reading is (issue 12/13: shared and deadline-bound inspections).

@@ -30,8 +30,9 @@ import pika
 import pika.exceptions
 import requests
 
+from ... import catalogue as cat
 from ...config.urls import bracket, redact_url
-from ...snapshot import BrokerSnapshot, LevelReading, select_queues
+from ...snapshot import BrokerSnapshot, ExtraSample, LevelReading, select_queues
 from ..base import Inspector
 from ..celery_layout import is_internal_queue
 from ..peer_deadline import Deadline
@@ -389,6 +390,9 @@ class RabbitMQInspector(Inspector):
             # A non-empty queue's head is the next message: stamped or not, as its timestamp says.
             unstamped = (head is None) if ready > 0 and head_known else None
             snapshot.levels.append(LevelReading(queue, None, ready, head_age, unstamped))
+            if head_age is not None and reading.max_priority:
+                # The head of the most urgent non-empty level, not the oldest message: say so.
+                snapshot.extra.append(ExtraSample(cat.QUEUE_OLDEST_AGE_LOWER_BOUND, (queue,), 1.0))
             return
         counts, most_urgent_first = levels
         # head_message_timestamp is the head of the next message to be delivered: the head
