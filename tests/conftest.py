@@ -21,10 +21,11 @@ import pytest
 
 # One copy, in testsupport/, shared with the benchmarks; test modules import these names from
 # conftest. wait_until is the tests' name for testsupport's wait_for (AssertionError on timeout).
-from testsupport.brokers import RABBITMQ_4, RABBITMQ_GENERATIONS, RabbitMQGeneration
+from testsupport.brokers import RABBITMQ_4, RABBITMQ_GENERATIONS, RabbitMQGeneration, Redis8Server
 from testsupport.net import free_port, port_open  # noqa: F401 - re-exported
 from testsupport.rabbitmq import create_vhost, delete_vhost
 from testsupport.redis_server import RedisServer
+from testsupport.waiting import ServiceError
 from testsupport.waiting import wait_for as wait_until  # noqa: F401 - re-exported
 
 pytest_plugins = ["skip_summary"]  # a local run that skipped says so last (tests/skip_summary.py)
@@ -55,6 +56,27 @@ def redis_server() -> Iterator[RedisServer]:
         missing_service("redis-server is not installed")
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(params=["redis-7", "redis-8"])
+def redis_generation_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A fresh private redis-server of each generation in turn: 7.0 (Debian 12's) and 8.0
+    (Debian 13's, from the root scripts/debian13-brokers.sh sets up)."""
+    if request.param == "redis-7":
+        if shutil.which("redis-server") is None:
+            missing_service("redis-server is not installed")
+        server: RedisServer = RedisServer()
+    else:
+        server = Redis8Server()
+    try:
+        server.start()
+    except ServiceError as exc:
+        server.close()
+        missing_service(str(exc))
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 # --- RabbitMQ ---------------------------------------------------------------------------------

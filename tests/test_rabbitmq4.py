@@ -27,7 +27,7 @@ from exporter_helpers import build_exporter, scrape
 from kombu import Exchange, Queue
 
 from celery_queue_exporter.brokers.rabbitmq.delayed import DELAY_BITS, band_label
-from testsupport.brokers import RabbitMQGeneration
+from testsupport.brokers import RabbitMQGeneration, Redis8Server
 from testsupport.rabbitmq import pika_url
 
 pytestmark = pytest.mark.rabbitmq
@@ -362,3 +362,16 @@ def test_prefixed_delay_queues_follow_the_configured_prefix(rabbitmq4, generatio
     finally:
         unprefixed.close()
     assert watched == {f"app1_celery_delayed_{level}" for level in range(DELAY_BITS)}
+
+
+def test_each_generation_is_the_version_it_stands_for(rabbitmq_generation, redis_generation_server):
+    """The fixtures' names are the versions the tests claim to cover (Debian 12: 3.10 and 7.0;
+    Debian 13: 4.0 and 8.0)."""
+    rabbit = {"rabbitmq-3": "3.10.", "rabbitmq-4": "4.0."}[rabbitmq_generation.name]
+    assert rabbitmq_generation.version().startswith(rabbit)
+    info = redis_generation_server.client().info("server")
+    assert str(info["redis_version"]).split(".")[0] in {"7", "8"}
+    if isinstance(redis_generation_server, Redis8Server):
+        assert str(info["redis_version"]).startswith("8.0.")
+    else:
+        assert str(info["redis_version"]).startswith("7.0.")
