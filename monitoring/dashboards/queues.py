@@ -40,6 +40,7 @@ from .promql import (
     selector,
     unknown_priority,
 )
+from .rabbitmq4 import redeliveries_and_scheduled
 from .settings import Settings
 
 SLUG = "queues"
@@ -519,6 +520,7 @@ def build(s: Settings) -> Json:
         overview(s),
         depth(s),
         reserved_work_and_consumers(s),
+        redeliveries_and_scheduled(s),
         brokers_side_by_side(s),
         exporter_and_brokers(s),
         queue_summary(s),
