@@ -305,7 +305,8 @@ class RabbitMQInspector(Inspector):
                 f"{self.where}: management API {api} answered an unexpected document"
             )
         snapshot = self._snapshot_from_entries(entries)
-        if self._stats_pending:
+        # Not in "always" mode: the user allowed the API only, never AMQP.
+        if self._stats_pending and self.config.management == "auto":
             self._read_pending(snapshot, deadline)
         return snapshot
 
