@@ -45,7 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from celery_queue_exporter.brokers.redis.events import RedisEventConsumer  # noqa: E402
 from celery_queue_exporter.brokers.redis.priority import step_levels  # noqa: E402
-from celery_queue_exporter.config import BrokerConfig, EventSettings  # noqa: E402
+from celery_queue_exporter.config import EventSettings  # noqa: E402
+from celery_queue_exporter.config.brokers import new_broker  # noqa: E402
 from celery_queue_exporter.events.tracker import EventTracker  # noqa: E402
 from testsupport.redis_server import RedisServer  # noqa: E402
 from testsupport.waiting import ServiceError  # noqa: E402
@@ -176,7 +177,7 @@ def thread_cpu(thread) -> float | None:
 
 def ingestion(port: int, rate: int, seconds: float, publishers: int, batch: int,
               consumer_cpu: int, other_cpus: set[int]) -> dict:  # fmt: skip
-    broker = BrokerConfig(name="bench", url=f"redis://127.0.0.1:{port}/0")
+    broker = new_broker(name="bench", url=f"redis://127.0.0.1:{port}/0")
     tracker = EventTracker("bench", EventSettings(), priority_level=step_levels())
     consumer = RedisEventConsumer(broker, tracker)
     consumer.start()

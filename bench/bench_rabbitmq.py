@@ -32,9 +32,11 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.timing import median_seconds  # noqa: E402
-from celery_queue_exporter.brokers.rabbitmq.inspector import MANAGEMENT_COLUMNS, RabbitMQInspector  # noqa: E402
+from celery_queue_exporter.brokers.rabbitmq.inspector import RabbitMQInspector  # noqa: E402
+from celery_queue_exporter.brokers.rabbitmq.management import MANAGEMENT_COLUMNS  # noqa: E402
 from celery_queue_exporter.cli import Exporter  # noqa: E402
 from celery_queue_exporter.config import BrokerConfig, ExporterConfig  # noqa: E402
+from celery_queue_exporter.config.brokers import new_broker  # noqa: E402
 from testsupport.rabbitmq import delete_rabbitmq_objects, pika_url  # noqa: E402
 from testsupport.redis_server import RedisServer  # noqa: E402
 
@@ -93,7 +95,7 @@ def exporter_for(brokers: list[BrokerConfig]) -> Exporter:
 
 
 def rabbit(names: list[str], management: str) -> BrokerConfig:
-    return BrokerConfig(
+    return new_broker(
         name="rabbit", url=AMQP_URL, queues=names, discover_queues=False, management=management
     )
 
@@ -107,7 +109,7 @@ def run(queues: int, repeat: int) -> None:
         vhost_size = wait_for_stats(names)
         client = redis_server.client()
         fill_redis(client, names)
-        redis_broker = BrokerConfig(
+        redis_broker = new_broker(
             name="redis", url=redis_server.url, queues=names,
             discover_queues=False,
         )  # fmt: skip

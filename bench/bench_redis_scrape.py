@@ -1,12 +1,18 @@
-"""Benchmark: scrape latency for 1,000 queues x 10 priority levels on Redis (10,000 keys).
+"""Benchmark: scrape cost for 1,000 (or --queues) queues x 10 priority levels on Redis.
 
 Not a test: it prints figures. Starts a private redis-server on a spare port, fills it the way
-kombu does (priority_steps 0..9, sep ':'), 10% of the keys non-empty, and measures, in the same
-run and process:
+kombu does (priority_steps 0..9, sep ':'), one non-empty level per queue (1 to 5 stamped
+messages), and measures, interleaved in one run and process (so machine load hits every
+figure alike), medians of --repeat rounds:
 
-* floor:   one bare pipelined LLEN of the same 10,000 keys with redis-py;
-* inspect: the exporter's Redis inspection (depth pipeline + head messages + reserved work);
-* scrape:  a full /metrics exposition over HTTP (inspection plus rendering ~30,000 series).
+* floor:     one EVAL_RO returning the length of every key (the broker's own cost);
+* own script: the exporter's Lua script (lengths plus the head of every non-empty level);
+* inspect:   the exporter's Redis inspection;
+* scrape:    a full /metrics over HTTP, plain and gzip;
+* 50 concurrent scrapes (gzip) against one scrape, with renders counted;
+* the body's size, plain and gzip;
+* anchors: redis_exporter and celery-exporter on the same Redis, when on PATH (says so when
+  not).
 
 Usage: .venv/bin/python bench/bench_redis_scrape.py [--queues 1000] [--repeat 30]
 """
@@ -14,45 +20,92 @@ Usage: .venv/bin/python bench/bench_redis_scrape.py [--queues 1000] [--repeat 30
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
+import os
+import shutil
+import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
-import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.timing import median_seconds  # noqa: E402
-from celery_queue_exporter.brokers.redis.inspector import RedisInspector  # noqa: E402
+from celery_queue_exporter.brokers.redis.inspector import LEVELS_SCRIPT, RedisInspector  # noqa: E402
 from celery_queue_exporter.cli import Exporter  # noqa: E402
-from celery_queue_exporter.config import BrokerConfig, ExporterConfig  # noqa: E402
+from celery_queue_exporter.config import ExporterConfig  # noqa: E402
+from celery_queue_exporter.config.brokers import new_broker  # noqa: E402
 from celery_queue_exporter.server import MetricsServer  # noqa: E402
+from testsupport.http import connect, exchange, read_response, request_bytes  # noqa: E402
+from testsupport.net import free_port, port_open  # noqa: E402
 from testsupport.redis_server import RedisServer  # noqa: E402
 from testsupport.waiting import ServiceError  # noqa: E402
 
 STEPS = list(range(10))
 
 
-def fill(client: redis.Redis, queues: list[str]) -> int:
-    message = {
-        "body": "W1tdLCB7fSwge31d",
-        "headers": {"task": "bench.task", "id": "x", "celery_queue_exporter_enqueued_at": 0},
-        "properties": {"priority": 0, "delivery_tag": "t"},
-    }
-    filled = 0
+FLOOR_SCRIPT = "local r = {} for i, k in ipairs(KEYS) do r[i] = redis.call('LLEN', k) end return r"
+CONCURRENT = 50
+
+
+def fill_stamped(client: redis.Redis, queues: list[str]) -> int:
+    """One non-empty level per queue, 1 to 5 stamped messages with a distinct head."""
+    now = time.time()
     with client.pipeline(transaction=False) as pipe:
-        for q_index, queue in enumerate(queues):
-            for step in STEPS:
-                if (q_index * 10 + step) % 10 == q_index % 10:  # 10% of keys, spread over levels
-                    key = queue if step == 0 else f"{queue}:{step}"
-                    message["headers"]["enqueued_at"] = time.time()
-                    for _ in range(1 + q_index % 5):
-                        pipe.lpush(key, json.dumps(message))
-                    filled += 1
+        for index, queue in enumerate(queues):
+            step = index % 10
+            key = queue if step == 0 else f"{queue}:{step}"
+            message = {
+                "body": "W1tdLCB7fSwge31d",
+                "headers": {"task": "bench.task", "id": queue, ENQUEUED: now},
+                "properties": {"priority": step, "delivery_tag": queue},
+            }
+            pipe.lpush(key, *[json.dumps(message)] * (1 + index % 5))
         pipe.execute()
-    return filled
+    return len(queues)
+
+
+ENQUEUED = "celery_queue_exporter_enqueued_at"
+
+
+def concurrent_scrapes(port: int, count: int) -> float:
+    """Seconds until ``count`` gzip scrapes sent at once are all answered."""
+    sockets = [connect(port) for _ in range(count)]
+    started = time.perf_counter()
+    for sock in sockets:
+        sock.sendall(request_bytes("GET", "/metrics", {"Accept-Encoding": "gzip"}))
+    for sock in sockets:
+        assert read_response(sock).status == 200
+    return time.perf_counter() - started
+
+
+def anchor(command: list[str], port: int, url: str) -> tuple[float, int] | None:
+    """Median seconds and body bytes of another exporter's /metrics, or None when it is not
+    installed."""
+    if shutil.which(command[0]) is None:
+        return None
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not port_open(port):
+            if time.monotonic() > deadline or process.poll() is not None:
+                return None
+            time.sleep(0.2)
+        path = url.split(str(port), 1)[1]
+        exchange(port, "GET", path)  # warm-up
+        times = []
+        for _ in range(10):
+            started = time.perf_counter()
+            body = exchange(port, "GET", path, {"Accept-Encoding": "identity"}).body
+            times.append(time.perf_counter() - started)
+        return statistics.median(times), len(body)
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def main() -> int:
@@ -70,59 +123,96 @@ def main() -> int:
     try:
         client = server.client()
         queues = [f"queue-{i:04d}" for i in range(args.queues)]
-        non_empty = fill(client, queues)
+        non_empty = fill_stamped(client, queues)
         keys = [q if s == 0 else f"{q}:{s}" for q in queues for s in STEPS]
-
-        def floor() -> None:
-            with client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.llen(key)
-                pipe.execute()
-
-        url = server.url
-        broker = BrokerConfig(
-            name="bench",
-            url=url,
-            queues=queues,
-            discover_queues=False,
-            priority_steps=STEPS,
-            sep=":",
-        )
+        broker = new_broker(
+            name="bench", url=server.url, queues=queues, discover_queues=False,
+            priority_steps=STEPS, sep=":",
+        )  # fmt: skip
         inspector = RedisInspector(broker)
         exporter = Exporter(ExporterConfig(brokers=[broker], host="127.0.0.1", port=0))
         http = MetricsServer(exporter.registry, exporter.config)
         http.start()
-        session = requests.Session()
-        metrics_url = f"http://127.0.0.1:{http.port}/metrics"
 
-        def scrape() -> None:
-            response = session.get(metrics_url, timeout=30)
-            response.raise_for_status()
+        def get(encoding: str) -> bytes:
+            """A scrape with a lean client (raw socket, 64 KiB reads): what is timed is the
+            exporter, not an HTTP library's reading of megabytes."""
+            response = exchange(http.port, "GET", "/metrics", {"Accept-Encoding": encoding})
+            assert response.status == 200
+            return response.body
 
-        floor_s = median_seconds(floor, args.repeat)
-        inspect_s = median_seconds(inspector.inspect, args.repeat)
-        scrape_s = median_seconds(scrape, args.repeat)
-        series = session.get(metrics_url, timeout=30).text.count("\ncelery_")
+        measures: dict[str, Callable[[], object]] = {
+            "floor: one EVAL_RO of all lengths": lambda: client.eval_ro(
+                FLOOR_SCRIPT, len(keys), *keys
+            ),
+            "the exporter's own Lua script": lambda: client.eval_ro(
+                LEVELS_SCRIPT, len(keys), *keys
+            ),
+            "exporter inspection": inspector.inspect,
+            "full HTTP scrape, plain": lambda: get("identity"),
+            "full HTTP scrape, gzip": lambda: get("gzip"),
+        }
+        for fn in measures.values():
+            fn()  # warm-up: connections, caches
+        times: dict[str, list[float]] = {name: [] for name in measures}
+        for _ in range(args.repeat):
+            for name, fn in measures.items():
+                started = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - started)
+        renderer = getattr(http.routes, "renderer", None)  # None: code before issue 25
+        renders_before = renderer.renders if renderer else 0
+        burst = [concurrent_scrapes(http.port, CONCURRENT) for _ in range(5)]
+        renders = f"{(renderer.renders - renders_before) / 5:g}" if renderer else "not counted"
+        plain = get("identity")
+        series = plain.count(b"\ncelery_")
+        zipped = len(gzip.compress(plain, compresslevel=1))
         http.stop()
         exporter.close()
         inspector.close()
+        anchors = {
+            "redis_exporter": anchor(
+                [
+                    "redis_exporter",
+                    "--redis.addr",
+                    server.url,
+                    "--web.listen-address",
+                    f"127.0.0.1:{(p := free_port())}",
+                    "--check-keys",
+                    "queue-*",
+                ],
+                p,
+                f"http://127.0.0.1:{p}/metrics",
+            ),  # fmt: skip
+            "celery-exporter": anchor(
+                ["celery-exporter", "--broker-url", server.url, "--port", str(q := free_port())],
+                q,
+                f"http://127.0.0.1:{q}/metrics",
+            ),  # fmt: skip
+        }
     finally:
         server.close()
 
+    floor = statistics.median(times["floor: one EVAL_RO of all lengths"])
     print(
-        f"keys: {len(keys)} ({args.queues} queues x {len(STEPS)} levels), "
-        f"non-empty: {non_empty}, celery_* series per scrape: {series}, repeats: {args.repeat}"
+        f"keys: {len(keys)} ({args.queues} queues x {len(STEPS)} levels), non-empty: {non_empty}, "
+        f"celery_* series: {series}, body: {len(plain):,} bytes plain, {zipped:,} gzip; "
+        f"repeats: {args.repeat} interleaved; load average: {os.getloadavg()[0]:.1f}"
     )
-    print(f"{'measure':<34} {'median ms':>10} {'min ms':>8} {'p90 ms':>8} {'x floor':>8}")
-    for label, (median, low, p90) in (
-        ("floor: bare pipelined LLEN", floor_s),
-        ("exporter inspection", inspect_s),
-        ("full HTTP scrape (/metrics)", scrape_s),
-    ):
-        print(
-            f"{label:<34} {median * 1000:>10.1f} {low * 1000:>8.1f} {p90 * 1000:>8.1f} "
-            f"{median / floor_s[0]:>8.2f}"
-        )
+    print(f"{'measure':<44} {'median ms':>10} {'min ms':>8} {'x floor':>8}")
+    rows = [(name, statistics.median(ts), min(ts)) for name, ts in times.items()]
+    one = statistics.median(times["full HTTP scrape, gzip"])
+    rows.append((f"{CONCURRENT} concurrent gzip scrapes ({renders} renders)",
+                 statistics.median(burst), min(burst)))  # fmt: skip
+    for name, median, low in rows:
+        print(f"{name:<44} {median * 1000:>10.1f} {low * 1000:>8.1f} {median / floor:>8.2f}")
+    print(f"{CONCURRENT} concurrent scrapes / one scrape: {statistics.median(burst) / one:.2f}x")
+    for name, result in anchors.items():
+        if result is None:
+            print(f"anchor {name}: not installed (not on PATH), not measured")
+        else:
+            print(f"anchor {name}: median {result[0] * 1000:.1f} ms ({result[0] / floor:.2f}x "
+                  f"floor), body {result[1]:,} bytes")  # fmt: skip
     return 0
 
 

@@ -39,6 +39,15 @@ INSPECTION_ALERTS = (
     "CeleryReservationsOrphaned",
     "CeleryTaskRedeliveredRepeatedly",
     "CeleryDeliveryLimitWithoutDeadLetter",
+    # Broker pressure (monitoring/alerts/broker_pressure.py): read by the same inspection.
+    "CeleryRedisEvictionPolicyRisky",
+    "CeleryRedisKeysEvicted",
+    "CeleryRedisOutOfMemory",
+    "CeleryRedisMessagesLost",
+    "CeleryRabbitMQResourceAlarm",
+    "CeleryRabbitMQPartitioned",
+    "CeleryRabbitMQNodeDown",
+    "CeleryRabbitMQNodeNearLimit",
 )
 
 

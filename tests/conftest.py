@@ -1,49 +1,36 @@
-"""Shared test fixtures: real services, started privately where a test must own them.
+"""Shared test fixtures and hooks (helpers live in the testsupport package, never here).
 
 Rules every test follows:
 * Redis tests run against private ``redis-server`` processes on spare ports (started here), so
   tests can stop them, read their command statistics, and never disturb the machine's Redis.
-* RabbitMQ tests use the machine's node on 127.0.0.1:5672 with unique queue names, and start a
-  private node on spare ports when they need to stop one.
+* RabbitMQ tests use the machine's node on 127.0.0.1:5672 in a vhost of their own (or with
+  unique queue names), and start a private node on spare ports when they need to stop one.
 * In CI (``CI=true``) a missing service fails the test; locally it skips with the reason and
-  the command that sets it up.
+  the command that sets it up (testsupport.services.missing_service).
+* Every test needing more than this process carries a tier marker (testsupport/tiers.py);
+  ``pytest --fast`` runs the others.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-# One copy, in testsupport/, shared with the benchmarks; test modules import these names from
-# conftest. wait_until is the tests' name for testsupport's wait_for (AssertionError on timeout).
 from testsupport.brokers import RABBITMQ_4, RABBITMQ_GENERATIONS, RabbitMQGeneration, Redis8Server
-from testsupport.net import free_port, port_open  # noqa: F401 - re-exported
-from testsupport.rabbitmq import create_vhost, delete_vhost
+from testsupport.net import port_open
+from testsupport.rabbitmq import RABBITMQ_URL, create_vhost, delete_vhost
 from testsupport.redis_server import RedisServer
+from testsupport.services import missing_service
 from testsupport.waiting import ServiceError
-from testsupport.waiting import wait_for as wait_until  # noqa: F401 - re-exported
 
-pytest_plugins = ["skip_summary"]  # a local run that skipped says so last (tests/skip_summary.py)
-
-ROOT = Path(__file__).resolve().parent.parent
-SETUP_HINT = "run `bash scripts/bootstrap.sh` (installs and starts the services), then pytest"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-def missing_service(reason: str) -> None:
-    """Fail in CI, skip locally, always saying why and how to fix it."""
-    message = f"{reason}; {SETUP_HINT}"
-    if in_ci():
-        pytest.fail(f"CI: required service missing: {message}", pytrace=False)
-    pytest.skip(message)
+pytest_plugins = [
+    "testsupport.tiers",  # the markers' tiers and --fast (its guard)
+    "testsupport.xdist_groups",  # xdist_group marks under pytest 9.2 (see the module)
+    "testsupport.skip_summary",  # a local run that skipped says so last
+]
 
 
 # --- Redis ------------------------------------------------------------------------------------
@@ -80,9 +67,6 @@ def redis_generation_server(request: pytest.FixtureRequest) -> Iterator[RedisSer
 
 
 # --- RabbitMQ ---------------------------------------------------------------------------------
-
-
-RABBITMQ_URL = os.environ.get("CQE_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
 @pytest.fixture
@@ -139,26 +123,3 @@ def generation_vhost(rabbitmq_generation: RabbitMQGeneration) -> Iterator[str]:
 def unique_name() -> str:
     """A queue/prefix name no other test (or concurrent run) uses."""
     return f"cqe-test-{uuid.uuid4().hex[:10]}"
-
-
-# --- scraping ---------------------------------------------------------------------------------
-
-
-def parse_exposition(text: str) -> dict[tuple[str, frozenset], float]:
-    """Samples of a text exposition keyed by (sample name, frozenset of label pairs)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    samples: dict[tuple[str, frozenset], float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def sample_value(samples: dict, name: str, **labels: str) -> float | None:
-    """The value of the one sample with exactly these labels, or None."""
-    return samples.get((name, frozenset(labels.items())))
-
-
-def samples_named(samples: dict, name: str) -> dict[frozenset, float]:
-    return {labels: value for (sample, labels), value in samples.items() if sample == name}

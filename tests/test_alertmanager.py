@@ -17,10 +17,13 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from conftest import ROOT, free_port, missing_service, wait_until
 
 from monitoring import generate
+from testsupport.net import free_port
+from testsupport.paths import ROOT
 from testsupport.processes import stop_process
+from testsupport.services import missing_service
+from testsupport.waiting import wait_for
 
 INHIBIT_RULES = ROOT / generate.INHIBIT_RULES_FILE
 JOB = "celery-queue-exporter"
@@ -56,6 +59,7 @@ def amtool_check(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.prometheus
 def test_amtool_accepts_a_config_embedding_the_generated_inhibition_rules(tmp_path):
     done = amtool_check(write_config(tmp_path, INHIBIT_RULES.read_text(encoding="utf-8")))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -63,6 +67,7 @@ def test_amtool_accepts_a_config_embedding_the_generated_inhibition_rules(tmp_pa
     assert " - 2 inhibit rules" in done.stdout, done.stdout
 
 
+@pytest.mark.prometheus
 def test_amtool_refuses_a_broken_inhibition_rule(tmp_path):
     """The check above is a real one: a malformed matcher is refused."""
     broken = INHIBIT_RULES.read_text(encoding="utf-8").replace(
@@ -105,7 +110,7 @@ def alertmanager(tmp_path) -> Iterator[str]:
             return False
 
     try:
-        wait_until(ready, timeout=30, what="alertmanager ready")
+        wait_for(ready, timeout=30, what="alertmanager ready")
         yield f"{base}/api/v2"
     finally:
         stop_process(process)
@@ -128,6 +133,7 @@ def key(labels: dict[str, str]) -> tuple[str, ...]:
     )
 
 
+@pytest.mark.prometheus
 def test_exporter_down_and_broker_down_inhibit_exactly_what_they_make_meaningless(alertmanager):
     a, b, c = "exporter-a:9818", "exporter-b:9818", "exporter-c:9818"
     posted = [
@@ -158,7 +164,7 @@ def test_exporter_down_and_broker_down_inhibit_exactly_what_they_make_meaningles
             return None
         return {key(a["labels"]): a for a in found}
 
-    got = wait_until(statuses, timeout=30, what="all alerts, with inhibitions applied")
+    got = wait_for(statuses, timeout=30, what="all alerts, with inhibitions applied")
     fingerprint = {name: a["fingerprint"] for name, a in got.items()}
     inhibited_by = {name: a["status"]["inhibitedBy"] for name, a in got.items()}
     states = {name: a["status"]["state"] for name, a in got.items()}

@@ -7,10 +7,10 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from conftest import ROOT
 
 from monitoring import config as mconfig
 from monitoring import generate
+from testsupport.paths import ROOT
 
 RUNBOOKS = ROOT / "docs" / "runbooks"
 SECTIONS = ("Meaning", "Impact", "Diagnosis", "Mitigation")

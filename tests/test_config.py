@@ -7,17 +7,14 @@ import sys
 import textwrap
 
 import pytest
-from conftest import ROOT, sample_value
-from exporter_helpers import build_exporter, scrape
 
-from celery_queue_exporter.config import (
-    DEFAULT_PORT,
-    ConfigError,
-    build_parser,
-    default_broker_name,
-    load_config,
-    redact_url,
-)
+from celery_queue_exporter.config import DEFAULT_PORT, ConfigError, redact_url
+from celery_queue_exporter.config.brokers import default_broker_name
+from celery_queue_exporter.config.load import load_config
+from celery_queue_exporter.config.parser import build_parser
+from testsupport.exporter import build_exporter, scrape
+from testsupport.exposition import sample_value
+from testsupport.paths import ROOT
 
 #: Every flag the exporter has had since before options were declared in one place.
 FLAGS = [
@@ -70,6 +67,13 @@ PRODUCTION_FLAGS = [
 ONCALL_FLAGS = ["--events-state-file", "--events-worker-offline-grace", "--urgency-memory"]
 #: Issue 23: the prefix of Celery's native delayed delivery queues (kombu >= 5.7).
 RABBITMQ4_FLAGS = ["--delayed-delivery-prefix"]
+#: Flags added for the series budget and the bounded state file (issue 24).
+HARDENING_FLAGS = [
+    "--events-max-label-length",
+    "--events-max-series-per-family",
+    "--events-max-event-samples",
+    "--events-state-file-max-bytes",
+]
 
 
 def write(tmp_path, text: str):
@@ -140,9 +144,13 @@ def test_file_brokers_carry_transport_options_and_queues(tmp_path):
     )
     (broker,) = load_config(["--config", config_file], environ={}).brokers
     assert broker.queues == ["a", "b"] and broker.discover_queues is False
-    assert broker.priority_steps == list(range(10))
-    assert (broker.sep, broker.global_keyprefix, broker.visibility_timeout) == (":", "t1:", 120.0)
-    assert broker.reserved_sample_size == 50
+    assert broker.options.priority_steps == list(range(10))
+    assert (
+        broker.options.sep,
+        broker.options.global_keyprefix,
+        broker.options.visibility_timeout,
+    ) == (":", "t1:", 120.0)
+    assert broker.options.reserved_sample_size == 50
 
 
 @pytest.mark.parametrize(
@@ -197,6 +205,7 @@ def test_file_brokers_carry_transport_options_and_queues(tmp_path):
         ),
     ],
 )
+@pytest.mark.subprocess
 def test_bad_input_names_the_field_and_exits_2(tmp_path, args, file_text, message):
     argv = list(args)
     if file_text is not None:
@@ -251,6 +260,7 @@ def test_passwords_never_appear_in_errors_names_or_reprs():
     )
 
 
+@pytest.mark.redis
 def test_password_from_env_and_file_reach_a_password_protected_redis(redis_server, tmp_path):
     secret = "pw-for-test"
     redis_server.client().config_set("requirepass", secret)
@@ -289,6 +299,7 @@ def test_password_from_env_and_file_reach_a_password_protected_redis(redis_serve
         )
 
 
+@pytest.mark.redis
 def test_celery_app_supplies_broker_transport_options_and_queues(
     redis_server, tmp_path, monkeypatch
 ):
@@ -314,9 +325,13 @@ def test_celery_app_supplies_broker_transport_options_and_queues(
     monkeypatch.syspath_prepend(str(tmp_path))
     config = load_config(["--celery-app", "cqe_user_app:app"], environ={})
     (broker,) = config.brokers
-    assert broker.url == redis_server.url
-    assert broker.priority_steps == list(range(10))
-    assert (broker.sep, broker.global_keyprefix, broker.visibility_timeout) == (":", "u:", 900.0)
+    assert broker.url.text == redis_server.url
+    assert broker.options.priority_steps == list(range(10))
+    assert (
+        broker.options.sep,
+        broker.options.global_keyprefix,
+        broker.options.visibility_timeout,
+    ) == (":", "u:", 900.0)
     assert broker.queues == ["evals", "reports"]
 
     import cqe_user_app
@@ -340,6 +355,7 @@ def test_celery_app_supplies_broker_transport_options_and_queues(
         load_config(["--celery-app", "no_such_module_x:app"], environ={})
 
 
+@pytest.mark.subprocess
 def test_configuration_docs_are_generated_from_the_declarations(tmp_path):
     """docs/configuration.md is committed; --check fails when it drifts from the options."""
     command = [sys.executable, "-m", "celery_queue_exporter.config.docs", "--check"]
@@ -361,7 +377,9 @@ def test_configuration_docs_are_generated_from_the_declarations(tmp_path):
     parser = build_parser()
     flags = [a.option_strings[0] for a in parser._actions if a.option_strings[0] != "-h"]
     # the command line is unchanged by the split; issues 16 and 13 only added flags
-    assert sorted(flags) == sorted(FLAGS + PRODUCTION_FLAGS + ONCALL_FLAGS + RABBITMQ4_FLAGS)
+    assert sorted(flags) == sorted(
+        FLAGS + PRODUCTION_FLAGS + ONCALL_FLAGS + HARDENING_FLAGS + RABBITMQ4_FLAGS
+    )
     for flag in flags:
         assert f"| `{flag}` |" in page, flag
     assert "| `port` | `--port` | `CELERY_EXPORTER_PORT` | integer 0..65535 | `9818` |" in page

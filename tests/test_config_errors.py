@@ -42,6 +42,7 @@ YAML_WITH_SECRET_ON_THE_BAD_LINE = {
 
 
 @pytest.mark.parametrize("case", sorted(YAML_WITH_SECRET_ON_THE_BAD_LINE))
+@pytest.mark.subprocess
 def test_yaml_syntax_error_names_the_place_never_the_line(tmp_path, case):
     path = write(tmp_path, YAML_WITH_SECRET_ON_THE_BAD_LINE[case])
     result = run_cli("--config", path)
@@ -61,6 +62,7 @@ def test_yaml_syntax_error_names_the_place_never_the_line(tmp_path, case):
         (b"\xef\xbb\xbfport: \xc3\x28\n", 1, 9),
     ],
 )
+@pytest.mark.subprocess
 def test_config_file_that_is_not_utf8_exits_2(tmp_path, content, line, offset):
     path = write(tmp_path, content)
     result = run_cli("--config", path)
@@ -71,6 +73,7 @@ def test_config_file_that_is_not_utf8_exits_2(tmp_path, content, line, offset):
     )
 
 
+@pytest.mark.subprocess
 def test_password_file_that_is_not_utf8_exits_2(tmp_path):
     secret_file = write(tmp_path, b"\xff" + SECRET.encode(), "password")
     path = write(
@@ -92,6 +95,7 @@ def test_password_file_that_is_not_utf8_exits_2(tmp_path):
         ("1" + "0" * 400, "expected a finite number"),
     ],
 )
+@pytest.mark.subprocess
 def test_scrape_timeout_bounded_to_what_the_platform_accepts(value, shown):
     result = run_cli("--scrape-timeout", value, "--broker-url", "redis://127.0.0.1:1/0")
     assert result.returncode == 2
@@ -100,6 +104,8 @@ def test_scrape_timeout_bounded_to_what_the_platform_accepts(value, shown):
     )
 
 
+@pytest.mark.redis
+@pytest.mark.subprocess
 def test_the_largest_scrape_timeout_accepted_works(redis_server):
     """The bound itself is usable: a scrape with it answers (no OverflowError anywhere)."""
     result = run_cli("--scrape-timeout", "1000000", "--broker-url", f"r={redis_server.url}")
@@ -118,6 +124,7 @@ def test_the_largest_scrape_timeout_accepted_works(redis_server):
         (f"name: {{n: {SECRET}}}", "brokers[0].name: expected a string, got a mapping"),
     ],
 )
+@pytest.mark.subprocess
 def test_a_password_that_is_not_a_string_exits_2_without_echoing_it(tmp_path, entry, message):
     path = write(tmp_path, f"brokers:\n  - url: redis://127.0.0.1:1/0\n    {entry}\n")
     result = run_cli("--config", path)
@@ -127,6 +134,7 @@ def test_a_password_that_is_not_a_string_exits_2_without_echoing_it(tmp_path, en
     assert "12345" not in result.stderr
 
 
+@pytest.mark.subprocess
 def test_deeply_nested_yaml_exits_2(tmp_path):
     path = write(tmp_path, "port: " + "[" * 5000 + "]" * 5000 + "\n")
     result = run_cli("--config", path)
@@ -135,6 +143,7 @@ def test_deeply_nested_yaml_exits_2(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.subprocess
 def test_credentials_in_text_from_a_celery_app_are_redacted(tmp_path):
     """The user's module can raise anything; a URL with a password in it is redacted."""
     (tmp_path / "badapp.py").write_text(
@@ -219,6 +228,7 @@ def test_credentials_in_text_from_a_celery_app_are_redacted(tmp_path):
         ),
     ],
 )
+@pytest.mark.subprocess
 def test_priority_levels_override_is_checked_at_load(tmp_path, url, entry, message):
     path = write(tmp_path, f"brokers:\n  - name: r\n    url: {url}\n    {entry}\n")
     result = run_cli("--config", path)
@@ -227,7 +237,7 @@ def test_priority_levels_override_is_checked_at_load(tmp_path, url, entry, messa
 
 
 def test_priority_levels_override_within_the_steps_loads(tmp_path):
-    from celery_queue_exporter.config import load_config
+    from celery_queue_exporter.config.load import load_config
 
     path = write(
         tmp_path,
@@ -243,3 +253,17 @@ def test_priority_levels_override_within_the_steps_loads(tmp_path):
         "other": {"least": 0},
     }
     assert config.brokers[1].priority_levels == {"jobs": {"most": 9, "least": 0}}
+
+
+@pytest.mark.subprocess
+def test_an_unparsable_management_url_exits_2_without_echoing_it():
+    """'http://[::1' made urlsplit raise a bare ValueError (a traceback quoting the URL); it is
+    a configuration error like any other bad URL now."""
+    result = run_cli(
+        "--broker-url", "amqp://127.0.0.1:1//", "--management-url", f"http://u:{SECRET}@[::1"
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "celery-queue-exporter: configuration error: management_url: expected an http(s) URL, "
+        "got '<unparsable url>'\n"
+    )

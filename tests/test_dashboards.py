@@ -27,7 +27,7 @@ DASHBOARD_DIR = ROOT / "dashboards"
 SLUGS = ("priorities", "queues", "workers")
 CURRENT_PANEL_TYPES = {"timeseries", "stat", "bargauge", "table", "heatmap"}
 #: Grafana unit ids the dashboards use ("suffix:" units are Grafana's custom-unit syntax).
-KNOWN_UNITS = {"short", "s", "percentunit", "none", "ops"}
+KNOWN_UNITS = {"short", "s", "percentunit", "none", "ops", "bytes"}
 
 
 # --- helpers shared with the Prometheus tests -------------------------------------------------
@@ -485,6 +485,8 @@ def test_metric_name_extraction():
 # --- layout pictures --------------------------------------------------------------------------
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_layout_pictures_are_drawn_for_every_dashboard(tmp_path):
     from monitoring.dashboards import layout
 

@@ -27,14 +27,6 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from conftest import (
-    RedisServer,
-    free_port,
-    missing_service,
-    parse_exposition,
-    port_open,
-    wait_until,
-)
 from test_dashboards import (
     all_targets,
     committed,
@@ -49,12 +41,17 @@ from test_dashboards import (
 from celery_queue_exporter import catalogue as cat
 from monitoring import config as monitoring_config
 from monitoring import rules
+from testsupport.exposition import parse_exposition
+from testsupport.net import free_port, port_open
 from testsupport.processes import stop_process
+from testsupport.prometheus import PROMETHEUS, Prometheus
+from testsupport.redis_server import RedisServer
+from testsupport.services import missing_service
+from testsupport.waiting import wait_for
 
-pytestmark = [pytest.mark.redis, pytest.mark.slow]
+pytestmark = [pytest.mark.redis, pytest.mark.prometheus, pytest.mark.subprocess, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
-PROMETHEUS = Path("/usr/bin/prometheus")
 BROKER = "dash-redis"
 BUSY, IDLE = "dash-busy", "dash-idle"
 #: Tasks per priority on the queue the worker drains (0 is served first on Redis) ...
@@ -120,21 +117,18 @@ def soft_limit():
 class Stack:
     redis: RedisServer
     exporter_url: str
-    prometheus_url: str
+    prometheus: Prometheus  # testsupport's, the one Prometheus helper of the suite
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.prometheus.url
 
     def query(self, expr: str) -> dict[str, Any]:
-        response = requests.get(
-            f"{self.prometheus_url}/api/v1/query", params={"query": expr}, timeout=10
-        )
-        return response.json()
+        """The whole /api/v1/query answer (status, errorType, data): tests check errors too."""
+        return self.prometheus.query(expr)
 
     def query_range(self, expr: str, start: float, end: float) -> dict[str, Any]:
-        response = requests.get(
-            f"{self.prometheus_url}/api/v1/query_range",
-            params={"query": expr, "start": start, "end": end, "step": "1s"},
-            timeout=10,
-        )
-        return response.json()
+        return self.prometheus.api("query_range", query=expr, start=start, end=end, step="1s")
 
     def scrape(self) -> dict:
         return parse_exposition(requests.get(self.exporter_url, timeout=10).text)
@@ -189,7 +183,7 @@ class Producer:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    if not PROMETHEUS.exists():
+    if not PROMETHEUS.exists():  # testsupport.prometheus's binary
         missing_service("/usr/bin/prometheus is not installed (Debian package prometheus)")
     if shutil.which("redis-server") is None:
         missing_service("redis-server is not installed")
@@ -197,6 +191,7 @@ def stack() -> Iterator[Stack]:
     processes: list[subprocess.Popen] = []
     redis = RedisServer(port=free_port(), workdir=workdir)
     producer = None
+    prometheus: Prometheus | None = None
     logs = []
 
     def spawn(command: list[str], name: str, env: dict[str, str] | None = None):
@@ -239,47 +234,17 @@ def stack() -> Iterator[Stack]:
             ],
             "exporter",
         )
-        wait_until(lambda: port_open(exporter_port), timeout=20, what="the exporter to listen")
+        wait_for(lambda: port_open(exporter_port), timeout=20, what="the exporter to listen")
 
         config = monitoring_config.load()
         config["recording"]["interval"] = "1s"
         (workdir / "rules.yaml").write_text(yaml.safe_dump(rules.rule_file(config)))
-        prometheus_port = free_port()
-        (workdir / "prometheus.yml").write_text(
-            yaml.safe_dump(
-                {
-                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                    "rule_files": [str(workdir / "rules.yaml")],
-                    "scrape_configs": [
-                        {
-                            "job_name": "celery-queue-exporter",
-                            "scrape_interval": "1s",
-                            "scrape_timeout": "1s",
-                            "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
-                        }
-                    ],
-                }
-            )
-        )
-        spawn(
-            [
-                str(PROMETHEUS),
-                f"--config.file={workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={workdir / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{prometheus_port}",
-                "--log.level=warn",
-            ],
-            "prometheus",
-        )
-        prometheus_url = f"http://127.0.0.1:{prometheus_port}"
-
-        def ready() -> bool:
-            try:
-                return requests.get(f"{prometheus_url}/-/ready", timeout=2).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        wait_until(ready, timeout=30, what="prometheus to be ready")
+        prometheus = Prometheus(
+            workdir,
+            job="celery-queue-exporter",
+            target=f"127.0.0.1:{exporter_port}",
+            rule_file=workdir / "rules.yaml",
+        ).start()
         spawn(
             [
                 sys.executable,
@@ -312,12 +277,14 @@ def stack() -> Iterator[Stack]:
             },
         )
         producer.start_trickle()
-        yield Stack(redis, f"http://127.0.0.1:{exporter_port}/metrics", prometheus_url)
+        yield Stack(redis, f"http://127.0.0.1:{exporter_port}/metrics", prometheus)
     finally:
         if producer is not None:
             producer.close()
         for process in reversed(processes):
             stop_process(process, group=True)
+        if prometheus is not None:
+            prometheus.close()
         for log in logs:
             log.close()
         redis.stop()
@@ -342,8 +309,9 @@ def _queries() -> list[tuple[str, str, str, str]]:
 # --- validity ---------------------------------------------------------------------------------
 
 
+@pytest.mark.xdist_group("dashboards-stack")
 def test_every_panel_query_is_valid_promql(stack):
-    wait_until(
+    wait_for(
         lambda: _has_data(stack, 'count_over_time(up{job="celery-queue-exporter"}[1m]) >= 3'),
         timeout=30,
         what="three scrapes",
@@ -358,6 +326,7 @@ def test_every_panel_query_is_valid_promql(stack):
     assert len(queries) > 80
 
 
+@pytest.mark.xdist_group("dashboards-stack")
 def test_a_broken_query_is_reported_as_an_error(stack):
     answer = stack.query(
         concrete('sum by (queue (celery_queue_messages{queue=~"$queue"})', {"queue": ".*"})
@@ -365,9 +334,10 @@ def test_a_broken_query_is_reported_as_an_error(stack):
     assert answer["status"] == "error" and answer["errorType"] == "bad_data"
 
 
+@pytest.mark.xdist_group("dashboards-stack")
 def test_variable_queries_return_the_test_values(stack):
     expected = {"job": {"celery-queue-exporter"}, "broker": {BROKER}, "queue": {BUSY, IDLE}}
-    wait_until(lambda: _has_data(stack, "celery_queue_messages"), what="queue series")
+    wait_for(lambda: _has_data(stack, "celery_queue_messages"), what="queue series")
     for slug, variable in variable_queries(committed()):
         series, label = label_values_query(variable["query"])
         expr = concrete(series, {**VARIABLES, "queue": ".*", "broker": ".*", "job": ".*"})
@@ -385,6 +355,7 @@ def test_variable_queries_return_the_test_values(stack):
 # --- names ------------------------------------------------------------------------------------
 
 
+@pytest.mark.xdist_group("dashboards-stack")
 def test_every_queried_metric_is_in_a_real_scrape_or_the_generated_rules(stack):
     """Names a panel queries: the Redis exporter's scrape, the recording rules Prometheus
     loaded, Prometheus' own ``up``; RabbitMQ-only metrics must at least be in the catalogue,
@@ -415,7 +386,7 @@ def test_every_queried_metric_is_in_a_real_scrape_or_the_generated_rules(stack):
         return must_scrape <= last
 
     try:
-        wait_until(scraped_all, timeout=40, interval=0.5, what="every queried metric scraped")
+        wait_for(scraped_all, timeout=40, interval=0.5, what="every queried metric scraped")
     except AssertionError:
         pytest.fail(f"queried but never exported: {sorted(must_scrape - last)}")
     assert len(must_scrape) >= 25
@@ -425,6 +396,7 @@ def test_every_queried_metric_is_in_a_real_scrape_or_the_generated_rules(stack):
 _EVENT_SERIES_ON_DEMAND = {
     cat.TASK_RETRIED.name,
     cat.EVENT_STREAM_INTERRUPTIONS.name,
+    cat.EVENT_SERIES_DROPPED.name,  # only once the series budget folds something
 }
 
 
@@ -442,10 +414,12 @@ NO_DATA_EXPECTED = {
     ("queues", "Consumer utilisation (RabbitMQ)"): "RabbitMQ-only metric",
     ("queues", "RabbitMQ: waiting messages per priority level"): "no RabbitMQ broker",
     ("queues", "RabbitMQ: oldest waiting message per level"): "no RabbitMQ broker",
+    ("queues", "Redis brokers now", "D"): "the test Redis has no maxmemory: no share of it",
     ("workers", "Workers up and down", "B"): "counts lost workers; none is lost",
     ("workers", "Workers up and down", "C"): "counts offline workers; none stopped gracefully",
     ("workers", "Throughput per queue", "D"): "no task retries in this workload",
     ("workers", "Event stream", "C"): "no interruption of the event stream",
+    ("workers", "Event stream", "D"): "nothing past the series budget in this workload",
 }
 
 
@@ -476,11 +450,12 @@ def _wait_for_data(stack: Stack, queries: list[tuple[str, str, str, str]]) -> No
         return not pending
 
     try:
-        wait_until(all_have_data, timeout=60, interval=1, what="data in every panel")
+        wait_for(all_have_data, timeout=60, interval=1, what="data in every panel")
     except AssertionError:
         pytest.fail(f"queries without data: {sorted(pending)}")
 
 
+@pytest.mark.xdist_group("dashboards-stack")
 def test_queue_panels_have_data(stack):
     queries = [
         q
@@ -496,18 +471,20 @@ def test_queue_panels_have_data(stack):
     _wait_for_data(stack, queries)
 
 
+@pytest.mark.xdist_group("dashboards-stack")
 def test_event_panels_have_data(stack):
     queries = [q for q in _queries() if not _exempt(*q) and _needs_events(q[3])]
     assert len(queries) >= 30
     _wait_for_data(stack, queries)
 
 
+@pytest.mark.xdist_group("dashboards-stack")
 def test_urgent_level_is_served_first_in_the_panels(stack):
     """What the panels show matches the workload: on the busy queue the most urgent level
     (Redis: 0) was empty while the least urgent one still had messages waiting."""
     depth = 'celery_queue_messages{job="celery-queue-exporter", queue="dash-busy", priority="%s"}'
     expr = f"({depth % 0} == 0) and on (broker, queue) ({depth % 9} > 0)"
-    wait_until(lambda: _has_data(stack, expr), timeout=60, interval=1, what="level 0 first")
+    wait_for(lambda: _has_data(stack, expr), timeout=60, interval=1, what="level 0 first")
 
 
 # --- RabbitMQ-only metrics --------------------------------------------------------------------
@@ -518,8 +495,9 @@ def test_rabbitmq_metrics_the_panels_query_are_in_a_real_rabbitmq_scrape(rabbitm
     """The RabbitMQ-only series the Redis stack cannot produce, from a real RabbitMQ scrape."""
     import pika
     from celery import Celery
-    from exporter_helpers import build_exporter, scrape
     from kombu import Queue
+
+    from testsupport.exporter import build_exporter, scrape
 
     used = {name for _, _, _, expr in _queries() for name in metric_names(expr)}
     rabbit_only = {
@@ -535,6 +513,7 @@ def test_rabbitmq_metrics_the_panels_query_are_in_a_real_rabbitmq_scrape(rabbitm
         cat.RABBITMQ_MANAGEMENT_UP.name,
         cat.QUEUE_REDELIVERED.name,
         cat.SCHEDULED_MESSAGES.name,
+        *(spec.name for spec in cat.BROKER_PRESSURE_METRICS if spec.brokers == ("rabbitmq",)),
     }
     # Series only some queues have: consumer_utilisation needs consumers; scheduled messages
     # need Celery's delay queues (tests/test_rabbitmq4.py scrapes them on 3.10 and 4.0).
@@ -549,7 +528,7 @@ def test_rabbitmq_metrics_the_panels_query_are_in_a_real_rabbitmq_scrape(rabbitm
             "--broker-url", f"rmq={rabbitmq_url}", "--queue", unique_name,
             "--queue", f"{unique_name}-absent",
         )  # fmt: skip
-        samples = wait_until(
+        samples = wait_for(
             lambda: (
                 (s := scrape(exporter)) and {name for name, _ in s} >= rabbit_only - on_demand and s
             ),
@@ -582,6 +561,7 @@ def test_rabbitmq_metrics_the_panels_query_are_in_a_real_rabbitmq_scrape(rabbitm
             connection.close()
 
 
+@pytest.mark.xdist_group("dashboards-stack")
 def test_effectiveness_panel_shows_the_goal_met_when_urgent_work_goes_first(stack):
     """On Redis with prefetch 1 the worker takes level 0 first: the trickled urgent tasks wait
     about one task's runtime, the backlog at level 9 tens of seconds, so the effectiveness
@@ -599,5 +579,5 @@ def test_effectiveness_panel_shows_the_goal_met_when_urgent_work_goes_first(stac
         values = [float(v) for series in result for _, v in series["values"]]
         return max(values) if values else None
 
-    value = wait_until(best, timeout=60, interval=1, what="an effectiveness value")
+    value = wait_for(best, timeout=60, interval=1, what="an effectiveness value")
     assert goal < value <= 1

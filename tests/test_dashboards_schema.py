@@ -13,10 +13,14 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import grafana_schema as schema
 import pytest
-from conftest import missing_service
 from test_dashboards import committed, content_panels
+
+from testsupport import grafana_schema as schema
+from testsupport.services import missing_service
+
+#: tsc (tests/node) checks every dashboard here: the node tier.
+pytestmark = pytest.mark.node
 
 #: The JSON path of the one kind of ``null`` Grafana's schema asks for: a base threshold
 #: step's value (-Infinity, which JSON cannot hold), in field defaults or a table column's
@@ -33,6 +37,7 @@ def tsc() -> None:
         missing_service(f"{schema.TSC} is missing (npm ci in tests/node)")
 
 
+@pytest.mark.slow
 def test_committed_dashboards_validate_against_grafana_schema():
     boards = committed()
     assert schema.schema_errors(boards) == []
@@ -140,7 +145,7 @@ PLANTS: dict[str, tuple[Callable[[dict[str, Any]], None], str, str]] = {
     "__inputs": (lambda b: b.update(__inputs=[]), "TS2353", "__inputs"),
     "panel editable": (lambda b: _stat(b).update(editable=True), "TS2353", "panels[1].editable"),
     "panel error": (lambda b: _stat(b).update(error=False), "TS2353", "panels[1].error"),
-    "table columns": (lambda b: _table(b).update(columns=[]), "TS2353", "panels[32].columns"),
+    "table columns": (lambda b: _table(b).update(columns=[]), "TS2353", "panels[34].columns"),
     "time_options": (
         lambda b: b["timepicker"].update(time_options=["5m"]),
         "TS2353",
@@ -164,9 +169,10 @@ PLANTS: dict[str, tuple[Callable[[dict[str, Any]], None], str, str]] = {
 }
 
 
+@pytest.mark.slow
 def test_the_check_catches_planted_nulls_legacy_keys_and_bad_enums():
     queues = committed()["queues"]
-    assert _table(queues) is queues["panels"][32] and _stat(queues) is queues["panels"][1]
+    assert _table(queues) is queues["panels"][34] and _stat(queues) is queues["panels"][1]
     boards = {}
     for number, (plant, _, _) in enumerate(PLANTS.values()):
         board = copy.deepcopy(queues)

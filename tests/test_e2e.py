@@ -43,21 +43,23 @@ import pytest
 import requests
 import yaml
 from apps.harness import Worker
-from conftest import (
-    RABBITMQ_URL,
-    RedisServer,
-    free_port,
-    missing_service,
-    port_open,
-    wait_until,
-)
-from prometheus_stack import PROMETHEUS, RULES, Prometheus, render_monitoring
 from test_dashboards import all_targets, concrete, metric_names
 
+from testsupport.net import free_port, port_open
 from testsupport.processes import stop_process
-from testsupport.rabbitmq import delete_rabbitmq_objects
+from testsupport.prometheus import PROMETHEUS, RULES, Prometheus, render_monitoring
+from testsupport.rabbitmq import RABBITMQ_URL, delete_rabbitmq_objects
+from testsupport.redis_server import RedisServer
+from testsupport.services import missing_service
+from testsupport.waiting import wait_for
 
-pytestmark = [pytest.mark.redis, pytest.mark.rabbitmq, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.rabbitmq,
+    pytest.mark.prometheus,
+    pytest.mark.subprocess,
+    pytest.mark.slow,
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB = "celery-queue-exporter"
@@ -152,7 +154,7 @@ class DemoRun:
         return {name: int(pid) for name, pid in (item.split("=") for item in text.split())}
 
     def wait_running(self) -> None:
-        wait_until(
+        wait_for(
             lambda: "demo is running" in self.output or self.process.poll() is not None,
             timeout=240,
             interval=0.5,
@@ -189,6 +191,7 @@ class DemoRun:
 
 
 @pytest.mark.rabbitmq
+@pytest.mark.xdist_group("demo")
 def test_demo_on_a_machine_without_brokers_starts_them_and_ctrl_c_stops_all_it_started():
     """--private plays the fresh machine: the demo starts its own Redis and RabbitMQ (and
     Prometheus, exporter, workers, producer); Ctrl-C stops exactly those."""
@@ -220,9 +223,7 @@ def test_demo_on_a_machine_without_brokers_starts_them_and_ctrl_c_stops_all_it_s
         assert logs.is_dir()
         os.killpg(demo.process.pid, signal.SIGINT)  # Ctrl-C in the demo's terminal
         assert demo.process.wait(timeout=180) == 130
-        wait_until(
-            lambda: not any(_alive(pid) for pid in pids.values()), timeout=10, what="stopped"
-        )
+        wait_for(lambda: not any(_alive(pid) for pid in pids.values()), timeout=10, what="stopped")
         for name in pids:
             assert f"stopped {name} (pid {pids[name]})" in demo.output
         assert not logs.exists()
@@ -231,13 +232,14 @@ def test_demo_on_a_machine_without_brokers_starts_them_and_ctrl_c_stops_all_it_s
         demo.stop()  # whatever timed out or failed above: nothing of the demo outlives the test
 
 
+@pytest.mark.xdist_group("demo")
 def test_a_hung_demo_is_still_stopped_with_all_it_started():
     """The tests' cleanup does not rely on the demo's own trap: a demo frozen mid-start (SIGSTOP:
     it cannot run its trap) is killed, and so is every process group it had started."""
     _demo_services()
     demo = DemoRun("--private")
     try:
-        wait_until(
+        wait_for(
             lambda: "redis" in demo.started_so_far() or demo.process.poll() is not None,
             timeout=120,
             interval=0.2,
@@ -249,7 +251,7 @@ def test_a_hung_demo_is_still_stopped_with_all_it_started():
         started = demo.started_so_far()  # what it had started when it froze
         demo.stop(timeout=3)
         assert demo.process.returncode == -signal.SIGKILL
-        wait_until(
+        wait_for(
             lambda: not any(_alive(pid) for pid in started.values()), timeout=10, what="stopped"
         )
         workdir = WORKDIR.search(demo.output)
@@ -260,6 +262,7 @@ def test_a_hung_demo_is_still_stopped_with_all_it_started():
 
 @pytest.mark.redis
 @pytest.mark.rabbitmq
+@pytest.mark.xdist_group("demo")
 def test_demo_uses_running_brokers_and_leaves_them_running_and_clean(redis_server):
     """A Redis and a RabbitMQ that already run are used, not started, not stopped, and left
     without the demo's queues. The "machine's Redis" is a private redis-server here
@@ -363,7 +366,7 @@ class Stack:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        wait_until(lambda: port_open(self.exporter_port), timeout=30, what="the exporter")
+        wait_for(lambda: port_open(self.exporter_port), timeout=30, what="the exporter")
 
     # Prometheus
     def api(self, path: str, **params: Any) -> dict[str, Any]:
@@ -580,10 +583,9 @@ def stack() -> Iterator[Stack]:
 # --- the stack works --------------------------------------------------------------------------
 
 
+@pytest.mark.xdist_group("e2e-stack")
 def test_prometheus_scrapes_the_exporter_and_loads_the_test_rules(stack):
-    wait_until(
-        lambda: stack.value(f'up{{job="{JOB}"}}') == 1.0, timeout=30, what="a scraped target"
-    )
+    wait_for(lambda: stack.value(f'up{{job="{JOB}"}}') == 1.0, timeout=30, what="a scraped target")
     targets = stack.api("targets")["data"]["activeTargets"]
     assert [(t["labels"]["job"], t["health"]) for t in targets] == [(JOB, "up")]
     assert requests.get(f"http://127.0.0.1:{stack.exporter_port}/healthz", timeout=5).ok
@@ -596,12 +598,12 @@ def test_prometheus_scrapes_the_exporter_and_loads_the_test_rules(stack):
     assert groups["celery-queue-exporter.recording"]["interval"] == 1
     # Both brokers are inspected and the event streams of both are consumed.
     for broker in (REDIS_BROKER, RABBIT_BROKER):
-        wait_until(
+        wait_for(
             lambda b=broker: stack.value(f'celery_broker_up{{broker="{b}"}}') == 1.0,
             timeout=30,
             what=f"{broker} up",
         )
-        wait_until(
+        wait_for(
             lambda b=broker: stack.value(f'celery_event_consumer_up{{broker="{b}"}}') == 1.0,
             timeout=30,
             what=f"{broker} events",
@@ -611,6 +613,7 @@ def test_prometheus_scrapes_the_exporter_and_loads_the_test_rules(stack):
 # --- faults -----------------------------------------------------------------------------------
 
 
+@pytest.mark.xdist_group("e2e-stack")
 def test_backlog_over_the_threshold_fires_and_clears(stack):
     """Messages pile up in a queue nobody consumes, on each broker; a worker drains them."""
     for broker in (REDIS_BROKER, RABBIT_BROKER):
@@ -619,7 +622,7 @@ def test_backlog_over_the_threshold_fires_and_clears(stack):
     for broker in (REDIS_BROKER, RABBIT_BROKER):
         queue = stack.queue(broker, "backlog")
         # Firing, with the full count (RabbitMQ's management API may lag a few seconds).
-        (alert,) = wait_until(
+        (alert,) = wait_for(
             lambda b=broker, q=queue: [
                 alert
                 for alert in stack.firing("CeleryQueueBacklogHigh", broker=b, queue=q)
@@ -636,7 +639,7 @@ def test_backlog_over_the_threshold_fires_and_clears(stack):
     stack.start_worker("backlog-rabbit", RABBIT_BROKER, "backlog")
     for broker in (REDIS_BROKER, RABBIT_BROKER):
         queue = stack.queue(broker, "backlog")
-        wait_until(
+        wait_for(
             lambda b=broker, q=queue: not stack.alerts("CeleryQueueBacklogHigh", broker=b, queue=q),
             timeout=90,
             interval=0.5,
@@ -645,10 +648,11 @@ def test_backlog_over_the_threshold_fires_and_clears(stack):
     stack.workers.pop("backlog-rabbit").stop()
 
 
+@pytest.mark.xdist_group("e2e-stack")
 def test_worker_killed_with_sigkill_fires_and_clears(stack):
     """SIGKILL sends no worker-offline event: only the missing heartbeats tell."""
     worker = stack.workers["backlog-redis"]
-    wait_until(
+    wait_for(
         lambda: stack.value(f'celery_worker_up{{worker="{worker.name}"}}') == 1.0,
         timeout=30,
         what="the worker up",
@@ -656,7 +660,7 @@ def test_worker_killed_with_sigkill_fires_and_clears(stack):
     assert not stack.alerts("CeleryWorkerDown", worker=worker.name)
     worker.kill(signal.SIGKILL)
     killed_at = time.monotonic()
-    wait_until(
+    wait_for(
         lambda: stack.firing("CeleryWorkerDown", worker=worker.name),
         timeout=60,
         interval=0.5,
@@ -671,7 +675,7 @@ def test_worker_killed_with_sigkill_fires_and_clears(stack):
     worker.stop()
     restarted = Worker(worker.broker_url, worker.queue, name=worker.name).start()
     stack.workers["backlog-redis"] = restarted
-    wait_until(
+    wait_for(
         lambda: not stack.alerts("CeleryWorkerDown", worker=worker.name),
         timeout=60,
         interval=0.5,
@@ -679,6 +683,7 @@ def test_worker_killed_with_sigkill_fires_and_clears(stack):
     )
 
 
+@pytest.mark.xdist_group("e2e-stack")
 def test_least_urgent_level_starved_by_urgent_tasks_fires_and_clears(stack):
     """A worker kept busy by a stream of urgent tasks (Redis level 0, served first) never
     reaches the least urgent level (9), whose head ages past the threshold."""
@@ -700,7 +705,7 @@ def test_least_urgent_level_starved_by_urgent_tasks_fires_and_clears(stack):
         stack.start_worker("starve-redis", REDIS_BROKER, "starve")
         for _ in range(3):
             stack.send(REDIS_BROKER, "starve", priority=9, args=(0.0,))
-        wait_until(
+        wait_for(
             lambda: stack.firing(
                 "CeleryPriorityStarvation", broker=REDIS_BROKER, queue=queue, priority="9"
             ),
@@ -716,7 +721,7 @@ def test_least_urgent_level_starved_by_urgent_tasks_fires_and_clears(stack):
         stop.set()
         stream.join(timeout=10)
     # The fix: the urgent stream ends; the worker reaches level 9.
-    wait_until(
+    wait_for(
         lambda: not stack.alerts("CeleryPriorityStarvation", queue=queue),
         timeout=60,
         interval=0.5,
@@ -725,12 +730,13 @@ def test_least_urgent_level_starved_by_urgent_tasks_fires_and_clears(stack):
     assert client.llen(f"{queue}\x06\x169") == 0
 
 
+@pytest.mark.xdist_group("e2e-stack")
 def test_broker_stopped_fires_and_clears(stack):
     """The private Redis goes away; it comes back on the same port."""
     assert not stack.alerts("CeleryBrokerDown", broker=REDIS_BROKER)
     stack.redis.stop()
     try:
-        wait_until(
+        wait_for(
             lambda: stack.firing("CeleryBrokerDown", broker=REDIS_BROKER),
             timeout=60,
             interval=0.5,
@@ -740,27 +746,28 @@ def test_broker_stopped_fires_and_clears(stack):
         assert not stack.alerts("CeleryBrokerDown", broker=RABBIT_BROKER)
     finally:
         stack.redis.start()
-    wait_until(
+    wait_for(
         lambda: not stack.alerts("CeleryBrokerDown", broker=REDIS_BROKER),
         timeout=60,
         interval=0.5,
         what="CeleryBrokerDown to clear",
     )
     # The event stream was interrupted and re-established.
-    wait_until(
+    wait_for(
         lambda: stack.value(f'celery_event_consumer_up{{broker="{REDIS_BROKER}"}}') == 1.0,
         timeout=60,
         what="the Redis event consumer back",
     )
 
 
+@pytest.mark.xdist_group("e2e-stack")
 def test_exporter_killed_fires_and_clears(stack):
     """Prometheus' own view: the scrape target is down."""
     assert not stack.alerts("CeleryExporterDown")
     stack.exporter.kill()
     stack.exporter.wait(timeout=10)
     try:
-        wait_until(
+        wait_for(
             lambda: stack.firing("CeleryExporterDown", job=JOB),
             timeout=60,
             interval=0.5,
@@ -768,7 +775,7 @@ def test_exporter_killed_fires_and_clears(stack):
         )
     finally:
         stack.start_exporter()
-    wait_until(
+    wait_for(
         lambda: not stack.alerts("CeleryExporterDown"),
         timeout=60,
         interval=0.5,
@@ -812,6 +819,7 @@ def dashboard_queries(stack: Stack) -> list[tuple[str, str, str, str]]:
     ]
 
 
+@pytest.mark.xdist_group("e2e-stack")
 def test_every_dashboard_query_returns_without_error(stack):
     queries = dashboard_queries(stack)
     assert len(queries) > 80
@@ -837,9 +845,18 @@ NO_DATA_EXPECTED: dict[tuple[str, str, str], str] = {
         "no quorum queue and no countdown task through native delayed delivery in this "
         "workload (tests/test_rabbitmq4.py schedules 20 on RabbitMQ 3.10 and 4.0)"
     ),
+    ("queues", "Redis brokers now", "D"): (
+        "share of maxmemory: the test Redis servers have no maxmemory "
+        "(tests/test_oncall_broker_pressure.py sets one)"
+    ),
+    ("workers", "Event stream", "D"): (
+        "observations folded by the series budget: nothing is over it in this workload "
+        "(tests/test_hardening_budget.py goes past it)"
+    ),
 }
 
 
+@pytest.mark.xdist_group("e2e-stack")
 def test_every_panel_that_should_have_data_has_data(stack):
     """Over the whole run (steady workload on both brokers plus the faults above)."""
     pending = {
@@ -855,7 +872,7 @@ def test_every_panel_that_should_have_data_has_data(stack):
         return not pending
 
     try:
-        wait_until(all_have_data, timeout=60, interval=2, what="data in every panel")
+        wait_for(all_have_data, timeout=60, interval=2, what="data in every panel")
     except AssertionError:
         names = {name for key in pending for name in metric_names(pending[key])}
         recorded = {

@@ -1,8 +1,9 @@
 """Celery events on real RabbitMQ with real Celery workers.
 
-The shared node (127.0.0.1:5672) carries other tests' events too, so every assertion is
-scoped to this test's unique queue or worker names, or measured as a difference. The restart
-test runs on a private node (tests/rabbitmq_node.py).
+Each test runs in a vhost of its own on the shared node (127.0.0.1:5672): other tests' events
+and event queues, run at the same time on other xdist workers, never reach it (a test here
+counts the exporter's queues). The restart test runs on a private node
+(testsupport/rabbitmq_node.py).
 """
 
 from __future__ import annotations
@@ -10,21 +11,25 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import pika
 import pytest
 import requests
 from apps.harness import ROOT, Exporter
-from conftest import free_port, wait_until
 
 from celery_queue_exporter.brokers.celery_layout import EVENT_EXCHANGE
 from celery_queue_exporter.brokers.rabbitmq.events import QUEUE_PREFIX
+from testsupport.net import free_port
+from testsupport.rabbitmq import create_vhost, delete_vhost, pika_url
+from testsupport.waiting import wait_for
 
 pytest.register_assert_rewrite("apps.scenarios")  # its asserts are the tests' asserts
 from apps.scenarios import outcome_scenario, priority_scenario, publish_heartbeat  # noqa: E402
 
-pytest_plugins = ["rabbitmq_node", "apps.scenarios"]
+pytest_plugins = ["testsupport.rabbitmq_node", "apps.scenarios"]
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
 MANAGEMENT = "http://127.0.0.1:15672"
@@ -32,26 +37,35 @@ AUTH = ("guest", "guest")
 
 
 @pytest.fixture
-def celery_queue(rabbitmq_url, unique_name):
-    """The test's unique queue name; its queue and exchange (declared by Celery) are deleted
-    afterwards."""
-    yield unique_name
-    connection = pika.BlockingConnection(pika.URLParameters("amqp://guest:guest@127.0.0.1:5672/"))
+def rabbitmq_url(rabbitmq_url: str) -> Iterator[str]:
+    """The machine's RabbitMQ (conftest's fixture), in a vhost of this test's own, deleted
+    afterwards with everything in it."""
+    vhost = create_vhost(f"cqe-test-{uuid.uuid4().hex[:10]}")
     try:
-        channel = connection.channel()
-        channel.queue_delete(unique_name)
-        channel.exchange_delete(unique_name)
+        yield f"{rabbitmq_url.rstrip('/')}/{vhost}"
     finally:
-        connection.close()
+        delete_vhost(vhost)
 
 
-def queue_info(name: str, api: str = MANAGEMENT) -> dict | None:
-    response = requests.get(f"{api}/api/queues/%2F/{quote(name, safe='')}", auth=AUTH, timeout=10)
+@pytest.fixture
+def celery_queue(rabbitmq_url, unique_name):
+    """The test's unique queue name (its vhost goes with the test)."""
+    return unique_name
+
+
+def _vhost(url: str) -> str:
+    return quote(url.rsplit("/", 1)[1] or "/", safe="")
+
+
+def queue_info(url: str, name: str, api: str = MANAGEMENT) -> dict | None:
+    response = requests.get(
+        f"{api}/api/queues/{_vhost(url)}/{quote(name, safe='')}", auth=AUTH, timeout=10
+    )
     return response.json() if response.status_code == 200 else None
 
 
-def exporter_queues(api: str = MANAGEMENT) -> set[str]:
-    response = requests.get(f"{api}/api/queues/%2F", auth=AUTH, timeout=10)
+def exporter_queues(url: str, api: str = MANAGEMENT) -> set[str]:
+    response = requests.get(f"{api}/api/queues/{_vhost(url)}", auth=AUTH, timeout=10)
     return {q["name"] for q in response.json() if q["name"].startswith(QUEUE_PREFIX)}
 
 
@@ -74,12 +88,13 @@ def test_one_exclusive_queue_removed_on_close_and_malformed_counted(rabbitmq_url
     publish_heartbeat(rabbitmq_url, "ensure@exchange")  # the exchange exists once a worker ran
     exporter = Exporter(rabbitmq_url).start()
     try:
-        wait_until(exporter.consumer.subscribed.is_set, 20, what="subscribed")
-        info = queue_info(exporter.consumer.queue_name)
+        wait_for(exporter.consumer.subscribed.is_set, 20, what="subscribed")
+        info = queue_info(rabbitmq_url, exporter.consumer.queue_name)
         assert info is not None
         assert info["exclusive"] is True and info["auto_delete"] is True
         bindings = requests.get(
-            f"{MANAGEMENT}/api/queues/%2F/{quote(exporter.consumer.queue_name, safe='')}/bindings",
+            f"{MANAGEMENT}/api/queues/{_vhost(rabbitmq_url)}/"
+            f"{quote(exporter.consumer.queue_name, safe='')}/bindings",
             auth=AUTH,
             timeout=10,
         ).json()
@@ -87,7 +102,7 @@ def test_one_exclusive_queue_removed_on_close_and_malformed_counted(rabbitmq_url
             (EVENT_EXCHANGE, "#")
         }
         before = exporter.value("celery_events_malformed_total")
-        connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url.rstrip("/") + "/"))
+        connection = pika.BlockingConnection(pika.URLParameters(pika_url(rabbitmq_url)))
         channel = connection.channel()
         for body, content_type in (
             (b"not json", "application/json"),
@@ -102,7 +117,7 @@ def test_one_exclusive_queue_removed_on_close_and_malformed_counted(rabbitmq_url
             )
         connection.close()
         publish_heartbeat(rabbitmq_url, "good-after-malformed@cqe-test")
-        wait_until(
+        wait_for(
             lambda: exporter.value("celery_worker_up", worker="good-after-malformed@cqe-test") == 1,
             10,
             what="good event after the malformed ones",
@@ -110,12 +125,12 @@ def test_one_exclusive_queue_removed_on_close_and_malformed_counted(rabbitmq_url
         assert exporter.value("celery_events_malformed_total") == before + 3
     finally:
         exporter.close()
-    assert queue_info(exporter.consumer.queue_name) is None
+    assert queue_info(rabbitmq_url, exporter.consumer.queue_name) is None
 
 
 def test_killed_exporter_leaves_no_queue(rabbitmq_url):
     publish_heartbeat(rabbitmq_url, "ensure@exchange")
-    before = exporter_queues()
+    before = exporter_queues(rabbitmq_url)
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "celery_queue_exporter", "--events", "--broker-url", rabbitmq_url,
@@ -124,12 +139,16 @@ def test_killed_exporter_leaves_no_queue(rabbitmq_url):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        created = wait_until(lambda: exporter_queues() - before, 30, what="exporter's queue")
+        created = wait_for(
+            lambda: exporter_queues(rabbitmq_url) - before, 30, what="exporter's queue"
+        )
         assert len(created) == 1
     finally:
         process.kill()  # SIGKILL: no clean shutdown, the broker must clean up
         process.wait(timeout=10)
-    wait_until(lambda: not (exporter_queues() & created), 30, what="queue removed by RabbitMQ")
+    wait_for(
+        lambda: not (exporter_queues(rabbitmq_url) & created), 30, what="queue removed by RabbitMQ"
+    )
 
 
 def test_broker_restart_events_flow_again(private_rabbitmq):
@@ -137,15 +156,15 @@ def test_broker_restart_events_flow_again(private_rabbitmq):
     publish_heartbeat(url, "before@restart")  # declares the durable celeryev exchange
     exporter = Exporter(url).start()
     try:
-        wait_until(exporter.consumer.subscribed.is_set, 30, what="subscribed")
+        wait_for(exporter.consumer.subscribed.is_set, 30, what="subscribed")
         publish_heartbeat(url, "before@restart")
-        wait_until(lambda: exporter.value("celery_events_received_total") == 1, 10, what="event")
+        wait_for(lambda: exporter.value("celery_events_received_total") == 1, 10, what="event")
         private_rabbitmq.stop()
-        wait_until(lambda: exporter.value("celery_event_consumer_up") == 0, 20, what="down")
+        wait_for(lambda: exporter.value("celery_event_consumer_up") == 0, 20, what="down")
         private_rabbitmq.start()
-        wait_until(lambda: exporter.value("celery_event_consumer_up") == 1, 60, what="back")
+        wait_for(lambda: exporter.value("celery_event_consumer_up") == 1, 60, what="back")
         publish_heartbeat(url, "after@restart")
-        wait_until(lambda: exporter.value("celery_events_received_total") == 2, 10, what="event")
+        wait_for(lambda: exporter.value("celery_events_received_total") == 2, 10, what="event")
         assert exporter.value("celery_worker_up", worker="after@restart") == 1
         assert exporter.values("celery_event_stream_interruptions_total", "reason") == {
             "disconnected": 1,

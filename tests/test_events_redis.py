@@ -17,10 +17,12 @@ import time
 import pytest
 from apps.events_app import make_app
 from apps.harness import ROOT
-from conftest import free_port, parse_exposition, sample_value, wait_until
 
 from celery_queue_exporter.catalogue import OTHER_QUEUE, OTHER_WORKER
 from celery_queue_exporter.config import EventSettings
+from testsupport.exposition import parse_exposition, sample_value
+from testsupport.net import free_port
+from testsupport.waiting import wait_for
 
 pytest.register_assert_rewrite("apps.scenarios")  # its asserts are the tests' asserts
 from apps.scenarios import outcome_scenario, priority_scenario, publish_heartbeat, wait_worker_up  # noqa: E402
@@ -53,16 +55,14 @@ def test_sigkilled_worker_down_within_timeout_and_kept_for_retention(
     exporter = exporter_factory(redis_server.url, settings)
     worker = workers(redis_server.url, unique_name, pool="solo", heartbeat_seconds=1)
     wait_worker_up(exporter, worker)
-    wait_until(
+    wait_for(
         lambda: exporter.value("celery_queue_workers", queue=unique_name) == 1,
         15,
         what="queue announced",
     )
     worker.kill(signal.SIGKILL)
     killed = time.time()
-    wait_until(
-        lambda: exporter.value("celery_worker_up", worker=worker.name) == 0.0, 10, what="down"
-    )
+    wait_for(lambda: exporter.value("celery_worker_up", worker=worker.name) == 0.0, 10, what="down")
     assert time.time() - killed <= settings.heartbeat_timeout_seconds + 1.5
     assert exporter.value("celery_queue_workers", queue=unique_name) == 0
     last_heard = exporter.value(
@@ -79,7 +79,7 @@ def test_sigkilled_worker_down_within_timeout_and_kept_for_retention(
             seen_down.append(time.time())
         return value is None
 
-    wait_until(dropped, 20, interval=0.2, what="series dropped after retention")
+    wait_for(dropped, 20, interval=0.2, what="series dropped after retention")
     # Exported as down until the retention had passed since the last heartbeat, not before.
     assert seen_down and seen_down[-1] >= last_heard + settings.worker_retention_seconds - 0.3
     assert time.time() <= last_heard + settings.worker_retention_seconds + 3
@@ -88,13 +88,13 @@ def test_sigkilled_worker_down_within_timeout_and_kept_for_retention(
 def test_broker_restart_events_flow_again(redis_server, exporter_factory):
     exporter = exporter_factory(redis_server.url)
     publish_heartbeat(redis_server.url, "before@restart")
-    wait_until(lambda: exporter.value("celery_events_received_total") == 1, 10, what="event")
+    wait_for(lambda: exporter.value("celery_events_received_total") == 1, 10, what="event")
     redis_server.stop()
-    wait_until(lambda: exporter.value("celery_event_consumer_up") == 0, 10, what="consumer down")
+    wait_for(lambda: exporter.value("celery_event_consumer_up") == 0, 10, what="consumer down")
     redis_server.start()
-    wait_until(lambda: exporter.value("celery_event_consumer_up") == 1, 20, what="resubscribed")
+    wait_for(lambda: exporter.value("celery_event_consumer_up") == 1, 20, what="resubscribed")
     publish_heartbeat(redis_server.url, "after@restart")
-    wait_until(lambda: exporter.value("celery_events_received_total") == 2, 10, what="event")
+    wait_for(lambda: exporter.value("celery_events_received_total") == 2, 10, what="event")
     assert exporter.value("celery_worker_up", worker="after@restart") == 1
     interruptions = exporter.values("celery_event_stream_interruptions_total", "reason")
     assert interruptions == {"disconnected": 1, "overflow": 0}
@@ -110,17 +110,15 @@ def test_overflow_drop_is_reconnected_and_counted(redis_server, exporter_factory
         for _ in range(40_000):
             pipe.publish("/0.celeryev/task.multi", payload)
         pipe.execute()
-    wait_until(
+    wait_for(
         lambda: exporter.value("celery_event_stream_interruptions_total", reason="overflow") == 1,
         20,
         what="overflow counted",
     )
-    wait_until(lambda: exporter.value("celery_event_consumer_up") == 1, 20, what="resubscribed")
+    wait_for(lambda: exporter.value("celery_event_consumer_up") == 1, 20, what="resubscribed")
     before = exporter.value("celery_events_received_total")
     publish_heartbeat(redis_server.url, "after@overflow")
-    wait_until(
-        lambda: exporter.value("celery_events_received_total") == before + 1, 10, what="event"
-    )
+    wait_for(lambda: exporter.value("celery_events_received_total") == before + 1, 10, what="event")
     assert exporter.value("celery_event_stream_interruptions_total", reason="disconnected") == 0
 
 
@@ -138,7 +136,7 @@ def test_malformed_payloads_counted_skipped_and_nothing_left_behind(redis_server
     for payload in bad:
         client.publish(channel, payload)
     publish_heartbeat(redis_server.url, "good@host")
-    wait_until(lambda: exporter.value("celery_events_received_total") == 1, 10, what="good")
+    wait_for(lambda: exporter.value("celery_events_received_total") == 1, 10, what="good")
     # [1, 2] decodes to two non-event items: each counts.
     assert exporter.value("celery_events_malformed_total") == 4 + 2
     assert exporter.value("celery_worker_up", worker="good@host") == 1
@@ -146,7 +144,7 @@ def test_malformed_payloads_counted_skipped_and_nothing_left_behind(redis_server
 
     exporter.close()
     assert client.dbsize() == 0  # no binding sets, no queues, no keys
-    wait_until(lambda: client.pubsub_numpat() == 0, 10, what="subscription gone")
+    wait_for(lambda: client.pubsub_numpat() == 0, 10, what="subscription gone")
     names = [c.get("name") for c in client.client_list()]
     assert "celery-queue-exporter-events" not in names
 
@@ -160,7 +158,7 @@ def test_queue_and_worker_caps_fold_the_rest_into_other(redis_server, exporter_f
         app.send_task("cap.task", queue=queue)
     for hostname in ("cap-w1@host", "cap-w2@host", "cap-w3@host"):
         publish_heartbeat(redis_server.url, hostname)
-    wait_until(lambda: exporter.value("celery_events_received_total") == 8, 10, what="events")
+    wait_for(lambda: exporter.value("celery_events_received_total") == 8, 10, what="events")
     assert exporter.values("celery_task_sent_total", "queue", task="cap.task") == {
         "cap-q0": 2, "cap-q1": 1, OTHER_QUEUE: 2,
     }  # fmt: skip
@@ -195,9 +193,9 @@ def test_cli_consumes_events_and_leaves_nothing_when_killed(redis_server):
                 for (name, _), value in samples.items()
             )
 
-        wait_until(subscribed, 20, what="exporter subscribed")
+        wait_for(subscribed, 20, what="exporter subscribed")
         publish_heartbeat(redis_server.url, "cli@host")
-        wait_until(
+        wait_for(
             lambda: any(
                 name == "celery_worker_up" and dict(labels).get("worker") == "cli@host"
                 for (name, labels) in (scrape() or {})
@@ -208,14 +206,14 @@ def test_cli_consumes_events_and_leaves_nothing_when_killed(redis_server):
     finally:
         process.kill()
         process.wait(timeout=10)
-    wait_until(lambda: client.pubsub_numpat() == 0, 10, what="subscription gone")
+    wait_for(lambda: client.pubsub_numpat() == 0, 10, what="subscription gone")
     assert client.dbsize() == 0
 
 
 def test_events_with_the_documented_least_privilege_acl(redis_server, exporter_factory):
     """README's ACL line as written receives events; without +info it still does (INFO only
     classifies interruptions)."""
-    from conftest import ROOT as REPO
+    from testsupport.paths import ROOT as REPO
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     (acl_line,) = [ln for ln in readme.splitlines() if ln.startswith("ACL SETUSER celery-exp")]
@@ -226,7 +224,7 @@ def test_events_with_the_documented_least_privilege_acl(redis_server, exporter_f
         url = f"redis://{user}:CHANGE-ME@127.0.0.1:{redis_server.port}/0"
         exporter = exporter_factory(url)
         publish_heartbeat(redis_server.url, f"w-{user}@host")
-        wait_until(
+        wait_for(
             lambda u=user, e=exporter: e.value("celery_worker_up", worker=f"w-{u}@host") == 1,
             10,
             what=f"heartbeat seen by {user}",
@@ -246,7 +244,7 @@ def test_gracefully_stopped_worker_offline_during_the_grace_then_dropped(
     exporter = exporter_factory(redis_server.url, settings)
     worker = workers(redis_server.url, unique_name, pool="solo", heartbeat_seconds=1)
     wait_worker_up(exporter, worker)
-    wait_until(
+    wait_for(
         lambda: exporter.value("celery_queue_workers", queue=unique_name) == 1,
         15,
         what="queue announced",
@@ -254,7 +252,7 @@ def test_gracefully_stopped_worker_offline_during_the_grace_then_dropped(
     assert exporter.value("celery_worker_offline", worker=worker.name) == 0
     assert exporter.value("celery_workers_queues_unknown") == 0
     os.kill(worker.process.pid, signal.SIGTERM)  # warm shutdown: worker-offline
-    samples = wait_until(
+    samples = wait_for(
         lambda: (
             (s := exporter.samples())
             and sample_value(
@@ -283,7 +281,7 @@ def test_gracefully_stopped_worker_offline_during_the_grace_then_dropped(
             return False
         return True
 
-    wait_until(gone, 15, interval=0.2, what="series dropped after the grace")
+    wait_for(gone, 15, interval=0.2, what="series dropped after the grace")
     worker_series = [
         name for (name, labels) in samples if dict(labels).get("worker") == worker.name
     ]
@@ -340,16 +338,16 @@ def test_lost_worker_still_down_after_exporter_restarts_with_a_state_file(
             samples = exporter.scrape()
             return sample_value(samples or {}, name, broker="test", **labels)
 
-        wait_until(
+        wait_for(
             lambda: value_in(first, "celery_worker_up", worker=worker.name) == 1, 30, what="up"
         )
-        wait_until(
+        wait_for(
             lambda: value_in(first, "celery_queue_workers", queue=unique_name) == 1,
             15,
             what="queue announced",
         )
         worker.kill(signal.SIGKILL)
-        wait_until(
+        wait_for(
             lambda: value_in(first, "celery_worker_up", worker=worker.name) == 0, 10, what="down"
         )
         last_heard = value_in(first, "celery_worker_last_heartbeat_timestamp_seconds",
@@ -375,13 +373,13 @@ def test_lost_worker_still_down_after_exporter_restarts_with_a_state_file(
 
         # The timer writes the changed state (at most every 10 s; the worker turning lost is
         # a change): then kill the exporter, which leaves it no chance to write at shutdown.
-        wait_until(saved_as_lost, 25, what="state written with the worker lost")
+        wait_for(saved_as_lost, 25, what="state written with the worker lost")
         first.stop(signal.SIGKILL)
 
         for restart in range(2):
             exporter = ExporterProcess(*args)
             started.append(exporter)
-            samples = wait_until(exporter.scrape, 20, what="exporter serving")
+            samples = wait_for(exporter.scrape, 20, what="exporter serving")
 
             def value(name: str, samples=samples, **labels: str) -> float | None:
                 return sample_value(samples, name, broker="test", **labels)
@@ -400,7 +398,7 @@ def test_lost_worker_still_down_after_exporter_restarts_with_a_state_file(
     finally:
         for exporter in started:
             exporter.stop(signal.SIGKILL)
-    wait_until(lambda: redis_server.client().pubsub_numpat() == 0, 10, what="unsubscribed")
+    wait_for(lambda: redis_server.client().pubsub_numpat() == 0, 10, what="unsubscribed")
 
 
 def test_live_workers_without_install_counted_as_queues_unknown(
@@ -410,7 +408,7 @@ def test_live_workers_without_install_counted_as_queues_unknown(
     plain = workers(redis_server.url, unique_name, install=False, heartbeat_seconds=1)
     wait_worker_up(exporter, plain)
     # Counted from its first heartbeat (worker-online comes before install(app) could announce).
-    wait_until(
+    wait_for(
         lambda: exporter.value("celery_workers_queues_unknown") == 1,
         15,
         what="a heartbeat without a queue announcement",
@@ -418,14 +416,14 @@ def test_live_workers_without_install_counted_as_queues_unknown(
     assert exporter.value("celery_queue_workers", queue=unique_name) is None  # ran no task
     installed = workers(redis_server.url, unique_name, heartbeat_seconds=1)
     wait_worker_up(exporter, installed)
-    wait_until(
+    wait_for(
         lambda: exporter.value("celery_queue_workers", queue=unique_name) == 1,
         15,
         what="queue announced",
     )
     assert exporter.value("celery_workers_queues_unknown") == 1  # plain still unknown
     plain.kill(signal.SIGTERM)
-    wait_until(
+    wait_for(
         lambda: exporter.value("celery_worker_offline", worker=plain.name) == 1, 15, what="off"
     )
     assert exporter.value("celery_workers_queues_unknown") == 0
@@ -451,7 +449,7 @@ def test_worker_stopped_gracefully_while_the_exporter_was_down_is_never_lost(
         def value_in(samples: dict | None, name: str, **labels: str) -> float | None:
             return sample_value(samples or {}, name, broker="test", **labels)
 
-        wait_until(
+        wait_for(
             lambda: value_in(first.scrape(), "celery_worker_up", worker=worker.name) == 1,
             30,
             what="up",
@@ -478,11 +476,11 @@ def test_worker_stopped_gracefully_while_the_exporter_was_down_is_never_lost(
             states.append(state)
             return state == (None, None)
 
-        wait_until(dropped, 30, interval=0.2, what="the restored worker dropped")
+        wait_for(dropped, 30, interval=0.2, what="the restored worker dropped")
         assert (0.0, 0.0) not in states  # never lost
         assert (0.0, 1.0) in states  # offline once silent past the timeout
         assert value_in(second.scrape(), "celery_events_received_total") == 0
     finally:
         for exporter in started:
             exporter.stop(signal.SIGKILL)
-    wait_until(lambda: redis_server.client().pubsub_numpat() == 0, 10, what="unsubscribed")
+    wait_for(lambda: redis_server.client().pubsub_numpat() == 0, 10, what="unsubscribed")

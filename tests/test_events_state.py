@@ -13,7 +13,8 @@ import os
 import pytest
 
 from celery_queue_exporter.brokers.redis.priority import step_levels
-from celery_queue_exporter.config import EventSettings, load_config
+from celery_queue_exporter.config import EventSettings
+from celery_queue_exporter.config.load import load_config
 from celery_queue_exporter.events.state import SAVE_INTERVAL_SECONDS, StateFile
 from celery_queue_exporter.events.tracker import EventTracker
 from celery_queue_exporter.instrumentation import WORKER_QUEUES_EVENT

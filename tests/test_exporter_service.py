@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import requests
 from celery import Celery
-from conftest import ROOT, parse_exposition, sample_value, wait_until
-from exporter_helpers import build_exporter, scrape, scrape_text
 
 from celery_queue_exporter import catalogue
-from celery_queue_exporter.config import load_config
+from celery_queue_exporter.config.load import load_config
 from celery_queue_exporter.server import MetricsServer
-
-pytestmark = pytest.mark.redis
+from testsupport.exporter import build_exporter, scrape, scrape_text
+from testsupport.exposition import parse_exposition, sample_value
+from testsupport.paths import ROOT
+from testsupport.waiting import wait_for
 
 
 def fill(url: str) -> None:
@@ -52,6 +52,7 @@ def serve(*args: str):
     return exporter, server, f"http://127.0.0.1:{server.port}"
 
 
+@pytest.mark.redis
 def test_only_read_commands_reach_redis(redis_server):
     """Redis' own command statistics, reset before the exporter runs, hold no write command."""
     fill(redis_server.url)
@@ -81,6 +82,7 @@ def test_only_read_commands_reach_redis(redis_server):
     assert stats["cmdstat_llen"]["calls"] == 3 * 4
 
 
+@pytest.mark.redis
 def test_http_endpoints_and_redis_outage_recovery(redis_server):
     fill(redis_server.url)
     exporter, server, base = serve("--broker-url", f"r={redis_server.url}", "--scrape-timeout", "2")
@@ -108,7 +110,7 @@ def test_http_endpoints_and_redis_outage_recovery(redis_server):
         assert requests.get(base + "/healthz", timeout=5).status_code == 200
 
         redis_server.start()  # same port, empty data
-        samples = wait_until(
+        samples = wait_for(
             lambda: (s := metrics()) and sample_value(s, "celery_broker_up", broker="r") == 1 and s,
             timeout=20,
             what="recovery after Redis restart",
@@ -122,6 +124,7 @@ def test_http_endpoints_and_redis_outage_recovery(redis_server):
         exporter.close()
 
 
+@pytest.mark.redis
 def test_once_mode_exit_codes(redis_server):
     cli = [sys.executable, "-m", "celery_queue_exporter", "--once"]
     ok = subprocess.run(
@@ -150,10 +153,12 @@ def test_once_mode_exit_codes(redis_server):
     assert "broker down: inspection failed" in down.stderr
 
 
+@pytest.mark.redis
+@pytest.mark.prometheus
 def test_promtool_check_metrics_on_a_real_scrape(redis_server):
     promtool = shutil.which("promtool")
     if promtool is None:
-        from conftest import missing_service
+        from testsupport.services import missing_service
 
         missing_service("promtool (Debian package prometheus) is not installed")
     fill(redis_server.url)
@@ -167,6 +172,7 @@ def test_promtool_check_metrics_on_a_real_scrape(redis_server):
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
+@pytest.mark.redis
 def test_every_redis_metric_in_the_catalogue_appears_in_a_real_scrape(redis_server):
     fill(redis_server.url)
     exporter = build_exporter("--broker-url", f"r={redis_server.url}")
@@ -260,9 +266,10 @@ def _make_cert(tmp: Path, name: str, ca: tuple[Path, Path] | None = None) -> tup
     return key, cert
 
 
+@pytest.mark.redis
 def test_tls_with_client_certificates(redis_server, tmp_path):
     if shutil.which("openssl") is None:
-        from conftest import missing_service
+        from testsupport.services import missing_service
 
         missing_service("openssl is needed to make test certificates")
     server_key, server_cert = _make_cert(tmp_path, "server")
@@ -305,21 +312,22 @@ def test_tls_with_client_certificates(redis_server, tmp_path):
     assert ssl.OPENSSL_VERSION
 
 
+@pytest.mark.redis
+@pytest.mark.slow
 def test_service_tests_fail_in_ci_and_skip_locally_when_a_service_is_missing(tmp_path):
     """The rule every service test relies on, exercised through a real pytest run."""
     test_file = tmp_path / "test_needs_service.py"
     test_file.write_text(
         textwrap.dedent("""
-        from conftest import missing_service
+        from testsupport.services import missing_service
 
         def test_needs_redis():
             missing_service("redis-server is not installed")
     """)
     )
     shutil.copy(ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
-    shutil.copy(ROOT / "tests" / "skip_summary.py", tmp_path / "skip_summary.py")  # its plugin
     base = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(test_file)]
-    # The copied conftest imports its helpers from testsupport/ at the repository root.
+    # The copied conftest imports its helpers and plugins from testsupport/ at the root.
     env = {k: v for k, v in os.environ.items() if k != "CI"} | {"PYTHONPATH": str(ROOT)}
     local = subprocess.run(base, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
     assert local.returncode == 0, local.stdout
@@ -331,6 +339,7 @@ def test_service_tests_fail_in_ci_and_skip_locally_when_a_service_is_missing(tmp
     assert "1 failed" in ci.stdout and "CI: required service missing" in ci.stdout
 
 
+@pytest.mark.redis
 def test_listen_conflict_is_a_clear_error(redis_server):
     exporter, server, _ = serve("--broker-url", redis_server.url)
     try:
@@ -358,13 +367,14 @@ def test_listen_conflict_is_a_clear_error(redis_server):
     assert load_config(["--port", "0"]).port == 0
 
 
+@pytest.mark.redis
 def test_rediss_tls_broker(tmp_path):
     """A Redis that only speaks TLS: rediss:// with the CA works; a wrong CA is a down broker."""
     if shutil.which("openssl") is None or shutil.which("redis-server") is None:
-        from conftest import missing_service
+        from testsupport.services import missing_service
 
         missing_service("redis-server and openssl are needed for the TLS broker test")
-    from conftest import free_port
+    from testsupport.net import free_port
 
     key, cert = _make_cert(tmp_path, "redis")
     _, other_cert = _make_cert(tmp_path, "other")
@@ -394,9 +404,9 @@ def test_rediss_tls_broker(tmp_path):
         stdout=subprocess.DEVNULL,
     )
     try:
-        from conftest import port_open
+        from testsupport.net import port_open
 
-        wait_until(lambda: port_open(port), timeout=10, what="TLS redis-server")
+        wait_for(lambda: port_open(port), timeout=10, what="TLS redis-server")
         good = f"tls=rediss://127.0.0.1:{port}/0?ssl_ca_certs={cert}"
         bad = f"untrusted=rediss://127.0.0.1:{port}/0?ssl_ca_certs={other_cert}"
         exporter = build_exporter(
@@ -425,6 +435,7 @@ def test_rediss_tls_broker(tmp_path):
         server.wait(timeout=10)
 
 
+@pytest.mark.redis
 def test_readme_run_command_starts_the_exporter(redis_server):
     """`bash scripts/run.sh` (the README's first command) with --once: set-up, then a scrape."""
     result = subprocess.run(

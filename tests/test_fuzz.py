@@ -20,7 +20,7 @@ from celery_queue_exporter.brokers.rabbitmq.inspector import RabbitMQInspector
 from celery_queue_exporter.brokers.rabbitmq.priority import rabbitmq_priority_level
 from celery_queue_exporter.brokers.redis.inspector import RedisInspector
 from celery_queue_exporter.brokers.redis.priority import step_levels
-from celery_queue_exporter.config import BrokerConfig
+from celery_queue_exporter.config.brokers import new_broker
 from celery_queue_exporter.events.collector import families
 from celery_queue_exporter.events.decode import (
     MalformedEvent,
@@ -191,9 +191,9 @@ def test_state_file_reader_never_raises(tmp_path_factory, document):
 
 
 # No command is ever sent: only the parsing methods are called.
-REDIS = RedisInspector(BrokerConfig(name="fuzz", url="redis://127.0.0.1:1/0", queues=["q"]))
+REDIS = RedisInspector(new_broker(name="fuzz", url="redis://127.0.0.1:1/0", queues=["q"]))
 RABBITMQ = RabbitMQInspector(
-    BrokerConfig(
+    new_broker(
         name="fuzz", url="amqp://guest:guest@127.0.0.1:1//", queues=["q"], discover_queues=False
     )
 )
@@ -270,8 +270,70 @@ entries = st.lists(
 @FUZZ
 @given(entries)
 def test_management_api_entries(document):
-    snapshot = RABBITMQ._snapshot_from_entries(json.loads(_dumps(document)))
+    snapshot = RABBITMQ.management.snapshot_from_entries(json.loads(_dumps(document)))
     assert set(snapshot.queues) == {"q"}  # the watched queue, found or reported missing
-    discovered = RABBITMQ._discovered  # names that discovery would export as labels
+    discovered = RABBITMQ.management.discovered  # names that discovery would export as labels
     assert all(name.encode("utf-8") for name in discovered)
     assert all(isinstance(level.messages, int) for level in snapshot.levels)
+
+
+# --- broker pressure (issue 22) ----------------------------------------------------------------
+
+node_entries = st.one_of(
+    json_values,
+    st.lists(
+        st.one_of(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    key: json_values
+                    for key in (
+                        "name",
+                        "running",
+                        "mem_alarm",
+                        "disk_free_alarm",
+                        "partitions",
+                        "mem_used",
+                        "mem_limit",
+                        "fd_used",
+                        "fd_total",
+                        "sockets_used",
+                        "sockets_total",
+                    )
+                },
+            ),  # fmt: skip
+            json_values,
+        ),
+        max_size=5,
+    ),
+)
+
+
+@FUZZ
+@given(node_entries)
+def test_management_api_nodes(document):
+    """Any /api/nodes document: readings of the right types, malformed entries counted."""
+    from celery_queue_exporter.brokers.rabbitmq.nodes import parse_nodes
+    from celery_queue_exporter.pressure import pressure_families
+
+    nodes, malformed = parse_nodes(json.loads(_dumps(document)))
+    assert malformed >= 0 and len(nodes) <= 64
+    for node in nodes:
+        assert isinstance(node.node, str) and node.node
+        for value in (node.partitions, node.fd_used, node.fd_limit, node.memory_used_bytes):
+            assert value is None or (isinstance(value, int) and value >= 0)
+    snapshot = BrokerSnapshot(rabbitmq_nodes=nodes)
+    list(pressure_families([("r", snapshot)]))
+
+
+@FUZZ
+@given(st.dictionaries(st.text(max_size=24), json_values, max_size=12), json_values)
+def test_redis_info_and_config_replies(info, config_save):
+    """Any parsed INFO and CONFIG GET reply: a RedisHealth of known-or-None readings."""
+    from celery_queue_exporter.brokers.redis.health import parse_health
+    from celery_queue_exporter.pressure import pressure_families
+
+    health = parse_health(info, config_save if isinstance(config_save, dict) else None)
+    assert health.persistence in (None, True, False)
+    assert all(isinstance(calls, int) for calls in health.flushes.values())
+    list(pressure_families([("r", BrokerSnapshot(redis_health=health))]))

@@ -8,12 +8,12 @@ import json
 import logging
 
 import pytest
-from conftest import sample_value, samples_named
-from exporter_helpers import build_exporter, scrape
 
 from celery_queue_exporter.brokers.redis.inspector import RedisInspector
-from celery_queue_exporter.config import BrokerConfig
+from celery_queue_exporter.config.brokers import new_broker
 from celery_queue_exporter.instrumentation import ATTEMPT_AT_HEADER, ENQUEUED_AT_HEADER
+from testsupport.exporter import build_exporter, scrape
+from testsupport.exposition import sample_value, samples_named
 
 pytestmark = pytest.mark.redis
 
@@ -157,7 +157,7 @@ def test_stamp_that_is_not_a_number_is_malformed_and_falls_back_to_head_tracking
     now = [1010.0]
     queues = ["nan", "abc", "good", "stamped", "retried", "bad-retry"]
     inspector = RedisInspector(
-        BrokerConfig(name="b", url=redis_server.url, queues=queues), clock=lambda: now[0]
+        new_broker(name="b", url=redis_server.url, queues=queues), clock=lambda: now[0]
     )
     try:
         first = inspector.inspect()

@@ -9,10 +9,10 @@ import json
 import pika
 import pytest
 from apps.harness import Exporter
-from conftest import wait_until
 
 from celery_queue_exporter.brokers.celery_layout import EVENT_EXCHANGE
 from celery_queue_exporter.instrumentation import TASK_INFO_EVENT
+from testsupport.waiting import wait_for
 
 BIG = "1" + "0" * 400  # an integer of 401 digits: beyond a double
 BATCH = 100
@@ -49,16 +49,14 @@ def _batches(bad_field: str) -> list[str]:
 def test_one_huge_number_among_10000_events_costs_one_malformed(redis_server, bad_field):
     exporter = Exporter(redis_server.url).start()
     try:
-        wait_until(exporter.consumer.subscribed.is_set, 15, what="subscribed")
+        wait_for(exporter.consumer.subscribed.is_set, 15, what="subscribed")
         client = redis_server.client()
         with exporter.tracker.lock, client.pipeline(transaction=False) as pipe:
             # Held lock: the whole stream arrives in few large reads, bad event in the middle.
             for body in _batches(bad_field):
                 pipe.publish("/0.celeryev/task.multi", _kombu_envelope(body))
             assert pipe.execute() == [1] * 100
-        wait_until(
-            lambda: exporter.value("celery_events_received_total") == 9_999, 20, what="events"
-        )
+        wait_for(lambda: exporter.value("celery_events_received_total") == 9_999, 20, what="events")
         assert exporter.value("celery_events_malformed_total") == 1
         interruptions = exporter.values("celery_event_stream_interruptions_total", "reason")
         assert interruptions == {"disconnected": 0, "overflow": 0}
@@ -76,7 +74,7 @@ def test_huge_runtime_infinite_priority_and_lone_surrogate_each_one_malformed(re
     the batch count, and the exposition renders."""
     exporter = Exporter(redis_server.url).start()
     try:
-        wait_until(exporter.consumer.subscribed.is_set, 15, what="subscribed")
+        wait_for(exporter.consumer.subscribed.is_set, 15, what="subscribed")
         batch = (
             '[{"type": "task-sent", "uuid": "a", "name": "t", "queue": "q", "timestamp": 1.0},'
             f' {{"type": "{TASK_INFO_EVENT}", "uuid": "a", "queue": "q", "priority": Infinity}},'
@@ -86,7 +84,7 @@ def test_huge_runtime_infinite_priority_and_lone_surrogate_each_one_malformed(re
             ' {"type": "task-sent", "uuid": "b", "name": "t", "queue": "q", "timestamp": 3.0}]'
         )
         redis_server.client().publish("/0.celeryev/task.multi", _kombu_envelope(batch))
-        wait_until(lambda: exporter.value("celery_events_received_total") == 3, 10, what="3")
+        wait_for(lambda: exporter.value("celery_events_received_total") == 3, 10, what="3")
         assert exporter.value("celery_events_malformed_total") == 3
         assert exporter.value("celery_task_sent_total", queue="q", task="t") == 2
         assert exporter.value("celery_task_started_total", queue="q", task="t") == 1
@@ -105,7 +103,7 @@ def test_rabbitmq_one_huge_number_in_a_batch_costs_one_malformed(rabbitmq_vhost)
         channel.exchange_declare(EVENT_EXCHANGE, exchange_type="topic")  # as a worker does
         exporter = Exporter(url).start()
         try:
-            wait_until(exporter.consumer.subscribed.is_set, 20, what="subscribed")
+            wait_for(exporter.consumer.subscribed.is_set, 20, what="subscribed")
             for body in _batches("active"):
                 channel.basic_publish(
                     EVENT_EXCHANGE,
@@ -113,7 +111,7 @@ def test_rabbitmq_one_huge_number_in_a_batch_costs_one_malformed(rabbitmq_vhost)
                     body.encode(),
                     pika.BasicProperties(content_type="application/json"),
                 )
-            wait_until(
+            wait_for(
                 lambda: exporter.value("celery_events_received_total") == 9_999, 30, what="all"
             )
             assert exporter.value("celery_events_malformed_total") == 1

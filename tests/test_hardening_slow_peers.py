@@ -18,7 +18,7 @@ import redis
 
 from celery_queue_exporter.brokers.rabbitmq.inspector import RabbitMQInspector
 from celery_queue_exporter.brokers.redis.inspector import RedisInspector
-from celery_queue_exporter.config import BrokerConfig
+from celery_queue_exporter.config.brokers import new_broker
 
 TRICKLE_SECONDS = 0.5
 TIMEOUT = 3.0  # the scrape timeout given to the inspectors
@@ -136,7 +136,7 @@ def test_trickling_management_api_costs_its_share_then_amqp_answers(
 ):
     url, queue = vhost_queue
     api = fake_server(serve)
-    config = BrokerConfig(
+    config = new_broker(
         name="r", url=url, queues=[queue], management_url=f"{scheme}://127.0.0.1:{api.port}"
     )
     inspector = RabbitMQInspector(config, timeout_seconds=TIMEOUT)
@@ -160,7 +160,7 @@ def test_trickling_management_api_costs_its_share_then_amqp_answers(
 def test_trickling_management_api_in_always_mode_fails_within_the_timeout(vhost_queue, fake_server):
     url, queue = vhost_queue
     api = fake_server(slow_body)
-    config = BrokerConfig(
+    config = new_broker(
         name="r",
         url=url,
         queues=[queue],
@@ -194,7 +194,7 @@ def test_x_max_priority_beyond_255_from_a_faulty_api_is_rejected_cheaply(vhost_q
         conn.sendall(head.encode() + b"\r\nConnection: close\r\n\r\n" + body)
 
     api = fake_server(faulty)
-    config = BrokerConfig(
+    config = new_broker(
         name="r", url=url, queues=[queue], management_url=f"http://127.0.0.1:{api.port}"
     )
     inspector = RabbitMQInspector(config, timeout_seconds=TIMEOUT)
@@ -218,7 +218,7 @@ def slow_redis(conn: socket.socket, stop: threading.Event) -> None:
 
 def test_trickling_redis_costs_at_most_the_timeout_per_inspection(fake_server):
     server = fake_server(slow_redis)
-    config = BrokerConfig(name="s", url=f"redis://127.0.0.1:{server.port}/0", queues=["jobs"])
+    config = new_broker(name="s", url=f"redis://127.0.0.1:{server.port}/0", queues=["jobs"])
     inspector = RedisInspector(config, timeout_seconds=TIMEOUT)
     try:
         for _ in range(2):
@@ -241,7 +241,7 @@ def test_trickling_amqp_handshake_costs_at_most_the_timeout(fake_server):
     """AMQP was already bounded as a whole (pika's stack_timeout for the connection, its own
     timers for each call); this holds it to that."""
     server = fake_server(slow_amqp)
-    config = BrokerConfig(
+    config = new_broker(
         name="a", url=f"amqp://guest:guest@127.0.0.1:{server.port}//", queues=["jobs"],
         management="never",
     )  # fmt: skip

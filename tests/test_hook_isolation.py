@@ -16,8 +16,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT
+import pytest
 from packaging.requirements import Requirement
+
+from testsupport.paths import ROOT
 
 HEAVY = ("redis", "pika", "prometheus_client", "requests", "orjson", "hiredis", "yaml")
 
@@ -92,6 +94,7 @@ def top_level_paths(dist: importlib.metadata.Distribution) -> set[Path]:
     return paths
 
 
+@pytest.mark.subprocess
 def test_hook_pulls_in_nothing_heavy_in_the_test_venv():
     found = run_probe(sys.executable)
     assert found["by_hook"] == []
@@ -101,6 +104,8 @@ def test_hook_pulls_in_nothing_heavy_in_the_test_venv():
     assert Path(found["hook"]) == ROOT / "exporter/celery_queue_exporter/instrumentation.py"
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_hook_works_in_a_venv_holding_only_celery(tmp_path):
     venv = tmp_path / "celery-only"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,

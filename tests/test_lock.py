@@ -7,10 +7,11 @@ from __future__ import annotations
 import re
 
 import tomllib
-from conftest import ROOT
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+
+from testsupport.paths import ROOT
 
 LOCK = ROOT / "requirements" / "lock.txt"
 LOCKED_EXTRAS = ("test", "loadtest")  # scripts/lock.sh installs these

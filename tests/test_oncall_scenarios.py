@@ -1,7 +1,7 @@
 """Issue 13's acceptance test: the situations real Celery teams live through, each reproduced
 end to end and ending with the EXACT set of alerts an on-call engineer would see.
 
-Every scenario gets a fresh, isolated stack (tests/oncall_stack.py): its own exporter process
+Every scenario gets a fresh, isolated stack (testsupport/oncall_stack.py): its own exporter process
 (``--events``), its own Prometheus (own tsdb, scrape and evaluation every second, rules rendered
 by the real generator with ``for: 2s``), a private redis-server and/or a private RabbitMQ vhost,
 real Celery workers (tests/apps/events_app.py) and a producer in this process. So the alerts a
@@ -23,8 +23,8 @@ from typing import Any
 
 import pika
 import pytest
-from conftest import wait_until
-from oncall_stack import (
+
+from testsupport.oncall_stack import (
     JOB,
     LEAST_URGENT,
     MOST_URGENT,
@@ -36,8 +36,15 @@ from oncall_stack import (
     epoch,
     stacks,
 )
+from testsupport.waiting import wait_for
 
-pytestmark = [pytest.mark.redis, pytest.mark.rabbitmq, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.rabbitmq,
+    pytest.mark.prometheus,
+    pytest.mark.subprocess,
+    pytest.mark.slow,
+]
 
 
 @pytest.fixture
@@ -94,7 +101,7 @@ def test_crashed_worker_reservation_on_redis_pages_as_orphaned(make_stack):
     stack.start_worker("crashing", REDIS)
     stack.wait_quiet()
     stack.send(REDIS, "work", "events.sleep", args=(TASK_SECONDS,))
-    wait_until(
+    wait_for(
         lambda: client.hlen("unacked") == 1 and stack.depth(REDIS, "work") == 0,
         what="the task reserved by the crashing worker",
     )
@@ -255,7 +262,7 @@ def test_graceful_deploy_pages_nothing(make_stack):
 
     stack.start_worker("new", REDIS)
     stack.stop_worker("old")
-    wait_until(
+    wait_for(
         lambda: list(stack.series("celery_worker_offline", worker=old).values()) == [1.0],
         timeout=10,
         what="old reported offline",
@@ -266,7 +273,7 @@ def test_graceful_deploy_pages_nothing(make_stack):
         return [key for key in stack.metrics() if ("worker", old) in key[1]]
 
     stack.watch_silence(grace + 2, interval=1.0)
-    wait_until(lambda: not old_series(), timeout=grace + 10, what="old's series dropped")
+    wait_for(lambda: not old_series(), timeout=grace + 10, what="old's series dropped")
     stack.watch_silence(4, interval=1.0)
     assert stack.query(f'celery_worker_up{{worker="{old}"}}')["data"]["result"] == []
     assert stack.value(f'celery_worker_up{{worker="{new}"}}') == 1.0
@@ -276,7 +283,7 @@ def test_graceful_deploy_pages_nothing(make_stack):
     assert workload.errors == []
     succeeded = f'sum(celery_task_succeeded_total{{broker="{REDIS}"}})'
     before = stack.value(succeeded)
-    wait_until(lambda: (stack.value(succeeded) or 0) > (before or 0), what="tasks still run")
+    wait_for(lambda: (stack.value(succeeded) or 0) > (before or 0), what="tasks still run")
 
 
 # --- scenario 9 ---------------------------------------------------------------------------------
@@ -302,7 +309,7 @@ def test_broker_without_workers_does_not_page_all_workers_down(make_stack):
     assert stack.alerts_ever(started) == set()
 
     workload.stop()
-    wait_until(lambda: stack.depth(REDIS, "work") == 0, what="the Redis queue drained")
+    wait_for(lambda: stack.depth(REDIS, "work") == 0, what="the Redis queue drained")
     stack.kill_worker("only", signal.SIGKILL)
     worker = stack.worker_name("only")
     stack.wait_alerts(
@@ -381,7 +388,7 @@ def test_cleared_backlog_and_rare_failures_do_not_page(make_stack):
     growing = alert("CeleryQueueBacklogGrowing", broker=REDIS, queue=queue)
     stack.wait_firing(growing, timeout=90)
     # Growing for a while (the trend of the window is all growth), then drained at once.
-    wait_until(lambda: stack.depth(REDIS, "work") >= BACKLOG_PEAK, timeout=90, what="the peak")
+    wait_for(lambda: stack.depth(REDIS, "work") >= BACKLOG_PEAK, timeout=90, what="the peak")
     producer.stop()
     assert stack.depth(REDIS, "work") < BACKLOG_MESSAGES
     stack.start_worker("drain", REDIS, ["work"], pool="prefork", concurrency=10)
@@ -395,7 +402,7 @@ def test_cleared_backlog_and_rare_failures_do_not_page(make_stack):
         emptied = _first_zero_after_peak(stack.prometheus.query_range(depth, started, now))
         return emptied if emptied is not None and now - emptied > RESOLVE_EVALUATIONS + 1 else None
 
-    emptied = wait_until(emptied_a_while_ago, timeout=30, interval=0.5, what="the empty queue")
+    emptied = wait_for(emptied_a_while_ago, timeout=30, interval=0.5, what="the empty queue")
     end = time.time()
     history = stack.prometheus.query_range(
         f'ALERTS{{alertname="CeleryQueueBacklogGrowing", queue="{queue}"}}', started, end
@@ -489,7 +496,7 @@ def _series(stack: OncallStack, expr: str) -> list[dict[str, str]]:
 
 def _wait_above(stack: OncallStack, expr: str, limit: float, timeout: float = 60) -> float:
     """Wait until the one-series query ``expr`` is above ``limit``; return its value."""
-    return wait_until(
+    return wait_for(
         lambda: (value := stack.value(expr)) is not None and value > limit and value,
         timeout=timeout,
         interval=0.5,

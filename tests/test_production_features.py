@@ -8,13 +8,15 @@ import subprocess
 
 import pika
 import pytest
-from conftest import missing_service, parse_exposition, sample_value
-from exporter_helpers import build_exporter, scrape_text
 from kombu import Connection, Exchange, Queue
 from kombu.transport.redis import SentinelChannel
 
 from celery_queue_exporter.brokers.redis.options import KOMBU_OPTIONS, OPTIONS
-from celery_queue_exporter.config import ConfigError, load_config
+from celery_queue_exporter.config import ConfigError
+from celery_queue_exporter.config.load import load_config
+from testsupport.exporter import build_exporter, scrape_text
+from testsupport.exposition import parse_exposition, sample_value
+from testsupport.services import missing_service
 
 STATIC = ["--static-label", "env=prod", "--static-label", "region=eu,west"]
 
@@ -32,6 +34,9 @@ def declare_redis_queues(url: str, names: list[str]) -> None:
 # --- static labels -----------------------------------------------------------------------
 
 
+@pytest.mark.redis
+@pytest.mark.rabbitmq
+@pytest.mark.prometheus
 def test_static_labels_on_every_series_of_a_full_scrape(redis_server, rabbitmq_url, unique_name):
     declare_redis_queues(redis_server.url, [unique_name])
     exporter = build_exporter(
@@ -115,6 +120,7 @@ def redis_scrape(url: str, *args: str) -> dict:
         exporter.close()
 
 
+@pytest.mark.redis
 def test_queue_patterns_on_redis(redis_server):
     url = redis_server.url
     declare_redis_queues(url, ["orders.high", "orders.low", "reports", "tmp.1"])
@@ -134,6 +140,7 @@ def test_queue_patterns_on_redis(redis_server):
     assert sample_value(samples, "celery_exporter_queues_over_limit", broker="r") == 0
 
 
+@pytest.mark.redis
 def test_max_queues_counts_after_filtering_on_redis(redis_server, tmp_path):
     declare_redis_queues(redis_server.url, ["a1", "a2", "a3", "b1", "b2"])
     path = tmp_path / "c.yaml"
@@ -152,6 +159,7 @@ def test_max_queues_counts_after_filtering_on_redis(redis_server, tmp_path):
     )  # a3; b* unwanted
 
 
+@pytest.mark.rabbitmq
 def test_queue_patterns_on_rabbitmq(rabbitmq_url, unique_name):
     names = [f"{unique_name}.high", f"{unique_name}.low", f"{unique_name}.mid"]
     params = pika.URLParameters(rabbitmq_url[:-1] + "%2F")
@@ -194,8 +202,8 @@ def test_transport_options_checked_where_interpreted_and_kept_otherwise(tmp_path
         environ={},
     )  # fmt: skip
     broker = config.brokers[0]
-    assert broker.visibility_timeout == 7200.0
-    assert broker.health_check_interval == 15
+    assert broker.options.visibility_timeout == 7200.0
+    assert broker.options.health_check_interval == 15
     assert broker.extra_transport_options == {"polling_interval": 0.5, "fanout_prefix": True}
     with pytest.raises(ConfigError) as error:
         load_config(["--broker-url", "redis://h/0", "--broker-transport-option",
@@ -234,10 +242,13 @@ def test_a_sentinel_celery_app_is_one_broker(tmp_path, monkeypatch):
     )
     monkeypatch.chdir(tmp_path)
     broker = load_config(["--celery-app", "cqe_sentinel_app:app"], environ={}).brokers[-1]
-    assert broker.transport == "redis"
+    assert broker.transport.name == "redis"
     assert broker.safe_url == "sentinel://s1:26379/2;sentinel://s2:26380/2"
     assert broker.name == "redis-s1-26379-2"
-    assert (broker.master_name, broker.sentinel_kwargs) == ("mymaster", {"password": "sentinel-pw"})
+    assert (broker.options.master_name, broker.options.sentinel_kwargs) == (
+        "mymaster",
+        {"password": "sentinel-pw"},
+    )
     assert broker.extra_transport_options == {"polling_interval": 1}
     assert "pw" not in repr(broker)
 

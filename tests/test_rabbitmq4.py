@@ -22,13 +22,14 @@ from apps.harness import Exporter as EventExporter
 from apps.scenarios import publish_heartbeat
 from celery import Celery
 from celery.worker.consumer.delayed_delivery import DelayedDelivery
-from conftest import sample_value, samples_named, wait_until
-from exporter_helpers import build_exporter, scrape
 from kombu import Exchange, Queue
 
 from celery_queue_exporter.brokers.rabbitmq.delayed import DELAY_BITS, band_label
 from testsupport.brokers import RabbitMQGeneration, Redis8Server
+from testsupport.exporter import build_exporter, scrape
+from testsupport.exposition import sample_value, samples_named
 from testsupport.rabbitmq import pika_url
+from testsupport.waiting import wait_for
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -51,7 +52,7 @@ def scrape_until(exporter, predicate, what: str, timeout: float = 60.0) -> dict:
         samples = scrape(exporter)
         return samples if predicate(samples) else None
 
-    return wait_until(attempt, timeout=timeout, interval=0.5, what=what)
+    return wait_for(attempt, timeout=timeout, interval=0.5, what=what)
 
 
 def exporter_for(generation: RabbitMQGeneration, vhost: str, *args: str):
@@ -108,7 +109,7 @@ def test_quorum_queue_returned_messages_counted_apart(rabbitmq_generation, gener
         for method in taken:
             channel.basic_nack(method.delivery_tag, requeue=True)
         # A nack has no reply: wait until a requeued message is back (every waiting one is).
-        again = wait_until(lambda: channel.basic_get(queue)[0], timeout=10, what="a requeue")
+        again = wait_for(lambda: channel.basic_get(queue)[0], timeout=10, what="a requeue")
         assert again.redelivered
         channel.basic_nack(again.delivery_tag, requeue=True)
         channel.basic_publish("", queue, b"{}")
@@ -236,14 +237,14 @@ def test_countdown_tasks_are_scheduled_messages_not_a_waiting_queue(
     publish_heartbeat(url, "declares-the-event-exchange@test")
     events = EventExporter(url).start()
     try:
-        wait_until(events.consumer.subscribed.is_set, 15, what="event subscription")
+        wait_for(events.consumer.subscribed.is_set, 15, what="event subscription")
         for _ in range(20):
             app.send_task("tasks.render", countdown=900)
-        sent = wait_until(
+        sent = wait_for(
             lambda: events.values("celery_task_sent_total", "queue") or None,
             what="task-sent events",
         )
-        wait_until(
+        wait_for(
             lambda: events.values("celery_task_sent_total", "queue") == {queue: 20.0},
             what=f"20 task-sent events under {queue}, got {sent}",
         )
@@ -364,6 +365,7 @@ def test_prefixed_delay_queues_follow_the_configured_prefix(rabbitmq4, generatio
     assert watched == {f"app1_celery_delayed_{level}" for level in range(DELAY_BITS)}
 
 
+@pytest.mark.redis
 def test_each_generation_is_the_version_it_stands_for(rabbitmq_generation, redis_generation_server):
     """The fixtures' names are the versions the tests claim to cover (Debian 12: 3.10 and 7.0;
     Debian 13: 4.0 and 8.0)."""

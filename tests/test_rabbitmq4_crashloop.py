@@ -11,20 +11,25 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from celery import Celery
-from conftest import missing_service, wait_until
-from exporter_helpers import serve_exporter
 from kombu import Queue
-from prometheus_stack import PROMETHEUS, RULES, Prometheus, render_monitoring
 
+from testsupport.exporter import serve_exporter
+from testsupport.paths import ROOT
 from testsupport.processes import stop_process
+from testsupport.prometheus import PROMETHEUS, RULES, Prometheus, render_monitoring
+from testsupport.services import missing_service
+from testsupport.waiting import wait_for
 
-pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.rabbitmq,
+    pytest.mark.prometheus,
+    pytest.mark.subprocess,
+    pytest.mark.slow,
+]
 
-ROOT = Path(__file__).resolve().parent.parent
 QUEUE = "poison"
 #: Seconds, not minutes: Prometheus scrapes and evaluates every second here.
 OVERRIDES = {
@@ -66,7 +71,7 @@ def test_crash_loop_fires_the_redelivery_alert_before_the_message_is_dropped(rab
         producer.conf.task_queues = [
             Queue(QUEUE, routing_key=QUEUE, queue_arguments={"x-queue-type": "quorum"})
         ]
-        wait_until(
+        wait_for(
             lambda: prometheus.value(f'celery_queue_consumers{{queue="{QUEUE}"}}') == 1,
             timeout=60,
             what="the worker consuming the quorum queue",
@@ -78,12 +83,12 @@ def test_crash_loop_fires_the_redelivery_alert_before_the_message_is_dropped(rab
                 return len(runs.read_text().splitlines()) or None
             return None
 
-        runs_when_firing = wait_until(
+        runs_when_firing = wait_for(
             firing_runs, timeout=120, what="CeleryTaskRedeliveredRepeatedly firing"
         )
         # 21 runs (1 delivery + 20 redeliveries) happen before the drop: fewer had run.
         assert runs_when_firing < 21, runs_when_firing
-        wait_until(
+        wait_for(
             lambda: (
                 prometheus.value(f'celery_queue_redelivered_total{{queue="{QUEUE}"}}') == 20
                 and prometheus.value(
@@ -97,7 +102,7 @@ def test_crash_loop_fires_the_redelivery_alert_before_the_message_is_dropped(rab
         )
         assert len(runs.read_text().splitlines()) == 21
         assert prometheus.value(f'celery_queue_delivery_limit{{queue="{QUEUE}"}}') == 20
-        wait_until(
+        wait_for(
             lambda: prometheus.firing("CeleryDeliveryLimitWithoutDeadLetter", queue=QUEUE),
             timeout=30,
             what="CeleryDeliveryLimitWithoutDeadLetter firing",

@@ -16,8 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port, missing_service, port_open, wait_until
-from rabbitmq_node import RabbitMQNode, running_node
+
+from testsupport.net import free_port, port_open
+from testsupport.paths import ROOT
+from testsupport.rabbitmq_node import RabbitMQNode, running_node
+from testsupport.services import missing_service
+from testsupport.waiting import wait_for
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -55,7 +59,7 @@ class ScriptConfiguredNode(RabbitMQNode):
         # The node's own epmd outlives it (a daemon): stop it by its port.
         env = {**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)}
         subprocess.run(["epmd", "-kill"], env=env, capture_output=True, timeout=10)
-        wait_until(lambda: not port_open(self.epmd_port), timeout=10, what="epmd gone")
+        wait_for(lambda: not port_open(self.epmd_port), timeout=10, what="epmd gone")
 
     def environment(self) -> dict[str, str]:
         env = super().environment()

@@ -12,15 +12,16 @@ import pika
 import pytest
 from apps.harness import Exporter
 from celery import Celery
-from conftest import wait_until
 from kombu import Exchange
-from rabbitmq_node import NodeTLS, running_node
-from redis_topologies import make_pki
 
 from celery_queue_exporter.brokers.rabbitmq.inspector import RabbitMQInspector
-from celery_queue_exporter.config import broker_from_mapping
+from celery_queue_exporter.config.brokers import broker_from_mapping
+from testsupport.rabbitmq_node import NodeTLS, running_node
+from testsupport.redis_topologies import make_pki
+from testsupport.waiting import wait_for
 
-pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
+# The TLS node is module-scoped: its tests share one xdist worker, so it starts once.
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow, pytest.mark.xdist_group("rabbitmq-tls")]
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,7 @@ def test_management_api_and_amqp_both_work_with_the_private_ca(tls_node, unique_
     api = RabbitMQInspector(broker_for(node, pki, unique_name, "always"), timeout_seconds=10)
     try:
         # The management API's message counts lag behind by its statistics interval (5 s).
-        snapshot = wait_until(
+        snapshot = wait_for(
             lambda: (found := api.inspect()).levels and found, 20, what="counts in the API"
         )
     finally:
@@ -128,7 +129,7 @@ def test_events_over_amqps_with_the_celery_apps_broker_use_ssl(tls_node, unique_
     broker = broker_for(node, pki, unique_name, "auto")
     events = Exporter(broker).start()
     try:
-        wait_until(events.consumer.subscribed.is_set, 20, what="event subscription over AMQPS")
+        wait_for(events.consumer.subscribed.is_set, 20, what="event subscription over AMQPS")
         with (
             app.connection_for_write() as conn,
             app.events.Dispatcher(conn, hostname="cqe-tls@host", enabled=True) as dispatcher,
@@ -137,7 +138,7 @@ def test_events_over_amqps_with_the_celery_apps_broker_use_ssl(tls_node, unique_
                 dispatcher.send(
                     "task-sent", uuid=f"tls-{number}", name="cqe.tls", queue=unique_name
                 )
-        wait_until(
+        wait_for(
             lambda: events.value("celery_task_sent_total", queue=unique_name, task="cqe.tls") == 3,
             15,
             what="3 sent events over AMQPS",

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, RedisServer
+
+from testsupport.paths import ROOT
+from testsupport.redis_server import RedisServer
 
 RUNNABLE = "<!-- runnable -->"
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -128,6 +130,7 @@ RUNNABLE_PAGES = sorted({block.page for block in all_blocks() if block.runnable}
 
 @pytest.mark.redis
 @pytest.mark.parametrize("page", RUNNABLE_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.slow
 def test_runnable_blocks_run_as_written(page: Path, redis_server: RedisServer, request) -> None:
     """Each page's blocks run in page order (later ones may rely on earlier ones) and leave the
     Redis as they found it."""

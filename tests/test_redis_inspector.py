@@ -8,14 +8,14 @@ import time
 
 import pytest
 from celery import Celery
-from conftest import sample_value, samples_named
-from exporter_helpers import build_exporter, scrape
 from kombu import Connection, Exchange, Queue
 
 from celery_queue_exporter import instrumentation
 from celery_queue_exporter.brokers.redis.inspector import RedisInspector
 from celery_queue_exporter.catalogue import UNKNOWN_QUEUE
-from celery_queue_exporter.config import BrokerConfig
+from celery_queue_exporter.config.brokers import new_broker
+from testsupport.exporter import build_exporter, scrape
+from testsupport.exposition import sample_value, samples_named
 
 pytestmark = pytest.mark.redis
 
@@ -132,7 +132,7 @@ def test_discovery_reads_bindings_and_ignores_celeryev_and_pidbox(redis_server):
         "_kombu.binding.reply.celery.pidbox",
         "_kombu.binding.tasks",
     ]
-    inspector = RedisInspector(BrokerConfig(name="d", url=redis_server.url))
+    inspector = RedisInspector(new_broker(name="d", url=redis_server.url))
     assert inspector.watched_queues() == ["alpha", "beta"]
     # Routing keys map back to queues for reserved-work attribution.
     assert inspector.queue_for("tasks", "beta.rk", set()) == "beta"
@@ -164,7 +164,7 @@ def test_age_is_exact_with_install(redis_generation_server):
         level: json.loads(client.lindex(key, -1))["headers"][instrumentation.ENQUEUED_AT_HEADER]
         for level, key in (("0", "jobs"), ("9", "jobs\x06\x169"))
     }
-    config = BrokerConfig(
+    config = new_broker(
         name="a", url=redis_generation_server.url, queues=["jobs"], discover_queues=False
     )
     now = time.time() + 42.5
@@ -182,7 +182,7 @@ def test_age_without_install_is_a_lower_bound_from_head_tracking(redis_server):
     app = celery_app(redis_server.url)
     published_at = time.time()
     publish(app, "jobs", {0: 2})
-    config = BrokerConfig(name="a", url=redis_server.url, queues=["jobs"], discover_queues=False)
+    config = new_broker(name="a", url=redis_server.url, queues=["jobs"], discover_queues=False)
     clock = [published_at + 100.0]
     inspector = RedisInspector(config, clock=lambda: clock[0])
 
@@ -243,7 +243,7 @@ def test_reserved_work_from_a_consumer_holding_unacked_messages(redis_generation
             exporter.close()
 
             # Past visibility_timeout they count as overdue (Redis would deliver them again).
-            config = BrokerConfig(
+            config = new_broker(
                 name="r", url=redis_generation_server.url, queues=["work"], visibility_timeout=30
             )
             late = RedisInspector(config, clock=lambda: time.time() + 31)
@@ -254,6 +254,7 @@ def test_reserved_work_from_a_consumer_holding_unacked_messages(redis_generation
     assert redis_generation_server.client().hlen("unacked") == 0
 
 
+@pytest.mark.slow
 def test_reserved_cost_is_bounded_with_100000_reservations(redis_server):
     """100,000 reservations: the total stays exact, the per-queue split is read from a sample
     of reserved_sample_size entries (one HRANDFIELD), never the whole hash."""
@@ -267,7 +268,7 @@ def test_reserved_cost_is_bounded_with_100000_reservations(redis_server):
             pipe.zadd("unacked_index", {f"d{i}": now - i * 0.001})
         pipe.execute()
     client.config_resetstat()
-    config = BrokerConfig(
+    config = new_broker(
         name="big",
         url=redis_server.url,
         queues=["a", "b"],
@@ -326,11 +327,9 @@ def test_pipeline_fallback_when_scripts_are_not_allowed(redis_server):
     url = f"redis://reader:readerpw@127.0.0.1:{redis_server.port}/0"
     now = time.time() + 10
     by_script = RedisInspector(
-        BrokerConfig(name="s", url=redis_server.url, queues=["jobs"]), clock=lambda: now
+        new_broker(name="s", url=redis_server.url, queues=["jobs"]), clock=lambda: now
     )
-    by_pipeline = RedisInspector(
-        BrokerConfig(name="p", url=url, queues=["jobs"]), clock=lambda: now
-    )
+    by_pipeline = RedisInspector(new_broker(name="p", url=url, queues=["jobs"]), clock=lambda: now)
     first, second = by_script.inspect(), by_pipeline.inspect()
     assert by_script.use_script is True
     assert by_pipeline.use_script is False  # switched after NOPERM, without failing the scrape
@@ -343,7 +342,7 @@ def test_pipeline_fallback_when_scripts_are_not_allowed(redis_server):
 
 def test_the_documented_least_privilege_acl_is_enough(redis_server):
     """README's ACL line, run as written: the exporter reads everything, fast path included."""
-    from conftest import ROOT
+    from testsupport.paths import ROOT
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     (acl_line,) = [ln for ln in readme.splitlines() if ln.startswith("ACL SETUSER celery-exp")]
@@ -351,7 +350,7 @@ def test_the_documented_least_privilege_acl_is_enough(redis_server):
     admin.execute_command(*acl_line.split())
     publish(celery_app(redis_server.url), "jobs", {0: 1, 9: 2})
     url = f"redis://celery-exporter:CHANGE-ME@127.0.0.1:{redis_server.port}/0"
-    inspector = RedisInspector(BrokerConfig(name="acl", url=url))
+    inspector = RedisInspector(new_broker(name="acl", url=url))
     snapshot = inspector.inspect()
     assert inspector.use_script is True
     assert [(lv.queue, lv.priority, lv.messages) for lv in snapshot.levels] == [
@@ -371,7 +370,7 @@ def test_discovered_queues_are_capped_by_max_queues(redis_server):
     app = celery_app(redis_server.url)
     for name in ("q1", "q2", "q3", "q4"):
         publish(app, name, {0: 1})
-    config = BrokerConfig(name="cap", url=redis_server.url, queues=["listed"], max_queues=3)
+    config = new_broker(name="cap", url=redis_server.url, queues=["listed"], max_queues=3)
     inspector = RedisInspector(config)
     snapshot = inspector.inspect()
     # The listed queue always counts; discovery fills the remaining two places in name order.
@@ -386,7 +385,7 @@ def test_a_non_finite_enqueue_stamp_is_not_trusted(redis_server):
     for key, stamp in (("jobs", "nan"), ("jobs\x06\x163", "inf"), ("jobs\x06\x166", "-inf")):
         message = {"headers": {"id": key, instrumentation.ENQUEUED_AT_HEADER: stamp}}
         client.lpush(key, json.dumps(message))
-    config = BrokerConfig(name="n", url=redis_server.url, queues=["jobs"], discover_queues=False)
+    config = new_broker(name="n", url=redis_server.url, queues=["jobs"], discover_queues=False)
     clock = [1_000_000.0]
     inspector = RedisInspector(config, clock=lambda: clock[0])
     assert [lv.oldest_age_seconds for lv in inspector.inspect().levels] == [0.0, 0.0, 0.0, 0.0]

@@ -12,14 +12,15 @@ import time
 import pytest
 from apps.harness import Exporter
 from celery import Celery
-from conftest import parse_exposition, sample_value, wait_until
-from redis_topologies import MASTER_NAME, sentinel_set
 
 from celery_queue_exporter.cli import make_inspector
 from celery_queue_exporter.collector import QueueCollector
-from celery_queue_exporter.config import broker_from_mapping
+from celery_queue_exporter.config.brokers import broker_from_mapping
 from celery_queue_exporter.exposition import render_text
 from celery_queue_exporter.static_labels import StaticLabelRegistry
+from testsupport.exposition import parse_exposition, sample_value
+from testsupport.redis_topologies import MASTER_NAME, sentinel_set
+from testsupport.waiting import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -80,17 +81,17 @@ def test_depths_and_events_follow_a_sentinel_failover(unique_name):
         events = Exporter(broker).start()
         collector = QueueCollector([make_inspector(broker, 5.0)], 5.0)
         try:
-            wait_until(events.consumer.subscribed.is_set, 15, what="event subscription")
+            wait_for(events.consumer.subscribed.is_set, 15, what="event subscription")
             publish(url, queue, [0, 0, 0, 6, 6])
             before = scrape(collector)
             assert sample_value(before, "celery_broker_up", broker="ha") == 1.0
             assert depth(before, queue, "0") == 3
             assert depth(before, queue, "6") == 2
-            wait_until(lambda: sent(events, queue) == 5, 10, what="5 sent events")
+            wait_for(lambda: sent(events, queue) == 5, 10, what="5 sent events")
 
             old_master = topology.master_port
             topology.sentinel(0).execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
-            wait_until(lambda: topology.master_port_now() == topology.replica_port, 30,
+            wait_for(lambda: topology.master_port_now() == topology.replica_port, 30,
                        what="sentinels name the new master")  # fmt: skip
             promoted = time.monotonic()
             assert topology.master_port_now() != old_master
@@ -99,12 +100,12 @@ def test_depths_and_events_follow_a_sentinel_failover(unique_name):
                 samples = scrape(collector)
                 return sample_value(samples, "celery_broker_up", broker="ha") == 1.0
 
-            wait_until(up_on_new_master, FOLLOW_SECONDS, what="broker up on the new master")
+            wait_for(up_on_new_master, FOLLOW_SECONDS, what="broker up on the new master")
             followed = time.monotonic() - promoted
             assert followed < FOLLOW_SECONDS
 
             print(f"inspection followed the new master after {followed:.2f}s")
-            wait_until(
+            wait_for(
                 lambda: events.consumer.subscribed.is_set()
                 and events.value("celery_event_stream_interruptions_total",
                                  reason="disconnected") == 1,
@@ -118,7 +119,7 @@ def test_depths_and_events_follow_a_sentinel_failover(unique_name):
             assert depth(after, queue, "0") == 5
             assert depth(after, queue, "6") == 2
             assert depth(after, queue, "9") == 1
-            wait_until(lambda: sent(events, queue) == 8, 10, what="8 sent events")
+            wait_for(lambda: sent(events, queue) == 8, 10, what="8 sent events")
             assert events.value("celery_event_stream_interruptions_total",
                                 reason="disconnected") == 1  # fmt: skip
         finally:

@@ -14,15 +14,16 @@ import uuid
 
 import pytest
 from apps.harness import Exporter
-from conftest import parse_exposition, sample_value, wait_until
-from redis_topologies import make_pki, tls_redis
 
-from celery_queue_exporter.brokers import transport_of
 from celery_queue_exporter.cli import make_inspector
 from celery_queue_exporter.collector import QueueCollector
-from celery_queue_exporter.config import ConfigError, broker_from_celery_app, broker_from_mapping
+from celery_queue_exporter.config import ConfigError
+from celery_queue_exporter.config.brokers import broker_from_celery_app, broker_from_mapping
 from celery_queue_exporter.exposition import render_text
 from celery_queue_exporter.static_labels import StaticLabelRegistry
+from testsupport.exposition import parse_exposition, sample_value
+from testsupport.redis_topologies import make_pki, tls_redis
+from testsupport.waiting import wait_for
 
 pytestmark = [pytest.mark.redis]
 
@@ -78,7 +79,7 @@ def test_inspection_and_events_over_tls_with_the_celery_apps_certificates(
         events = Exporter(broker).start()
         collector = QueueCollector([make_inspector(broker, 5.0)], 5.0)
         try:
-            wait_until(events.consumer.subscribed.is_set, 15, what="event subscription over TLS")
+            wait_for(events.consumer.subscribed.is_set, 15, what="event subscription over TLS")
             app = sys.modules[module].app
             for priority in (0, 0, 3, 9):
                 app.send_task("cqe.tls", queue=queue, priority=priority)
@@ -96,7 +97,7 @@ def test_inspection_and_events_over_tls_with_the_celery_apps_certificates(
                 for priority in ("0", "3", "6", "9")
             }
             assert depths == {"0": 2.0, "3": 1.0, "6": 0.0, "9": 1.0}
-            wait_until(
+            wait_for(
                 lambda: events.value("celery_task_sent_total", queue=queue, task="cqe.tls") == 4,
                 10,
                 what="4 sent events over TLS",
@@ -131,7 +132,7 @@ def test_a_wrong_ca_is_a_clear_tls_error_without_the_password(pki, caplog, uniqu
             error = collector.last_results[0].error or ""
             assert "CERTIFICATE_VERIFY_FAILED" in error
             assert PASSWORD not in error
-            wait_until(
+            wait_for(
                 lambda: "CERTIFICATE_VERIFY_FAILED" in caplog.text,
                 10,
                 what="the event consumer's TLS failure logged",
@@ -164,5 +165,5 @@ def test_ssl_settings_are_checked_at_start(pki, url, ssl, message):
                 for key, value in ssl.items()}  # fmt: skip
     broker = broker_from_mapping("brokers[0]", {"url": url, "ssl": settings})
     with pytest.raises(ConfigError) as error:
-        transport_of(broker).check_broker("brokers[0]", broker)
+        broker.transport.check_broker("brokers[0]", broker)
     assert str(error.value).startswith(message)

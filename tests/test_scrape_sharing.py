@@ -13,18 +13,17 @@ import threading
 import time
 
 import pytest
-from conftest import parse_exposition, sample_value, wait_until
-from exporter_helpers import serve_exporter
 
 from celery_queue_exporter.brokers import Inspector
 from celery_queue_exporter.collector import QueueCollector
-from celery_queue_exporter.config import BrokerConfig
+from celery_queue_exporter.config.brokers import new_broker
 from celery_queue_exporter.deadline import budget_from_header
 from celery_queue_exporter.snapshot import BrokerSnapshot
+from testsupport.exporter import serve_exporter
+from testsupport.exposition import parse_exposition, sample_value
 from testsupport.http import connect, exchange, read_response, request_bytes
 from testsupport.redis_server import RedisServer
-
-pytestmark = pytest.mark.redis
+from testsupport.waiting import wait_for
 
 SCRAPERS = 200
 
@@ -45,6 +44,7 @@ def serve_two(first: str, second: str):
     return serve_exporter("--broker-url", first, "--broker-url", second, "--scrape-timeout", "5")
 
 
+@pytest.mark.redis
 def test_200_concurrent_scrapes_cost_one_inspection_per_broker_and_no_false_down(redis_server):
     """Each round: 200 connections open, Redis paused for 0.1 s (CLIENT PAUSE: a really slow
     broker), then 200 requests at once. Exactly one EVAL_RO per broker per round, and every
@@ -84,6 +84,7 @@ def test_200_concurrent_scrapes_cost_one_inspection_per_broker_and_no_false_down
         exporter.close()
 
 
+@pytest.mark.redis
 def test_hung_broker_costs_at_most_prometheus_timeout_and_never_the_other_broker(
     redis_server, caplog
 ):
@@ -141,8 +142,8 @@ def test_hung_broker_costs_at_most_prometheus_timeout_and_never_the_other_broker
 
             os.kill(hung.process.pid, signal.SIGCONT)
             # The one inspection in flight finishes: Redis ran exactly one EVAL_RO for the hang.
-            wait_until(lambda: eval_calls(hung) == 1, timeout=10, what="the held EVAL_RO")
-            samples = wait_until(
+            wait_for(lambda: eval_calls(hung) == 1, timeout=10, what="the held EVAL_RO")
+            samples = wait_for(
                 lambda: (
                     (s := scrape()[0])
                     and sample_value(s, "celery_broker_up", broker="hung") == 1
@@ -192,7 +193,7 @@ class _HeldInspector(Inspector):
 def test_a_scrape_joining_an_overdue_inspection_does_not_wait_for_it_again():
     """--scrape-timeout 0.5: the first scrape waits 0.5 s; one joining after the inspection is
     already 0.5 s old answers at once (down, one error in all); when it ends, it is used."""
-    inspector = _HeldInspector(BrokerConfig(name="held", url="redis://127.0.0.1:1/0"), 0.5)
+    inspector = _HeldInspector(new_broker(name="held", url="redis://127.0.0.1:1/0"), 0.5)
     collector = QueueCollector([inspector], timeout_seconds=0.5)
     try:
         started = time.monotonic()
@@ -205,7 +206,7 @@ def test_a_scrape_joining_an_overdue_inspection_does_not_wait_for_it_again():
         assert second.snapshot is None and second.running_seconds >= 0.5
         assert (inspector.started, collector._brokers[0].errors_total) == (1, 1)
         inspector.release.set()
-        wait_until(lambda: collector._brokers[0].running is None, timeout=5, what="release")
+        wait_for(lambda: collector._brokers[0].running is None, timeout=5, what="release")
         # It finished before this scrape arrived: a new inspection, which answers at once.
         (third,) = collector.inspect_all()
         assert third.snapshot == BrokerSnapshot() and inspector.started == 2

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import ROOT, free_port
+import pytest
+
+from testsupport.net import free_port
+from testsupport.paths import ROOT
 
 SCRIPTS = ROOT / "scripts"
 
@@ -16,6 +19,7 @@ def run_script(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[
     )
 
 
+@pytest.mark.subprocess
 def test_setup_again_installs_nothing():
     """test.sh already ran the set-up (or the developer did): every piece is there, so a new
     run neither installs a package nor reinstalls .venv or tests/node."""
@@ -27,6 +31,7 @@ def test_setup_again_installs_nothing():
     assert result.stderr.splitlines()[-1] == "bootstrap: ready (run,demo,test)"
 
 
+@pytest.mark.subprocess
 def test_run_with_a_named_broker_that_is_down_says_so_and_starts_nothing():
     port = free_port()  # nothing listens there
     result = run_script(
@@ -42,6 +47,7 @@ def test_run_with_a_named_broker_that_is_down_says_so_and_starts_nothing():
     assert f'celery_broker_up{{broker="redis-127.0.0.1-{port}-0"}} 0.0' in result.stdout
 
 
+@pytest.mark.subprocess
 def test_bootstrap_refuses_an_unknown_piece():
     result = run_script(str(SCRIPTS / "bootstrap.sh"), "--for", "run,everything")
     assert result.returncode == 2

@@ -12,12 +12,14 @@ import pika
 import pytest
 import requests
 from celery import Celery
-from conftest import missing_service, parse_exposition, sample_value, samples_named, wait_until
-from exporter_helpers import build_exporter, scrape
 
 from celery_queue_exporter.server import MetricsServer
+from testsupport.exporter import build_exporter, scrape
+from testsupport.exposition import parse_exposition, sample_value, samples_named
+from testsupport.services import missing_service
+from testsupport.waiting import wait_for
 
-pytest_plugins = ["rabbitmq_node"]
+pytest_plugins = ["testsupport.rabbitmq_node"]
 pytestmark = [pytest.mark.redis, pytest.mark.rabbitmq]
 
 PROMTOOL = Path("/usr/bin/promtool")
@@ -67,8 +69,9 @@ def families_of(samples: dict, broker: str) -> set[str]:
 
 
 def redis_view(samples: dict) -> dict:
-    """Everything the exporter says about the Redis broker except timings, ages and times (the
-    lower-bound head ages grow between scrapes, every scrape inspects anew)."""
+    """Everything the exporter says about the Redis broker except timings, ages, times and the
+    server's own running readings (the lower-bound head ages and the server's uptime grow between
+    scrapes, its memory moves with every client connection; every scrape inspects anew)."""
     return {
         (name, labels): value
         for (name, labels), value in samples.items()
@@ -78,6 +81,8 @@ def redis_view(samples: dict) -> dict:
             "celery_exporter_scrape_duration_seconds",
             "celery_queue_oldest_message_age_seconds",
             "celery_broker_last_success_timestamp_seconds",
+            "celery_redis_uptime_seconds",
+            "celery_redis_memory_used_bytes",
         }
     }
 
@@ -91,6 +96,7 @@ def assert_same_redis(samples: dict, healthy: dict) -> None:
 # --- one scrape, both brokers -------------------------------------------------------------
 
 
+@pytest.mark.prometheus
 def test_one_scrape_shows_both_brokers_under_the_same_names(
     redis_server, rabbitmq_url, unique_name
 ):
@@ -121,7 +127,7 @@ def test_one_scrape_shows_both_brokers_under_the_same_names(
             )
             return (reply.text, samples) if done else None
 
-        text, samples = wait_until(complete, timeout=20, interval=0.5, what="both brokers")
+        text, samples = wait_for(complete, timeout=20, interval=0.5, what="both brokers")
     finally:
         server.stop()
         exporter.close()
@@ -169,6 +175,7 @@ def timed_scrape(exporter) -> tuple[dict, float]:
     return samples, time.monotonic() - started
 
 
+@pytest.mark.slow
 def test_rabbitmq_outage_neither_hides_nor_slows_redis(
     redis_server, private_rabbitmq, unique_name, caplog
 ):
@@ -193,7 +200,7 @@ def test_rabbitmq_outage_neither_hides_nor_slows_redis(
         )
 
     try:
-        samples = wait_until(
+        samples = wait_for(
             lambda: (s := scrape(exporter)) and rabbit_complete(s) and s,
             timeout=20,
             interval=0.5,
@@ -217,7 +224,7 @@ def test_rabbitmq_outage_neither_hides_nor_slows_redis(
         assert "broker rabbit: inspection failed: " in caplog.text
         assert "did not answer within" in caplog.text
         private_rabbitmq.resume()
-        samples = wait_until(
+        samples = wait_for(
             lambda: (s := scrape(exporter)) and rabbit_complete(s) and s,
             timeout=30,
             interval=0.5,
@@ -240,7 +247,7 @@ def test_rabbitmq_outage_neither_hides_nor_slows_redis(
 
         # 3. It comes back: the exporter reconnects on its own and reports the same messages.
         private_rabbitmq.start()
-        samples = wait_until(
+        samples = wait_for(
             lambda: (s := scrape(exporter)) and rabbit_complete(s) and s,
             timeout=30,
             interval=0.5,

@@ -1,5 +1,6 @@
 """A local run (CI unset) that skipped service tests ends with one line saying how many and
-the command that runs them; under CI=true the same tests fail instead (tests/skip_summary.py)."""
+the command that runs them; under CI=true the same tests fail instead
+(testsupport/skip_summary.py)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from skip_summary import skip_line
+import pytest
+
+from testsupport.skip_summary import skip_line
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # Three tests: two whose "service" is missing (missing_service skips them locally), one that
 # runs. Written next to conftest.py so it gets the project's conftest and plugins.
 TINY = """
-from conftest import missing_service
+from testsupport.services import missing_service
 
 
 def test_needs_a_broker():
@@ -46,6 +49,8 @@ def run_tiny(tmp_name: str, ci: str | None) -> subprocess.CompletedProcess[str]:
         path.unlink()
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_local_run_with_skips_ends_with_the_count_and_the_command(unique_name):
     name = f"test_tiny_{unique_name.replace('-', '_')}"
     result = run_tiny(name, ci=None)
@@ -58,6 +63,8 @@ def test_local_run_with_skips_ends_with_the_count_and_the_command(unique_name):
     )
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_ci_run_fails_the_same_tests_and_prints_no_skip_line(unique_name):
     name = f"test_tiny_{unique_name.replace('-', '_')}"
     result = run_tiny(name, ci="true")

@@ -11,9 +11,11 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
-from conftest import ROOT
 from test_alerts import run_promtool
+
+from testsupport.paths import ROOT
 
 STATIC = ("env", "prod")
 
@@ -50,6 +52,8 @@ def without_static(line: str) -> str:
     return line.replace(f'{STATIC[0]}="{STATIC[1]}", ', "")
 
 
+@pytest.mark.prometheus
+@pytest.mark.slow
 def test_alerts_fire_alike_with_a_static_label_on_every_series(tmp_path):
     shutil.copy(ROOT / "alerts" / "celery-queue-exporter.rules.yaml", tmp_path)
     # the unit tests' own rule file (defaults plus an urgent task name), used by priorities.yaml

@@ -1,10 +1,10 @@
 """Adding a transport touches only its own package plus one registry line.
 
 The dummy transport below is what such a package holds (an inspector, an event consumer, a
-URL scheme, one option, its priority semantics); ``register`` stands in for its line in
-brokers/__init__.py. Config parsing, --help, the docs table, the CLI (--once, in process) and
-both collectors then pick it up with nothing else changed. An unknown scheme is an error that
-names the field, never a fall-through to another broker.
+URL scheme, one option and its typed options object, its priority semantics); ``register``
+stands in for its line in brokers/registry.py. Config parsing, --help, the docs table, the CLI
+(--once, in process) and both collectors then pick it up with nothing else changed. An unknown
+scheme is an error that names the field, never a fall-through to another broker.
 """
 
 from __future__ import annotations
@@ -14,20 +14,23 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
-from conftest import parse_exposition, sample_value, wait_until
 
-from celery_queue_exporter import brokers
-from celery_queue_exporter.brokers import Inspector, Transport
+from celery_queue_exporter.brokers import Inspector, Transport, registry
 from celery_queue_exporter.cli import Exporter, main
-from celery_queue_exporter.config import BrokerConfig, ConfigError, load_config, values
+from celery_queue_exporter.config import ConfigError, values
+from celery_queue_exporter.config.brokers import new_broker
 from celery_queue_exporter.config.docs import render
+from celery_queue_exporter.config.load import load_config
 from celery_queue_exporter.config.options import Option
 from celery_queue_exporter.config.parser import build_parser
 from celery_queue_exporter.events.consumer import EventConsumerThread
 from celery_queue_exporter.instrumentation import TASK_INFO_EVENT
 from celery_queue_exporter.snapshot import BrokerSnapshot, LevelReading, urgency_readings
+from testsupport.exposition import parse_exposition, sample_value
+from testsupport.waiting import wait_for
 
 SUPPORTED = "amqp, amqps, pyamqp, redis, rediss, sentinel"
 
@@ -37,7 +40,7 @@ class DummyInspector(Inspector):
 
     def inspect(self) -> BrokerSnapshot:
         snapshot = BrokerSnapshot(reserved_total=2)
-        snapshot.levels.append(LevelReading("jobs", "high", self.config.depth, 4.5))
+        snapshot.levels.append(LevelReading("jobs", "high", self.config.options.depth, 4.5))
         snapshot.levels.append(LevelReading("jobs", "low", 1, 0.0))
         snapshot.urgency.extend(urgency_readings("jobs", ["high", "low"]))
         snapshot.queue("jobs").consumers = 3
@@ -60,6 +63,21 @@ class DummyConsumer(EventConsumerThread):
             time.sleep(0.05)
 
 
+DEPTH = Option(
+    "transport_options.depth",
+    values.integer(0, 1000),
+    7,
+    "messages the dummy queue holds",
+    "--dummy-depth",
+    "DUMMY_DEPTH",
+)
+
+
+@dataclass(frozen=True)
+class DummyOptions:
+    depth: int = DEPTH.default
+
+
 DUMMY = Transport(
     name="dummy",
     schemes=frozenset({"dummy"}),
@@ -67,26 +85,18 @@ DUMMY = Transport(
     inspector=DummyInspector,
     event_consumer=DummyConsumer,
     priority_levels=lambda broker: lambda priority, _max: "high" if priority >= 5 else "low",
-    options=(
-        Option(
-            "transport_options.depth",
-            values.integer(0, 1000),
-            7,
-            "messages the dummy queue holds",
-            "--dummy-depth",
-            "DUMMY_DEPTH",
-        ),
-    ),  # fmt: skip
+    options=(DEPTH,),
+    options_type=DummyOptions,
 )
 
 
 @pytest.fixture
 def dummy() -> Iterator[Transport]:
-    brokers.register(DUMMY)
+    registry.register(DUMMY)
     try:
         yield DUMMY
     finally:
-        brokers.unregister(DUMMY.name)
+        registry.unregister(DUMMY.name)
 
 
 def test_config_help_and_docs_pick_up_a_registered_transport(dummy, tmp_path):
@@ -99,11 +109,11 @@ def test_config_help_and_docs_pick_up_a_registered_transport(dummy, tmp_path):
         """)
     )
     first, second = load_config(["--config", str(config_file)], environ={}).brokers
-    assert (first.name, first.transport, first.depth) == ("dummy-box-3", "dummy", 12)
-    assert (second.name, second.transport, second.depth) == ("plain", "dummy", 7)
+    assert (first.name, first.transport, first.options) == ("dummy-box-3", DUMMY, DummyOptions(12))
+    assert (second.name, second.transport, second.options) == ("plain", DUMMY, DummyOptions(7))
     flagged = load_config(["--broker-url", "dummy://box/1"], {"CELERY_EXPORTER_DUMMY_DEPTH": "9"})
-    assert [(b.name, b.depth) for b in flagged.brokers] == [("dummy-box-1", 9)]
-    assert BrokerConfig("direct", "dummy://h/0", depth=4).depth == 4
+    assert [(b.name, b.options.depth) for b in flagged.brokers] == [("dummy-box-1", 9)]
+    assert new_broker("direct", "dummy://h/0", depth=4).options == DummyOptions(4)
 
     config_file.write_text('brokers:\n  - {url: "dummy://box", transport_options: {depth: 5000}}\n')
     with pytest.raises(ConfigError) as error:
@@ -156,7 +166,7 @@ def test_the_event_collector_runs_a_registered_transports_consumer(dummy):
             return parse_exposition(exporter.scrape_once()[0].decode())
 
         where = {"broker": "dummy-box-0", "queue": "jobs", "priority": "high"}
-        wait_until(
+        wait_for(
             lambda: sample_value(samples(), "celery_queue_wait_seconds_count", **where),
             timeout=10,
             what="the dummy consumer's events",
@@ -171,6 +181,7 @@ def test_the_event_collector_runs_a_registered_transports_consumer(dummy):
     assert not consumer.subscribed.is_set()
 
 
+@pytest.mark.subprocess
 def test_an_unknown_scheme_is_an_error_naming_the_field(tmp_path):
     """No fall-through to Redis or RabbitMQ: in process, from a file, and as the command line
     (exit 2) sees it; a transport that was never registered is just as unknown."""
@@ -188,7 +199,7 @@ def test_an_unknown_scheme_is_an_error_naming_the_field(tmp_path):
         f"brokers[0].url: unsupported scheme 'kafka' in 'kafka://k:9092/0' (supported: {SUPPORTED})"
     )
     with pytest.raises(ConfigError) as error:
-        BrokerConfig("direct", "nats://n:4222").transport  # noqa: B018
+        new_broker("direct", "nats://n:4222")
     assert str(error.value).startswith("brokers[direct].url: unsupported scheme 'nats'")
 
     result = subprocess.run(
@@ -207,7 +218,24 @@ def test_an_unknown_scheme_is_an_error_naming_the_field(tmp_path):
 
 def test_registering_a_taken_scheme_is_refused(dummy):
     with pytest.raises(ValueError, match="'dummy': name or scheme already registered"):
-        brokers.register(DUMMY)
+        registry.register(DUMMY)
     clash = Transport(**{**vars(DUMMY), "name": "other", "schemes": frozenset({"redis"})})
     with pytest.raises(ValueError, match="'other': name or scheme already registered"):
-        brokers.register(clash)
+        registry.register(clash)
+
+
+def test_a_typed_options_class_must_match_the_declarations():
+    """Declared once: the options type may not add, drop or change a default."""
+
+    @dataclass(frozen=True)
+    class OtherDefault:
+        depth: int = 8
+
+    @dataclass(frozen=True)
+    class Extra:
+        depth: int = 7
+        width: int = 1
+
+    for wrong in (OtherDefault, Extra):
+        with pytest.raises(ValueError, match="transport 'dummy': .* does not match OPTIONS"):
+            Transport(**{**vars(DUMMY), "options_type": wrong})

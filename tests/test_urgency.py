@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from celery_queue_exporter.brokers.rabbitmq.priority import rabbitmq_priority_level
-from celery_queue_exporter.config import BrokerConfig
+from celery_queue_exporter.config.brokers import new_broker
 from celery_queue_exporter.snapshot import BrokerSnapshot, LevelReading
 from celery_queue_exporter.urgency import UrgencyResolver, levels_source, resolver_for
 
@@ -239,7 +239,7 @@ def test_plugin_readings_without_declared_levels_are_kept():
 
 
 def test_resolver_for_reads_the_broker_override_and_transport():
-    broker = BrokerConfig(name="rmq", url="amqp://guest:guest@127.0.0.1:5672//")
+    broker = new_broker(name="rmq", url="amqp://guest:guest@127.0.0.1:5672//")
     broker.priority_levels = {"jobs": {"most": 12}}
     resolver = resolver_for(broker)
     snapshot = rabbit_snapshot("jobs", {}, max_priority=10)

@@ -5,9 +5,9 @@ exception (scenarios in tests/apps/wait_scenarios.py)."""
 from __future__ import annotations
 
 import pytest
-from conftest import wait_until
 
 from celery_queue_exporter.config import EventSettings
+from testsupport.waiting import wait_for
 
 pytest.register_assert_rewrite("apps.wait_scenarios", "apps.scenarios")
 from apps.events_app import make_app  # noqa: E402
@@ -43,7 +43,7 @@ def test_prefork_pool_size_and_utilisation_reaches_one(
     worker = workers(redis_server.url, unique_name, pool="prefork", concurrency=3)
     wait_worker_up(exporter, worker)
     q = {"queue": unique_name}
-    wait_until(
+    wait_for(
         lambda: exporter.value("celery_worker_pool_size", worker=worker.name, pool="prefork") == 3,
         15,
         what="pool size announced",
@@ -59,7 +59,7 @@ def test_prefork_pool_size_and_utilisation_reaches_one(
         slots = exporter.value("celery_queue_worker_slots", **q)
         return busy is not None and slots == 3 and busy / slots == 1.0
 
-    wait_until(saturated, 20, what="utilisation 1.0")
+    wait_for(saturated, 20, what="utilisation 1.0")
 
 
 def test_failures_counted_per_exception_with_the_cap(
@@ -75,7 +75,7 @@ def test_failures_counted_per_exception_with_the_cap(
     for kind in sent:
         app.send_task("events.raise", args=[kind])
     q = {"queue": unique_name, "task": "events.raise"}
-    wait_until(
+    wait_for(
         lambda: sum(exporter.values("celery_task_failed_total", "exception", **q).values()) == 9,
         30,
         what="9 failures",

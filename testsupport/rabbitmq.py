@@ -4,6 +4,7 @@ the queues and exchanges they created (never anything else on a broker others us
 from __future__ import annotations
 
 import contextlib
+import os
 
 import pika
 
@@ -58,6 +59,9 @@ def delete_rabbitmq_objects(url: str, queues: list[str], exchanges: list[str]) -
     return errors
 
 
+#: The machine's RabbitMQ, as tests reach it (CQE_TEST_RABBITMQ_URL names another).
+RABBITMQ_URL = os.environ.get("CQE_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
 #: The machine's RabbitMQ management API and the account tests use on it.
 MANAGEMENT_API = "http://127.0.0.1:15672/api"
 GUEST = ("guest", "guest")
@@ -82,3 +86,38 @@ def delete_vhost(name: str) -> None:
     import requests
 
     requests.delete(f"{MANAGEMENT_API}/vhosts/{name}", auth=GUEST, timeout=10)
+
+
+def create_user(
+    name: str,
+    password: str,
+    vhost: str,
+    *,
+    tags: str = "monitoring",
+    configure: str = "^$",
+    write: str = "^$",
+    read: str = ".*",
+) -> str:
+    """Create user ``name`` with ``tags`` and these permission regexes on ``vhost``."""
+    import requests
+
+    requests.put(
+        f"{MANAGEMENT_API}/users/{name}",
+        json={"password": password, "tags": tags},
+        auth=GUEST,
+        timeout=10,
+    ).raise_for_status()
+    requests.put(
+        f"{MANAGEMENT_API}/permissions/{vhost}/{name}",
+        json={"configure": configure, "write": write, "read": read},
+        auth=GUEST,
+        timeout=10,
+    ).raise_for_status()
+    return name
+
+
+def delete_user(name: str) -> None:
+    """Delete user ``name`` (its permissions go with it)."""
+    import requests
+
+    requests.delete(f"{MANAGEMENT_API}/users/{name}", auth=GUEST, timeout=10)

@@ -422,6 +422,182 @@ RABBITMQ4_METRICS: tuple[MetricSpec, ...] = (
 #: (the dashboards do not chart them yet; the queue dashboards' coverage test is unchanged).
 FRESHNESS_METRICS: tuple[MetricSpec, ...] = (BROKER_LAST_SUCCESS, INSPECTION_RUNNING)
 
+# --- broker pressure: memory, evictions, flushes, restarts, alarms (issue 22) ----------------
+
+QUEUE_UNBOUND = _spec(
+    "celery_queue_unbound",
+    "gauge",
+    ("broker", "queue"),
+    "1 when the queue's kombu binding (_kombu.binding.<exchange> member) vanished after the "
+    "exporter saw it (evicted, flushed): the queue stays watched while its lists hold messages "
+    "and for unbound_queue_retention_seconds after, but Celery producers started from now on "
+    "cannot route to it until a worker or producer declares it again. 0 otherwise.",
+    "exact (since the exporter started)",
+    "Redis: the binding sets read at each discovery pass.",
+    ("redis",),
+)
+REDIS_MEMORY_USED = _spec(
+    "celery_redis_memory_used_bytes",
+    "gauge",
+    ("broker",),
+    "Memory the Redis server uses (all databases), as it counts it against maxmemory.",
+    "exact",
+    "Redis: INFO memory used_memory.",
+    ("redis",),
+)
+REDIS_MEMORY_MAX = _spec(
+    "celery_redis_memory_max_bytes",
+    "gauge",
+    ("broker",),
+    "The server's maxmemory; 0 means no limit (the host's memory is the limit).",
+    "exact",
+    "Redis: INFO memory maxmemory.",
+    ("redis",),
+)
+REDIS_MAXMEMORY_POLICY = _spec(
+    "celery_redis_maxmemory_policy_info",
+    "info",
+    ("broker", "policy"),
+    "The server's maxmemory-policy (value 1). allkeys-lru, allkeys-lfu and allkeys-random "
+    "evict Celery's queue lists, bindings and reservations once maxmemory is reached; "
+    "noeviction refuses producers' writes instead; volatile-* evict only keys with a TTL.",
+    "exact",
+    "Redis: INFO memory maxmemory_policy.",
+    ("redis",),
+)
+REDIS_EVICTED_KEYS = _spec(
+    "celery_redis_evicted_keys_total",
+    "counter",
+    ("broker",),
+    "Keys the server evicted for maxmemory since it started (all databases): with Celery's "
+    "keys among them, messages are lost. Resets when Redis restarts.",
+    "exact",
+    "Redis: INFO stats evicted_keys.",
+    ("redis",),
+)
+REDIS_OOM_REJECTIONS = _spec(
+    "celery_redis_oom_rejected_commands_total",
+    "counter",
+    ("broker",),
+    "Commands the server refused with OOM (used memory above maxmemory, noeviction or nothing "
+    "left to evict) since it started: producers' publishes fail. Resets when Redis restarts "
+    "or on CONFIG RESETSTAT.",
+    "exact",
+    "Redis >= 6.2: INFO errorstats errorstat_OOM.",
+    ("redis",),
+)
+REDIS_FLUSHES = _spec(
+    "celery_redis_flush_commands_total",
+    "counter",
+    ("broker", "command"),
+    "FLUSHALL / FLUSHDB calls the server executed since it started (command 'flushall' or "
+    "'flushdb'; any database): every message of the flushed databases is gone. Resets when "
+    "Redis restarts or on CONFIG RESETSTAT.",
+    "exact",
+    "Redis: INFO commandstats cmdstat_flushall, cmdstat_flushdb.",
+    ("redis",),
+)
+REDIS_UPTIME = _spec(
+    "celery_redis_uptime_seconds",
+    "gauge",
+    ("broker",),
+    "Seconds since the Redis server started: a drop is a restart (with persistence off, an "
+    "empty broker).",
+    "exact",
+    "Redis: INFO server uptime_in_seconds.",
+    ("redis",),
+)
+REDIS_PERSISTENCE = _spec(
+    "celery_redis_persistence_enabled",
+    "gauge",
+    ("broker",),
+    "1 when the server persists its data (AOF on, or RDB save points configured), 0 when "
+    "neither: a restart empties it. Absent when unknown (AOF off and CONFIG GET refused).",
+    "exact",
+    "Redis: INFO persistence aof_enabled, CONFIG GET save.",
+    ("redis",),
+)
+
+
+def _node_gauge(name: str, meaning: str, source: str) -> MetricSpec:
+    return _spec(
+        name, "gauge", ("broker", "node"), meaning, "exact",
+        f"RabbitMQ management API /api/nodes: {source}.", ("rabbitmq",),
+    )  # fmt: skip
+
+
+RABBITMQ_NODE_RUNNING = _node_gauge(
+    "celery_rabbitmq_node_running", "1 when the cluster node is running, 0 when it is down.",
+    "running",
+)  # fmt: skip
+RABBITMQ_NODE_MEMORY_ALARM = _node_gauge(
+    "celery_rabbitmq_node_memory_alarm",
+    "1 while the node's memory alarm is set (memory above vm_memory_high_watermark): every "
+    "publisher connected to the cluster is blocked.",
+    "mem_alarm",
+)
+RABBITMQ_NODE_DISK_ALARM = _node_gauge(
+    "celery_rabbitmq_node_disk_free_alarm",
+    "1 while the node's disk alarm is set (free disk below disk_free_limit): every publisher "
+    "connected to the cluster is blocked.",
+    "disk_free_alarm",
+)
+RABBITMQ_NODE_PARTITIONS = _node_gauge(
+    "celery_rabbitmq_node_partitions",
+    "Cluster nodes this node cannot reach (a network partition); 0 when healthy.",
+    "partitions (length)",
+)
+RABBITMQ_NODE_MEMORY_USED = _node_gauge(
+    "celery_rabbitmq_node_memory_used_bytes", "Memory the node uses.", "mem_used"
+)
+RABBITMQ_NODE_MEMORY_LIMIT = _node_gauge(
+    "celery_rabbitmq_node_memory_limit_bytes",
+    "The node's memory high watermark: above it the memory alarm blocks publishers.",
+    "mem_limit",
+)
+RABBITMQ_NODE_FD_USED = _node_gauge(
+    "celery_rabbitmq_node_fd_used", "File descriptors the node has open.", "fd_used"
+)
+RABBITMQ_NODE_FD_LIMIT = _node_gauge(
+    "celery_rabbitmq_node_fd_limit",
+    "File descriptors the node may open: at the limit it refuses new connections.",
+    "fd_total",
+)
+RABBITMQ_NODE_SOCKETS_USED = _node_gauge(
+    "celery_rabbitmq_node_sockets_used",
+    "Network sockets the node has open (RabbitMQ < 4 reports them).",
+    "sockets_used",
+)
+RABBITMQ_NODE_SOCKETS_LIMIT = _node_gauge(
+    "celery_rabbitmq_node_sockets_limit",
+    "Network sockets the node may open: at the limit it refuses new connections.",
+    "sockets_total",
+)
+
+#: How close a broker is to losing or refusing messages (issue 22). Kept apart from
+#: QUEUE_METRICS: they describe the broker server, not a queue (the broker dashboard charts them).
+BROKER_PRESSURE_METRICS: tuple[MetricSpec, ...] = (
+    QUEUE_UNBOUND,
+    REDIS_MEMORY_USED,
+    REDIS_MEMORY_MAX,
+    REDIS_MAXMEMORY_POLICY,
+    REDIS_EVICTED_KEYS,
+    REDIS_OOM_REJECTIONS,
+    REDIS_FLUSHES,
+    REDIS_UPTIME,
+    REDIS_PERSISTENCE,
+    RABBITMQ_NODE_RUNNING,
+    RABBITMQ_NODE_MEMORY_ALARM,
+    RABBITMQ_NODE_DISK_ALARM,
+    RABBITMQ_NODE_PARTITIONS,
+    RABBITMQ_NODE_MEMORY_USED,
+    RABBITMQ_NODE_MEMORY_LIMIT,
+    RABBITMQ_NODE_FD_USED,
+    RABBITMQ_NODE_FD_LIMIT,
+    RABBITMQ_NODE_SOCKETS_USED,
+    RABBITMQ_NODE_SOCKETS_LIMIT,
+)
+
 # --- Celery events (task and worker metrics) ----------------------------------------------------
 
 #: ``task`` label value that absorbs task names beyond the cardinality cap.
@@ -435,7 +611,8 @@ OTHER_WORKER = "(other)"
 _TASK_LABELS = ("broker", "queue", "task")
 #: Appended to the help of event metrics labelled by queue (and task): the label caps.
 _CAPPED = (
-    " Names past the label caps (events.max_queue_names, events.max_task_names) are '(other)'."
+    " Names past the label caps (events.max_queue_names, events.max_task_names) are '(other)',"
+    " as are series past the series budget (celery_event_series_dropped_total)."
 )
 _CAPPED_QUEUE = " Queue names past events.max_queue_names are '(other)'."
 _EVENTS_SOURCE = "Celery events (worker_send_task_events / task_send_sent_event)."
@@ -706,6 +883,16 @@ EVENT_TRACKED_TASKS = _spec(
     "exact",
     "the exporter.",
 )
+EVENT_SERIES_DROPPED = _spec(
+    "celery_event_series_dropped_total",
+    "counter",
+    ("broker", "metric"),
+    "Observations of a task metric counted under its '(other)' labels because their own series "
+    "would have exceeded the series budget (events.max_series_per_family series per metric, "
+    "events.max_event_samples samples in all; docs/reliability.md). metric is the metric's name.",
+    "exact",
+    "the exporter.",
+)
 
 #: Metrics from Celery events (celery_queue_exporter/events/).
 EVENT_METRICS: tuple[MetricSpec, ...] = (
@@ -742,13 +929,19 @@ EVENT_METRICS: tuple[MetricSpec, ...] = (
     EVENT_STREAM_INTERRUPTIONS,
     EVENT_CLOCK_SKEW,
     EVENT_TRACKED_TASKS,
+    EVENT_SERIES_DROPPED,
 )
 
 
 def all_metrics() -> tuple[MetricSpec, ...]:
     """Every metric the exporter can expose."""
     return (
-        QUEUE_METRICS + QUEUE_STAMP_METRICS + FRESHNESS_METRICS + RABBITMQ4_METRICS + EVENT_METRICS
+        QUEUE_METRICS
+        + QUEUE_STAMP_METRICS
+        + FRESHNESS_METRICS
+        + BROKER_PRESSURE_METRICS
+        + RABBITMQ4_METRICS
+        + EVENT_METRICS
     )
 
 

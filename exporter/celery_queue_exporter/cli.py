@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from . import brokers as registry
+from .brokers import Inspector
 from .collector import QueueCollector
-from .config import BrokerConfig, ConfigError, ExporterConfig, load_config
+from .config import BrokerConfig, ConfigError, ExporterConfig
+from .config.load import load_config
 from .config.urls import redact_urls_in
 from .exposition import render_text
 from .server import MetricsServer
@@ -23,10 +26,15 @@ from .urgency import levels_source
 
 log = logging.getLogger("celery_queue_exporter")
 
+#: The longest SIGTERM/SIGINT takes to end the process, whatever the brokers do (Kubernetes
+#: gives 30 s by default): state file, then HTTP (server.SHUTDOWN_GRACE_SECONDS), then closing
+#: the brokers' connections within what is left; an inspection still in flight is abandoned.
+SHUTDOWN_SECONDS = 4.0
 
-def make_inspector(broker: BrokerConfig, timeout_seconds: float) -> registry.Inspector:
+
+def make_inspector(broker: BrokerConfig, timeout_seconds: float) -> Inspector:
     """One inspector per broker, from its transport."""
-    return registry.transport_of(broker).inspector(broker, timeout_seconds)
+    return broker.transport.inspector(broker, timeout_seconds)
 
 
 class Exporter:
@@ -59,10 +67,26 @@ class Exporter:
         text = render_text(self.registry.collect())
         return text, all(result.error is None for result in self.queues.last_results)
 
-    def close(self) -> None:
+    def save_state(self) -> None:
+        """Write the events state file now (shutdown writes it before anything else)."""
+        if self.events is not None and self.events.state is not None:
+            self.events.state.save()
+
+    def close(self, consumer_timeout: float = 5.0) -> None:
         if self.events is not None:
-            self.events.close()
+            self.events.close(consumer_timeout)
         self.queues.close()
+
+    def close_within(self, seconds: float) -> bool:
+        """close() on a daemon thread, waiting at most ``seconds``; False when it did not end
+        in time (a broker connection hanging on close). Event consumers get half of it, so
+        the final state file write fits in the rest."""
+        closer = threading.Thread(
+            target=self.close, args=(max(0.0, seconds) / 2,), name="shutdown", daemon=True
+        )
+        closer.start()
+        closer.join(max(0.0, seconds))
+        return not closer.is_alive()
 
 
 def config_error(exc: ConfigError) -> int:
@@ -105,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     server.start()
     for broker in config.brokers:
-        log.info("watching %s broker %s at %s", broker.transport, broker.name, broker.safe_url)
+        log.info("watching %s broker %s at %s", broker.transport.name, broker.name, broker.safe_url)
     scheme = "https" if config.tls_cert_file else "http"
     log.info("serving %s://%s:%d/metrics", scheme, config.host, server.port)
 
@@ -114,9 +138,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
     log.info("shutting down")
-    server.stop()
-    exporter.close()
-    return 0
+    shutdown(exporter, server)
+    return 0  # not reached: shutdown() ends the process
+
+
+def shutdown(exporter: Exporter, server: MetricsServer) -> None:
+    """End the process within SHUTDOWN_SECONDS: state file first, then scrapes in flight
+    answered (or 503), then broker connections closed in the time left. Threads stuck on a
+    hung broker (an inspection waiting for a blackholed peer) are abandoned, not awaited:
+    os._exit skips the interpreter's join of the inspection pools' threads."""
+    deadline = time.monotonic() + SHUTDOWN_SECONDS
+    try:
+        exporter.save_state()
+    except Exception:  # a state file must never keep the process alive
+        log.exception("writing the events state file at shutdown failed")
+    try:
+        server.stop()
+    except Exception:  # a bug here must not keep the process alive either
+        log.exception("stopping the HTTP server failed")
+    if not exporter.close_within(deadline - time.monotonic()):
+        log.warning("broker connections did not close within %gs: abandoned", SHUTDOWN_SECONDS)
+    log.info("stopped")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ import celery
 import kombu
 from prometheus_client.core import InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
 
 from . import __version__
 from . import catalogue as cat
@@ -41,6 +40,17 @@ from .brokers import Inspector
 from .config.urls import redact_urls_in
 from .deadline import ScrapeWindow, current_window
 from .families import add_known, counter, flag, gauge
+from .linefamily import (
+    LevelLines,
+    LineFamily,
+    Lines,
+    Prefixes,
+    SameLines,
+    level_rows,
+    urgency_line,
+    urgency_rows,
+)
+from .pressure import pressure_families
 from .snapshot import BrokerSnapshot
 from .urgency import (
     DEFAULT_MEMORY_SECONDS,
@@ -99,8 +109,16 @@ class _BrokerState:
     levels_in_use: LevelsSource | LevelsInUse | None = None
     #: A level not seen carrying messages for this long is forgotten (urgency_memory_seconds).
     urgency_memory_seconds: float = DEFAULT_MEMORY_SECONDS
+    #: Rendered per-level lines, reused while a level's reading is unchanged (linefamily.py).
+    level_lines: LevelLines | None = None
+    #: Rendered urgency marks, reused while the resolver hands over the same readings.
+    urgency_lines: SameLines | None = None
 
     def __post_init__(self) -> None:
+        if self.level_lines is None:
+            self.level_lines = LevelLines(self.inspector.config.name)
+        if self.urgency_lines is None:
+            self.urgency_lines = SameLines(urgency_line(self.inspector.config.name))
         if self.urgency is None:
             self.urgency = resolver_for(self.inspector.config, self.urgency_memory_seconds)
 
@@ -138,6 +156,11 @@ class QueueCollector(Collector):
         ]
         #: Outcome of the latest scrape, per broker (``--once`` reads it for its exit code).
         self.last_results: list[BrokerResult] = []
+        self._families_lock = threading.Lock()
+        #: Label text of the per-queue families, kept across scrapes (linefamily.py).
+        self._prefixes = {
+            spec.family_name: Prefixes(spec.family_name, spec.labels) for spec in _PER_QUEUE
+        }
 
     def use_levels_in_use(self, broker: str, source: LevelsSource | LevelsInUse) -> None:
         """Learn urgent levels also from ``source`` (the broker's EventTracker.levels_in_use:
@@ -233,16 +256,25 @@ class QueueCollector(Collector):
         yield from self.families(results)
 
     def families(self, results: list[BrokerResult]) -> Iterator[Metric]:
-        messages = gauge(cat.QUEUE_MESSAGES)
-        ages = gauge(cat.QUEUE_OLDEST_MESSAGE_AGE)
-        unstamped = gauge(cat.QUEUE_OLDEST_MESSAGE_UNSTAMPED)
-        urgency = gauge(cat.QUEUE_PRIORITY_URGENCY)
-        reserved = gauge(cat.QUEUE_RESERVED_MESSAGES)
-        consumers = gauge(cat.QUEUE_CONSUMERS)
-        utilisation = gauge(cat.QUEUE_CONSUMER_UTILISATION)
-        max_priority = gauge(cat.QUEUE_MAX_PRIORITY)
-        missing = gauge(cat.QUEUE_MISSING)
-        unreadable = gauge(cat.QUEUE_UNREADABLE)
+        """The metric families of one scrape. Built under a lock: the rendered-line caches
+        (linefamily.py) are shared by scrapes, and two may build at once (a scrape that gave
+        up waiting for a shared render renders alone)."""
+        with self._families_lock:
+            built = list(self._families(results))
+        yield from built
+
+    def _families(self, results: list[BrokerResult]) -> Iterator[Metric]:
+        message_lines: list[str] = []
+        age_lines: list[str] = []
+        unstamped_lines: list[str] = []
+        per_broker_levels: list[tuple[str, list]] = []
+        for prefixes in self._prefixes.values():
+            prefixes.start()
+        reserved, consumers, utilisation, max_priority, missing, unreadable = (
+            Lines(self._prefixes[spec.family_name], spec) for spec in _PER_QUEUE
+        )
+        urgency_lines: list[str] = []
+        per_broker_urgency: list[tuple[str, list]] = []
         reserved_total = gauge(cat.BROKER_RESERVED_MESSAGES)
         reserved_oldest = gauge(cat.BROKER_RESERVED_OLDEST_AGE)
         reserved_overdue = gauge(cat.BROKER_RESERVED_OVERDUE)
@@ -264,7 +296,7 @@ class QueueCollector(Collector):
         for state, result in zip(self._brokers, results, strict=True):
             broker = result.name
             config = state.inspector.config
-            info.add_metric([broker], {"transport": config.transport, "url": config.safe_url})
+            info.add_metric([broker], {"transport": config.transport.name, "url": config.safe_url})
             up.add_metric([broker], 0.0 if result.snapshot is None else 1.0)
             duration.add_metric([broker], result.duration_seconds)
             running.add_metric([broker], result.running_seconds)
@@ -275,30 +307,27 @@ class QueueCollector(Collector):
             snap = result.snapshot
             if snap is None:
                 continue
-            for level in snap.levels:
-                # One labels dict per level, shared by its depth and age samples (rendered once).
-                if level.priority is None:  # no per-level data: no priority label
-                    labels = {"broker": broker, "queue": level.queue}
-                else:
-                    labels = {"broker": broker, "queue": level.queue, "priority": level.priority}
-                messages.samples.append(Sample(messages.name, labels, level.messages))
-                if level.oldest_age_seconds is not None:
-                    ages.samples.append(Sample(ages.name, labels, level.oldest_age_seconds))
-                if level.unstamped is not None:
-                    value = 1.0 if level.unstamped else 0.0
-                    unstamped.samples.append(Sample(unstamped.name, labels, value))
-            for rank in snap.urgency:
-                urgency.add_metric([broker, rank.queue, rank.priority, rank.urgency], rank.rank)
+            assert state.level_lines is not None
+            state.level_lines.render(snap.levels, message_lines, age_lines, unstamped_lines)
+            per_broker_levels.append((broker, snap.levels))
+            assert state.urgency_lines is not None
+            urgency_lines.extend(state.urgency_lines.render(snap.urgency))
+            per_broker_urgency.append((broker, snap.urgency))
             for queue in snap.queues.values():
-                add_known(
-                    [broker, queue.queue],
-                    (reserved, queue.reserved),
-                    (consumers, queue.consumers),
-                    (utilisation, queue.consumer_utilisation),
-                    (max_priority, queue.max_priority),
-                    (missing, flag(queue.missing)),
-                    (unreadable, flag(queue.unreadable)),
-                )
+                labels = (broker, queue.queue)
+                # Tested here, not in add(): most are None on one broker kind or the other.
+                if queue.reserved is not None:
+                    reserved.add(labels, queue.reserved)
+                if queue.consumers is not None:
+                    consumers.add(labels, queue.consumers)
+                if queue.consumer_utilisation is not None:
+                    utilisation.add(labels, queue.consumer_utilisation)
+                if queue.max_priority is not None:
+                    max_priority.add(labels, queue.max_priority)
+                if queue.missing is not None:
+                    missing.add(labels, flag(queue.missing))
+                if queue.unreadable is not None:
+                    unreadable.add(labels, flag(queue.unreadable))
             add_known(
                 [broker],
                 (reserved_total, snap.reserved_total),
@@ -326,17 +355,34 @@ class QueueCollector(Collector):
                 "kombu_version": kombu.__version__,
             },
         )
+        messages = LineFamily(
+            cat.QUEUE_MESSAGES,
+            message_lines,
+            lambda: level_rows(per_broker_levels, "messages"),
+        )
+        ages = LineFamily(
+            cat.QUEUE_OLDEST_MESSAGE_AGE,
+            age_lines,
+            lambda: level_rows(per_broker_levels, "oldest_age_seconds"),
+        )
+        unstamped = LineFamily(
+            cat.QUEUE_OLDEST_MESSAGE_UNSTAMPED,
+            unstamped_lines,
+            lambda: level_rows(per_broker_levels, "unstamped"),
+        )
         for family in (
             messages,
             ages,
             unstamped,
-            urgency,
-            reserved,
-            consumers,
-            utilisation,
-            max_priority,
-            missing,
-            unreadable,
+            LineFamily(
+                cat.QUEUE_PRIORITY_URGENCY, urgency_lines, lambda: urgency_rows(per_broker_urgency)
+            ),
+            reserved.family(),
+            consumers.family(),
+            utilisation.family(),
+            max_priority.family(),
+            missing.family(),
+            unreadable.family(),
             reserved_total,
             reserved_oldest,
             reserved_overdue,
@@ -354,8 +400,11 @@ class QueueCollector(Collector):
             build,
             *extra.values(),
         ):
-            if family.samples:
+            if family.lines if isinstance(family, LineFamily) else family.samples:
                 yield family
+        yield from pressure_families(
+            (result.name, result.snapshot) for result in results if result.snapshot is not None
+        )
 
     def close(self) -> None:
         for state in self._brokers:
@@ -364,6 +413,17 @@ class QueueCollector(Collector):
                 state.inspector.close()
             except Exception:  # closing a dead connection may fail; nothing to do about it
                 log.debug("closing %s failed", state.inspector.config.name, exc_info=True)
+
+
+#: Per-queue families, rendered as Lines (in this order in ``families``).
+_PER_QUEUE = (
+    cat.QUEUE_RESERVED_MESSAGES,
+    cat.QUEUE_CONSUMERS,
+    cat.QUEUE_CONSUMER_UTILISATION,
+    cat.QUEUE_MAX_PRIORITY,
+    cat.QUEUE_MISSING,
+    cat.QUEUE_UNREADABLE,
+)
 
 
 def _describe(exc: BaseException) -> str:

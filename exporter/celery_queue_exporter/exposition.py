@@ -22,7 +22,7 @@ _TYPE_RENAMES = {"stateset": "gauge", "gaugehistogram": "histogram", "unknown": 
 _OPENMETRICS_ONLY = ("_created", "_gsum", "_gcount")
 
 
-def _escape_value(value: str) -> str:
+def escape_label_value(value: str) -> str:
     if "\\" in value or "\n" in value or '"' in value:
         return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
     return value
@@ -62,6 +62,10 @@ def render_text(metrics: Iterable[Metric]) -> bytes:
         else:
             kind = _TYPE_RENAMES.get(kind, kind)
         append(f"# HELP {name} {_escape_help(metric.documentation)}\n# TYPE {name} {kind}\n")
+        lines = getattr(metric, "lines", None)
+        if lines is not None:  # a LineFamily (linefamily.py): its lines are rendered already
+            out.extend(lines)
+            continue
         extra: dict[str, list[str]] = {}
         for sample in metric.samples:
             labels = sample.labels
@@ -70,7 +74,7 @@ def render_text(metrics: Iterable[Metric]) -> bytes:
                 if cached is not None and cached[0] is labels:
                     inner = cached[1]
                 else:
-                    inner = ",".join(f'{k}="{_escape_value(v)}"' for k, v in labels.items())
+                    inner = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels.items())
                     rendered[id(labels)] = (labels, inner)
                 line = f"{sample.name}{{{inner}}} {format_value(sample.value)}"
             else:
@@ -82,9 +86,9 @@ def render_text(metrics: Iterable[Metric]) -> bytes:
                 extra.setdefault(suffix, []).append(line + "\n")
             else:
                 append(line + "\n")
-        for suffix, lines in sorted(extra.items()):
+        for suffix, extra_lines in sorted(extra.items()):
             help_text = _escape_help(metric.documentation)
             append(f"# HELP {metric.name}{suffix} {help_text}\n")
             append(f"# TYPE {metric.name}{suffix} gauge\n")
-            out.extend(lines)
+            out.extend(extra_lines)
     return "".join(out).encode("utf-8")

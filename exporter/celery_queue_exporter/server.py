@@ -14,7 +14,6 @@ scrape window of deadline.py (Prometheus' X-Prometheus-Scrape-Timeout-Seconds).
 from __future__ import annotations
 
 import contextlib
-import gzip
 import html
 import logging
 import resource
@@ -25,14 +24,15 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 
 from . import __version__
 from .config import ExporterConfig
-from .deadline import SCRAPE_TIMEOUT_HEADER, budget_from_header, scrape_window
+from .config.urls import request_path
+from .deadline import SCRAPE_TIMEOUT_HEADER, budget_from_header
 from .exposition import CONTENT_TYPE, render_text
+from .shared_render import SharedRender
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,9 @@ MAX_HEAD_BYTES = 16 * 1024
 MAX_PENDING_CONNECTIONS = 4096
 #: The idle-client log line is written at most this often.
 IDLE_LOG_INTERVAL_SECONDS = 60.0
+#: At shutdown, scrapes in flight get this long to finish; the rest are answered 503 at once
+#: (a scrape waiting for a hung broker is not awaited: issue 24, bounded shutdown).
+SHUTDOWN_GRACE_SECONDS = 1.0
 ALLOWED_METHODS = ("GET", "HEAD")
 
 TEXT = "text/plain; charset=utf-8"
@@ -94,12 +97,13 @@ def parse_head(head: bytes, arrived: float) -> Request | None:
         name, colon, value = line.partition(":")
         if colon:
             headers[name.strip().lower()] = value.strip()
-    return Request(parts[0], urlsplit(parts[1]).path or "/", headers, arrived)
+    return Request(parts[0], request_path(parts[1]), headers, arrived)
 
 
 def landing_page(config: ExporterConfig) -> bytes:
     brokers = "".join(
-        f"<li>{html.escape(b.name)} ({html.escape(b.transport)}, {html.escape(b.safe_url)})</li>"
+        f"<li>{html.escape(b.name)} ({html.escape(b.transport.name)}, "
+        f"{html.escape(b.safe_url)})</li>"
         for b in config.brokers
     )
     return (
@@ -116,6 +120,8 @@ class Routes:
     def __init__(self, registry: CollectorRegistry, config: ExporterConfig) -> None:
         self.registry = registry
         self.page = landing_page(config)
+        #: Concurrent scrapes share one render (and one gzip) per round: shared_render.py.
+        self.renderer = SharedRender(lambda: render_text(registry.collect()))
 
     def respond(self, request: Request) -> Response:
         if request.method not in ALLOWED_METHODS:
@@ -137,16 +143,17 @@ class Routes:
 
     def metrics(self, request: Request) -> Response:
         budget = budget_from_header(request.headers.get(SCRAPE_TIMEOUT_HEADER.lower()))
-        with scrape_window(request.arrived, budget):
-            body = render_text(self.registry.collect())
-        headers = []
+        rendered = self.renderer.get(request.arrived, budget)
+        body, headers = rendered.body, []
         if "gzip" in request.headers.get("accept-encoding", ""):
-            body = gzip.compress(body, compresslevel=1)
+            body = rendered.gzipped()
             headers.append(("Content-Encoding", "gzip"))
         return Response("200 OK", CONTENT_TYPE, body, headers)
 
 
 BAD_REQUEST = Response("400 Bad Request", TEXT, b"bad request\n")
+#: What a scrape still in flight past SHUTDOWN_GRACE_SECONDS gets at shutdown.
+SHUTTING_DOWN = Response("503 Service Unavailable", TEXT, b"exporter shutting down\n")
 
 
 def tls_context(config: ExporterConfig) -> ssl.SSLContext | None:
@@ -168,6 +175,8 @@ class _Connection:
     handshaking: bool
     first_byte: float | None = None
     buffer: bytearray = field(default_factory=bytearray)
+    #: Set by whoever writes the one response: its handler thread, or stop() (a 503).
+    claimed: bool = False
 
 
 def _listener(host: str, port: int) -> socket.socket:
@@ -212,6 +221,9 @@ class MetricsServer:
         self._limit = _pending_limit()
         self._pool = ThreadPoolExecutor(max_workers=HANDLER_THREADS, thread_name_prefix="http")
         self._stopping = threading.Event()
+        #: Connections handed to the handler pool and not yet answered and closed.
+        self._active: set[_Connection] = set()
+        self._active_lock = threading.Lock()
         self._idle_closed = 0
         self._next_idle_log = 0.0
         self._thread = threading.Thread(target=self._loop, name="http", daemon=True)
@@ -219,14 +231,34 @@ class MetricsServer:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Stop accepting, give scrapes in flight ``grace`` seconds, answer the rest 503 and
+        close them: bounded whatever the brokers do (a scrape stuck on a hung broker's
+        inspection is not awaited)."""
         self._stopping.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=5)  # the selector wakes every 0.2 s
         for conn in list(self._pending):
-            self._drop(conn)
+            self._drop(conn)  # no complete request yet: a clean close
         self._selector.close()
         self._listen.close()
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            with self._active_lock:
+                if not self._active:
+                    break
+            time.sleep(0.02)
+        with self._active_lock:
+            late = [conn for conn in self._active if not conn.claimed]
+            for conn in late:
+                conn.claimed = True
+        for conn in late:
+            with contextlib.suppress(OSError):
+                conn.sock.setblocking(True)
+                _send_all(conn.sock, SHUTTING_DOWN.encode(head_only=False), time.monotonic() + 0.5)
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            conn.sock.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # --- the selector thread ----------------------------------------------------------------
@@ -294,7 +326,17 @@ class MetricsServer:
     def _dispatch(self, conn: _Connection) -> None:
         self._selector.unregister(conn.sock)
         del self._pending[conn]
+        with self._active_lock:
+            self._active.add(conn)
         self._pool.submit(self._handle, conn)
+
+    def _claim(self, conn: _Connection) -> bool:
+        """True when this handler may answer: stop() did not answer the client already."""
+        with self._active_lock:
+            if conn.claimed:
+                return False
+            conn.claimed = True
+            return True
 
     def _drop(self, conn: _Connection) -> None:
         self._pending.pop(conn, None)
@@ -327,6 +369,8 @@ class MetricsServer:
         head = bytes(conn.buffer).replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
         request = parse_head(head, conn.first_byte or conn.accepted)
         response = BAD_REQUEST if request is None else self._answer(request)
+        if not self._claim(conn):
+            return  # answered 503 and closed by stop()
         try:
             conn.sock.setblocking(True)
             deadline = time.monotonic() + CLIENT_TIMEOUT_SECONDS
@@ -339,6 +383,8 @@ class MetricsServer:
             log.debug("could not answer a client: %s", exc)
         finally:
             conn.sock.close()
+            with self._active_lock:
+                self._active.discard(conn)
 
     def _answer(self, request: Request) -> Response:
         try:

@@ -43,6 +43,8 @@ class QueueReading:
     missing: bool | None = None
     #: A key of the queue could not be read (another type than the broker's client writes).
     unreadable: bool | None = None
+    #: Redis: the queue's binding vanished after the exporter saw it (kept watched meanwhile).
+    unbound: bool | None = None
 
 
 @dataclass
@@ -66,6 +68,47 @@ class ExtraSample:
     value: float
 
 
+# --- broker pressure (issue 22): what the broker says about itself ----------------------------
+
+
+@dataclass
+class RedisHealth:
+    """A Redis server's health (brokers/redis/health.py); None where it did not say."""
+
+    used_memory_bytes: int | None = None
+    #: 0: no limit.
+    maxmemory_bytes: int | None = None
+    maxmemory_policy: str | None = None
+    evicted_keys: int | None = None
+    #: Commands refused with OOM (errorstat_OOM); 0 when errorstats has no OOM line.
+    oom_rejections: int | None = None
+    #: Command -> calls since the server started (0 when never called).
+    flushes: dict[str, int] = field(default_factory=dict)
+    uptime_seconds: int | None = None
+    run_id: str | None = None
+    #: AOF on, or RDB save points configured; None: unknown (CONFIG GET refused, AOF off).
+    persistence: bool | None = None
+
+
+@dataclass
+class NodeReading:
+    """One RabbitMQ node as /api/nodes reports it (brokers/rabbitmq/nodes.py); None where
+    it does not say."""
+
+    node: str
+    running: bool | None = None
+    memory_alarm: bool | None = None
+    disk_alarm: bool | None = None
+    #: Nodes this node cannot reach (a network partition).
+    partitions: int | None = None
+    memory_used_bytes: int | None = None
+    memory_limit_bytes: int | None = None
+    fd_used: int | None = None
+    fd_limit: int | None = None
+    sockets_used: int | None = None
+    sockets_limit: int | None = None
+
+
 @dataclass
 class BrokerSnapshot:
     """Everything one inspection of a broker produced."""
@@ -85,6 +128,10 @@ class BrokerSnapshot:
     queues_over_limit: int | None = None
     #: Keys the inspection could not read (another type than expected); None: not applicable.
     unreadable_keys: int | None = None
+    #: Redis: the server's memory, evictions, flushes, restarts and persistence.
+    redis_health: RedisHealth | None = None
+    #: RabbitMQ: the cluster's nodes from the management API (None: not read).
+    rabbitmq_nodes: list[NodeReading] | None = None
     #: Broker-specific samples beyond the shared shape (see ExtraSample).
     extra: list[ExtraSample] = field(default_factory=list)
 
@@ -95,13 +142,24 @@ class BrokerSnapshot:
             reading = self.queues[name] = QueueReading(queue=name)
         return reading
 
-    def declare_levels(self, queue: str, levels_most_urgent_first: list[str]) -> None:
+    def declare_levels(
+        self,
+        queue: str,
+        levels_most_urgent_first: list[str],
+        readings: list[UrgencyReading] | None = None,
+    ) -> None:
         """The levels ``queue`` is declared with, most urgent first; marks the declared extremes
-        until the collector's UrgencyResolver replaces them with the levels in use."""
+        until the collector's UrgencyResolver replaces them with the levels in use.
+        ``readings``: those marks built once by the caller (then the list of levels is kept
+        as given, not copied: an inspector that reuses both per scrape must not change them)."""
         if not levels_most_urgent_first:
             return
-        self.declared_levels[queue] = list(levels_most_urgent_first)
-        self.urgency.extend(urgency_readings(queue, levels_most_urgent_first))
+        if readings is None:
+            self.declared_levels[queue] = list(levels_most_urgent_first)
+            self.urgency.extend(urgency_readings(queue, levels_most_urgent_first))
+        else:
+            self.declared_levels[queue] = levels_most_urgent_first
+            self.urgency.extend(readings)
 
 
 def urgency_readings(queue: str, levels_most_urgent_first: list[str]) -> list[UrgencyReading]:

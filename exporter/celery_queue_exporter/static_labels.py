@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
+from .linefamily import LineFamily
+
 
 class StaticLabelRegistry(CollectorRegistry):
     """A registry whose collected samples all carry ``labels`` (first, in declared order)."""
@@ -29,6 +31,10 @@ class StaticLabelRegistry(CollectorRegistry):
         # one merged dict, so the exposition still renders it once.
         merged: dict[int, tuple[dict[str, str], dict[str, str]]] = {}
         for metric in super().collect():
+            if isinstance(metric, LineFamily) and metric.lines is not None:
+                metric.add_labels_first(static)  # its rendered lines keep being used
+                yield metric
+                continue
             samples = []
             for sample in metric.samples:
                 own = sample.labels

@@ -255,14 +255,8 @@ def resolver_for(
 ) -> UrgencyResolver:
     """The resolver of one configured broker: its priority_levels override, read as its
     transport files a priority (RabbitMQ caps it at the queue's x-max-priority)."""
-    from .brokers import transport_of
-
-    overrides = getattr(broker, "priority_levels", None) or {}
-    try:
-        level_of = transport_of(broker).priority_levels(broker)
-    except Exception:  # noqa: BLE001 - a test's bare config: labels as written
-        level_of = _as_label
-    return UrgencyResolver(overrides, level_of, broker.name, memory_seconds)
+    level_of = broker.transport.priority_levels(broker)
+    return UrgencyResolver(broker.priority_levels, level_of, broker.name, memory_seconds)
 
 
 def levels_source(tracker: object) -> LevelsSource | None:

@@ -62,3 +62,21 @@ def instrumentation_missing(s: Settings) -> Body:
         "stays silent on this broker where RabbitMQ does not count consumers, and the "
         "priority of received tasks (CeleryUrgentTaskAtWrongPriority) is unknown.{{ end }}",
     )
+
+
+@alert(
+    "CeleryEventSeriesDropped",
+    summary="Task metrics past the exporter's series budget are folded into '(other)'.",
+)
+def event_series_dropped(s: Settings) -> Body:
+    # increase() over the for: window: a one-off burst of odd names stops paging by itself.
+    dropped = s.e.metric(cat.EVENT_SERIES_DROPPED.name)
+    return Body(
+        f"sum by (job, instance, broker, metric) (increase({dropped}[{s.for_text}])) > 0",
+        "The exporter {{ $labels.instance }} counted {{ $value | humanize }} observations of "
+        "{{ $labels.metric }} from broker {{ $labels.broker }} under its '(other)' labels in "
+        f"the last {s.for_text}: their own series would exceed the series budget "
+        "(events.max_series_per_family, events.max_event_samples). Per-task or per-queue "
+        "readings of that metric are incomplete; a publisher may be sending dynamic or "
+        "hostile task, queue or exception names.",
+    )

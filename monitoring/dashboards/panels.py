@@ -37,6 +37,7 @@ UNIT_EVENT_RATE = "suffix: events/s"
 UNIT_OPS = "ops"
 UNIT_COUNT = "short"
 UNIT_BOOL = "none"
+UNIT_BYTES = "bytes"
 
 
 # --- queries --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 from celery_queue_exporter import catalogue as cat
 
 from .board import dashboard, variables
+from .broker_pressure import broker_pressure
 from .panels import (
     NEUTRAL,
     UNIT_BOOL,
@@ -523,13 +524,15 @@ def build(s: Settings) -> Json:
         redeliveries_and_scheduled(s),
         brokers_side_by_side(s),
         exporter_and_brokers(s),
+        broker_pressure(s),
         queue_summary(s),
     ]
     return dashboard(
         s,
         SLUG,
         "Celery queues on Redis and RabbitMQ from celery-queue-exporter: depth per queue and "
-        "priority level, message age, reserved work, consumers, broker and exporter health.",
+        "priority level, message age, reserved work, consumers, broker pressure (memory, "
+        "evictions, flushes, alarms) and exporter health.",
         rows,
         variables(s),
     )

@@ -495,8 +495,9 @@ def summary_and_event_stream(s: Settings) -> Row:
         "Event stream",
         "Celery events received per second, unreadable events, and interruptions of "
         "the subscription (events sent meanwhile are lost: counts undercount, a down "
-        "worker may be missed). Normal: a steady event rate, no malformed events, no "
-        "interruptions.",
+        "worker may be missed), and task-metric observations folded into '(other)' by the "
+        "exporter's series budget (celery_event_series_dropped_total). Normal: a steady event "
+        "rate, no malformed events, no interruptions, nothing folded.",
         [
             Q(
                 f"sum by (broker) (rate({m(cat.EVENTS_RECEIVED, sb)}[{RATE}]))",
@@ -510,8 +511,13 @@ def summary_and_event_stream(s: Settings) -> Row:
                 f"sum by (broker, reason) (rate({m(cat.EVENT_STREAM_INTERRUPTIONS, sb)}[{RATE}]))",
                 "{{broker}} interruptions ({{reason}})",
             ),
+            Q(
+                f"sum by (broker) (rate({m(cat.EVENT_SERIES_DROPPED, sb)}[{RATE}]))",
+                "{{broker}} folded into (other)",
+            ),
         ],
         unit=UNIT_EVENT_RATE,
+        runbooks=["CeleryEventSeriesDropped"],
     )
     return row(
         "Worker summary and event stream",

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from celery_queue_exporter.config import BrokerConfig, EventSettings, broker_from_flag
+from celery_queue_exporter.config import BrokerConfig, EventSettings
+from celery_queue_exporter.config.brokers import broker_from_flag
 from celery_queue_exporter.events.collector import EventCollector
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,12 +130,12 @@ class Exporter:
         return generate_latest(self.registry).decode()
 
     def samples(self) -> dict:
-        from conftest import parse_exposition
+        from testsupport.exposition import parse_exposition
 
         return parse_exposition(self.text())
 
     def value(self, name: str, **labels: str) -> float | None:
-        from conftest import sample_value
+        from testsupport.exposition import sample_value
 
         return sample_value(self.samples(), name, broker=self.broker.name, **labels)
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from conftest import wait_until
 
 from apps.events_app import make_app
 from apps.harness import Exporter, Worker
 from celery_queue_exporter.config import EventSettings
 from celery_queue_exporter.instrumentation import install, uninstall
+from testsupport.waiting import wait_for
 
 PROMTOOL = "/usr/bin/promtool"
 
@@ -27,7 +27,7 @@ def exporter_factory():
         publish_heartbeat(url, "declares-the-event-exchange@test")
         exporter = Exporter(url, settings).start()
         started.append(exporter)
-        wait_until(exporter.consumer.subscribed.is_set, 15, what="event subscription")
+        wait_for(exporter.consumer.subscribed.is_set, 15, what="event subscription")
         return exporter
 
     yield start
@@ -63,7 +63,7 @@ def wait_worker_up(exporter: Exporter, worker: Worker, timeout: float = 30.0) ->
             raise AssertionError(f"worker exited:\n{worker.output()[-3000:]}")
         return exporter.value("celery_worker_up", worker=worker.name) == 1.0
 
-    wait_until(up, timeout, what=f"{worker.name} up")
+    wait_for(up, timeout, what=f"{worker.name} up")
 
 
 def tracked_in(exporter: Exporter, queue: str) -> int:
@@ -72,6 +72,18 @@ def tracked_in(exporter: Exporter, queue: str) -> int:
     tracker = exporter.tracker
     with tracker.lock:
         return sum(1 for task in tracker._tasks.values() if task.queue == queue)
+
+
+def still_tracked(exporter: Exporter, queue: str) -> list[str]:
+    """The records ``tracked_in`` counts, as a failure message shows them."""
+    tracker = exporter.tracker
+    with tracker.lock:
+        return [
+            f"{task_id}: {task.name} run={task.run} started_run={task.started_run} "
+            f"open_starts={task.open_starts} pending={getattr(task.pending, 'run', None)}"
+            for task_id, task in tracker._tasks.items()
+            if task.queue == queue
+        ]
 
 
 def outcome_scenario(exporter, url: str, unique_name: str, workers, lowest_level: str) -> None:
@@ -89,7 +101,7 @@ def outcome_scenario(exporter, url: str, unique_name: str, workers, lowest_level
     app.send_task("events.hard_limit")
     q = {"queue": unique_name}
     victim = app.send_task("events.sleep", args=[60])
-    wait_until(
+    wait_for(
         lambda: exporter.value("celery_task_started_total", task="events.sleep", **q) == 1,
         60,
         what="task to revoke running",
@@ -108,8 +120,17 @@ def outcome_scenario(exporter, url: str, unique_name: str, workers, lowest_level
             and exporter.value("celery_task_revoked_total", task="events.sleep", **q) == 1
         )
 
-    wait_until(finished, 60, what="all outcomes")
-    wait_until(lambda: tracked_in(exporter, unique_name) == 0, 30, what="joins done")
+    wait_for(finished, 60, what="all outcomes")
+    left: list[str] = []
+
+    def joined() -> bool:
+        left[:] = still_tracked(exporter, unique_name)
+        return not left
+
+    try:
+        wait_for(joined, 30, what="joins done")
+    except AssertionError as timeout:  # say which records the tracker still holds, and how
+        raise AssertionError(f"{timeout}; still tracked: {left}") from None
     expected = {
         "sent": {"events.ok": 3, "events.sleep": 1, "events.boom": 2, "events.retry_once": 2,
                  "events.soft_limit": 1, "events.hard_limit": 1},
@@ -170,7 +191,7 @@ def priority_scenario(exporter, url: str, unique_name: str, workers, most: str, 
         app.send_task("events.sleep", args=[0.05], priority=int(most))
     worker = workers(url, unique_name, pool="solo")
     q = {"queue": unique_name}
-    wait_until(
+    wait_for(
         lambda: (
             exporter.value("celery_task_succeeded_total", task="events.sleep", **q) == 2 * per_level
         ),

@@ -14,12 +14,11 @@ from bisect import bisect_left
 from datetime import UTC, datetime
 from pathlib import Path
 
-from conftest import wait_until
-
 from apps.events_app import make_app
 from apps.harness import Exporter
 from apps.scenarios import tracked_in, wait_worker_up
 from celery_queue_exporter.config import DEFAULT_WAIT_BUCKETS
+from testsupport.waiting import wait_for
 
 BOUNDS = tuple(float(b) for b in DEFAULT_WAIT_BUCKETS)
 
@@ -81,13 +80,13 @@ def countdown_scenario(exporter, url: str, queue: str, workers, tmp_path: Path) 
         result = app.send_task("events.timed", args=[str(path)], eta=eta)
         published[result.id] = (at, eta.timestamp())
     q = {"queue": queue}
-    wait_until(lambda: len(records(path)) == len(published), 30, what="timed tasks ran")
-    wait_until(
+    wait_for(lambda: len(records(path)) == len(published), 30, what="timed tasks ran")
+    wait_for(
         lambda: exporter.value("celery_task_succeeded_total", task="events.timed", **q) == 5,
         15,
         what="successes seen",
     )
-    wait_until(lambda: tracked_in(exporter, queue) == 0, 15, what="joins done")
+    wait_for(lambda: tracked_in(exporter, queue) == 0, 15, what="joins done")
     runs = {r["id"]: r for r in records(path)}
     lateness = [runs[i]["start"] - eta for i, (_at, eta) in published.items()]
     full = [runs[i]["start"] - at for i, (at, _eta) in published.items()]
@@ -131,13 +130,13 @@ def retry_scenario(exporter, url: str, queue: str, workers, tmp_path: Path) -> N
     first = time.time()
     app.send_task("events.retry_timed", args=[str(path), countdown])
     q = {"queue": queue, "task": "events.retry_timed"}
-    wait_until(lambda: len(records(path)) == 4, 30, what="4 runs")
-    wait_until(
+    wait_for(lambda: len(records(path)) == 4, 30, what="4 runs")
+    wait_for(
         lambda: exporter.value("celery_task_succeeded_total", **q) == 1,
         15,
         what="success seen",
     )
-    wait_until(lambda: tracked_in(exporter, queue) == 0, 15, what="joins done")
+    wait_for(lambda: tracked_in(exporter, queue) == 0, 15, what="joins done")
     runs = sorted(records(path), key=lambda r: r["retries"])
     assert [r["retries"] for r in runs] == [0, 1, 2, 3]
     # Run n was republished by run n-1 (right after its start) with an ETA `countdown` later.
@@ -170,11 +169,11 @@ def prefork_retry_scenario(exporter, url: str, queue: str, workers, tmp_path: Pa
     for _ in range(8):
         app.send_task("events.retry_timed", args=[str(path), 0])
     q = {"queue": queue, "task": "events.retry_timed"}
-    wait_until(lambda: len(records(path)) == 32, 60, what="32 runs")
-    wait_until(
+    wait_for(lambda: len(records(path)) == 32, 60, what="32 runs")
+    wait_for(
         lambda: exporter.value("celery_task_succeeded_total", **q) == 8, 20, what="8 successes"
     )
-    wait_until(lambda: tracked_in(exporter, queue) == 0, 20, what="joins done")
+    wait_for(lambda: tracked_in(exporter, queue) == 0, 20, what="joins done")
     assert exporter.value("celery_task_started_total", **q) == 32
     assert exporter.value("celery_task_retried_total", **q) == 24
     assert exporter.value("celery_task_queue_wait_seconds_count", **q) == 32

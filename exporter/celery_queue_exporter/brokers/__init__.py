@@ -1,69 +1,13 @@
-"""The transport registry: one line per broker kind. Adding a broker kind means adding its
-package under ``brokers/`` and one line to TRANSPORTS; nothing else names a broker kind.
+"""Broker kinds. ``base.py`` is the one interface a broker package implements; each package
+(``redis/``, ``rabbitmq/``) declares its options and builds its ``Transport``; ``registry.py``
+(part of the assembly, above the packages) lists them and maps URL schemes to them.
 
-An unknown scheme is a ConfigError naming the field, never a fall-through to some default.
+This ``__init__`` imports only the interface, so importing any broker module never runs the
+registry (no import circle through it).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
-
-from ..config.errors import ConfigError
 from .base import EventConsumer, Inspector, PriorityLevel, Transport
-from .rabbitmq import TRANSPORT as RABBITMQ
-from .redis import TRANSPORT as REDIS
 
-if TYPE_CHECKING:
-    from ..config.model import BrokerConfig
-    from ..config.options import Option
-
-__all__ = ["EventConsumer", "Inspector", "PriorityLevel", "Transport", "TRANSPORTS"]
-
-#: name -> Transport
-TRANSPORTS: dict[str, Transport] = {
-    REDIS.name: REDIS,
-    RABBITMQ.name: RABBITMQ,
-}
-
-
-def register(transport: Transport) -> None:
-    """Add a transport at run time (tests, plugins); its schemes must be new."""
-    taken = {scheme for known in TRANSPORTS.values() for scheme in known.schemes}
-    if transport.schemes & taken or transport.name in TRANSPORTS:
-        raise ValueError(f"transport {transport.name!r}: name or scheme already registered")
-    TRANSPORTS[transport.name] = transport
-
-
-def unregister(name: str) -> None:
-    del TRANSPORTS[name]
-
-
-def schemes() -> list[str]:
-    return sorted(scheme for transport in TRANSPORTS.values() for scheme in transport.schemes)
-
-
-def for_scheme(where: str, scheme: str, safe_url: str) -> Transport:
-    """The transport serving ``scheme``; ConfigError naming ``where`` when none does."""
-    for transport in TRANSPORTS.values():
-        if scheme in transport.schemes:
-            return transport
-    supported = ", ".join(schemes())
-    raise ConfigError(
-        f"{where}: unsupported scheme {scheme!r} in {safe_url!r} (supported: {supported})"
-    )
-
-
-def transport_of(broker: BrokerConfig) -> Transport:
-    return for_scheme(f"brokers[{broker.name}].url", urlsplit(broker.url).scheme, broker.safe_url)
-
-
-def transport_options() -> dict[str, Option]:
-    """Every transport's per-broker options by attribute name (a name declared twice must
-    mean the same option)."""
-    declared: dict[str, Option] = {}
-    for transport in TRANSPORTS.values():
-        for option in transport.options:
-            if declared.setdefault(option.attr, option) is not option:
-                raise ValueError(f"transport option {option.attr!r} declared twice")
-    return declared
+__all__ = ["EventConsumer", "Inspector", "PriorityLevel", "Transport"]

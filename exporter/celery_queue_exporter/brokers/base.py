@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import SplitResult
+from dataclasses import MISSING, Field, dataclass, fields
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from ..config.model import BrokerConfig
     from ..config.options import Option
+    from ..config.urls import URLPart
     from ..events.tracker import EventTracker
     from ..snapshot import BrokerSnapshot
 
@@ -60,9 +60,13 @@ def _no_check(where: str, value: Any) -> None:
     """Accepts anything: the default of the optional checks below."""
 
 
+#: The transport's typed options (a frozen dataclass, one field per declared option).
+OptionsT = TypeVar("OptionsT")
+
+
 @dataclass(frozen=True)
-class Transport:
-    """One broker kind, registered in ``brokers/__init__.py``."""
+class Transport(Generic[OptionsT]):
+    """One broker kind, registered in ``brokers/registry.py``."""
 
     #: The ``transport`` label value and the prefix of default broker names.
     name: str
@@ -77,14 +81,29 @@ class Transport:
     #: ``broker -> PriorityLevel``: how the broker files a message's priority.
     priority_levels: Callable[[BrokerConfig], PriorityLevel]
     #: Per-broker options it reads (YAML keys, flags, env), declared once.
-    options: tuple[Option, ...] = ()
+    options: tuple[Option, ...]
+    #: The frozen dataclass a broker of this kind carries as ``BrokerConfig.options``: one
+    #: field per declared option (by its attribute name), defaulting to its declared default.
+    options_type: Callable[..., OptionsT]
     #: Schemes whose ``;``-separated URL list is ONE broker (kombu's ``sentinel://a;sentinel://b``);
     #: for any other scheme a list is Celery's failover list.
     list_schemes: frozenset[str] = frozenset()
     #: kombu transport options it accepts without declaring them (kept and passed on to its
     #: client where it takes them); None: any name (kombu hands them all to the client).
     passed_options: frozenset[str] | None = None
-    #: ``(where, split URL)``: raise ConfigError for a URL it cannot serve.
-    check_url: Callable[[str, SplitResult], None] = _no_check
+    #: ``(where, one parsed URL)``: raise ConfigError for a URL it cannot serve.
+    check_url: Callable[[str, URLPart], None] = _no_check
     #: ``(where, broker)``: raise ConfigError for a broker it cannot watch as configured.
     check_broker: Callable[[str, BrokerConfig], None] = _no_check
+
+    def __post_init__(self) -> None:
+        """The options type matches the declarations: same names, same defaults."""
+        declared = {option.attr: option.default for option in self.options}
+        found = {item.name: _default(item) for item in fields(self.options_type)}  # type: ignore[arg-type]
+        if found != declared:
+            raise ValueError(f"transport {self.name!r}: {self.options_type} does not match OPTIONS")
+
+
+def _default(item: Field[Any]) -> Any:
+    """A dataclass field's default (made by its factory, if it has one)."""
+    return item.default_factory() if item.default is MISSING else item.default

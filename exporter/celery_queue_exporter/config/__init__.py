@@ -1,34 +1,38 @@
-"""Configuration, split by job:
+"""Configuration, in two layers (docs/architecture.md).
 
-* options.py declares every option once (transport packages declare their own);
-* values.py parses the kinds of value; urls.py keeps credentials out of text;
-* model.py holds the objects the exporter reads; brokers.py builds brokers;
+The vocabulary, at the bottom of the package (plain data; imports nothing above config/):
+
+* errors.py: ConfigError; values.py parses the kinds of value; labels.py static labels;
+* options.py declares every option once (transport packages declare their own with it);
+* urls.py parses a broker URL once (BrokerURL) and keeps credentials out of text;
+* model.py holds the objects the exporter reads (BrokerConfig, BrokerTLS, EventSettings, ...).
+
+The assembly, above the broker packages (it reads their declarations and the registry):
+
+* brokers.py builds brokers (URL parsed, transport resolved, typed options filled);
 * parser.py makes the flags and --help; load.py merges flags > environment > file > defaults;
 * docs.py renders docs/configuration.md from the declarations.
+
+This ``__init__`` exports the vocabulary only, so a broker package importing it never runs
+the assembly: ``load_config`` is in ``config.load``, ``build_parser`` in ``config.parser``,
+``broker_from_*`` and ``new_broker`` in ``config.brokers``.
 """
 
 from __future__ import annotations
 
-from .brokers import (
-    broker_from_celery_app,
-    broker_from_flag,
-    broker_from_mapping,
-    default_broker_name,
-)
 from .errors import ConfigError
-from .load import load_config
 from .model import (
     DEFAULT_BROKER_URL,
     DEFAULT_HOST,
     DEFAULT_PORT,
     DEFAULT_WAIT_BUCKETS,
     BrokerConfig,
+    BrokerTLS,
     EventSettings,
     ExporterConfig,
 )
 from .options import ENV_PREFIX
-from .parser import build_parser
-from .urls import redact_url
+from .urls import BrokerURL, URLPart, redact_url
 
 __all__ = [
     "DEFAULT_BROKER_URL",
@@ -37,14 +41,11 @@ __all__ = [
     "DEFAULT_WAIT_BUCKETS",
     "ENV_PREFIX",
     "BrokerConfig",
+    "BrokerTLS",
+    "BrokerURL",
     "ConfigError",
     "EventSettings",
     "ExporterConfig",
-    "broker_from_celery_app",
-    "broker_from_flag",
-    "broker_from_mapping",
-    "build_parser",
-    "default_broker_name",
-    "load_config",
+    "URLPart",
     "redact_url",
 ]

@@ -1,5 +1,7 @@
-"""Brokers from a YAML mapping, a ``--broker-url`` value or the user's Celery app. The options
-a broker takes are the generic ones of options.py plus every transport's declared ones."""
+"""Brokers from a YAML mapping, a ``--broker-url`` value or the user's Celery app (the assembly:
+above the broker packages). Each broker's URL is parsed once and its transport resolved here,
+when its configuration is built. The options a broker takes are the generic ones of
+options.py plus every transport's declared ones; each broker keeps its own transport's."""
 
 from __future__ import annotations
 
@@ -7,17 +9,18 @@ import importlib
 import os
 import re
 import sys
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from .. import brokers as registry
+from ..brokers import registry
+from ..brokers.base import Transport
 from . import options as opt
 from .errors import ConfigError
 from .files import read_text_file
 from .model import BrokerConfig
 from .options import Option
-from .urls import credentials_misparsed, label_text, redact_url, split_url_list
+from .urls import BrokerURL, URLPart, label_text, redact_url, scheme_of, split_url_list
 
 TRANSPORT_OPTIONS = "transport_options"
 
@@ -39,39 +42,40 @@ def _top_keys(options: list[Option]) -> set[str]:
     return {option.key.split(".", 1)[0] for option in options}
 
 
-def check_url(where: str, url: Any) -> str:
-    """A broker URL some transport serves, parsable without leaking its password."""
+def parse_url(where: str, url: Any) -> tuple[BrokerURL, Transport]:
+    """A broker URL some transport serves, parsed once (without leaking its password), and that
+    transport: the one place a broker's scheme is resolved (brokers/registry.py holds the
+    table); every later stop reads ``BrokerConfig.url`` and ``BrokerConfig.transport``."""
     if not isinstance(url, str) or not url.strip():
         raise ConfigError(f"{where}: expected a broker URL such as {opt.DEFAULT_BROKER_URL}")
     url = url.strip()
     pieces = split_url_list(url)
     if len(pieces) > 1:
-        return _check_url_list(where, url, pieces)
-    unparsable = ConfigError(
-        f"{where}: cannot parse the URL (is a special character such as / ? # @ in the "
-        "password? percent-encode it, or use password_file / password_env)"
-    )
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:  # its message can quote parts of the password: never show it
-        raise unparsable from None
-    if credentials_misparsed(url, parts.netloc):
-        raise unparsable
-    transport = registry.for_scheme(where, parts.scheme, redact_url(url))
-    if not parts.hostname:
-        raise ConfigError(f"{where}: no host in {redact_url(url)!r}")
-    transport.check_url(where, parts)
-    return url
+        return _parse_url_list(where, pieces)
+    part, transport = _parse_piece(where, url)
+    return BrokerURL(url, (part,)), transport
 
 
-def _check_url_list(where: str, url: str, pieces: list[str]) -> str:
+def _parse_piece(where: str, text: str) -> tuple[URLPart, Transport]:
+    part = URLPart.parse(where, text)
+    transport = _transport(where, part.scheme, text)
+    if not part.host:
+        raise ConfigError(f"{where}: no host in {redact_url(text)!r}")
+    transport.check_url(where, part)
+    return part, transport
+
+
+def _transport(where: str, scheme: str, text: str) -> Transport:
+    return registry.for_scheme(where, scheme, redact_url(text))
+
+
+def _parse_url_list(where: str, pieces: list[str]) -> tuple[BrokerURL, Transport]:
     """kombu's ``a;b`` URL lists: one broker only where its transport says so (sentinels);
     elsewhere Celery means failover, and the exporter watches one broker per entry."""
-    for i, piece in enumerate(pieces):
-        check_url(f"{where}[{i}]", piece)
-    schemes = {urlsplit(piece).scheme for piece in pieces}
-    transport = registry.for_scheme(where, urlsplit(pieces[0]).scheme, redact_url(url))
+    parsed = [_parse_piece(f"{where}[{i}]", piece) for i, piece in enumerate(pieces)]
+    parts = tuple(part for part, _transport in parsed)
+    transport = parsed[0][1]
+    schemes = {part.scheme for part in parts}
     if len(schemes) > 1 or not schemes <= transport.list_schemes:
         allowed = " or ".join(f"{scheme}://" for scheme in sorted(transport.list_schemes))
         only = f"only when every URL is {allowed}" if allowed else "never (a failover list)"
@@ -79,19 +83,34 @@ def _check_url_list(where: str, url: str, pieces: list[str]) -> str:
             f"{where}: a ';'-separated URL list is one {transport.name} broker {only}; "
             "give each broker its own entry"
         )
-    return ";".join(pieces)
+    return BrokerURL(";".join(pieces), parts), transport
+
+
+def default_name(url: BrokerURL, transport: Transport) -> str:
+    """A readable broker label derived from the URL, e.g. ``redis-localhost-6379-0``."""
+    where = url.database or transport.default_path
+    pieces = [transport.name, url.first.host or "localhost"]
+    if url.first.port:
+        pieces.append(str(url.first.port))
+    pieces.append("default-vhost" if where == "/" else where)
+    return label_text(pieces)
 
 
 def default_broker_name(url: str) -> str:
-    """A readable broker label derived from the URL, e.g. ``redis-localhost-6379-0``."""
-    parts = urlsplit(split_url_list(url)[0])
-    transport = registry.for_scheme("url", parts.scheme, redact_url(url))
-    where = parts.path.lstrip("/") or transport.default_path
-    pieces = [transport.name, parts.hostname or "localhost"]
-    if parts.port:
-        pieces.append(str(parts.port))
-    pieces.append("default-vhost" if where == "/" else where)
-    return label_text(pieces)
+    """``default_name`` of a URL text."""
+    return default_name(*parse_url("url", url))
+
+
+def set_option(broker: BrokerConfig, option: Option, value: Any) -> None:
+    """Put a parsed value where it lives: the broker's ``tls``, its transport's typed options,
+    or the broker itself. Another transport's option concerns other brokers (one set of
+    flags serves brokers of several kinds): this one ignores it."""
+    if option.key.startswith("ssl."):
+        broker.tls = replace(broker.tls, **{option.attr: value})
+    elif option.attr in {own.attr for own in broker.transport.options}:
+        broker.options = replace(broker.options, **{option.attr: value})
+    elif option.attr not in registry.transport_options():
+        setattr(broker, option.attr, value)
 
 
 def apply(broker: BrokerConfig, option: Option, where: str, value: Any) -> None:
@@ -101,7 +120,7 @@ def apply(broker: BrokerConfig, option: Option, where: str, value: Any) -> None:
     if option is opt.TRANSPORT_OPTIONS:
         apply_transport_options(broker, where, parsed)
         return
-    setattr(broker, option.attr, parsed)
+    set_option(broker, option, parsed)
     if option is opt.QUEUES:
         broker.discover_queues = False
 
@@ -118,16 +137,35 @@ def apply_transport_options(
         for option in registry.transport_options().values()
         if option.key.startswith(TRANSPORT_OPTIONS + ".")
     }
-    passed = registry.transport_of(broker).passed_options
+    passed = broker.transport.passed_options
     for key, value in options.items():
         option = declared.get(key)
         if option is not None:
-            setattr(broker, option.attr, option.kind.parse(f"{where}.{key}", value))
+            set_option(broker, option, option.kind.parse(f"{where}.{key}", value))
         elif passed is None or key in passed:
             broker.extra_transport_options[key] = value
         elif strict:
             known = ", ".join(sorted(set(declared) | passed))
             raise ConfigError(f"{where}.{key}: unknown field (allowed: {known})")
+
+
+def new_broker(name: str, url: str, **settings: Any) -> BrokerConfig:
+    """A broker built in code (tests, embedding): its URL checked and its transport resolved as
+    for the file's brokers; ``settings`` by attribute name, the generic ones (``queues``,
+    ``discover_queues``, ``password``, ``tls``, ...) or its transport's own (``sep``,
+    ``management_url``, ...), taken as given."""
+    parsed, transport = parse_url(f"brokers[{name}].url", url)
+    broker = BrokerConfig(name, parsed, transport, transport.options_type())
+    own = {item.name for item in fields(broker.options)}
+    generic = {item.name for item in fields(BrokerConfig)} - {"name", "url", "transport", "options"}
+    for key, value in settings.items():
+        if key in own:
+            broker.options = replace(broker.options, **{key: value})
+        elif key in generic:
+            setattr(broker, key, value)
+        else:
+            raise TypeError(f"new_broker: a {transport.name} broker has no setting {key!r}")
+    return broker
 
 
 def apply_celery_ssl(broker: BrokerConfig, where: str, use_ssl: Any) -> None:
@@ -225,11 +263,13 @@ def broker_from_mapping(where: str, data: Any) -> BrokerConfig:
     if not isinstance(tls, dict):
         raise ConfigError(f"{where}.ssl: expected a mapping, got {tls!r}")
     check_keys(f"{where}.ssl.", tls, {option.attr for option in opt.BROKER_TLS})
-    url = check_url(f"{where}.url", data.get("url"))
+    url, transport = parse_url(f"{where}.url", data.get("url"))
     name = data.get("name")
     if name is not None:
         name = _text_field(f"{where}.name", name) if not isinstance(name, int) else str(name)
-    broker = BrokerConfig(name=name or default_broker_name(url), url=url)
+    broker = BrokerConfig(
+        name or default_name(url, transport), url, transport, transport.options_type()
+    )
     for option in settings:
         if option.key.startswith(TRANSPORT_OPTIONS + "."):
             continue  # applied with the transport_options mapping, declared or not
@@ -270,10 +310,10 @@ def broker_from_celery_app(spec: str) -> BrokerConfig:
     conf = app.conf
     url = conf.broker_url or opt.DEFAULT_BROKER_URL
     pieces = split_url_list(url)
-    first = urlsplit(pieces[0]).scheme
-    if first not in registry.for_scheme(where, first, redact_url(pieces[0])).list_schemes:
+    first = scheme_of(pieces[0])
+    if first not in _transport(where, first, pieces[0]).list_schemes:
         url = pieces[0]  # a failover list: the first is the primary
-    broker = broker_from_mapping(where, {"url": url, "name": default_broker_name(url)})
+    broker = broker_from_mapping(where, {"url": url})  # named from its URL
     # Declared options are checked; the others are kept for the transport's client.
     app_options = dict(conf.broker_transport_options or {})
     apply_transport_options(broker, f"{where}.broker_transport_options", app_options, False)

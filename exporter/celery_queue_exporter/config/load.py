@@ -16,7 +16,6 @@ from typing import Any
 
 import yaml
 
-from .. import brokers as registry
 from . import options as opt
 from .brokers import (
     apply,
@@ -109,7 +108,7 @@ def _check_brokers(brokers: list[BrokerConfig]) -> None:
     if duplicates:
         raise ConfigError(f"brokers: duplicate broker name {duplicates[0]!r}; give each a name")
     for broker in brokers:
-        registry.transport_of(broker).check_broker(f"brokers[{broker.name}]", broker)
+        broker.transport.check_broker(f"brokers[{broker.name}]", broker)
 
 
 def _check_tls(config: ExporterConfig) -> None:

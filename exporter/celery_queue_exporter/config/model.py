@@ -1,15 +1,19 @@
-"""The configuration objects the rest of the exporter reads; defaults come from options.py and
-from each transport's declared options."""
+"""The configuration objects the rest of the exporter reads: plain data, at the bottom of the
+package (they import nothing above config/). Defaults come from options.py and from each
+transport's declared options."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .. import brokers as registry
 from . import options as opt
 from .options import default_of
-from .urls import redact_url, with_password
+from .urls import BrokerURL
+
+if TYPE_CHECKING:
+    from ..brokers.base import Transport
 
 DEFAULT_PORT: int = opt.PORT.default
 DEFAULT_HOST: str = opt.HOST.default
@@ -36,81 +40,49 @@ class BrokerTLS:
         return self != BrokerTLS()
 
 
-class BrokerConfig:
+#: A transport's typed options (brokers/redis/options.py RedisOptions, ...).
+OptionsT = TypeVar("OptionsT")
+
+
+@dataclass(repr=False)
+class BrokerConfig(Generic[OptionsT]):
     """One broker to watch; ``name`` becomes the ``broker`` label.
 
-    Options a transport package declares (``priority_steps``, ``management_url``, ...) live in
-    ``options`` and read like attributes (``broker.sep``), so adding a transport adds no field
-    here. Every broker carries every transport's options (defaults unless set): one set of
-    flags serves brokers of several kinds, each reading its own.
+    Built by config/brokers.py, which parses the URL once and resolves its transport: both
+    travel with the broker, so no later stop splits the URL or looks the scheme up again.
+    ``options`` is the transport's own frozen options object (``broker.options.sep`` on Redis,
+    ``broker.options.management_url`` on RabbitMQ): a reader and a type checker see what a
+    broker of that kind has.
     """
 
-    def __init__(
-        self,
-        name: str,
-        url: str,
-        queues: list[str] | None = None,
-        discover_queues: bool = opt.DISCOVER_QUEUES.default,
-        max_queues: int = opt.MAX_QUEUES.default,
-        password: str | None = None,
-        **options: Any,
-    ) -> None:
-        declared = registry.transport_options()
-        unknown = sorted(set(options) - set(declared))
-        if unknown:
-            raise TypeError(f"BrokerConfig: no transport declares an option {unknown[0]!r}")
-        self.name = name
-        self.url = url
-        self.queues: list[str] = list(queues or [])
-        self.discover_queues = discover_queues
-        self.max_queues = max_queues
-        #: Credentials kept out of the URL.
-        self.password = password
-        for option in (opt.QUEUE_INCLUDE, opt.QUEUE_EXCLUDE, opt.PRIORITY_LEVELS, *opt.BROKER_TLS):
-            setattr(self, option.attr, option.default_value())
-        #: Transport options no transport declares: kept, handed to the broker client where
-        #: it takes them (brokers/<name>/), ignored otherwise (they concern workers).
-        self.extra_transport_options: dict[str, Any] = {}
-        self.options: dict[str, Any] = {
-            attr: option.default_value() for attr, option in declared.items()
-        }
-        self.options.update(options)
-
-    def __getattr__(self, name: str) -> Any:  # only called for names not set on the instance
-        options = self.__dict__.get("options")
-        if options is not None and name in options:
-            return options[name]
-        raise AttributeError(f"BrokerConfig has no attribute or transport option {name!r}")
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        options = self.__dict__.get("options")
-        if options is not None and name in options:
-            options[name] = value
-        else:
-            super().__setattr__(name, value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, BrokerConfig) and vars(self) == vars(other)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
-
-    @property
-    def transport(self) -> str:
-        """The transport's name (``redis``, ``rabbitmq``), from the URL scheme."""
-        return registry.transport_of(self).name
-
-    @property
-    def tls(self) -> BrokerTLS:
-        """TLS settings towards the broker (``ssl:`` of the broker entry)."""
-        return BrokerTLS(self.ca_file, self.cert_file, self.key_file, self.verify, self.server_name)
+    name: str
+    url: BrokerURL
+    transport: Transport[OptionsT]
+    options: OptionsT
+    queues: list[str] = field(default_factory=list)
+    discover_queues: bool = opt.DISCOVER_QUEUES.default
+    max_queues: int = opt.MAX_QUEUES.default
+    queue_include: list[re.Pattern[str]] = field(default_factory=opt.QUEUE_INCLUDE.default_value)
+    queue_exclude: list[re.Pattern[str]] = field(default_factory=opt.QUEUE_EXCLUDE.default_value)
+    #: queue -> {"most": N, "least": M} (urgency.py).
+    priority_levels: dict[str, dict[str, int]] = field(
+        default_factory=opt.PRIORITY_LEVELS.default_value
+    )
+    #: TLS settings towards the broker (``ssl:`` of the broker entry).
+    tls: BrokerTLS = field(default_factory=BrokerTLS)
+    #: Credentials kept out of the URL.
+    password: str | None = None
+    #: Transport options no transport declares: kept, handed to the broker client where
+    #: it takes them (brokers/<name>/), ignored otherwise (they concern workers).
+    extra_transport_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def safe_url(self) -> str:
-        return redact_url(self.url)
+        return self.url.redacted
 
     def connect_url(self) -> str:
         """The URL with the password from password/password_file/env put in, for connecting."""
-        return self.url if self.password is None else with_password(self.url, self.password)
+        return self.url.text if self.password is None else self.url.with_password(self.password)
 
     def __repr__(self) -> str:  # never show the URL's password
         return f"BrokerConfig(name={self.name!r}, url={self.safe_url!r})"
@@ -143,11 +115,18 @@ class EventSettings:
     max_queue_names: int = _event_default("max_queue_names")
     # workers exported one by one (the first N hostnames, the rest folded into OTHER_WORKER)
     max_workers: int = _event_default("max_workers")
+    # label values and task ids cut to this length with a hash suffix (events/budget.py)
+    max_label_length: int = _event_default("max_label_length")
+    # the series budget of the task metrics, whole exporter (events/budget.py)
+    max_series_per_family: int = _event_default("max_series_per_family")
+    max_event_samples: int = _event_default("max_event_samples")
     max_tracked_tasks: int = _event_default("max_tracked_tasks")
     max_task_age_seconds: float = _event_default("max_task_age_seconds")
     max_wait_seconds: float = _event_default("max_wait_seconds")
     # JSON file keeping the known workers across restarts (events/state.py); None: not kept
     state_file: str | None = _event_default("state_file")
+    # a larger state file is refused with a warning (events/state.py)
+    state_file_max_bytes: int = _event_default("state_file_max_bytes")
 
 
 @dataclass

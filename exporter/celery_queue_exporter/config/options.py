@@ -324,6 +324,30 @@ EVENT_SETTINGS = (
     ),
     _event("max_queue_names", COUNT, 1000, 'queue label: the first N names, then "(other)"'),
     _event("max_workers", COUNT, 1000, 'workers one by one; the rest share worker="(other)"'),
+    _event(
+        "max_label_length",
+        values.integer(32, 4096),
+        128,
+        "label values from events (task, queue, exception, worker) and task ids longer than "
+        "this many characters are cut to it, ending in '~' and 8 hex digits of a hash of the "
+        "whole value, so two long names stay distinct (docs/reliability.md)",
+    ),
+    _event(
+        "max_series_per_family",
+        COUNT,
+        2000,
+        "series budget: at most this many series per event metric family, all brokers "
+        "together; observations of a new series past it count under '(other)' labels and in "
+        "celery_event_series_dropped_total",
+    ),
+    _event(
+        "max_event_samples",
+        COUNT,
+        20_000,
+        "series budget: at most this many samples per scrape from the task metrics of all "
+        "brokers together (a histogram series costs its buckets + 3); past it, new series "
+        "fold like past max_series_per_family",
+    ),
     _event("max_tracked_tasks", COUNT, 100_000, "join state: tasks in flight remembered"),
     _event("max_task_age_seconds", SECONDS, 3600.0, "join state: forget a task after this long"),
     _event("max_wait_seconds", SECONDS, 86400.0, "waits above this are clamped as clock skew"),
@@ -333,5 +357,12 @@ EVENT_SETTINGS = (
         None,
         "keep the known workers in this JSON file (written at most every 10 s and at shutdown, "
         "read at start), so lost workers stay down across exporter restarts; unset: none kept",
+    ),
+    _event(
+        "state_file_max_bytes",
+        values.integer(1024, 1 << 31),
+        16 << 20,
+        "a state file larger than this is not read (a warning, and a start without known "
+        "workers), so a huge or hostile file cannot exhaust memory",
     ),
 )

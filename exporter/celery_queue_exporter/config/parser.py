@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .. import brokers as registry
+from ..brokers import registry
 from . import options as opt
 from .options import ENV_PREFIX, Option
 

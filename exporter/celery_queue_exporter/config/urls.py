@@ -1,15 +1,23 @@
-"""Broker URLs: redaction for logs and labels, and the checks every broker URL must pass.
+"""URLs: a broker URL parsed once into a value object every stop reads, redaction for logs and
+labels, and the checks every URL must pass. The one module that splits URLs.
 
-Credentials are kept out of everything this module returns: a password with an unencoded
-``/ ? #`` breaks URL parsing and would otherwise leak into host, port or path.
+Credentials are kept out of everything this module returns as text: a password with an
+unencoded ``/ ? #`` breaks URL parsing and would otherwise leak into host, port or path.
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import quote, urlsplit, urlunsplit
+from dataclasses import dataclass
+from urllib.parse import SplitResult, quote, unquote, urlsplit, urlunsplit
+
+from .errors import ConfigError
 
 UNPARSABLE_URL = "<unparsable url>"
+UNPARSABLE_HINT = (
+    "cannot parse the URL (is a special character such as / ? # @ in the password? "
+    "percent-encode it, or use password_file / password_env)"
+)
 
 
 def credentials_misparsed(url: str, netloc: str) -> bool:
@@ -33,30 +41,179 @@ def split_url_list(url: str) -> list[str]:
 _LIST_SEPARATOR = re.compile(r";\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
 
 
+def split(url: str) -> SplitResult:
+    """``url`` split, or ValueError (whose text never quotes the URL) when it cannot be read
+    without pieces of the password landing elsewhere (a bad port, misparsed credentials)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:  # its message can quote parts of the password: never show it
+        raise ValueError(UNPARSABLE_URL) from None
+    if credentials_misparsed(url, parts.netloc):
+        raise ValueError(UNPARSABLE_URL)
+    return parts
+
+
+def scheme_of(url: str) -> str:
+    """The scheme alone (for a URL not parsed yet; never raises for a bad port)."""
+    return urlsplit(url).scheme
+
+
+def _netloc(host: str | None, port: int | None) -> str:
+    written = bracket(host or "")
+    return f"{written}:{port}" if port else written
+
+
+@dataclass(frozen=True, repr=False)
+class URLPart:
+    """One URL of a broker URL (kombu's ``a;b`` lists have several), its credentials apart."""
+
+    scheme: str
+    host: str | None
+    port: int | None
+    path: str
+    query: str = ""
+    fragment: str = ""
+    #: The user name as written (percent-encoded), for putting a password back in.
+    user_as_written: str | None = None
+    password: str | None = None  # percent-decoded
+
+    @classmethod
+    def parse(cls, where: str, url: str) -> URLPart:
+        """ConfigError naming ``where`` (never the URL) when it cannot be read."""
+        try:
+            parts = split(url)
+        except ValueError:
+            raise ConfigError(f"{where}: {UNPARSABLE_HINT}") from None
+        return cls(
+            scheme=parts.scheme,
+            host=parts.hostname,
+            port=parts.port,
+            path=parts.path,
+            query=parts.query,
+            fragment=parts.fragment,
+            user_as_written=parts.username,
+            password=unquote(parts.password) if parts.password is not None else None,
+        )
+
+    @property
+    def username(self) -> str | None:
+        return unquote(self.user_as_written) if self.user_as_written is not None else None
+
+    @property
+    def redacted(self) -> str:
+        """Without user name and password, safe for logs, labels and errors."""
+        if not self.host:
+            return UNPARSABLE_URL
+        return urlunsplit((self.scheme, _netloc(self.host, self.port), self.path, "", ""))
+
+    def with_password(self, password: str) -> str:
+        """The URL with this password (user name and everything else kept)."""
+        netloc = f"{self.user_as_written or ''}:{quote(password, safe='')}@"
+        netloc += _netloc(self.host, self.port)
+        return urlunsplit((self.scheme, netloc, self.path, self.query, self.fragment))
+
+    def __repr__(self) -> str:  # never show the password
+        return f"URLPart({self.redacted!r})"
+
+
+@dataclass(frozen=True, repr=False)
+class BrokerURL:
+    """A broker URL, parsed once when the broker's configuration is built: scheme, hosts,
+    database or vhost, credentials apart. ``text`` (as configured, credentials included) is
+    for connecting only; logs, labels and errors read ``redacted``."""
+
+    text: str
+    parts: tuple[URLPart, ...]
+
+    @classmethod
+    def parse(cls, url: str, where: str = "url") -> BrokerURL:
+        """Parse without the transport's checks (config/brokers.py makes those)."""
+        pieces = split_url_list(url)
+        if len(pieces) == 1:
+            return cls(url, (URLPart.parse(where, url),))
+        return cls(url, tuple(URLPart.parse(f"{where}[{i}]", p) for i, p in enumerate(pieces)))
+
+    @property
+    def first(self) -> URLPart:
+        return self.parts[0]
+
+    @property
+    def scheme(self) -> str:
+        return self.first.scheme
+
+    @property
+    def schemes(self) -> frozenset[str]:
+        return frozenset(part.scheme for part in self.parts)
+
+    @property
+    def hosts(self) -> tuple[tuple[str | None, int | None], ...]:
+        return tuple((part.host, part.port) for part in self.parts)
+
+    @property
+    def database(self) -> str:
+        """The path without its leading slashes: a Redis database number ('' when none)."""
+        return self.first.path.lstrip("/")
+
+    @property
+    def vhost(self) -> str:
+        """The AMQP virtual host as kombu reads it: the path without its first slash,
+        percent-decoded; empty, ``/``, ``//`` and ``/%2F`` all mean the default vhost ``/``."""
+        path = self.first.path
+        return unquote(path[1:] if path.startswith("/") else path) or "/"
+
+    @property
+    def username(self) -> str | None:
+        return self.first.username
+
+    @property
+    def password(self) -> str | None:
+        return self.first.password
+
+    @property
+    def redacted(self) -> str:
+        return ";".join(part.redacted for part in self.parts)
+
+    def with_password(self, password: str) -> str:
+        """The URL text with every part's password replaced."""
+        return ";".join(part.with_password(password) for part in self.parts)
+
+    def __repr__(self) -> str:  # never show the password
+        return f"BrokerURL({self.redacted!r})"
+
+
 def redact_url(url: str) -> str:
-    """The URL without user name and password, safe for logs, labels and errors."""
+    """Any URL without user name and password, safe for logs, labels and errors."""
     if len(pieces := split_url_list(url)) > 1:
         return ";".join(redact_url(piece) for piece in pieces)
     try:
-        parts = urlsplit(url)
-        if credentials_misparsed(url, parts.netloc) or not parts.hostname:
-            return UNPARSABLE_URL
-        host = bracket(parts.hostname)
-        netloc = f"{host}:{parts.port}" if parts.port else host
-    except ValueError:
+        return URLPart.parse("url", url).redacted
+    except ConfigError:
         return UNPARSABLE_URL
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def with_password(url: str, password: str) -> str:
-    """``url`` with its password replaced (user name and everything else kept)."""
-    if len(pieces := split_url_list(url)) > 1:
-        return ";".join(with_password(piece, password) for piece in pieces)
+def without_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """An http(s) URL without credentials (and without a trailing slash), and the
+    credentials it carried (if any)."""
     parts = urlsplit(url)
-    netloc = f"{parts.username or ''}:{quote(password, safe='')}@{bracket(parts.hostname or '')}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    if parts.username is None:
+        return url.rstrip("/"), None
+    bare = urlunsplit((parts.scheme, _netloc(parts.hostname, parts.port), parts.path, "", ""))
+    return bare.rstrip("/"), (unquote(parts.username), unquote(parts.password or ""))
+
+
+def is_http_url(text: str) -> bool:
+    """An http(s) URL with a host."""
+    try:
+        parts = urlsplit(text)
+        return parts.scheme in {"http", "https"} and bool(parts.hostname)
+    except ValueError:
+        return False
+
+
+def request_path(target: str) -> str:
+    """The path of an HTTP request target (``/metrics?x=1`` -> ``/metrics``; empty: ``/``)."""
+    return urlsplit(target).path or "/"
 
 
 def label_text(pieces: list[str]) -> str:

@@ -9,10 +9,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from .errors import ConfigError
-from .urls import redact_url
+from .urls import is_http_url, redact_url
 
 
 @dataclass(frozen=True)
@@ -97,8 +96,7 @@ def ascending(where: str, value: Any, item: Callable[[str, Any], Any], what: str
 
 def check_http_url(where: str, value: Any) -> str:
     text = str(value).strip()
-    parts = urlsplit(text)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
+    if not is_http_url(text):
         raise ConfigError(f"{where}: expected an http(s) URL, got {redact_url(text)!r}")
     return text.rstrip("/")
 

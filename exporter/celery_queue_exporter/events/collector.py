@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from .. import brokers as registry
 from .. import catalogue as cat
+from ..brokers.base import EventConsumer
 from ..config.model import BrokerConfig, EventSettings
 from ..families import add_known
 from ..families import counter as _counter
 from ..families import gauge as _gauge
 from ..families import histogram as _histogram
+from .budget import SeriesBudget
 from .state import StateFile
 from .tracker import TASK_COUNTER_KINDS, EventSnapshot, EventTracker
 
@@ -49,11 +51,16 @@ class EventCollector(Collector):
         consumers: bool = True,
     ) -> None:
         self.trackers: list[EventTracker] = []
-        self.consumers: list[registry.EventConsumer] = []
+        self.consumers: list[EventConsumer] = []
+        #: One series budget for the task metrics of every broker (events/budget.py).
+        self.budget = SeriesBudget(settings.max_series_per_family, settings.max_event_samples)
         for broker in brokers:
-            transport = registry.transport_of(broker)
+            transport = broker.transport
             tracker = EventTracker(
-                broker.name, settings, priority_level=transport.priority_levels(broker)
+                broker.name,
+                settings,
+                priority_level=transport.priority_levels(broker),
+                budget=self.budget,
             )
             self.trackers.append(tracker)
             if consumers:
@@ -61,7 +68,9 @@ class EventCollector(Collector):
         #: The known workers kept across restarts (events.state_file), read before any event.
         self.state: StateFile | None = None
         if settings.state_file:
-            self.state = StateFile(settings.state_file, self.trackers)
+            self.state = StateFile(
+                settings.state_file, self.trackers, max_bytes=settings.state_file_max_bytes
+            )
             self.state.load()
 
     def start(self) -> None:
@@ -70,10 +79,15 @@ class EventCollector(Collector):
         if self.state is not None:
             self.state.start()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the consumers (waiting at most ``timeout`` in all: one stuck connecting to a
+        hung broker is a daemon thread, left behind), then write the state file."""
+        deadline = time.monotonic() + timeout
+        for consumer in self.consumers:
+            consumer.stopping_soon()
         for consumer in self.consumers:
             try:
-                consumer.stop()
+                consumer.stop(max(0.0, deadline - time.monotonic()))
             except Exception:  # stopping a consumer of a dead broker may fail
                 log.debug("stopping an event consumer failed", exc_info=True)
         if self.state is not None:  # after the consumers: the last events are in it
@@ -140,6 +154,7 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
     interruptions = _counter(cat.EVENT_STREAM_INTERRUPTIONS)
     skew = _counter(cat.EVENT_CLOCK_SKEW)
     tracked = _gauge(cat.EVENT_TRACKED_TASKS)
+    dropped = _counter(cat.EVENT_SERIES_DROPPED)
 
     for broker, tracker, snap in snapshots:
         for (kind, queue, task), value in sorted(snap.task_counts.items()):
@@ -197,6 +212,8 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
             interruptions.add_metric([broker, reason], snap.interruptions.get(reason, 0))
         skew.add_metric([broker], snap.clock_skew_clamped)
         tracked.add_metric([broker], snap.tracked_tasks)
+        for metric, count in sorted(snap.series_dropped.items()):
+            dropped.add_metric([broker, metric], count)
 
     yield from counters.values()
     yield from (
@@ -225,4 +242,5 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
         interruptions,
         skew,
         tracked,
+        dropped,
     )

@@ -27,6 +27,8 @@ class EventConsumerThread:
         self._thread: threading.Thread | None = None
         #: Set whenever a subscription is confirmed (tests wait on it).
         self.subscribed = threading.Event()
+        #: The last refusal logged (each different one is logged once, until subscribed).
+        self._refused: str | None = None
 
     # --- what a broker package provides -----------------------------------------------------
 
@@ -45,6 +47,11 @@ class EventConsumerThread:
         """Why a working subscription was lost, for celery_event_stream_interruptions_total."""
         return "disconnected"
 
+    def _refusal(self, exc: BaseException) -> str | None:
+        """When ``exc`` is the broker refusing the exporter (a permission, an ACL), the line
+        to log: which permission is missing and where it is documented; None otherwise."""
+        return None
+
     # --- shared -----------------------------------------------------------------------------
 
     @property
@@ -54,6 +61,7 @@ class EventConsumerThread:
     def _subscribed(self) -> None:
         self.tracker.set_consumer_up(True)
         self.subscribed.set()
+        self._refused = None
 
     def _down(self) -> None:
         self.tracker.set_consumer_up(False)
@@ -65,9 +73,13 @@ class EventConsumerThread:
         )
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stopping_soon(self) -> None:
+        """Ask the thread to stop without waiting (several consumers stop in parallel)."""
         self._stop.set()
         self._interrupt()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.stopping_soon()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -93,6 +105,12 @@ class EventConsumerThread:
                         exc,
                     )
                     attempt = 0  # reconnect at once after losing a working subscription
+                elif (refusal := self._refusal(exc)) is not None:
+                    # A permission does not come back by retrying: say once what is missing
+                    # (retries go on quietly, so granting it is picked up without a restart).
+                    if refusal != self._refused:
+                        log.error("events from %s: %s", self.broker.name, refusal)
+                        self._refused = refusal
                 else:
                     log.debug("events from %s: cannot subscribe: %r", self.broker.name, exc)
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]

@@ -11,7 +11,10 @@ announced queues, queues learnt from its tasks, pool) are written as JSON:
 * at most every SAVE_INTERVAL_SECONDS, by a small daemon thread, and only when the worker state
   changed (``EventTracker.workers_version``), and once more at shutdown (SIGTERM/SIGINT);
 * read once at start, before any event is consumed. A missing file is a first start; an
-  unreadable or corrupt one gives one warning and an empty start, never a crash.
+  unreadable or corrupt one gives one warning and an empty start, never a crash. A file
+  larger than ``events.state_file_max_bytes`` is not read at all (one warning, an empty
+  start): its size would be the exporter's memory. Hostnames and queue names read from it are
+  cut to ``events.max_label_length`` like those of events (events/workers.py).
 
 Times are epoch seconds of the exporter's clock (``time.time()``). A restored worker already
 silent past the heartbeat timeout when the file was saved (``saved_at``) is down (lost) at
@@ -44,6 +47,8 @@ log = logging.getLogger(__name__)
 STATE_VERSION = 1
 #: The state is written at most this often (and at shutdown).
 SAVE_INTERVAL_SECONDS = 10.0
+#: A larger file is refused unless the caller says otherwise (events.state_file_max_bytes).
+DEFAULT_MAX_BYTES = 16 << 20
 
 
 class StateFile:
@@ -57,8 +62,11 @@ class StateFile:
         interval: float = SAVE_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.path = Path(path)
+        #: A larger file is not read (events.state_file_max_bytes).
+        self.max_bytes = max_bytes
         self.trackers = list(trackers)
         self.interval = interval
         self.clock = clock
@@ -85,7 +93,21 @@ class StateFile:
 
     def _load(self) -> None:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            with self.path.open("rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                # Read one byte past the limit: a file growing (or a FIFO) is caught too.
+                raw = b"" if size > self.max_bytes else handle.read(self.max_bytes + 1)
+            if size > self.max_bytes or len(raw) > self.max_bytes:
+                log.warning(
+                    "events state file %s is %d bytes, over events.state_file_max_bytes (%d): "
+                    "not read, starting without known workers (raise the limit if the file is "
+                    "genuine)",
+                    self.path,
+                    max(size, len(raw)),
+                    self.max_bytes,
+                )
+                return
+            text = raw.decode("utf-8")
         except FileNotFoundError:
             log.info("events state file %s not found: starting without known workers", self.path)
             return

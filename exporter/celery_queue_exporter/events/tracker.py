@@ -12,7 +12,10 @@ records are bounded in number (``max_tracked_tasks``, oldest dropped first) and 
 (``max_task_age_seconds``); a task whose record was dropped is counted under queue/task
 ``(unknown)``.
 
-Label cardinality: task names (``task_names`` allow-list or the first ``max_task_names``) and
+Label cardinality: label values and task ids are cut to ``max_label_length`` (events/budget.py)
+and every new series of the task metrics asks the exporter-wide :class:`~.budget.SeriesBudget`;
+refused, it is observed under its family's ``(other)`` labels and counted in ``series_dropped``.
+Task names (``task_names`` allow-list or the first ``max_task_names``) and
 queue names (the first ``max_queue_names``) past their cap fold into ``(other)``; workers past
 ``max_workers`` share one record exported as worker ``(other)`` (up while any of them is heard
 from, no per-worker readings). Names are never forgotten: a flood of dynamic names cannot push
@@ -30,16 +33,14 @@ negative or absurd when clocks disagree: they are clamped to [0, max_wait_second
 Worker liveness uses the exporter's own clock (when it last heard from the worker), so worker
 clock skew cannot make a worker look dead or alive.
 
-Workers: a worker is *lost* when nothing was heard from it for heartbeat_timeout_seconds (kept,
-down, for worker_retention_seconds) and *offline* when it announced a graceful shutdown
-(worker-offline; kept, down and flagged offline, for worker_offline_grace_seconds, then
-dropped). :meth:`EventTracker.worker_state` and :meth:`EventTracker.restore_workers` carry the
-known workers across restarts (events/state.py).
+Workers: the worker book (liveness, lost/offline, restore, the max_workers cap) is
+events/workers.py; the tracker owns one :class:`~.workers.WorkerBook` and calls it under its own
+lock. :meth:`EventTracker.worker_state` and :meth:`EventTracker.restore_workers` carry the known
+workers across restarts (events/state.py).
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from bisect import bisect_left
@@ -49,10 +50,37 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..brokers.rabbitmq.delayed import strip_delay_prefix
-from ..catalogue import OTHER_QUEUE, OTHER_TASK, OTHER_WORKER, UNKNOWN_QUEUE
+from .. import catalogue as cat
+from ..catalogue import OTHER_QUEUE, OTHER_TASK, UNKNOWN_QUEUE
 from ..config.model import EventSettings
-from ..instrumentation import TASK_INFO_EVENT, WORKER_QUEUES_EVENT
+from ..delayed_delivery import strip_delay_prefix
+from ..instrumentation import TASK_INFO_EVENT
+from .budget import SeriesBudget, cut
+from .fields import number as _number
+from .workers import WORKER_EVENTS as _WORKER_EVENTS
+from .workers import WorkerBook, WorkerReading
+
+__all__ = [
+    "TASK_COUNTER_KINDS",
+    "UNKNOWN_TASK",
+    "EventSnapshot",
+    "EventTracker",
+    "Histogram",
+    "WorkerReading",
+    "time_limit_kind",
+]
+
+#: Budget family (the exposed metric name) of each task counter.
+_COUNTER_FAMILIES = {
+    "sent": cat.TASK_SENT.name,
+    "received": cat.TASK_RECEIVED.name,
+    "started": cat.TASK_STARTED.name,
+    "succeeded": cat.TASK_SUCCEEDED.name,
+    "failed": cat.TASK_FAILED.name,
+    "retried": cat.TASK_RETRIED.name,
+    "rejected": cat.TASK_REJECTED.name,
+    "revoked": cat.TASK_REVOKED.name,
+}
 
 #: Label value for a task whose name the exporter could not learn (record dropped or missed).
 UNKNOWN_TASK = "(unknown)"
@@ -69,9 +97,6 @@ TASK_COUNTER_KINDS = (
     "revoked",
 )
 
-_WORKER_EVENTS = frozenset(
-    ("worker-online", "worker-heartbeat", "worker-offline", WORKER_QUEUES_EVENT)
-)
 #: How many ended task ids are remembered to drop duplicate final events.
 FINISHED_MEMORY = 10_000
 
@@ -256,58 +281,6 @@ class _Task:
 
 
 @dataclass
-class _Worker:
-    last_heard: float
-    #: When it announced a graceful shutdown (worker-offline); None while it runs or was lost.
-    offline_at: float | None = None
-    active: float | None = None
-    processed: float | None = None
-    load1: float | None = None
-    pool_size: float | None = None
-    pool: str | None = None
-    prefetch_multiplier: float | None = None
-    announced_queues: set[str] | None = None
-    task_queues: dict[str, float] = field(default_factory=dict)
-    #: The record of the workers past max_workers (OTHER_WORKER): liveness and queues only.
-    folded: bool = False
-    #: Folded record: when one of its workers last announced its queues (install(app)).
-    announced_at: float | None = None
-    #: A worker-heartbeat came (not only worker-online). install(app) announces the queues
-    #: before each heartbeat but cannot with worker-online (the consumer is not ready yet), so
-    #: only a worker that sent a heartbeat without announcing is known to lack install(app).
-    beat: bool = False
-    #: Restored from the state file as up at save time and not heard from since: when it was
-    #: restored. Silent past the heartbeat timeout it reads as offline (it may have stopped
-    #: gracefully while the exporter was down), and it is dropped heartbeat_timeout +
-    #: worker_offline_grace_seconds after this, never exported as lost.
-    restored_at: float | None = None
-
-    @property
-    def offline(self) -> bool:
-        return self.offline_at is not None
-
-    def queues(self, now: float, retention: float) -> set[str]:
-        if self.announced_queues is not None:
-            return self.announced_queues
-        return {q for q, seen in self.task_queues.items() if now - seen <= retention}
-
-
-@dataclass
-class WorkerReading:
-    worker: str
-    up: bool
-    last_heard: float
-    active: float | None
-    processed: float | None
-    load1: float | None
-    pool_size: float | None = None
-    pool: str | None = None
-    prefetch_multiplier: float | None = None
-    #: Went offline gracefully less than worker_offline_grace_seconds ago.
-    offline: bool = False
-
-
-@dataclass
 class EventSnapshot:
     """A consistent copy of the tracker's metrics for one scrape."""
 
@@ -333,6 +306,8 @@ class EventSnapshot:
     queues_unknown: int = 0
     #: (queue, task, priority level) -> tasks received at that level (task-info events)
     received_by_priority: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    #: metric name -> observations counted under '(other)' labels (series budget)
+    series_dropped: dict[str, int] = field(default_factory=dict)
 
 
 class EventTracker:
@@ -345,6 +320,7 @@ class EventTracker:
         *,
         priority_level: Callable[[Any, Any], str],
         clock: Callable[[], float] = time.time,
+        budget: SeriesBudget | None = None,
     ) -> None:
         self.broker = broker
         self.settings = settings or EventSettings()
@@ -355,6 +331,13 @@ class EventTracker:
         self.runtime_bounds = tuple(float(b) for b in self.settings.runtime_buckets)
         self.wait_bounds = tuple(float(b) for b in self.settings.wait_buckets)
         self._allowed = frozenset(self.settings.task_names)
+        self.max_label_length = self.settings.max_label_length
+        #: Shared by the trackers of all brokers (events/collector.py), else this one's own.
+        self.budget = budget or SeriesBudget(
+            self.settings.max_series_per_family, self.settings.max_event_samples
+        )
+        #: metric name -> observations folded into '(other)' labels by the series budget
+        self.series_dropped: dict[str, int] = {}
         self._task_names = FirstNames(self.settings.max_task_names, OTHER_TASK)
         self._queue_names = FirstNames(self.settings.max_queue_names, OTHER_QUEUE)
         self._exception_names = FirstNames(self.settings.max_exception_names, OTHER_TASK)
@@ -370,14 +353,8 @@ class EventTracker:
         # Ids whose delivery ended (succeeded/failed/rejected/revoked), to drop duplicate final
         # events: Celery 5.7 sends task-failed twice for a hard time limit.
         self._finished: OrderedDict[str, None] = OrderedDict()
-        self._workers: dict[str, _Worker] = {}
-        self._other_workers: _Worker | None = None  # the workers past max_workers
-        self._workers_expired_at = float("-inf")
-        #: Bumped whenever the worker state changes (the state file saves when it moved).
-        self.workers_version = 0
-        #: Workers silent past the heartbeat timeout at the last worker_state(): one turning
-        #: lost changes the state, so the file records it was silent at its saved_at.
-        self._silent_at_save: frozenset[str] = frozenset()
+        #: The known workers (events/workers.py), guarded by this tracker's lock.
+        self.workers = WorkerBook(self.settings, self.queue_label)
         self._by_priority: dict[tuple[str, str, str], int] = {}
         #: queue -> level -> when a task was last received at it (exporter clock).
         self._levels: dict[str, dict[str, float]] = {}
@@ -398,11 +375,13 @@ class EventTracker:
             "task-retried": self._on_finished_kind("retried"),
             "task-rejected": self._on_finished_kind("rejected"),
             "task-revoked": self._on_finished_kind("revoked"),
-            "worker-online": self._on_worker_alive,
-            "worker-heartbeat": self._on_worker_alive,
-            "worker-offline": self._on_worker_offline,
-            WORKER_QUEUES_EVENT: self._on_worker_queues,
+            **self.workers.handlers,
         }
+
+    @property
+    def workers_version(self) -> int:
+        """Bumped whenever the worker state changes (the state file saves when it moved)."""
+        return self.workers.version
 
     # --- input ------------------------------------------------------------------------------
 
@@ -427,6 +406,7 @@ class EventTracker:
                 if kind not in _WORKER_EVENTS and not isinstance(event.get("uuid"), str):
                     self.malformed += 1  # a task event must name its task
                     continue
+                event = self._cut_ids(event)
                 try:
                     handler(event, now)
                 except (TypeError, ValueError, AttributeError, KeyError, ArithmeticError):
@@ -436,6 +416,22 @@ class EventTracker:
                     continue
                 self.events_received += 1
             self._evict(now)
+
+    def _cut_ids(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The event with its task id and hostname cut to max_label_length: they key the
+        records kept in memory and the worker label, so their length must be bounded too."""
+        limit = self.max_label_length
+        uuid, hostname = event.get("uuid"), event.get("hostname")
+        long_uuid = isinstance(uuid, str) and len(uuid) > limit
+        long_host = isinstance(hostname, str) and len(hostname) > limit
+        if not (long_uuid or long_host):
+            return event
+        event = dict(event)
+        if long_uuid:
+            event["uuid"] = cut(uuid, limit)  # type: ignore[arg-type]
+        if long_host:
+            event["hostname"] = cut(hostname, limit)  # type: ignore[arg-type]
+        return event
 
     def count_malformed(self, messages: int = 1) -> None:
         with self.lock:
@@ -457,8 +453,8 @@ class EventTracker:
         if not isinstance(name, str) or not name:
             return UNKNOWN_TASK
         if self._allowed:
-            return name if name in self._allowed else OTHER_TASK
-        return self._task_names.label(name)
+            return cut(name, self.max_label_length) if name in self._allowed else OTHER_TASK
+        return self._task_names.label(cut(name, self.max_label_length))
 
     def exception_label(self, exception: Any, traceback: Any = None) -> str:
         """The exception label of a failure: the exception's class name (from the traceback's
@@ -470,14 +466,36 @@ class EventTracker:
             name = _exception_name(lines[-1]) if lines[-1] else name
         if not name:
             return UNKNOWN_TASK
-        return self._exception_names.label(name)
+        return self._exception_names.label(cut(name, self.max_label_length))
 
     def queue_label(self, queue: Any) -> str | None:
         """The queue label for a name: among the first max_queue_names, else OTHER_QUEUE; None
         when the event names no queue."""
         if not isinstance(queue, str) or not queue:
             return None
-        return self._queue_names.label(queue)
+        return self._queue_names.label(cut(queue, self.max_label_length))
+
+    def _admit(
+        self, family: str, store: dict[Any, Any], key: Any, other: Any, cost: int = 1
+    ) -> Any:
+        """``key`` when its series exists or the budget admits it, else ``other`` (the
+        family's '(other)' series, always kept), counting the fold in series_dropped."""
+        if key in store or key == other or self.budget.admit(family, cost):
+            return key
+        self.series_dropped[family] = self.series_dropped.get(family, 0) + 1
+        return other
+
+    def _observe(
+        self,
+        family: str,
+        histograms: dict[Any, Histogram],
+        key: Any,
+        other: Any,
+        bounds: Sequence[float],
+        value: float,
+    ) -> None:
+        key = self._admit(family, histograms, key, other, len(bounds) + 3)
+        _observe(histograms, key, bounds, value)
 
     # --- task events ------------------------------------------------------------------------
 
@@ -493,7 +511,10 @@ class EventTracker:
         return task
 
     def _inc(self, kind: str, queue: str, task: str) -> None:
-        key = (kind, queue, task)
+        key = self._admit(
+            _COUNTER_FAMILIES[kind], self._counts, (kind, queue, task),
+            (kind, OTHER_QUEUE, OTHER_TASK),
+        )  # fmt: skip
         self._counts[key] = self._counts.get(key, 0) + 1
 
     def _on_sent(self, event: dict[str, Any], now: float) -> None:
@@ -520,10 +541,7 @@ class EventTracker:
         queue = self.queue_label(event.get("queue"))
         if queue is not None:
             task.queue = queue
-            worker = self._known_worker(event.get("hostname"))
-            if worker is not None:
-                worker.task_queues[queue] = now
-                self.workers_version += 1
+            self.workers.ran_from(event.get("hostname"), queue, now)
         if event.get("name"):
             task.name = self.task_label(event.get("name"))
         task.priority = priority
@@ -533,7 +551,10 @@ class EventTracker:
         run.eta = _number(event.get("eta"), run.eta)
         if _known_level(priority) and self._first_info(event["uuid"], event.get("retries")):
             queue = task.queue or UNKNOWN_QUEUE
-            key = (queue, task.name or UNKNOWN_TASK, priority)
+            key = self._admit(
+                cat.TASK_RECEIVED_BY_PRIORITY.name, self._by_priority,
+                (queue, task.name or UNKNOWN_TASK, priority), (OTHER_QUEUE, OTHER_TASK, priority),
+            )  # fmt: skip
             self._by_priority[key] = self._by_priority.get(key, 0) + 1
             if queue not in (UNKNOWN_QUEUE, OTHER_QUEUE):
                 self._levels.setdefault(queue, {})[priority] = now
@@ -576,10 +597,7 @@ class EventTracker:
         task.start()
         if queue != UNKNOWN_QUEUE:
             # A worker that runs a task from a queue consumes it, install(app) or not.
-            worker = self._known_worker(event.get("hostname"))
-            if worker is not None:
-                worker.task_queues[queue] = now
-                self.workers_version += 1
+            self.workers.ran_from(event.get("hostname"), queue, now)
         started = _number(event.get("timestamp"))
         if started is None:
             return
@@ -593,16 +611,28 @@ class EventTracker:
         if published is not None:
             ready = published if eta is None else max(published, eta)
             wait = self._clamp(started - ready)
-            _observe(self._task_wait, (queue, name), bounds, wait)
-            _observe(self._queue_wait, (queue, priority), bounds, wait)
+            other = (OTHER_QUEUE, OTHER_TASK)
+            self._observe(
+                cat.TASK_QUEUE_WAIT.name, self._task_wait, (queue, name), other, bounds, wait
+            )
+            self._observe(
+                cat.QUEUE_WAIT.name, self._queue_wait, (queue, priority),
+                (OTHER_QUEUE, priority), bounds, wait,
+            )  # fmt: skip
         if task.enqueued_at is not None:
             # Same clocks as the queue wait just measured: its skew is counted there, once.
             delay = min(max(0.0, started - task.enqueued_at), self.settings.max_wait_seconds)
-            _observe(self._end_to_end, (queue, name), bounds, delay)
+            self._observe(
+                cat.TASK_END_TO_END.name, self._end_to_end, (queue, name),
+                (OTHER_QUEUE, OTHER_TASK), bounds, delay,
+            )  # fmt: skip
         if task.received_at is not None:
             # Both on the worker's clock; an ETA run is not prefetched before its ETA.
             ready = task.received_at if eta is None else max(task.received_at, eta)
-            _observe(self._prefetch, (queue, task.priority), bounds, max(0.0, started - ready))
+            self._observe(
+                cat.QUEUE_PREFETCH.name, self._prefetch, (queue, task.priority),
+                (OTHER_QUEUE, task.priority), bounds, max(0.0, started - ready),
+            )  # fmt: skip
 
     def _clamp(self, wait: float) -> float:
         if wait < 0:
@@ -620,11 +650,10 @@ class EventTracker:
         self._inc("succeeded", queue, name)
         runtime = _number(event.get("runtime"))
         if runtime is not None:
-            bounds = self.runtime_bounds
-            histogram = self._runtime.get((queue, name))
-            if histogram is None:
-                histogram = self._runtime[(queue, name)] = Histogram(len(bounds))
-            histogram.observe(bounds, max(0.0, runtime))
+            self._observe(
+                cat.TASK_RUNTIME.name, self._runtime, (queue, name), (OTHER_QUEUE, OTHER_TASK),
+                self.runtime_bounds, max(0.0, runtime),
+            )  # fmt: skip
         self._end(event.get("uuid"))
 
     def _on_failed(self, event: dict[str, Any], now: float) -> None:
@@ -633,12 +662,20 @@ class EventTracker:
         _task, queue, name = self._known(event)
         limit = time_limit_kind(event.get("exception"), event.get("traceback"))
         if limit is None:
-            self._inc("failed", queue, name)
             exception = self.exception_label(event.get("exception"), event.get("traceback"))
-            key = (queue, name, exception)
+            key = self._admit(
+                cat.TASK_FAILED.name, self._failures, (queue, name, exception),
+                (OTHER_QUEUE, OTHER_TASK, OTHER_TASK),
+            )  # fmt: skip
             self._failures[key] = self._failures.get(key, 0) + 1
+            # Not exported (the failures carry the exception): at most one per failure series.
+            counted = ("failed", key[0], key[1])
+            self._counts[counted] = self._counts.get(counted, 0) + 1
         else:
-            key = (queue, name, limit)
+            key = self._admit(
+                cat.TASK_TIME_LIMIT.name, self._time_limits, (queue, name, limit),
+                (OTHER_QUEUE, OTHER_TASK, limit),
+            )  # fmt: skip
             self._time_limits[key] = self._time_limits.get(key, 0) + 1
         self._end(event.get("uuid"))
 
@@ -694,135 +731,12 @@ class EventTracker:
                 break
             tasks.popitem(last=False)
 
-    # --- worker events ----------------------------------------------------------------------
-
-    def _worker(self, event: dict[str, Any], now: float) -> _Worker | None:
-        hostname = event.get("hostname")
-        if not isinstance(hostname, str) or not hostname:
-            return None
-        worker = self._workers.get(hostname)
-        if worker is None:
-            if len(self._workers) >= self.settings.max_workers and now >= (
-                self._workers_expired_at + 1.0  # at most once a second: it scans them all
-            ):
-                self._expire_workers(now)  # a slot held by a long-gone worker frees up
-            if len(self._workers) < self.settings.max_workers:
-                worker = self._workers[hostname] = _Worker(last_heard=now)
-            else:
-                worker = self._other_workers
-                if worker is None:
-                    worker = self._other_workers = _Worker(last_heard=now, folded=True)
-        worker.last_heard = now
-        worker.restored_at = None  # heard again: what it does from now on is known
-        self.workers_version += 1
-        return worker
-
-    def _known_worker(self, hostname: Any) -> _Worker | None:
-        """The record a worker's events go to, without creating one."""
-        if not isinstance(hostname, str):
-            return None
-        worker = self._workers.get(hostname)
-        if worker is None and len(self._workers) >= self.settings.max_workers:
-            return self._other_workers
-        return worker
-
-    def _on_worker_alive(self, event: dict[str, Any], now: float) -> None:
-        worker = self._worker(event, now)
-        if worker is None:
-            return
-        worker.offline_at = None  # back (or never gone): up again
-        if event.get("type") == "worker-heartbeat":
-            worker.beat = True
-        if worker.folded:
-            return  # readings of many workers cannot share one series
-        worker.active = _number(event.get("active"), worker.active)
-        worker.processed = _number(event.get("processed"), worker.processed)
-        loadavg = event.get("loadavg")
-        if isinstance(loadavg, list | tuple) and loadavg:
-            worker.load1 = _number(loadavg[0], worker.load1)
-
-    def _on_worker_offline(self, event: dict[str, Any], now: float) -> None:
-        worker = self._worker(event, now)
-        if worker is not None and not worker.folded:  # one gone says nothing of the others
-            worker.offline_at = now
-
-    def _on_worker_queues(self, event: dict[str, Any], now: float) -> None:
-        worker = self._worker(event, now)
-        queues = event.get("queues")
-        if worker is None or not isinstance(queues, list):
-            return
-        labels = {self.queue_label(q) for q in queues} - {None}
-        if worker.folded:  # merged, expiring like queues learnt from tasks
-            worker.task_queues.update(dict.fromkeys(labels, now))  # type: ignore[arg-type]
-            worker.announced_at = now
-        else:
-            worker.announced_queues = labels  # type: ignore[assignment]
-            size = _number(event.get("pool_size"))
-            worker.pool_size = size if size is not None and size >= 0 else worker.pool_size
-            pool = event.get("pool")
-            if isinstance(pool, str) and pool:
-                worker.pool = pool[:32]
-            worker.prefetch_multiplier = _number(
-                event.get("prefetch_multiplier"), worker.prefetch_multiplier
-            )
-
-    def _expire_workers(self, now: float) -> None:
-        """Drop the workers silent for longer than the retention (lost ones) and those that
-        went offline gracefully worker_offline_grace_seconds ago or more."""
-        self._workers_expired_at = now
-        oldest = now - self.settings.worker_retention_seconds
-        gone = now - self.settings.worker_offline_grace_seconds
-        unconfirmed = gone - self.settings.heartbeat_timeout_seconds
-        for hostname, worker in list(self._workers.items()):
-            offline_at = worker.offline_at
-            restored_at = worker.restored_at
-            if (
-                worker.last_heard < oldest
-                or (offline_at is not None and offline_at <= gone)
-                or (restored_at is not None and restored_at <= unconfirmed)
-            ):
-                del self._workers[hostname]
-                self.workers_version += 1
-        other = self._other_workers
-        if other is not None and other.last_heard < oldest:
-            self._other_workers = None
-
-    # --- kept across restarts (events/state.py) ----------------------------------------------
+    # --- kept across restarts (events/state.py) ---------------------------------------------
 
     def worker_state(self) -> tuple[int, dict[str, dict[str, Any]]]:
-        """(workers_version, {hostname: entry}) for the state file: what the exporter knows of
-        each worker exported one by one (the folded '(other)' record is not kept). A worker
-        that turned silent past the heartbeat timeout since the last call bumps the version:
-        a restart restores a worker as lost only when it was silent at the file's saved_at."""
+        """(workers_version, {hostname: entry}) for the state file: see WorkerBook.state."""
         with self.lock:
-            now = self.clock()
-            timeout = self.settings.heartbeat_timeout_seconds
-            silent = frozenset(
-                hostname
-                for hostname, worker in self._workers.items()
-                if now - worker.last_heard > timeout
-            )
-            if silent != self._silent_at_save:
-                self._silent_at_save = silent
-                self.workers_version += 1
-            entries = {
-                hostname: {
-                    "last_heard": worker.last_heard,
-                    "offline_at": worker.offline_at,
-                    "restored_at": worker.restored_at,
-                    "queues": (
-                        sorted(worker.announced_queues)
-                        if worker.announced_queues is not None
-                        else None
-                    ),
-                    "task_queues": dict(sorted(worker.task_queues.items())),
-                    "pool": worker.pool,
-                    "pool_size": worker.pool_size,
-                    "prefetch_multiplier": worker.prefetch_multiplier,
-                }
-                for hostname, worker in sorted(self._workers.items())
-            }
-            return self.workers_version, entries
+            return self.workers.state(self.clock())
 
     def restore_workers(self, entries: Any, saved_at: float | None = None) -> int:
         """Take back the workers of a state file (before any event arrives); returns how many
@@ -837,92 +751,16 @@ class EventTracker:
         if not isinstance(entries, dict):
             return 1
         with self.lock:  # queue_label() hands out label slots
-            return self._restore(entries, self.clock(), saved_at)
-
-    def _restore(self, entries: dict[Any, Any], now: float, saved_at: float | None = None) -> int:
-        settings = self.settings
-        restored: list[tuple[str, _Worker]] = []
-        bad = 0
-        for hostname, entry in entries.items():
-            try:
-                worker = _restored_worker(hostname, entry, now)
-            except (TypeError, ValueError, ArithmeticError):  # 1e400 as an integer, "\ud800"
-                worker = None
-            if worker is None:
-                bad += 1
-                continue
-            if now - worker.last_heard > settings.worker_retention_seconds:
-                continue
-            offline_at = worker.offline_at
-            if offline_at is not None and now - offline_at >= settings.worker_offline_grace_seconds:
-                continue
-            if offline_at is not None:
-                worker.restored_at = None
-            elif worker.restored_at is None and (
-                saved_at is not None
-                and min(saved_at, now) - worker.last_heard <= settings.heartbeat_timeout_seconds
-            ):
-                worker.restored_at = now  # up at save time: unconfirmed from now on
-            worker.announced_queues = (
-                None
-                if worker.announced_queues is None
-                else {self.queue_label(q) for q in sorted(worker.announced_queues)} - {None}  # type: ignore[misc]
-            )
-            worker.task_queues = {
-                label: seen
-                for queue, seen in worker.task_queues.items()
-                if (label := self.queue_label(queue)) is not None
-            }
-            restored.append((hostname, worker))
-        restored.sort(key=lambda item: -item[1].last_heard)  # the most recent first
-        for hostname, worker in restored:
-            if hostname in self._workers:
-                continue
-            if len(self._workers) >= settings.max_workers:
-                break
-            self._workers[hostname] = worker
-        self.workers_version += 1
-        return bad
+            return self.workers.restore(entries, self.clock(), saved_at)
 
     # --- output -----------------------------------------------------------------------------
 
     def snapshot(self) -> EventSnapshot:
         """Copy the metrics, expiring workers past their retention."""
         now = self.clock()
-        timeout = self.settings.heartbeat_timeout_seconds
-        retention = self.settings.worker_retention_seconds
         with self.lock:
             self._evict(now)
-            workers: list[WorkerReading] = []
-            queue_workers: dict[str, int] = {}
-            queue_slots: dict[str, tuple[float, float]] = {}
-            self._expire_workers(now)
-            entries = list(self._workers.items())
-            if self._other_workers is not None:
-                entries.append((OTHER_WORKER, self._other_workers))
-            queues_unknown = 0
-            for hostname, worker in entries:
-                silent = now - worker.last_heard
-                # A restored worker not heard since may have stopped gracefully unheard.
-                offline = worker.offline or (worker.restored_at is not None and silent > timeout)
-                up = not offline and silent <= timeout
-                workers.append(
-                    WorkerReading(
-                        hostname, up, worker.last_heard, worker.active, worker.processed,
-                        worker.load1, worker.pool_size, worker.pool, worker.prefetch_multiplier,
-                        offline,
-                    )
-                )  # fmt: skip
-                if up and not self._announced(worker, now, timeout):
-                    queues_unknown += 1
-                for queue in worker.queues(now, retention):
-                    queue_workers[queue] = queue_workers.get(queue, 0) + (1 if up else 0)
-                    if up and worker.pool_size is not None:
-                        slots, busy = queue_slots.get(queue, (0.0, 0.0))
-                        queue_slots[queue] = (
-                            slots + worker.pool_size,
-                            busy + (worker.active or 0.0),
-                        )
+            workers, queue_workers, queue_slots, queues_unknown = self.workers.readings(now)
             return EventSnapshot(
                 task_counts=dict(self._counts),
                 failures=dict(self._failures),
@@ -943,17 +781,8 @@ class EventTracker:
                 tracked_tasks=len(self._tasks),
                 queues_unknown=queues_unknown,
                 received_by_priority=dict(self._by_priority),
+                series_dropped=dict(self.series_dropped),
             )
-
-    @staticmethod
-    def _announced(worker: _Worker, now: float, timeout: float) -> bool:
-        """Whether the worker told its queues (install(app)). The folded record (OTHER_WORKER)
-        counts as announced while one of its workers announced within the heartbeat timeout
-        (queue events come with every heartbeat). A worker that sent no heartbeat yet (only
-        worker-online: a worker starting up) has had no chance to announce: not counted."""
-        if worker.folded:
-            return worker.announced_at is not None and now - worker.announced_at <= timeout
-        return worker.announced_queues is not None or not worker.beat
 
     def levels_in_use(self) -> dict[str, set[str]]:
         """{queue label: priority level labels} of the tasks workers received since the
@@ -981,15 +810,6 @@ def _first_time(memory: OrderedDict[Any, None], key: Any) -> bool:
     return True
 
 
-def _number(value: Any, default: float | None = None) -> float | None:
-    """A finite number from an event field, else ``default``: NaN or infinity (which the
-    JSON fallback accepts) would poison a histogram's sum for good."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return default
-    number = float(value)
-    return number if math.isfinite(number) else default
-
-
 def _observe(
     histograms: dict[Any, Histogram], key: Any, bounds: Sequence[float], value: float
 ) -> None:
@@ -997,51 +817,6 @@ def _observe(
     if histogram is None:
         histogram = histograms[key] = Histogram(len(bounds))
     histogram.observe(bounds, value)
-
-
-def _restored_worker(hostname: Any, entry: Any, now: float) -> _Worker | None:
-    """A worker record from a state file entry; None when it does not read as one."""
-    if not isinstance(hostname, str) or not hostname or not isinstance(entry, dict):
-        return None
-    last_heard = _number(entry.get("last_heard"))
-    if last_heard is None:
-        return None
-    offline_at = _number(entry.get("offline_at"))
-    if entry.get("offline_at") is not None and offline_at is None:
-        return None
-    restored_at = _number(entry.get("restored_at"))
-    if entry.get("restored_at") is not None and restored_at is None:
-        return None
-    queues = entry.get("queues")
-    if queues is not None and not (
-        isinstance(queues, list) and all(isinstance(q, str) for q in queues)
-    ):
-        return None
-    task_queues = entry.get("task_queues") or {}
-    if not isinstance(task_queues, dict):
-        return None
-    seen: dict[str, float] = {}
-    for queue, when in task_queues.items():
-        moment = _number(when)
-        if not isinstance(queue, str) or moment is None:
-            return None
-        seen[queue] = min(moment, now)
-    pool = entry.get("pool")
-    for text in (hostname, pool if isinstance(pool, str) else "", *(queues or ()), *seen):
-        text.encode("utf-8")  # UnicodeEncodeError (a lone surrogate): no label can carry it
-    size = _number(entry.get("pool_size"))
-    return _Worker(
-        last_heard=min(last_heard, now),  # a clock set back must not keep it up for long
-        offline_at=None if offline_at is None else min(offline_at, now),
-        # Restored unconfirmed before and still not heard (a second restart): keeps its clock.
-        restored_at=None if restored_at is None else min(restored_at, now),
-        pool_size=size if size is not None and size >= 0 else None,
-        pool=pool[:32] if isinstance(pool, str) and pool else None,
-        prefetch_multiplier=_number(entry.get("prefetch_multiplier")),
-        announced_queues=set(queues) if queues is not None else None,
-        task_queues=seen,
-        beat=True,  # it was heard before the restart: a missing announcement is no startup's
-    )
 
 
 def _known_level(level: Any) -> bool:

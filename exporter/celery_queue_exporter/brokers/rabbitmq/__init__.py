@@ -4,12 +4,11 @@ AMQP as the fallback, and Celery events from the ``celeryev`` topic exchange."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from ...config.errors import ConfigError
 from ..base import Transport
 from ..ssl_files import check_ssl_files
-from .options import OPTIONS
+from .options import OPTIONS, RabbitMQOptions
 from .priority import priority_levels
 
 if TYPE_CHECKING:
@@ -18,13 +17,13 @@ if TYPE_CHECKING:
     from ..base import EventConsumer, Inspector
 
 
-def _inspector(broker: BrokerConfig, timeout_seconds: float) -> Inspector:
+def _inspector(broker: BrokerConfig[RabbitMQOptions], timeout_seconds: float) -> Inspector:
     from .inspector import RabbitMQInspector  # pika and requests only when a broker needs them
 
     return RabbitMQInspector(broker, timeout_seconds=timeout_seconds)
 
 
-def _event_consumer(broker: BrokerConfig, tracker: EventTracker) -> EventConsumer:
+def _event_consumer(broker: BrokerConfig[RabbitMQOptions], tracker: EventTracker) -> EventConsumer:
     from .events import RabbitMQEventConsumer
 
     return RabbitMQEventConsumer(broker, tracker)
@@ -33,9 +32,8 @@ def _event_consumer(broker: BrokerConfig, tracker: EventTracker) -> EventConsume
 def _check_broker(where: str, broker: BrokerConfig) -> None:
     """TLS settings need a TLS connection to apply to (amqps:// or an https management API);
     a priority_levels override must not mark a less urgent level as the most urgent."""
-    tls_url = urlsplit(broker.url).scheme == "amqps" or (broker.management_url or "").startswith(
-        "https://"
-    )
+    management_url = broker.options.management_url or ""
+    tls_url = broker.url.scheme == "amqps" or management_url.startswith("https://")
     for queue, sides in broker.priority_levels.items():
         if "most" in sides and "least" in sides and sides["most"] < sides["least"]:
             raise ConfigError(
@@ -58,5 +56,6 @@ TRANSPORT = Transport(
     event_consumer=_event_consumer,
     priority_levels=priority_levels,
     options=OPTIONS,
+    options_type=RabbitMQOptions,
     check_broker=_check_broker,
 )

@@ -4,14 +4,17 @@ inspector and the event consumer connect through here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Any
 
 import pika
 
 from ...config.model import BrokerTLS
-from ...config.urls import bracket
+from ...config.urls import BrokerURL, bracket
 from .tls import amqp_context
+
+if TYPE_CHECKING:
+    from ...config.model import BrokerConfig
+    from .options import RabbitMQOptions
 
 DEFAULT_AMQP_PORT = 5672
 DEFAULT_AMQPS_PORT = 5671
@@ -21,7 +24,7 @@ DEFAULT_MANAGEMENT_TLS_PORT = 15671
 
 @dataclass(frozen=True)
 class AmqpTarget:
-    """Where and how to connect, parsed from the broker URL (kombu's URL conventions)."""
+    """Where and how to connect, from the broker URL (kombu's URL conventions)."""
 
     tls: bool
     host: str
@@ -34,25 +37,37 @@ class AmqpTarget:
         return f"AmqpTarget(host={self.host!r}, port={self.port}, vhost={self.vhost!r})"
 
 
-def parse_amqp_url(url: str) -> AmqpTarget:
-    """``amqp://user:pass@host:5672/vhost`` (also ``amqps://``, ``pyamqp://``) as kombu reads it.
-
-    The vhost is the URL path without its leading slash, percent-decoded; an empty path, ``/``,
-    ``//`` and ``/%2F`` all mean the default vhost ``/``. User and password default to guest.
-    """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
+def amqp_target(url: BrokerURL, password: str | None = None) -> AmqpTarget:
+    """Where to connect for an ``amqp://user:pass@host:5672/vhost`` URL (also ``amqps://``,
+    ``pyamqp://``) as kombu reads it; ``password`` (given apart from the URL) replaces the
+    URL's. The vhost is ``BrokerURL.vhost``; user and password default to guest (a password
+    given apart with no user in the URL logs in as the empty user, as kombu would)."""
+    first = url.first
+    scheme = first.scheme.lower()
     tls = scheme == "amqps" or scheme.endswith("+ssl")
-    path = parts.path[1:] if parts.path.startswith("/") else parts.path
-    vhost = unquote(path) or "/"
+    if password is not None:
+        user, secret = first.username or "", password
+    else:
+        user = first.username if first.username is not None else "guest"
+        secret = first.password if first.password is not None else "guest"
     return AmqpTarget(
         tls=tls,
-        host=parts.hostname or "localhost",
-        port=parts.port or (DEFAULT_AMQPS_PORT if tls else DEFAULT_AMQP_PORT),
-        user=unquote(parts.username) if parts.username is not None else "guest",
-        password=unquote(parts.password) if parts.password is not None else "guest",
-        vhost=vhost,
+        host=first.host or "localhost",
+        port=first.port or (DEFAULT_AMQPS_PORT if tls else DEFAULT_AMQP_PORT),
+        user=user,
+        password=secret,
+        vhost=url.vhost,
     )
+
+
+def broker_target(broker: BrokerConfig[RabbitMQOptions]) -> AmqpTarget:
+    """The broker's AMQP target, its password given apart (if any) put in."""
+    return amqp_target(broker.url, broker.password)
+
+
+def parse_amqp_url(url: str) -> AmqpTarget:
+    """``amqp_target`` of a URL text (for callers that hold no BrokerConfig)."""
+    return amqp_target(BrokerURL.parse(url))
 
 
 def default_management_url(target: AmqpTarget) -> str:

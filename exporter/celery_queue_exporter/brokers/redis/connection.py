@@ -11,13 +11,12 @@ sentinels' own credentials go in ``sentinel_kwargs``.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import redis
 import redis.sentinel
 
 from ...config.model import BrokerConfig, BrokerTLS
-from ...config.urls import split_url_list
+from .options import RedisOptions
 
 SENTINEL_SCHEME = "sentinel"
 DEFAULT_SENTINEL_PORT = 26379
@@ -26,8 +25,8 @@ DEFAULT_SENTINEL_PORT = 26379
 CLIENT_OPTIONS = ("health_check_interval", "socket_keepalive", "socket_keepalive_options")
 
 
-def is_sentinel(broker: BrokerConfig) -> bool:
-    return urlsplit(split_url_list(broker.url)[0]).scheme == SENTINEL_SCHEME
+def is_sentinel(broker: BrokerConfig[RedisOptions]) -> bool:
+    return broker.url.scheme == SENTINEL_SCHEME
 
 
 def tls_arguments(tls: BrokerTLS) -> dict[str, Any]:
@@ -41,36 +40,35 @@ def tls_arguments(tls: BrokerTLS) -> dict[str, Any]:
     }
 
 
-def client_arguments(broker: BrokerConfig, tls: bool) -> dict[str, Any]:
+def client_arguments(broker: BrokerConfig[RedisOptions], tls: bool) -> dict[str, Any]:
     """Transport options passed on, then TLS settings when the connection uses TLS."""
     arguments: dict[str, Any] = {}
     for key in CLIENT_OPTIONS:
         if key in broker.extra_transport_options:
             arguments[key] = broker.extra_transport_options[key]
-    if broker.health_check_interval:
-        arguments["health_check_interval"] = broker.health_check_interval
+    if broker.options.health_check_interval:
+        arguments["health_check_interval"] = broker.options.health_check_interval
     if tls:
         arguments.update(tls_arguments(broker.tls))
     return arguments
 
 
-def redis_client(broker: BrokerConfig, **arguments: Any) -> redis.Redis:
+def redis_client(broker: BrokerConfig[RedisOptions], **arguments: Any) -> redis.Redis:
     """A client of the broker (its master, for Sentinel); ``arguments`` go to redis-py."""
-    url = broker.connect_url()
     if is_sentinel(broker):
-        return _sentinel_master(broker, split_url_list(url), arguments)
-    tls = urlsplit(url).scheme == "rediss"
+        return _sentinel_master(broker, arguments)
+    tls = broker.url.scheme == "rediss"
+    url = broker.connect_url()
     return redis.Redis.from_url(url, **client_arguments(broker, tls), **arguments)
 
 
-def _sentinel_master(
-    broker: BrokerConfig, urls: list[str], arguments: dict[str, Any]
-) -> redis.Redis:
-    first = urlsplit(urls[0])
+def _sentinel_master(broker: BrokerConfig[RedisOptions], arguments: dict[str, Any]) -> redis.Redis:
+    first = broker.url.first
     sentinels = [
-        (parts.hostname or "localhost", parts.port or DEFAULT_SENTINEL_PORT)
-        for parts in map(urlsplit, urls)
+        (host or "localhost", port or DEFAULT_SENTINEL_PORT) for host, port in broker.url.hosts
     ]
+    # The password given apart (password/password_file/env) replaces the URL's.
+    password = broker.password if broker.password is not None else first.password
     # The sentinels' connections get the caller's timeouts, retry policy and connect hook too:
     # finding the master is part of every inspection, and its whole-call deadline must see
     # those sockets as well as the master's.
@@ -79,7 +77,7 @@ def _sentinel_master(
         for key, value in arguments.items()
         if key.startswith("socket_") or key in ("retry", "redis_connect_func")
     }
-    sentinel_kwargs = {**shared, **(broker.sentinel_kwargs or {})}
+    sentinel_kwargs = {**shared, **(broker.options.sentinel_kwargs or {})}
     # TLS to the master when the broker has tls: settings (kombu: broker_use_ssl).
     tls = broker.tls.configured
     master_arguments = {**client_arguments(broker, tls), **arguments}
@@ -87,10 +85,10 @@ def _sentinel_master(
         master_arguments["ssl"] = True
     manager = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
     return manager.master_for(
-        broker.master_name,
-        db=int(first.path.lstrip("/") or 0),
-        username=unquote(first.username) if first.username else None,
-        password=unquote(first.password) if first.password else None,
+        broker.options.master_name,
+        db=int(broker.url.database or 0),
+        username=first.username or None,
+        password=password or None,
         **master_arguments,
     )
 

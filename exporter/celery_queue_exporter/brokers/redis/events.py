@@ -43,7 +43,7 @@ OVERFLOW_STAT = "client_output_buffer_limit_disconnections"
 
 def event_patterns(broker: BrokerConfig) -> list[str]:
     """PSUBSCRIBE patterns of the event channels (with and without fanout_patterns)."""
-    base = escape_glob(event_channel(broker.url, broker.global_keyprefix))
+    base = escape_glob(event_channel(broker.url, broker.options.global_keyprefix))
     return [base, base + "/*"]
 
 
@@ -101,6 +101,22 @@ class RedisEventConsumer(EventConsumerThread):
             return "", None
         stat = stats.get(OVERFLOW_STAT)
         return str(server.get("run_id", "")), int(stat) if stat is not None else None
+
+    def _refusal(self, exc: BaseException) -> str | None:
+        """A Redis ACL refusing the event subscription (NOPERM) or the credentials, for one
+        clear log line instead of a quiet celery_event_consumer_up 0."""
+        text = str(exc)
+        if isinstance(exc, redis.exceptions.AuthenticationError) or text.startswith(
+            ("WRONGPASS", "NOAUTH")
+        ):
+            return "Redis refused the exporter's credentials (WRONGPASS/NOAUTH)"
+        if isinstance(exc, redis.exceptions.NoPermissionError) or text.startswith("NOPERM"):
+            return (
+                f"the Redis ACL refuses the event subscription ({text.strip()}): --events "
+                "needs +psubscribe +punsubscribe and access to the event channels (&* or "
+                "&*celeryev*) for the exporter's user (see README.md#permissions)"
+            )
+        return None
 
     def _interruption_reason(self) -> str:
         """Was the subscriber dropped by a live server (overflow) or did the server go away?"""

@@ -10,8 +10,10 @@ script (EVAL_RO, Redis 7+) returns the depth of every queue x step and the head 
 non-empty level, pipelined with the reserved-work totals. Doing the per-key loop inside Redis
 costs less than even a bare pipelined LLEN from Python (docs/performance.md). Where EVAL_RO is
 unavailable (Redis < 7, or an ACL without scripting) the same reads go out as two pipelines
-(LLEN for every key, then LINDEX for the non-empty ones). A second round trip samples the
-unacked hash when it is not empty. Only read commands are sent (EVAL_RO cannot run a write,
+(LLEN for every key, then LINDEX for the non-empty ones). The first pipeline also carries
+the server's health reads (health.py: INFO sections and CONFIG GET save). A second round trip
+samples the unacked hash when it is not empty. Queues whose binding vanished stay watched a
+while (known.py). Only read commands are sent (EVAL_RO cannot run a write,
 Redis refuses it); tests check this against Redis' own command statistics.
 """
 
@@ -22,6 +24,7 @@ import json
 import logging
 import weakref
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -31,12 +34,20 @@ from redis.retry import Retry
 from ...catalogue import UNKNOWN_QUEUE
 from ...headtracker import HeadTracker
 from ...instrumentation import ATTEMPT_AT_HEADER, ENQUEUED_AT_HEADER, enqueued_at, published_at
-from ...snapshot import BrokerSnapshot, LevelReading, select_queues
+from ...snapshot import (
+    BrokerSnapshot,
+    LevelReading,
+    UrgencyReading,
+    select_queues,
+    urgency_readings,
+)
 from ..base import Inspector
 from ..celery_layout import is_internal_queue
 from ..peer_deadline import Deadline, note_socket
 from .connection import follow_master, redis_client
+from .health import HealthReader
 from .keys import BINDING_PREFIX, escape_glob
+from .known import KnownQueues
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +96,25 @@ class RedisInspector(Inspector):
         self._unreadable_state: tuple[int, tuple[str, ...]] = (0, ())
         #: Read levels with EVAL_RO; switched off for good when the server refuses it.
         self.use_script = True
+        #: Server health (memory, evictions, flushes, restarts) read in the same round trip.
+        self.health = HealthReader(self.config.name)
+        #: Queues seen bound, kept watched a while after their binding vanishes.
+        self.known = KnownQueues(self.config.options.unbound_queue_retention_seconds)
+        #: The watched queues the key lists below were built for (rebuilt when they change,
+        #: that is after a discovery, not every scrape).
+        self._layout_for: list[str] | None = None
+        self._layout: _Layout | None = None
+        #: Raw head message -> what decoding it said, for the heads of the last scrape: a head
+        #: that did not change is not decoded again.
+        self._decoded: dict[bytes, _Head] = {}
+        #: Per level (index into the layout): the reading of the last scrape, handed over again
+        #: while the level is empty and its depth unchanged (the collector then reuses its
+        #: rendered lines).
+        self._readings: list[LevelReading | None] = []
+        #: Depths of the last scrape when every level was readable, and the levels that had a
+        #: head then: what the steady-state path of _read_levels compares against.
+        self._prev_depths: list[int] | None = None
+        self._prev_heads: list[int] = []
 
     # --- keys -------------------------------------------------------------------------------
 
@@ -92,24 +122,26 @@ class RedisInspector(Inspector):
         """The Redis key of one priority step of a queue, as kombu names it. In bytes: a queue
         name read from a binding set that is not UTF-8 is held with surrogate escapes and must
         name the same key again, byte for byte."""
-        name = queue if step == 0 else f"{queue}{self.config.sep}{step}"
-        return (self.config.global_keyprefix + name).encode("utf-8", "surrogateescape")
+        name = queue if step == 0 else f"{queue}{self.config.options.sep}{step}"
+        return (self.config.options.global_keyprefix + name).encode("utf-8", "surrogateescape")
 
     def watched_queues(self) -> list[str]:
         """Configured queues plus, when discovery is on, those found in binding sets."""
         self._refresh_bindings()
         cfg = self.config
-        queues, self.queues_over_limit = select_queues(cfg, self._discovered)
+        self.known.expire(self.clock())
+        discovered = sorted(set(self._discovered).union(self.known.retained()))
+        queues, self.queues_over_limit = select_queues(cfg, discovered)
         return queues
 
     def _refresh_bindings(self) -> None:
         """Re-read kombu's binding sets at most every discovery_interval_seconds; the map of
         (exchange, routing key) to queue also attributes reserved messages to queues."""
         now = self.clock()
-        interval = self.config.discovery_interval_seconds
+        interval = self.config.options.discovery_interval_seconds
         if self._discovered_at is not None and now - self._discovered_at < interval:
             return
-        prefix = self.config.global_keyprefix + BINDING_PREFIX
+        prefix = self.config.options.global_keyprefix + BINDING_PREFIX
         raw_keys = list(self.client.scan_iter(match=escape_glob(prefix) + "*", count=1000))
         keys = [_text(key) for key in raw_keys]
         bindings: dict[tuple[str, str], str] = {}
@@ -125,7 +157,7 @@ class RedisInspector(Inspector):
                     continue  # a key of another type under the prefix: not kombu's
                 for member in members:
                     text = _text(member)
-                    parts = text.split(self.config.sep)
+                    parts = text.split(self.config.options.sep)
                     if len(parts) != 3:
                         continue
                     routing_key, _pattern, queue = parts
@@ -137,6 +169,7 @@ class RedisInspector(Inspector):
         self._bindings = bindings
         self._discovered = sorted(discovered)
         self._discovered_at = now
+        self.known.bindings_read(discovered, now)
 
     def queue_for(self, exchange: str, routing_key: str, known: set[str]) -> str:
         """The queue a reserved message came from, from its exchange and routing key."""
@@ -173,17 +206,37 @@ class RedisInspector(Inspector):
                     ) from None
                 raise
 
+    def layout(self, queues: list[str]) -> _Layout:
+        """Keys, labels and level names for ``queues``, built once per change of the list."""
+        if self._layout is None or self._layout_for != queues:
+            steps = self.config.options.priority_steps
+            declared = [str(s) for s in steps]
+            keys = [(q, step, self.level_key(q, step)) for q in queues for step in steps]
+            self._layout = _Layout(
+                keys=keys,
+                level_keys=[key for _, _, key in keys],
+                labels=[_label(q) for q, _, _ in keys],
+                levels=[str(step) for _, step, _ in keys],
+                queue_labels=[_label(q) for q in queues],
+                declared=declared,
+                urgency=[urgency_readings(_label(q), declared) for q in queues],
+            )
+            self._layout_for = list(queues)
+            self._readings = [None] * len(keys)
+            self._prev_depths = None
+        return self._layout
+
     def _inspect(self) -> BrokerSnapshot:
         cfg = self.config
         follow_master(self.client)  # Sentinel: after a failover, read the new master
         queues = self.watched_queues()
-        steps = cfg.priority_steps
-        keys = [(queue, step, self.level_key(queue, step)) for queue in queues for step in steps]
-        unacked = cfg.global_keyprefix + cfg.unacked_key
-        unacked_index = cfg.global_keyprefix + cfg.unacked_index_key
+        layout = self.layout(queues)
+        keys = layout.keys
+        unacked = cfg.options.global_keyprefix + cfg.options.unacked_key
+        unacked_index = cfg.options.global_keyprefix + cfg.options.unacked_index_key
         now = self.clock()
 
-        level_keys = [key for _, _, key in keys]
+        level_keys = layout.level_keys
         with self.client.pipeline(transaction=False) as pipe:
             if self.use_script:
                 pipe.eval_ro(LEVELS_SCRIPT, len(level_keys), *level_keys)
@@ -192,8 +245,11 @@ class RedisInspector(Inspector):
                     pipe.llen(key)
             pipe.hlen(unacked)
             pipe.zrange(unacked_index, 0, 0, withscores=True)
-            pipe.zcount(unacked_index, "-inf", now - cfg.visibility_timeout)
+            pipe.zcount(unacked_index, "-inf", now - cfg.options.visibility_timeout)
+            self.health.queue(pipe)
             replies = pipe.execute(raise_on_error=False)
+        health_replies = replies[-HealthReader.REPLIES :]
+        replies = replies[: -HealthReader.REPLIES]
         if self.use_script and _script_unavailable(replies[0]):
             log.info(
                 "broker %s: EVAL_RO unavailable (%s); reading with pipelines", cfg.name, replies[0]
@@ -218,13 +274,14 @@ class RedisInspector(Inspector):
             queues_over_limit=self.queues_over_limit,
             reserved_total=None if reserved_total is None else int(reserved_total),
             reserved_overdue=None if overdue is None else int(overdue),
-            visibility_timeout_seconds=cfg.visibility_timeout,
+            visibility_timeout_seconds=cfg.options.visibility_timeout,
             reserved_oldest_age_seconds=_oldest_age(oldest, now),
             unreadable_keys=unreadable_keys,
+            redis_health=self.health.parse(*health_replies),
         )
 
         non_empty = [i for i, depth in enumerate(depths) if depth and depth != UNREADABLE]
-        sample_size = min(int(reserved_total or 0), cfg.reserved_sample_size)
+        sample_size = min(int(reserved_total or 0), cfg.options.reserved_sample_size)
         sample: list[Any] = []
         if heads is None or sample_size:
             with self.client.pipeline(transaction=False) as pipe:
@@ -239,32 +296,80 @@ class RedisInspector(Inspector):
                 heads = [_readable(reply) for reply in replies[: len(non_empty)]]
             sample = (_readable(replies[-1]) or []) if sample_size else []
 
-        head_by_index = dict(zip(non_empty, heads, strict=True))
-        seen_keys: set[bytes] = set()
-        for i, (queue, step, key) in enumerate(keys):
-            label = _label(queue)
-            if depths[i] == UNREADABLE:
-                snapshot.queue(label).unreadable = True
-                continue
-            age, unstamped = 0.0, None
-            raw = head_by_index.get(i)
-            if raw is not None:
-                seen_keys.add(key)
-                age, unstamped = self._head_age(snapshot, key, raw, now)
-            snapshot.levels.append(LevelReading(label, str(step), int(depths[i]), age, unstamped))
-        self.heads.forget_except(seen_keys)
+        self._read_levels(snapshot, layout, depths, dict(zip(non_empty, heads, strict=True)), now)
+        queue_depths: Counter[str] = Counter()
+        for (queue, _step, _key), depth in zip(keys, depths, strict=True):
+            queue_depths[queue] += max(0, int(depth))
+        self.known.depths_read(queue_depths, now)
         self._log_unreadable(snapshot, unreadable_keys)
 
-        for queue in queues:
-            label = _label(queue)
-            snapshot.declare_levels(label, [str(s) for s in steps])
+        for queue, label, marks in zip(queues, layout.queue_labels, layout.urgency, strict=True):
+            snapshot.declare_levels(label, layout.declared, marks)
             reading = snapshot.queue(label)
             reading.reserved = 0 if reserved_total is not None else None
             reading.unreadable = bool(reading.unreadable)
+            reading.unbound = self.known.unbound(queue)
         if reserved_total is not None:
-            known = {_label(queue) for queue in queues}
+            known = set(layout.queue_labels)
             self._attribute_reserved(snapshot, sample, int(reserved_total), known)
         return snapshot
+
+    def _read_levels(
+        self,
+        snapshot: BrokerSnapshot,
+        layout: _Layout,
+        depths: list[int],
+        head_by_index: dict[int, Any],
+        now: float,
+    ) -> None:
+        """One LevelReading per readable level. An empty level whose depth did not change gets
+        last scrape's reading again (most levels, at 1,000 queues x 10); a head is decoded only
+        when its bytes changed."""
+        readings = self._readings
+        labels, names = layout.labels, layout.levels
+        seen_keys: set[bytes] = set()
+
+        def read(i: int, depth: int) -> LevelReading:
+            raw = head_by_index.get(i)
+            if raw is None:
+                reading = readings[i]
+                if reading is None or reading.messages != depth or reading.unstamped is not None:
+                    reading = readings[i] = LevelReading(labels[i], names[i], int(depth), 0.0)
+                return reading
+            key = layout.level_keys[i]
+            seen_keys.add(key)
+            age, unstamped = self._head_age(snapshot, key, raw, now)
+            reading = readings[i] = LevelReading(labels[i], names[i], int(depth), age, unstamped)
+            return reading
+
+        prev, self._prev_depths = self._prev_depths, None
+        if prev is not None and len(prev) == len(depths) and UNREADABLE not in depths:
+            # Steady state: only levels whose depth changed, or that have (or had) a head, are
+            # looked at; every other reading is last scrape's, copied at C speed.
+            touch = set(head_by_index)
+            touch.update(self._prev_heads)
+            if depths != prev:
+                touch.update(i for i, (a, b) in enumerate(zip(depths, prev, strict=True)) if a != b)
+            for i in touch:
+                read(i, depths[i])
+            snapshot.levels.extend(readings)  # type: ignore[arg-type] - none is None here
+            self._prev_depths = depths
+        else:
+            levels = snapshot.levels
+            for i, depth in enumerate(depths):
+                if depth == UNREADABLE:
+                    snapshot.queue(labels[i]).unreadable = True
+                    readings[i] = None
+                    continue
+                levels.append(read(i, depth))
+            if UNREADABLE not in depths:
+                self._prev_depths = depths
+        self._prev_heads = list(head_by_index)
+        self.heads.forget_except(seen_keys)
+        # Keep the decoded heads of this scrape only: bounded by the watched levels.
+        self._decoded = {
+            raw: self._decoded[raw] for raw in head_by_index.values() if raw in self._decoded
+        }
 
     def _log_unreadable(self, snapshot: BrokerSnapshot, count: int) -> None:
         """One line when the set of unreadable keys changes, not one per scrape."""
@@ -284,22 +389,15 @@ class RedisInspector(Inspector):
     ) -> tuple[float, bool]:
         """Exact age from the enqueue stamp, else a lower bound from head tracking; and
         whether the head lacks the stamp (the age is then that lower bound). A message that is
-        not JSON, or a stamp that is not a number ("NaN", "abc"), counts as malformed."""
-        message = _parse_json(raw)
-        if not isinstance(message, dict):
-            snapshot.malformed_messages += 1
-            return self.heads.observe(key, hashlib.sha1(raw).hexdigest(), now), True
-        headers = message.get("headers")
-        headers = headers if isinstance(headers, dict) else None
-        if headers is not None and any(
-            headers.get(header) is not None and enqueued_at(headers, header) is None
-            for header in (ENQUEUED_AT_HEADER, ATTEMPT_AT_HEADER)
-        ):
-            snapshot.malformed_messages += 1  # a stamp that is there but not a number
-        stamp = published_at(headers)
-        if stamp is not None:
-            return max(0.0, now - stamp), False
-        return self.heads.observe(key, _message_identity(message, raw), now), True
+        not JSON, or a stamp that is not a number ("NaN", "abc"), counts as malformed (once
+        per scrape that sees it, as before the decoding was cached)."""
+        head = self._decoded.get(raw)
+        if head is None:
+            head = self._decoded[raw] = _decode_head(raw)
+        snapshot.malformed_messages += head.malformed
+        if head.stamp is not None:
+            return max(0.0, now - head.stamp), False
+        return self.heads.observe(key, head.identity, now), True
 
     def _attribute_reserved(
         self, snapshot: BrokerSnapshot, sample: list[Any], total: int, known: set[str]
@@ -324,6 +422,51 @@ class RedisInspector(Inspector):
 
     def close(self) -> None:
         self.client.close()
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What the watched queues name in Redis, built once per change of the watched list."""
+
+    #: (queue, step, key) per level, queue-major.
+    keys: list[tuple[str, int, bytes]]
+    level_keys: list[bytes]
+    #: Per level: its queue's label value and its priority label.
+    labels: list[str]
+    levels: list[str]
+    queue_labels: list[str]
+    #: The steps as level labels, most urgent first.
+    declared: list[str]
+    #: Per queue: its declared extremes (until the resolver marks the levels in use).
+    urgency: list[list[UrgencyReading]]
+
+
+@dataclass(frozen=True)
+class _Head:
+    """What one head message says: its publish stamp, else what identifies it (for head
+    tracking), and how many malformed things it holds (0, 1 or 2)."""
+
+    stamp: float | None
+    identity: str
+    malformed: int
+
+
+def _decode_head(raw: bytes) -> _Head:
+    message = _parse_json(raw)
+    if not isinstance(message, dict):
+        return _Head(None, hashlib.sha1(raw).hexdigest(), 1)
+    headers = message.get("headers")
+    headers = headers if isinstance(headers, dict) else None
+    malformed = 0
+    if headers is not None and any(
+        headers.get(header) is not None and enqueued_at(headers, header) is None
+        for header in (ENQUEUED_AT_HEADER, ATTEMPT_AT_HEADER)
+    ):
+        malformed = 1  # a stamp that is there but not a number
+    stamp = published_at(headers)
+    if stamp is not None:
+        return _Head(stamp, "", malformed)
+    return _Head(None, _message_identity(message, raw), malformed)
 
 
 def _script_unavailable(reply: Any) -> bool:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
-from ...config.urls import split_url_list
 from ..celery_layout import EVENT_EXCHANGE
+
+if TYPE_CHECKING:
+    from ...config.urls import BrokerURL
 
 #: kombu's binding sets: ``_kombu.binding.<exchange>``, members ``routing_key sep pattern sep
 #: queue``.
@@ -17,7 +19,7 @@ def escape_glob(text: str) -> str:
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
-def event_channel(url: str, global_keyprefix: str) -> str:
+def event_channel(url: BrokerURL, global_keyprefix: str) -> str:
     """The pub/sub channel kombu publishes Celery events on (without the routing key)."""
-    db = urlsplit(split_url_list(url)[0]).path.lstrip("/") or "0"
+    db = url.database or "0"
     return f"{global_keyprefix}/{db}.{EVENT_EXCHANGE}"

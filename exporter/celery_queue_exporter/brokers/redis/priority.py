@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ...config.model import BrokerConfig
     from ..base import PriorityLevel
+    from .options import RedisOptions
 
 
 def redis_priority_level(priority: Any, steps: Sequence[int]) -> str:
@@ -28,5 +29,5 @@ def step_levels(steps: Sequence[int] = (0, 3, 6, 9)) -> PriorityLevel:
     return lambda priority, _max_priority: redis_priority_level(priority, frozen)
 
 
-def priority_levels(broker: BrokerConfig) -> PriorityLevel:
-    return step_levels(broker.priority_steps)
+def priority_levels(broker: BrokerConfig[RedisOptions]) -> PriorityLevel:
+    return step_levels(broker.options.priority_steps)

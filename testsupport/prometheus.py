@@ -1,6 +1,6 @@
 """A real Prometheus for the end-to-end tests, loading rules the real generator rendered.
 
-Shared by tests/test_e2e.py (one stack for the module) and tests/oncall_stack.py (a fresh
+Shared by tests/test_e2e.py (one stack for the module) and testsupport/oncall_stack.py (a fresh
 stack per on-call scenario):
 
 * :func:`merged` and :func:`render_monitoring`: the committed monitoring/config.yaml with a
@@ -21,12 +21,13 @@ from typing import Any
 
 import requests
 import yaml
-from conftest import free_port, wait_until
 
 from monitoring import config as monitoring_config
+from testsupport.net import free_port
+from testsupport.paths import ROOT
 from testsupport.processes import stop_process
+from testsupport.waiting import wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = Path("/usr/bin/prometheus")
 RULES = Path("alerts") / "celery-queue-exporter.rules.yaml"
 
@@ -108,7 +109,7 @@ class Prometheus:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_until(self._ready, timeout=60, what="prometheus to be ready")
+        wait_for(self._ready, timeout=60, what="prometheus to be ready")
         return self
 
     def _ready(self) -> bool:

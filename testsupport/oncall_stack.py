@@ -42,21 +42,18 @@ import requests
 import yaml
 from apps.harness import Worker
 from celery.events.event import get_exchange
-from conftest import (
-    RedisServer,
-    free_port,
-    missing_service,
-    parse_exposition,
-    port_open,
-    wait_until,
-)
-from prometheus_stack import PROMETHEUS, RULES, Prometheus, merged, render_monitoring
 
 from monitoring import config as monitoring_config
+from testsupport.exposition import parse_exposition
+from testsupport.net import free_port, port_open
+from testsupport.paths import ROOT
 from testsupport.processes import stop_process
+from testsupport.prometheus import PROMETHEUS, RULES, Prometheus, merged, render_monitoring
 from testsupport.rabbitmq import create_vhost, delete_vhost
+from testsupport.redis_server import RedisServer
+from testsupport.services import missing_service
+from testsupport.waiting import wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
 JOB = "celery-queue-exporter"
 REDIS, RABBIT = "oncall-redis", "oncall-rabbitmq"
 BROKERS = (REDIS, RABBIT)
@@ -371,7 +368,7 @@ class OncallStack:
                 raise AssertionError(f"the exporter exited: {self.log_tail('exporter')}")
             return port_open(self.exporter_port)
 
-        wait_until(serving, timeout=30, what="the exporter")
+        wait_for(serving, timeout=30, what="the exporter")
 
     def stop_exporter(self) -> None:
         """SIGTERM (the exporter writes its state file on the way out), then wait."""
@@ -523,7 +520,7 @@ class OncallStack:
                 raise AssertionError(f"worker {hostname} exited: {worker.output()[-3000:]}")
             return self.value(f'celery_worker_up{{worker="{hostname}"}}') == 1.0
 
-        wait_until(up, timeout=timeout, interval=0.5, what=f"{hostname} up in Prometheus")
+        wait_for(up, timeout=timeout, interval=0.5, what=f"{hostname} up in Prometheus")
 
     def stop_worker(self, name: str) -> None:
         """SIGTERM: Celery's warm shutdown, which sends worker-offline (a graceful stop)."""
@@ -549,7 +546,7 @@ class OncallStack:
         return self.prometheus.value(expr)
 
     def wait_value(self, expr: str, value: float, timeout: float = 60, what: str = "") -> None:
-        wait_until(
+        wait_for(
             lambda: self.value(expr) == value,
             timeout=timeout,
             interval=0.5,
@@ -612,7 +609,7 @@ class OncallStack:
         """Wait until :meth:`assert_alerts` holds, then assert it (a timeout shows why)."""
         silent = list(must_be_silent)
         with contextlib.suppress(AssertionError):
-            wait_until(
+            wait_for(
                 lambda: not self._alert_problems(expected_firing, silent),
                 timeout=timeout,
                 interval=0.5,
@@ -636,7 +633,7 @@ class OncallStack:
             return [a for a in self.prometheus.firing(name) if labels <= alert_key(a["labels"])[1]]
 
         try:
-            return wait_until(found, timeout=timeout, interval=0.5, what=f"{key} firing")[0]
+            return wait_for(found, timeout=timeout, interval=0.5, what=f"{key} firing")[0]
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{self.diagnostics()}") from None
 

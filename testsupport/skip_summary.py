@@ -1,6 +1,6 @@
 """Ends a local run that skipped tests with one line: how many, and the command that runs them.
 
-Without ``CI`` a test whose service is missing skips (tests/conftest.py, ``missing_service``);
+Without ``CI`` a test whose service is missing skips (``testsupport.services.missing_service``);
 pytest's own closing line then still looks green, so a user could take a partial run for a
 full one. This plugin prints, after pytest's summary, e.g.::
 
@@ -34,21 +34,22 @@ def skip_line(skipped: int, total: int, files: list[str]) -> str:
     )
 
 
-COLLECTED = pytest.StashKey[int]()
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    session.config.stash[COLLECTED] = session.testscollected
+RAN = ("passed", "failed", "skipped", "error", "xfailed", "xpassed")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """After pytest's own summary line, so the skip line is the run's last line."""
+    """After pytest's own summary line, so the skip line is the run's last line.
+
+    The total is the tests that reported (not ``session.testscollected``): under pytest-xdist
+    the controller collects nothing itself, and deselected tests are not part of the run.
+    """
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None or _in_ci():
+    if reporter is None or _in_ci() or hasattr(config, "workerinput"):
         return
     skipped = [r for r in reporter.stats.get("skipped", []) if getattr(r, "nodeid", "")]
     if not skipped:
         return
     files = sorted({r.nodeid.split("::")[0] for r in skipped})
-    total = config.stash.get(COLLECTED, len(skipped))
+    ran = {r.nodeid for key in RAN for r in reporter.stats.get(key, []) if getattr(r, "nodeid", "")}
+    total = len(ran)
     reporter.write_line(skip_line(len(skipped), total, files), yellow=True, bold=True)

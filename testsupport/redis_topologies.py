@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
-from conftest import free_port, missing_service, wait_until
+
+from testsupport.net import free_port
+from testsupport.services import missing_service
+from testsupport.waiting import wait_for
 
 MASTER_NAME = "cqe-master"
 
@@ -57,7 +60,7 @@ def _plain_server(processes: Processes, workdir: Path, name: str, *extra: str) -
         workdir / f"{name}.log",
     )  # fmt: skip
     client = redis.Redis(host="127.0.0.1", port=port)
-    wait_until(lambda: _pings(client), 10, what=f"redis {name} on {port}")
+    wait_for(lambda: _pings(client), 10, what=f"redis {name} on {port}")
     return port
 
 
@@ -95,7 +98,7 @@ def sentinel_set() -> Iterator[SentinelSet]:
         replica = _plain_server(
             processes, workdir, "replica", "--replicaof", "127.0.0.1", str(master)
         )
-        wait_until(
+        wait_for(
             lambda: redis.Redis(port=replica).info("replication").get("master_link_status") == "up",
             15,
             what="replica in sync",
@@ -116,7 +119,7 @@ def sentinel_set() -> Iterator[SentinelSet]:
             ports.append(port)
         topology = SentinelSet(master, replica, ports)
         for i in range(3):
-            wait_until(lambda i=i: _knows_replica(topology, i), 20, what=f"sentinel {i} ready")
+            wait_for(lambda i=i: _knows_replica(topology, i), 20, what=f"sentinel {i} ready")
         yield topology
     finally:
         processes.stop()
@@ -191,7 +194,7 @@ def tls_redis(pki: Pki, password: str) -> Iterator[int]:
             workdir / "redis.log",
         )  # fmt: skip
         client = tls_client(pki, port, password)
-        wait_until(lambda: _pings(client), 10, what=f"TLS redis on {port}")
+        wait_for(lambda: _pings(client), 10, what=f"TLS redis on {port}")
         yield port
     finally:
         processes.stop()

@@ -21,9 +21,9 @@ Starting takes a few seconds (the management plugin is the slow part); pass
 (or ``running_node(tls=...)``) for an AMQPS listener and the management API over HTTPS, both
 requiring client certificates.
 
-To use the fixture, name this module as a plugin in the test module (tests/ is on sys.path):
-``pytest_plugins = ["rabbitmq_node"]``; the helpers are plain imports:
-``from rabbitmq_node import RabbitMQNode``.
+To use the fixture, name this module as a plugin in the test module:
+``pytest_plugins = ["testsupport.rabbitmq_node"]``; the helpers are plain imports:
+``from testsupport.rabbitmq_node import RabbitMQNode``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import free_port, missing_service, port_open, wait_until
+
+from testsupport.net import free_port, port_open
+from testsupport.services import missing_service
+from testsupport.waiting import wait_for
 
 RABBITMQ_SERVER_CANDIDATES = (
     "/usr/lib/rabbitmq/bin/rabbitmq-server",  # Debian: the real script, not the su wrapper
@@ -197,7 +200,7 @@ class RabbitMQNode:
             start_new_session=True,  # its own process group: stop() ends only this node
         )
         try:
-            wait_until(
+            wait_for(
                 self._ready, timeout=START_TIMEOUT_SECONDS, what=f"RabbitMQ node {self.nodename}"
             )
         except AssertionError:
@@ -247,7 +250,7 @@ class RabbitMQNode:
         if self._log is not None:
             self._log.close()
             self._log = None
-        wait_until(
+        wait_for(
             lambda: not port_open(self.amqp_port), timeout=STOP_TIMEOUT_SECONDS, what="AMQP down"
         )
 

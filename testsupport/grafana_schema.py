@@ -38,7 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-NODE_DIR = Path(__file__).resolve().parent / "node"
+from testsupport.paths import ROOT
+
+NODE_DIR = ROOT / "tests" / "node"
 TSC = NODE_DIR / "node_modules" / ".bin" / "tsc"
 SCHEMA_TYPES = NODE_DIR / "node_modules" / "@grafana" / "schema" / "dist" / "types"
 
