@@ -38,6 +38,8 @@ INSPECTION_ALERTS = (
     "CeleryPriorityStarvation",
     "CeleryReservedNearVisibilityTimeout",
     "CeleryReservationsOrphaned",
+    "CeleryTaskRedeliveredRepeatedly",
+    "CeleryDeliveryLimitWithoutDeadLetter",
     # Broker pressure (monitoring/alerts/broker_pressure.py): read by the same inspection.
     "CeleryRedisEvictionPolicyRisky",
     "CeleryRedisKeysEvicted",

@@ -10,7 +10,9 @@
 #   test   everything the tests and docs use: the demo's packages plus openssl, Node.js/npm
 #          (tests/node), jq, prometheus-alertmanager (amtool and a real Alertmanager for the
 #          inhibition rules, tests/test_alertmanager.py); .venv with the test extra; Redis on 6379 and RabbitMQ (management
-#          API on 15672) started on 127.0.0.1 only when they do not answer
+#          API on 15672) started on 127.0.0.1 only when they do not answer; debootstrap and a
+#          Debian 13 root with RabbitMQ 4.0 (5682, management 15682) and Redis 8 (6389), started
+#          the same way (scripts/debian13-brokers.sh; the root is cached as a tarball)
 # --install-only: install the pieces, start no service (scripts/fresh-debian-check.sh installs
 #   with the network, then runs the tests without it).
 #
@@ -68,6 +70,8 @@ if want test; then
   # amtool + the Alertmanager the inhibition rules are tested with (tests/test_alertmanager.py);
   # Debian 12 ships 0.25.0, the version the generated alertmanager config is checked against.
   need prometheus-alertmanager test -x /usr/bin/prometheus-alertmanager
+  # RabbitMQ 4.0 and Redis 8 come from a Debian 13 root (scripts/debian13-brokers.sh).
+  need debootstrap has debootstrap
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing ${need_pkgs[*]}"
@@ -111,6 +115,11 @@ if want test; then
 fi
 
 # --- services: only for the tests (run.sh asks for redis itself when it watches the default) -----
+if want test; then
+  # The Debian 13 root (RabbitMQ 4.0, Redis 8): built once with the network, then unpacked from
+  # its cached tarball (/var/cache/celery-queue-exporter) without it.
+  $SUDO bash scripts/debian13-brokers.sh build
+fi
 if [ "$INSTALL_ONLY" = 1 ]; then
   log "installed (${PIECES}); no service started (--install-only)"
   exit 0
@@ -150,5 +159,10 @@ if want test; then
     # Tests need it; a plain run of the exporter falls back to AMQP.
     if [ "${CI:-}" = "true" ]; then exit 1; fi
   fi
+fi
+if want test; then
+  # RabbitMQ 4.0 (AMQP 5682, management 15682) and Redis 8 (6389), beside the Debian 12 ones;
+  # started only when their ports do not answer, never stopped here.
+  $SUDO bash scripts/debian13-brokers.sh start
 fi
 log "ready (${PIECES})"

@@ -19,10 +19,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from testsupport.brokers import RABBITMQ_4, RABBITMQ_GENERATIONS, RabbitMQGeneration, Redis8Server
 from testsupport.net import port_open
 from testsupport.rabbitmq import RABBITMQ_URL, create_vhost, delete_vhost
 from testsupport.redis_server import RedisServer
 from testsupport.services import missing_service
+from testsupport.waiting import ServiceError
 
 pytest_plugins = [
     "testsupport.tiers",  # the markers' tiers and --fast (its guard)
@@ -41,6 +43,27 @@ def redis_server() -> Iterator[RedisServer]:
         missing_service("redis-server is not installed")
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(params=["redis-7", "redis-8"])
+def redis_generation_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A fresh private redis-server of each generation in turn: 7.0 (Debian 12's) and 8.0
+    (Debian 13's, from the root scripts/debian13-brokers.sh sets up)."""
+    if request.param == "redis-7":
+        if shutil.which("redis-server") is None:
+            missing_service("redis-server is not installed")
+        server: RedisServer = RedisServer()
+    else:
+        server = Redis8Server()
+    try:
+        server.start()
+    except ServiceError as exc:
+        server.close()
+        missing_service(str(exc))
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 # --- RabbitMQ ---------------------------------------------------------------------------------
@@ -63,6 +86,37 @@ def rabbitmq_vhost(rabbitmq_url: str) -> Iterator[str]:
         yield name
     finally:
         delete_vhost(name)
+
+
+@pytest.fixture(params=["rabbitmq-3", "rabbitmq-4"])
+def rabbitmq_generation(request: pytest.FixtureRequest) -> RabbitMQGeneration:
+    """Each RabbitMQ generation in turn: 3.10 (the machine's) and 4.0 (the Debian 13 root's,
+    testsupport.brokers). Fails in CI / skips locally when one does not answer."""
+    generation = RABBITMQ_GENERATIONS[request.param]
+    if not generation.answers():
+        missing_service(
+            f"{generation.name} is not answering on 127.0.0.1:{generation.amqp_port}/"
+            f"{generation.management_port} ({generation.hint})"
+        )
+    return generation
+
+
+@pytest.fixture
+def rabbitmq4() -> RabbitMQGeneration:
+    """RabbitMQ 4.0 only (quorum queue defaults, native delayed delivery as users meet them)."""
+    if not RABBITMQ_4.answers():
+        missing_service(f"RabbitMQ 4 is not answering on 127.0.0.1:5682/15682 ({RABBITMQ_4.hint})")
+    return RABBITMQ_4
+
+
+@pytest.fixture
+def generation_vhost(rabbitmq_generation: RabbitMQGeneration) -> Iterator[str]:
+    """A vhost of its own on the generation under test, deleted afterwards."""
+    name = rabbitmq_generation.create_vhost(f"cqe-test-{uuid.uuid4().hex[:10]}")
+    try:
+        yield name
+    finally:
+        rabbitmq_generation.delete_vhost(name)
 
 
 @pytest.fixture

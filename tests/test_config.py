@@ -65,6 +65,8 @@ PRODUCTION_FLAGS = [
 ]
 #: Flags added for on-call fidelity (issue 13).
 ONCALL_FLAGS = ["--events-state-file", "--events-worker-offline-grace", "--urgency-memory"]
+#: Issue 23: the prefix of Celery's native delayed delivery queues (kombu >= 5.7).
+RABBITMQ4_FLAGS = ["--delayed-delivery-prefix"]
 #: Flags added for the series budget and the bounded state file (issue 24).
 HARDENING_FLAGS = [
     "--events-max-label-length",
@@ -375,7 +377,9 @@ def test_configuration_docs_are_generated_from_the_declarations(tmp_path):
     parser = build_parser()
     flags = [a.option_strings[0] for a in parser._actions if a.option_strings[0] != "-h"]
     # the command line is unchanged by the split; issues 16 and 13 only added flags
-    assert sorted(flags) == sorted(FLAGS + PRODUCTION_FLAGS + ONCALL_FLAGS + HARDENING_FLAGS)
+    assert sorted(flags) == sorted(
+        FLAGS + PRODUCTION_FLAGS + ONCALL_FLAGS + HARDENING_FLAGS + RABBITMQ4_FLAGS
+    )
     for flag in flags:
         assert f"| `{flag}` |" in page, flag
     assert "| `port` | `--port` | `CELERY_EXPORTER_PORT` | integer 0..65535 | `9818` |" in page

@@ -145,7 +145,7 @@ PLANTS: dict[str, tuple[Callable[[dict[str, Any]], None], str, str]] = {
     "__inputs": (lambda b: b.update(__inputs=[]), "TS2353", "__inputs"),
     "panel editable": (lambda b: _stat(b).update(editable=True), "TS2353", "panels[1].editable"),
     "panel error": (lambda b: _stat(b).update(error=False), "TS2353", "panels[1].error"),
-    "table columns": (lambda b: _table(b).update(columns=[]), "TS2353", "panels[31].columns"),
+    "table columns": (lambda b: _table(b).update(columns=[]), "TS2353", "panels[34].columns"),
     "time_options": (
         lambda b: b["timepicker"].update(time_options=["5m"]),
         "TS2353",
@@ -172,7 +172,7 @@ PLANTS: dict[str, tuple[Callable[[dict[str, Any]], None], str, str]] = {
 @pytest.mark.slow
 def test_the_check_catches_planted_nulls_legacy_keys_and_bad_enums():
     queues = committed()["queues"]
-    assert _table(queues) is queues["panels"][31] and _stat(queues) is queues["panels"][1]
+    assert _table(queues) is queues["panels"][34] and _stat(queues) is queues["panels"][1]
     boards = {}
     for number, (plant, _, _) in enumerate(PLANTS.values()):
         board = copy.deepcopy(queues)

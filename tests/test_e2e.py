@@ -841,6 +841,10 @@ NO_DATA_EXPECTED: dict[tuple[str, str, str], str] = {
         "no key of the wrong type in this workload: the query selects celery_queue_unreadable "
         "== 1 (tests/test_hardening_brokers.py plants such keys)"
     ),
+    ("queues", "Scheduled tasks per delay band (RabbitMQ native delayed delivery)", "A"): (
+        "no quorum queue and no countdown task through native delayed delivery in this "
+        "workload (tests/test_rabbitmq4.py schedules 20 on RabbitMQ 3.10 and 4.0)"
+    ),
     ("queues", "Redis brokers now", "D"): (
         "share of maxmemory: the test Redis servers have no maxmemory "
         "(tests/test_oncall_broker_pressure.py sets one)"

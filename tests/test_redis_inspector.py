@@ -50,11 +50,13 @@ def messages_by_level(samples: dict, broker: str, queue: str) -> dict[str, float
     }
 
 
-def test_default_priority_steps_exact_counts(redis_server):
-    app = celery_app(redis_server.url)
+def test_default_priority_steps_exact_counts(redis_generation_server):
+    app = celery_app(redis_generation_server.url)
     # priority p published p + 1 times: 1..10 messages, floored onto steps 0, 3, 6, 9.
     publish(app, "jobs", {p: p + 1 for p in range(10)})
-    exporter = build_exporter("--broker-url", f"main={redis_server.url}", "--queue", "jobs,idle")
+    exporter = build_exporter(
+        "--broker-url", f"main={redis_generation_server.url}", "--queue", "jobs,idle"
+    )
     samples = scrape(exporter)
 
     assert messages_by_level(samples, "main", "jobs") == {
@@ -150,19 +152,21 @@ def test_explicit_queues_and_discovery_together(redis_server):
     exporter.close()
 
 
-def test_age_is_exact_with_install(redis_server):
-    app = celery_app(redis_server.url)
+def test_age_is_exact_with_install(redis_generation_server):
+    app = celery_app(redis_generation_server.url)
     instrumentation.install(app)
     try:
         publish(app, "jobs", {0: 1, 9: 1})
     finally:
         instrumentation.uninstall()
-    client = redis_server.client()
+    client = redis_generation_server.client()
     stamps = {
         level: json.loads(client.lindex(key, -1))["headers"][instrumentation.ENQUEUED_AT_HEADER]
         for level, key in (("0", "jobs"), ("9", "jobs\x06\x169"))
     }
-    config = new_broker(name="a", url=redis_server.url, queues=["jobs"], discover_queues=False)
+    config = new_broker(
+        name="a", url=redis_generation_server.url, queues=["jobs"], discover_queues=False
+    )
     now = time.time() + 42.5
     inspector = RedisInspector(config, clock=lambda: now)
     snapshot = inspector.inspect()
@@ -201,12 +205,12 @@ def test_age_without_install_is_a_lower_bound_from_head_tracking(redis_server):
     inspector.close()
 
 
-def test_reserved_work_from_a_consumer_holding_unacked_messages(redis_server):
-    app = celery_app(redis_server.url)
+def test_reserved_work_from_a_consumer_holding_unacked_messages(redis_generation_server):
+    app = celery_app(redis_generation_server.url)
     publish(app, "work", {0: 3, 6: 2})
     publish(app, "other", {0: 1})
     received = []
-    with Connection(redis_server.url) as conn:
+    with Connection(redis_generation_server.url) as conn:
         queue = Queue("work", Exchange("work", type="direct"), routing_key="work")
         with conn.Consumer(queue, callbacks=[lambda body, msg: received.append(msg)]) as consumer:
             consumer.qos(prefetch_count=10)
@@ -218,7 +222,7 @@ def test_reserved_work_from_a_consumer_holding_unacked_messages(redis_server):
             fetched_before = time.time()
 
             exporter = build_exporter(
-                "--broker-url", f"r={redis_server.url}", "--queue", "work,other"
+                "--broker-url", f"r={redis_generation_server.url}", "--queue", "work,other"
             )
             samples = scrape(exporter)
             assert sample_value(samples, "celery_broker_reserved_messages", broker="r") == 5
@@ -240,14 +244,14 @@ def test_reserved_work_from_a_consumer_holding_unacked_messages(redis_server):
 
             # Past visibility_timeout they count as overdue (Redis would deliver them again).
             config = new_broker(
-                name="r", url=redis_server.url, queues=["work"], visibility_timeout=30
+                name="r", url=redis_generation_server.url, queues=["work"], visibility_timeout=30
             )
             late = RedisInspector(config, clock=lambda: time.time() + 31)
             assert late.inspect().reserved_overdue == 5
             late.close()
             for message in received:
                 message.ack()
-    assert redis_server.client().hlen("unacked") == 0
+    assert redis_generation_server.client().hlen("unacked") == 0
 
 
 @pytest.mark.slow

@@ -332,6 +332,91 @@ QUEUE_METRICS: tuple[MetricSpec, ...] = (
 #: charts it (the queue dashboards' coverage test reads QUEUE_METRICS).
 QUEUE_STAMP_METRICS: tuple[MetricSpec, ...] = (QUEUE_OLDEST_MESSAGE_UNSTAMPED,)
 
+# --- RabbitMQ 4: redeliveries, delivery limits, native delayed delivery (issue 23) -----------
+
+QUEUE_REDELIVERED = _spec(
+    "celery_queue_redelivered_total",
+    "counter",
+    ("broker", "queue"),
+    "Deliveries of messages that had been delivered before (requeued after a reject, a nack or "
+    "a consumer that died holding them, such as a worker killed with acks_late), since the "
+    "queue was created. A rate that keeps up while the depth does not move is a task that "
+    "kills its worker or a crash loop.",
+    "exact (management API only; restarts at 0 when the queue is re-created)",
+    "RabbitMQ: management API message_stats.redeliver.",
+    ("rabbitmq",),
+)
+QUEUE_DELIVERY_LIMIT = _spec(
+    "celery_queue_delivery_limit",
+    "gauge",
+    ("broker", "queue"),
+    "Deliveries after which the broker drops a message (or dead-letters it when the queue has "
+    "a dead-letter exchange). RabbitMQ 4 quorum queues default to 20. No series: no limit.",
+    "exact (management API only)",
+    "RabbitMQ: management API delivery_limit, else the x-delivery-limit argument.",
+    ("rabbitmq",),
+)
+QUEUE_DEAD_LETTER_CONFIGURED = _spec(
+    "celery_queue_dead_letter_configured",
+    "gauge",
+    ("broker", "queue"),
+    "1 when messages the queue drops (delivery limit, TTL, overflow) go to a dead-letter "
+    "exchange (x-dead-letter-exchange argument or a policy's dead-letter-exchange), 0 when "
+    "they are discarded.",
+    "exact (management API only)",
+    "RabbitMQ: management API arguments and effective_policy_definition.",
+    ("rabbitmq",),
+)
+QUEUE_TYPE = _spec(
+    "celery_queue_type_info",
+    "gauge",
+    ("broker", "queue", "type"),
+    "Always 1; type is the RabbitMQ queue type (classic, quorum, stream), so alerts can tell "
+    "quorum queues (delivery limit, two priority levels on 4.0-4.2) from classic ones.",
+    "exact (management API only)",
+    "RabbitMQ: management API type.",
+    ("rabbitmq",),
+)
+SCHEDULED_MESSAGES = _spec(
+    "celery_scheduled_messages",
+    "gauge",
+    ("broker", "band"),
+    "Countdown/ETA tasks held by Celery's native delayed delivery (Celery >= 5.5 with quorum "
+    "queues), per delay band: band is the longest delay in seconds its queue "
+    "celery_delayed_N holds (2^N). They are scheduled, not waiting: they have no consumer by "
+    "design, and reach their app queue when due. Those queues are never watched as work "
+    "queues.",
+    "exact (ready + unacknowledged of each delay queue)",
+    "RabbitMQ: management API of the queues celery_delayed_0..27 (with the broker's "
+    "delayed_delivery_prefix).",
+    ("rabbitmq",),
+)
+
+QUEUE_OLDEST_AGE_LOWER_BOUND = _spec(
+    "celery_queue_oldest_message_age_lower_bound",
+    "gauge",
+    ("broker", "queue"),
+    "1 when the queue's celery_queue_oldest_message_age_seconds (the series without priority) "
+    "is only a lower bound of its oldest message's age: a RabbitMQ classic priority queue on "
+    "3.12.7+ / 4.x, where the API gives neither per-level counts nor the oldest message, only "
+    "head_message_timestamp, the head of the most urgent non-empty level. Older messages may "
+    "wait at less urgent levels. No series: the age is the oldest message's (or there is none).",
+    "exact",
+    "RabbitMQ: management API x-max-priority and the absence of per-level counts.",
+    ("rabbitmq",),
+)
+
+#: RabbitMQ 4 facts (issue 23). Kept apart from QUEUE_METRICS: the dashboards do not chart
+#: them yet (the queue dashboards' coverage test reads QUEUE_METRICS).
+RABBITMQ4_METRICS: tuple[MetricSpec, ...] = (
+    QUEUE_REDELIVERED,
+    QUEUE_DELIVERY_LIMIT,
+    QUEUE_DEAD_LETTER_CONFIGURED,
+    QUEUE_TYPE,
+    SCHEDULED_MESSAGES,
+    QUEUE_OLDEST_AGE_LOWER_BOUND,
+)
+
 #: How fresh each broker's reading is (issue 12/13: shared and deadline-bound inspections).
 #: Kept apart from QUEUE_METRICS: they describe the exporter's view of a broker, not a queue
 #: (the dashboards do not chart them yet; the queue dashboards' coverage test is unchanged).
@@ -855,6 +940,7 @@ def all_metrics() -> tuple[MetricSpec, ...]:
         + QUEUE_STAMP_METRICS
         + FRESHNESS_METRICS
         + BROKER_PRESSURE_METRICS
+        + RABBITMQ4_METRICS
         + EVENT_METRICS
     )
 

@@ -293,6 +293,7 @@ class QueueCollector(Collector):
             cat.BROKER_INFO.family_name, cat.BROKER_INFO.help, labels=["broker"]
         )
 
+        extra: dict[str, Metric] = {}  # broker-specific families (ExtraSample), by name
         for state, result in zip(self._brokers, results, strict=True):
             broker = result.name
             config = state.inspector.config
@@ -338,6 +339,12 @@ class QueueCollector(Collector):
                 (unreadable_keys, snap.unreadable_keys),
                 (management_up, flag(snap.management_api_up)),
             )
+            for sample in snap.extra:
+                family = extra.get(sample.spec.name)
+                if family is None:
+                    make = counter if sample.spec.type == "counter" else gauge
+                    family = extra[sample.spec.name] = make(sample.spec)
+                family.add_metric([broker, *sample.labels], sample.value)  # type: ignore[attr-defined]
 
         build = InfoMetricFamily(cat.BUILD_INFO.family_name, cat.BUILD_INFO.help)
         build.add_metric(
@@ -392,6 +399,7 @@ class QueueCollector(Collector):
             unreadable_keys,
             info,
             build,
+            *extra.values(),
         ):
             if family.lines if isinstance(family, LineFamily) else family.samples:
                 yield family

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .catalogue import URGENCY_LEAST, URGENCY_MOST
 
 if TYPE_CHECKING:
+    from .catalogue import MetricSpec
     from .config.model import BrokerConfig
 
 
@@ -54,6 +55,17 @@ class UrgencyReading:
     priority: str
     rank: int
     urgency: str
+
+
+@dataclass(frozen=True)
+class ExtraSample:
+    """One sample of a broker-specific family (RabbitMQ 4 facts, issue 23): the collector adds
+    it to ``spec``'s family, with the broker label first and then ``labels`` (the spec's other
+    labels, in order)."""
+
+    spec: MetricSpec
+    labels: tuple[str, ...]
+    value: float
 
 
 # --- broker pressure (issue 22): what the broker says about itself ----------------------------
@@ -120,6 +132,8 @@ class BrokerSnapshot:
     redis_health: RedisHealth | None = None
     #: RabbitMQ: the cluster's nodes from the management API (None: not read).
     rabbitmq_nodes: list[NodeReading] | None = None
+    #: Broker-specific samples beyond the shared shape (see ExtraSample).
+    extra: list[ExtraSample] = field(default_factory=list)
 
     def queue(self, name: str) -> QueueReading:
         """The QueueReading for ``name``, created on first use."""

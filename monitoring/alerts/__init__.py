@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import Any
 
 from ..promql import Rule
-from . import broker_pressure, exporter_broker, priorities, queues, tasks, workers
+from . import broker_pressure, exporter_broker, priorities, queues, redeliveries, tasks, workers
 from .base import AlertDefinition, runbook_url
 
 __all__ = ["ALERTS", "GROUP", "AlertDefinition", "alert_rules", "group", "runbook_url"]
@@ -25,6 +25,7 @@ MODULES: tuple[ModuleType, ...] = (
     workers,
     tasks,
     priorities,
+    redeliveries,
     broker_pressure,
 )
 

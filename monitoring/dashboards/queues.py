@@ -41,6 +41,7 @@ from .promql import (
     selector,
     unknown_priority,
 )
+from .rabbitmq4 import redeliveries_and_scheduled
 from .settings import Settings
 
 SLUG = "queues"
@@ -525,6 +526,7 @@ def build(s: Settings) -> Json:
         overview(s),
         depth(s),
         reserved_work_and_consumers(s),
+        redeliveries_and_scheduled(s),
         brokers_side_by_side(s),
         exporter_and_brokers(s),
         broker_pressure(s),

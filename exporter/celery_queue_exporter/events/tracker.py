@@ -53,6 +53,7 @@ from typing import Any
 from .. import catalogue as cat
 from ..catalogue import OTHER_QUEUE, OTHER_TASK, UNKNOWN_QUEUE
 from ..config.model import EventSettings
+from ..delayed_delivery import strip_delay_prefix
 from ..instrumentation import TASK_INFO_EVENT
 from .budget import SeriesBudget, cut
 from .fields import number as _number
@@ -518,7 +519,7 @@ class EventTracker:
 
     def _on_sent(self, event: dict[str, Any], now: float) -> None:
         task = self._record(event.get("uuid"), now)
-        queue = self.queue_label(event.get("queue") or event.get("routing_key"))
+        queue = self.queue_label(event.get("queue") or _routing_queue(event.get("routing_key")))
         name = self.task_label(event.get("name"))
         if task is not None:
             task.name = task.name or name
@@ -842,3 +843,11 @@ def _iso_epoch(value: Any) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return _number(moment.timestamp())
+
+
+def _routing_queue(routing_key: Any) -> Any:
+    """The queue a task-sent event's routing key names. A countdown/ETA task under Celery's
+    native delayed delivery is sent with no queue and the delay's 28 binary digits before the
+    original key ("0.0.....1.celery"): the app queue is the key without them, not one new label
+    value per countdown."""
+    return strip_delay_prefix(routing_key) if isinstance(routing_key, str) else routing_key

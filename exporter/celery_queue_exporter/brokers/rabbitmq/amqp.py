@@ -16,6 +16,7 @@ import pika.exceptions
 
 from ...config.model import BrokerConfig
 from ...snapshot import BrokerSnapshot, LevelReading, select_queues
+from .delayed import work_queues
 from .errors import RabbitMQInspectionError, broker_where
 from .options import RabbitMQOptions
 from .url import AmqpTarget, connection_parameters
@@ -45,6 +46,7 @@ class AmqpReader:
         """The configured queues plus ``discovered`` (AMQP has no listing: those the API
         listed when it last answered)."""
         queues, over_limit = select_queues(self.config, discovered)
+        queues = work_queues(queues, self.config.options.delayed_delivery_prefix)
         snapshot = BrokerSnapshot(queues_over_limit=over_limit)
         try:
             channel = self._open_channel(deadline)
@@ -73,6 +75,18 @@ class AmqpReader:
                 f"{self.where}: AMQP failed ({_amqp_reason(exc)})"
             ) from None
         return snapshot
+
+    def read_into(self, snapshot: BrokerSnapshot, queues: list[str], deadline: float) -> None:
+        """Depth and consumers of ``queues`` into ``snapshot`` (queues the management API
+        listed without statistics yet); best effort: on any failure they stay without a
+        depth this scrape."""
+        try:
+            channel = self._open_channel(deadline)
+            for queue in queues:
+                channel = self._declare_passive(snapshot, queue, channel, deadline)
+        except Exception as exc:  # noqa: BLE001 - a bridge over the API's gap, never an error
+            log.debug("%s: passive declare of new queues failed: %s", self.where, exc)
+            self._drop_connection()
 
     def _declare_passive(
         self, snapshot: BrokerSnapshot, queue: str, channel: Any, deadline: float

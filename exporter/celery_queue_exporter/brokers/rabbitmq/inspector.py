@@ -66,6 +66,10 @@ class RabbitMQInspector(Inspector):
                 problem = str(exc)
             else:
                 self._note_management(True, None)
+                # A quorum queue's first seconds have no statistics in the API: bridge them by
+                # a passive declare, except in "always" mode (the user allowed the API only).
+                if self.management.stats_pending and mode == "auto":
+                    self.amqp.read_into(snapshot, self.management.stats_pending, deadline)
                 snapshot.rabbitmq_nodes = self.management.read_nodes(self.nodes, deadline)
                 return snapshot
         snapshot = self.amqp.read(deadline, self.management.discovered)

@@ -5,7 +5,9 @@ own). It gives ready and unacknowledged messages, consumers, consumer utilisatio
 ``x-max-priority``, per-priority ready counts where the broker reports them (classic priority
 queues up to 3.12.6: ``backing_queue_status.priority_lengths``; quorum queues on 4.x:
 ``messages_ready_high``/``messages_ready_normal`` or ``messages_by_priority``) and
-``head_message_timestamp``. Read-only: one GET.
+``head_message_timestamp``; on RabbitMQ 4 also returned messages, redeliveries, the delivery
+limit and the dead-letter set-up (quorum.py) and Celery's native delayed delivery queues as
+scheduled messages (delayed.py). Read-only: one GET.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from urllib.parse import quote
 
 import requests
 
+from ... import catalogue as cat
 from ...config.model import BrokerConfig
 from ...config.urls import redact_url, without_credentials
-from ...snapshot import BrokerSnapshot, LevelReading, NodeReading, select_queues
+from ...snapshot import BrokerSnapshot, ExtraSample, LevelReading, NodeReading, select_queues
 from ..celery_layout import is_internal_queue
 from ..peer_deadline import Deadline
+from . import quorum
+from .delayed import delayed_level, scheduled_samples, work_queues
 from .errors import RabbitMQInspectionError, broker_where
 from .http import deadline_session
 from .nodes import NodesReader
@@ -48,6 +53,11 @@ MANAGEMENT_COLUMNS = (
     "messages_ready_high",
     "messages_ready_normal",
     "messages_by_priority",
+    # RabbitMQ 4 (issue 23): returned messages, redeliveries, the delivery limit and its DLX.
+    "messages_ready_returned",
+    "message_stats.redeliver",
+    "delivery_limit",
+    "effective_policy_definition",
 )
 
 #: RabbitMQ refuses an x-max-priority above 255 (rabbit_priority_queue's limit).
@@ -163,6 +173,11 @@ class ManagementReader:
         self._session.headers["User-Agent"] = "celery-queue-exporter"
         #: Queues the API listed at the last answer (exclusive and auto-delete ones left out).
         self.discovered: list[str] = []
+        #: kombu's prefix of Celery's native delayed delivery queues ("" for none).
+        self.delayed_prefix: str = config.options.delayed_delivery_prefix
+        #: Listed queues whose statistics the API did not have at the last answer (a quorum
+        #: queue's first seconds): the inspector reads them by a passive queue.declare.
+        self.stats_pending: list[str] = []
 
     def read_nodes(self, nodes: NodesReader, deadline: float) -> list[NodeReading] | None:
         """The cluster's nodes (/api/nodes), through this reader's session and credentials."""
@@ -228,17 +243,22 @@ class ManagementReader:
         }
         # Exclusive and auto-delete queues come and go with a connection (Celery's rpc result
         # queues, reply queues): watching them would churn series. Listed queues still count.
+        self.stats_pending = []
         self.discovered = sorted(
             name
             for name, entry in by_name.items()
             if not is_internal_queue(name)
+            and delayed_level(name, self.delayed_prefix) is None
             and not entry.get("exclusive")
             and not entry.get("auto_delete")
         )
         queues, over_limit = select_queues(self.config, self.discovered)
+        # Celery's native delayed delivery queues hold scheduled messages: never work queues.
+        queues = work_queues(queues, self.delayed_prefix)
         snapshot = BrokerSnapshot(
             management_api_up=True, reserved_total=0, queues_over_limit=over_limit
         )
+        snapshot.extra.extend(scheduled_samples(by_name, self.delayed_prefix))
         for queue in queues:
             entry = by_name.get(queue)
             reading = snapshot.queue(queue)
@@ -253,6 +273,7 @@ class ManagementReader:
         self, snapshot: BrokerSnapshot, queue: str, entry: dict[str, Any], now: float
     ) -> None:
         reading = snapshot.queue(queue)
+        snapshot.extra.extend(quorum.queue_samples(queue, entry))
         reading.reserved = _as_int(entry.get("messages_unacknowledged"))
         reading.consumers = _as_int(entry.get("consumers"))
         utilisation = _as_float(entry.get("consumer_utilisation"))
@@ -278,10 +299,16 @@ class ManagementReader:
                 snapshot.declare_levels(queue, levels_most_urgent_first)
             ready = _as_int(entry.get("messages_ready"))
             if ready is None:
-                return  # stats not in yet (queue just declared, or the node is busy)
+                # Stats not in yet (queue just declared, or the node is busy): the inspector
+                # reads it by AMQP.
+                self.stats_pending.append(queue)
+                return
             # A non-empty queue's head is the next message: stamped or not, as its timestamp says.
             unstamped = (head is None) if ready > 0 and head_known else None
             snapshot.levels.append(LevelReading(queue, None, ready, head_age, unstamped))
+            if head_age is not None and reading.max_priority:
+                # The head of the most urgent non-empty level, not the oldest message: say so.
+                snapshot.extra.append(ExtraSample(cat.QUEUE_OLDEST_AGE_LOWER_BOUND, (queue,), 1.0))
             return
         counts, most_urgent_first = levels
         # head_message_timestamp is the head of the next message to be delivered: the head
@@ -294,6 +321,11 @@ class ManagementReader:
             # Only the head level's message is inspected (head_message_timestamp is its stamp).
             unstamped = (head is None) if at_head and head_known else None
             snapshot.levels.append(LevelReading(queue, priority, count, age, unstamped))
+        returned = _as_int(entry.get("messages_ready_returned"))
+        if returned is not None:
+            # Quorum queues (4.0+) count requeued messages in neither high nor normal and serve
+            # them first; a level of their own, never declared, so urgency ignores it.
+            snapshot.levels.append(LevelReading(queue, quorum.RETURNED_LEVEL, returned))
         snapshot.declare_levels(queue, most_urgent_first)
 
     def close(self) -> None:

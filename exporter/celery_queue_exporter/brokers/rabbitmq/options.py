@@ -1,4 +1,5 @@
-"""RabbitMQ broker options: where the management API is and whether to use it."""
+"""RabbitMQ broker options: where the management API is, whether to use it, and the prefix of
+Celery's native delayed delivery queues."""
 
 from __future__ import annotations
 
@@ -26,7 +27,18 @@ MANAGEMENT = Option(
     "MANAGEMENT_API",
 )
 
-OPTIONS = (MANAGEMENT_URL, MANAGEMENT)
+DELAYED_DELIVERY_PREFIX = Option(
+    "delayed_delivery_prefix",
+    values.TEXT,
+    "",
+    "the prefix of Celery's native delayed delivery queues ({prefix}_celery_delayed_N, "
+    "kombu >= 5.7); they are exported as scheduled messages, never as work queues "
+    "(default: none, celery_delayed_0..27)",
+    "--delayed-delivery-prefix",
+    "DELAYED_DELIVERY_PREFIX",
+)
+
+OPTIONS = (MANAGEMENT_URL, MANAGEMENT, DELAYED_DELIVERY_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -38,3 +50,5 @@ class RabbitMQOptions:
     management_url: str | None = field(default=MANAGEMENT_URL.default, repr=False)
     #: auto | always | never
     management: str = MANAGEMENT.default
+    #: kombu's prefix of the delayed delivery queues ("": none, celery_delayed_0..27).
+    delayed_delivery_prefix: str = DELAYED_DELIVERY_PREFIX.default
