@@ -68,3 +68,26 @@ def test_a_seen_task_has_every_outcome_series_at_zero_but_unknown_exceptions():
 def test_nothing_is_exported_for_a_task_never_seen():
     t = EventTracker("b", EventSettings(), priority_level=step_levels(), clock=lambda: 1000.0)
     assert [key for key in samples(t) if key[0].startswith("celery_task_")] == []
+
+
+def test_zero_series_take_their_place_in_the_series_budget():
+    """A task whose sends fold into '(other)' gets no outcome series at 0 anywhere (a 0 there
+    would hide where its counts are), and the zero series of the admitted tasks are bounded by
+    the same budget as counted ones: at most ``max_series_per_family`` per family."""
+    settings = EventSettings(max_series_per_family=3)
+    t = EventTracker("b", settings, priority_level=step_levels(), clock=lambda: 1000.0)
+    t.handle(
+        [{"type": "task-sent", "uuid": f"u{i}", "name": f"t{i}", "queue": "q"} for i in range(5)]
+    )
+    found = samples(t)
+    assert task_samples(found, "t3") == {} and task_samples(found, "t4") == {}
+    assert task_samples(found, "(other)") == {"celery_task_sent_total": 2.0}
+    for name in ("celery_task_sent_total", "celery_task_retried_total"):
+        tasks = {dict(labels)["task"] for sample, labels in found if sample == name}
+        assert tasks == ({"t0", "t1", "t2", "(other)"} if "sent" in name else {"t0", "t1", "t2"})
+    limits = {
+        (dict(labels)["task"], dict(labels)["limit"])
+        for sample, labels in found
+        if sample == "celery_task_time_limit_exceeded_total"
+    }
+    assert limits == {("t0", "hard"), ("t0", "soft"), ("t1", "hard")}

@@ -183,12 +183,14 @@ def test_500_tasks_by_40_queues_fold_past_the_budget(redis_server, exporter_proc
     """Before: 1,062,358 samples, a 127.6 MB scrape and 1.3 GB RSS. 20,000 task x queue pairs,
     each sent once, then each succeeds once (runtime 0.5 s).
 
-    Budget arithmetic (max_series_per_family 2,000, max_event_samples 20,000):
-    task-sent takes 2,000 series (2,000 samples) and folds the other 18,000 observations.
-    Then pair k's task-succeeded takes a counter series (1 sample) and a runtime series (20):
-    after k = 0..856, 2,000 + 21 x 857 = 19,997 samples are used; pair 857's counter takes
-    the 19,998th, its runtime does not fit; the counters of pairs 858 and 859 take the last
-    two. So 860 succeeded series and 857 runtime series, each plus its '(other)' series."""
+    Budget arithmetic (max_series_per_family 2,000, max_event_samples 20,000): task-sent gives
+    each of the first 2,000 pairs its sent series and, as a task now seen, its six other outcome
+    series at 0 (received, started, succeeded, retried, rejected, revoked): 7 samples each; the
+    first 1,000 pairs also get their two time-limit series at 0 (that family is then full):
+    2,000 x 7 + 2,000 = 16,000 samples; the other 18,000 sends fold. task-succeeded then counts
+    in the 2,000 succeeded series already there (no new budget) and folds the 18,000 others; a
+    runtime series takes 17 buckets + 3 = 20 samples: the 4,000 left give 200 of them, the other
+    19,800 runtimes fold. Each family also has its '(other)' series."""
     pairs = [(f"task{t}", f"queue{q}") for t in range(500) for q in range(40)]
     sent = [
         {"type": "task-sent", "uuid": f"u{i}", "name": name, "queue": queue}
@@ -206,10 +208,13 @@ def test_500_tasks_by_40_queues_fold_past_the_budget(redis_server, exporter_proc
     assert len(_series(samples, "celery_task_sent_total")) == 2_001
     assert _value(samples, "celery_task_sent_total") == 20_000  # nothing lost from the totals
     assert _value(samples, "celery_task_sent_total", **other) == 18_000
-    assert len(_series(samples, "celery_task_succeeded_total")) == 861
-    assert _value(samples, "celery_task_succeeded_total", **other) == 19_140
-    assert len(_series(samples, "celery_task_runtime_seconds_count")) == 858
-    assert _value(samples, "celery_task_runtime_seconds_count", **other) == 19_143
+    assert len(_series(samples, "celery_task_succeeded_total")) == 2_001
+    assert _value(samples, "celery_task_succeeded_total", **other) == 18_000
+    assert len(_series(samples, "celery_task_received_total")) == 2_000  # all at 0
+    assert _value(samples, "celery_task_received_total") == 0
+    assert len(_series(samples, "celery_task_time_limit_exceeded_total")) == 2_000
+    assert len(_series(samples, "celery_task_runtime_seconds_count")) == 201
+    assert _value(samples, "celery_task_runtime_seconds_count", **other) == 19_800
     assert _value(samples, "celery_task_runtime_seconds_count") == 20_000
     dropped = {
         labels["metric"]: value
@@ -219,8 +224,8 @@ def test_500_tasks_by_40_queues_fold_past_the_budget(redis_server, exporter_proc
     }
     assert dropped == {
         "celery_task_sent_total": 18_000,
-        "celery_task_succeeded_total": 19_140,
-        "celery_task_runtime_seconds": 19_143,
+        "celery_task_succeeded_total": 18_000,
+        "celery_task_runtime_seconds": 19_800,
     }
     lines = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
     print(f"\n500 tasks x 40 queues: {lines:,} samples, scrape {len(body):,} bytes, peak RSS "
@@ -259,4 +264,10 @@ def test_budget_is_shared_by_the_trackers_of_all_brokers():
     snap = second.snapshot()
     assert snap.task_counts == {("sent", "(unknown)", "t0"): 1, ("sent", "(other)", "(other)"): 1}
     assert snap.series_dropped == {"celery_task_sent_total": 1}
-    assert budget.used == 3
+    # Each task's sent series took one sample, and its six other outcome series at 0 one each
+    # while their families had room (3 series): 3 x 7; the time-limit family's 3 series went
+    # to a's t0 (hard, soft) and t1 (hard). 21 + 3 = 24.
+    assert budget.used == 24
+    assert sorted(first.snapshot().limits_with_zeros()) == [
+        ("(unknown)", "t0", "hard"), ("(unknown)", "t0", "soft"), ("(unknown)", "t1", "hard"),
+    ]  # fmt: skip

@@ -125,40 +125,6 @@ def _le(bound: float) -> str:
     return floatToGoString(bound)
 
 
-#: The values of celery_task_time_limit_exceeded_total's ``limit`` label.
-TIME_LIMITS = ("hard", "soft")
-
-
-def _known_tasks(snap: EventSnapshot) -> set[tuple[str, str]]:
-    """Every (queue, task) the snapshot counted anything for."""
-    known = {(queue, task) for _, queue, task in snap.task_counts}
-    known.update((queue, task) for queue, task, _ in snap.time_limits)
-    return known
-
-
-def with_known_zeros(snap: EventSnapshot) -> dict[tuple[str, str, str], int]:
-    """``snap.task_counts`` plus a 0 for every outcome of a task already seen.
-
-    Prometheus' instrumentation guide: export the label sets you know at 0, so that the first
-    success, retry or revocation of a known task is an increase of an existing series, which
-    ``increase()`` sees, and not a new series that first appears at 1. (``failed`` carries the
-    exception class, unknown before a failure: the rules count a new series at its value.)"""
-    counts = dict(snap.task_counts)
-    for queue, task in _known_tasks(snap):
-        for kind in TASK_COUNTER_KINDS:
-            counts.setdefault((kind, queue, task), 0)
-    return counts
-
-
-def limits_with_known_zeros(snap: EventSnapshot) -> dict[tuple[str, str, str], int]:
-    """``snap.time_limits`` plus a 0 for both limits of every task already seen."""
-    limits = dict(snap.time_limits)
-    for queue, task in _known_tasks(snap):
-        for limit in TIME_LIMITS:
-            limits.setdefault((queue, task, limit), 0)
-    return limits
-
-
 def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterator[Metric]:
     counters = {kind: _counter(spec) for kind, spec in _TASK_COUNTERS.items()}
     failures = _counter(cat.TASK_FAILED)
@@ -191,14 +157,15 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
     dropped = _counter(cat.EVENT_SERIES_DROPPED)
 
     for broker, tracker, snap in snapshots:
-        for (kind, queue, task), value in sorted(with_known_zeros(snap).items()):
+        # The tracker starts a seen task's outcome series at 0 (EventTracker._known_pair).
+        for (kind, queue, task), value in sorted(snap.counts_with_zeros().items()):
             if kind != "failed":
                 counters[kind].add_metric([broker, queue, task], value)
         for (queue, task, priority), value in sorted(snap.received_by_priority.items()):
             by_priority.add_metric([broker, queue, task, priority], value)
         for (queue, task, exception), value in sorted(snap.failures.items()):
             failures.add_metric([broker, queue, task, exception], value)
-        for (queue, task, limit), value in sorted(limits_with_known_zeros(snap).items()):
+        for (queue, task, limit), value in sorted(snap.limits_with_zeros().items()):
             time_limits.add_metric([broker, queue, task, limit], value)
         for (queue, task), (buckets, total) in sorted(snap.runtime.items()):
             labels = {"broker": broker, "queue": queue, "task": task}

@@ -86,6 +86,9 @@ _COUNTER_FAMILIES = {
 UNKNOWN_TASK = "(unknown)"
 
 #: Task outcome counters, in catalogue order; keys of :attr:`EventSnapshot.task_counts`.
+#: The values of celery_task_time_limit_exceeded_total's ``limit`` label.
+TIME_LIMITS = ("hard", "soft")
+
 TASK_COUNTER_KINDS = (
     "sent",
     "received",
@@ -308,6 +311,18 @@ class EventSnapshot:
     received_by_priority: dict[tuple[str, str, str], int] = field(default_factory=dict)
     #: metric name -> observations counted under '(other)' labels (series budget)
     series_dropped: dict[str, int] = field(default_factory=dict)
+    #: Outcome series of seen tasks exported at 0 until counted (EventTracker._known_pair):
+    #: (kind, queue, task) of task_counts, (queue, task, limit) of time_limits.
+    zero_counts: frozenset[tuple[str, str, str]] = frozenset()
+    zero_limits: frozenset[tuple[str, str, str]] = frozenset()
+
+    def counts_with_zeros(self) -> dict[tuple[str, str, str], int]:
+        """``task_counts`` and the known outcome series still at 0."""
+        return dict.fromkeys(self.zero_counts - self.task_counts.keys(), 0) | self.task_counts
+
+    def limits_with_zeros(self) -> dict[tuple[str, str, str], int]:
+        """``time_limits`` and the known limit series still at 0."""
+        return dict.fromkeys(self.zero_limits - self.time_limits.keys(), 0) | self.time_limits
 
 
 class EventTracker:
@@ -342,6 +357,11 @@ class EventTracker:
         self._queue_names = FirstNames(self.settings.max_queue_names, OTHER_QUEUE)
         self._exception_names = FirstNames(self.settings.max_exception_names, OTHER_TASK)
         self._counts: dict[tuple[str, str, str], int] = {}
+        #: (queue, task) pairs whose outcome series were started at 0 (see _known_pair), and
+        #: those series: admitted by the budget, at 0 until counted.
+        self._zeroed: set[tuple[str, str]] = set()
+        self._zero_counts: set[tuple[str, str, str]] = set()
+        self._zero_limits: set[tuple[str, str, str]] = set()
         self._failures: dict[tuple[str, str, str], int] = {}
         self._time_limits: dict[tuple[str, str, str], int] = {}
         self._runtime: dict[tuple[str, str], Histogram] = {}
@@ -511,11 +531,34 @@ class EventTracker:
         return task
 
     def _inc(self, kind: str, queue: str, task: str) -> None:
-        key = self._admit(
-            _COUNTER_FAMILIES[kind], self._counts, (kind, queue, task),
-            (kind, OTHER_QUEUE, OTHER_TASK),
-        )  # fmt: skip
+        key = (kind, queue, task)
+        if key not in self._zero_counts:  # a series started at 0 holds its budget already
+            key = self._admit(
+                _COUNTER_FAMILIES[kind], self._counts, key, (kind, OTHER_QUEUE, OTHER_TASK)
+            )
         self._counts[key] = self._counts.get(key, 0) + 1
+        self._known_pair(key[1], key[2])
+
+    def _known_pair(self, queue: str, task: str) -> None:
+        """A task counted under its own labels for the first time: its other outcome series
+        start at 0, as Prometheus' instrumentation guide asks, so that its first success, retry
+        or time-limit kill is an increase ``increase()`` sees, not a new series first seen at 1
+        (``failed`` carries the exception class, unknown before a failure: the rules count a
+        new series at its value). Each zero series takes its place in the series budget; one
+        the budget refuses is simply not started (it is no observation, so nothing is folded
+        or counted as dropped), and an outcome that comes later folds as any other would."""
+        if queue == OTHER_QUEUE and task == OTHER_TASK or (queue, task) in self._zeroed:
+            return
+        self._zeroed.add((queue, task))
+        for kind in TASK_COUNTER_KINDS:
+            key = (kind, queue, task)
+            new = kind != "failed" and key not in self._counts
+            if new and self.budget.admit(_COUNTER_FAMILIES[kind], 1):
+                self._zero_counts.add(key)
+        for limit in TIME_LIMITS:
+            key = (queue, task, limit)
+            if key not in self._time_limits and self.budget.admit(cat.TASK_TIME_LIMIT.name, 1):
+                self._zero_limits.add(key)
 
     def _on_sent(self, event: dict[str, Any], now: float) -> None:
         task = self._record(event.get("uuid"), now)
@@ -672,11 +715,14 @@ class EventTracker:
             counted = ("failed", key[0], key[1])
             self._counts[counted] = self._counts.get(counted, 0) + 1
         else:
-            key = self._admit(
-                cat.TASK_TIME_LIMIT.name, self._time_limits, (queue, name, limit),
-                (OTHER_QUEUE, OTHER_TASK, limit),
-            )  # fmt: skip
+            key = (queue, name, limit)
+            if key not in self._zero_limits:  # a series started at 0 holds its budget already
+                key = self._admit(
+                    cat.TASK_TIME_LIMIT.name, self._time_limits, key,
+                    (OTHER_QUEUE, OTHER_TASK, limit),
+                )  # fmt: skip
             self._time_limits[key] = self._time_limits.get(key, 0) + 1
+        self._known_pair(key[0], key[1])
         self._end(event.get("uuid"))
 
     def _on_finished_kind(self, kind: str) -> Callable[[dict[str, Any], float], None]:
@@ -782,6 +828,8 @@ class EventTracker:
                 queues_unknown=queues_unknown,
                 received_by_priority=dict(self._by_priority),
                 series_dropped=dict(self.series_dropped),
+                zero_counts=frozenset(self._zero_counts),
+                zero_limits=frozenset(self._zero_limits),
             )
 
     def levels_in_use(self) -> dict[str, set[str]]:
