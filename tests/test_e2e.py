@@ -77,12 +77,19 @@ OVERRIDES: dict[str, Any] = {
         "worker_heartbeat_timeout_seconds": HEARTBEAT_TIMEOUT_SECONDS,
         "worker_retention_seconds": 600,
     },
+    # keep_firing_for 0s: these tests watch alerts fire and clear at test speed; pages kept
+    # across exporter restarts (the shipped 5m) are tests/test_oncall_round2.py's.
     "alerts": {
         "CeleryExporterDown": {"for": "2s"},
-        "CeleryBrokerDown": {"for": "2s"},
-        "CeleryQueueBacklogHigh": {"messages": BACKLOG_LIMIT, "for": "2s"},
-        "CeleryWorkerDown": {"for": "2s"},
-        "CeleryPriorityStarvation": {"seconds": STARVATION_SECONDS, "window": "30s", "for": "2s"},
+        "CeleryBrokerDown": {"for": "2s", "keep_firing_for": "0s"},
+        "CeleryQueueBacklogHigh": {"messages": BACKLOG_LIMIT, "for": "2s", "keep_firing_for": "0s"},
+        "CeleryWorkerDown": {"for": "2s", "keep_firing_for": "0s"},
+        "CeleryPriorityStarvation": {
+            "seconds": STARVATION_SECONDS,
+            "window": "30s",
+            "for": "2s",
+            "keep_firing_for": "0s",
+        },
     },
 }
 

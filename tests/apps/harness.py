@@ -140,11 +140,12 @@ class Exporter:
         return sample_value(self.samples(), name, broker=self.broker.name, **labels)
 
     def values(self, name: str, key: str, **labels: str) -> dict[str, float]:
-        """{label ``key`` value: sample value} of ``name`` series matching ``labels``."""
+        """{label ``key`` value: sample value} of ``name`` series matching ``labels``, summed
+        over the series that share a ``key`` value (other labels told apart)."""
         out: dict[str, float] = {}
         wanted = {"broker": self.broker.name, **labels}
         for (sample, pairs), value in self.samples().items():
             found = dict(pairs)
             if sample == name and all(found.get(k) == v for k, v in wanted.items()):
-                out[found.get(key, "")] = value
+                out[found.get(key, "")] = out.get(found.get(key, ""), 0) + value
         return out
