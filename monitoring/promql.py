@@ -114,7 +114,7 @@ def dur(value: Any) -> str:
 REPLICA_LABELS = "instance, pod"
 
 
-def increase_counted(selector: str, span: str, *, lookback: str | None = None) -> str:
+def increase_counted(selector: str, span: str, *, started: str | None = None) -> str:
     """``increase(selector[span])`` that also counts a series first seen within ``span``.
 
     ``increase`` needs two samples: a series that first appears already at 60 (a burst between
@@ -126,26 +126,27 @@ def increase_counted(selector: str, span: str, *, lookback: str | None = None) -
 
     What "new" means depends on who keeps the counter:
 
-    * the exporter (task counters, ``lookback=None``): it keeps no counters across restarts,
+    * the exporter (task counters, ``started=None``): it keeps no counters across restarts,
       so a series absent ``span`` ago is new, per replica: a restarted replica's first
       failures count.
-    * the broker (Redis' evicted keys, OOM rejections, flushes: ``lookback="1d"``): the totals
-      survive exporter restarts, so an exporter back after a while (a slow deploy, or a new
-      pod: other ``instance``/``pod`` labels) reads the old totals, which must not count
-      again. New means no sample of the subject, whichever replica, in ``lookback`` before the
-      window.
+    * the broker (Redis' evicted keys, OOM rejections, flushes): the totals count since the
+      server started, months ago maybe, and outlive exporter restarts and deploys. Its whole
+      value lies inside the window only when the server itself started within it: ``started``
+      is the server's uptime in seconds (matched on job and broker), and a series counts at
+      its value only while that uptime is under the window. Otherwise only its growth counts,
+      so deploying the exporter (or adding a broker) never pages for last month's evictions.
     """
-    if lookback is None:
+    if started is None:
         new = f"({selector} unless {selector} offset {span}) + 0"
     else:
         new = (
             f"(max without ({REPLICA_LABELS}) ({selector})\n"
-            f"   unless max without ({REPLICA_LABELS}) "
-            f"(max_over_time({selector}[{lookback}] offset {span})))"
+            f"   and on (job, broker) "
+            f"(max without ({REPLICA_LABELS}) ({started}) < {num(duration_seconds(span))}))"
         )
     return f"max without ({REPLICA_LABELS}) (\n  {new}\n  or increase({selector}[{span}])\n)"
 
 
-def rate_counted(selector: str, span: str, *, lookback: str | None = None) -> str:
+def rate_counted(selector: str, span: str, *, started: str | None = None) -> str:
     """:func:`increase_counted` per second of ``span`` (a new series' value spread over it)."""
-    return f"{increase_counted(selector, span, lookback=lookback)} / {num(duration_seconds(span))}"
+    return f"{increase_counted(selector, span, started=started)} / {num(duration_seconds(span))}"

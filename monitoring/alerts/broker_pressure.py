@@ -5,12 +5,12 @@ resource alarms, partitions, nodes down, descriptors near their limits
 
 Counters count since the Redis server started, so ``increase`` over the window sees what
 happened while Prometheus watched; ``increase`` misses a series that first appears already
-above 0 (the exporter deployed, or the broker added, after the event), so each counter alert
-also counts such a new series at its value (:func:`~monitoring.promql.increase_counted`, as
-the task alerts do). "New" means no sample of the subject, from any replica, in the
-:data:`FIRST_SEEN_LOOKBACK` before the window: these counters live in Redis, not in the
-exporter, so an exporter that was away for a while (a slow deploy, a new pod) comes back with
-the old totals, and those must not page again.
+above 0, so each counter alert also counts a new series at its value, but only while the
+server's uptime is under the window: then everything it counted happened within the window (a
+broker restarted, or flushed and restarted, just now). A series that first appears on a server
+up for longer (the exporter deployed or a broker added after the events, or an exporter back
+from a long absence) counts only its growth: last month's evictions never page
+(:func:`~monitoring.promql.increase_counted`).
 """
 
 from __future__ import annotations
@@ -27,15 +27,11 @@ BROKER = "Redis broker {{ $labels.broker }}"
 NODE = "Node {{ $labels.node }} of RabbitMQ broker {{ $labels.broker }}"
 
 
-#: A broker counter series without a sample this long before the window is new (first seen):
-#: the totals live in Redis and outlast exporter restarts.
-FIRST_SEEN_LOOKBACK = "1d"
-
-
 def _counted(s: Settings, name: str, span: str, by: str = "") -> str:
     """What a broker counter added over ``span`` (> 0), a new series counting at its value,
     once per subject whatever the replicas (:func:`~monitoring.promql.increase_counted`)."""
-    counted = increase_counted(s.e.metric(name), span, lookback=FIRST_SEEN_LOOKBACK)
+    uptime = s.e.metric(cat.REDIS_UPTIME.name)
+    counted = increase_counted(s.e.metric(name), span, started=uptime)
     if by:
         return f"sum without ({by}) (\n{counted}\n) > 0"
     return f"{counted} > 0"
