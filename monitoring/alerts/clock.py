@@ -31,7 +31,7 @@ def clock_skew(s: Settings) -> Body:
         "or\n"
         f"min by (job, broker, host) ({offset})\n< -{seconds}",
         "The clock of host {{ $labels.host }} (heard from on broker {{ $labels.broker }}) "
-        "is {{ printf \"%+.1f\" $value }}s off the exporter's (positive: ahead; limit "
+        'is {{ printf "%+.1f" $value }}s off the exporter\'s (positive: ahead; limit '
         f"{seconds}s) for {s.for_text}. Head ages and waits are corrected by this offset where "
         "the host sends events, so the age and wait alerts stay right; fix the clock (NTP) "
         "before its publish stamps, ETAs and logs mislead anything else. Every host off by "
