@@ -59,14 +59,19 @@ def wait_offset(stack: OncallStack, host: str) -> float:
     )
 
 
+@pytest.mark.parametrize("sent_event", [True, False], ids=["task-sent", "no-task-sent"])
 @pytest.mark.parametrize("skew", SKEWS)
-def test_skewed_producer_draining_normally_fires_only_clock_skew(make_stack, skew):
+def test_skewed_producer_draining_normally_fires_only_clock_skew(make_stack, skew, sent_event):
+    """``no-task-sent``: the producer's offset comes from install(app)'s stamp against the
+    worker's receipt alone (the second source of events/clock.py)."""
     stack = make_stack(queues={REDIS: ["work"]})
     stack.start_worker("w1", REDIS)
     stack.wait_quiet()
     host = f"skewed-{stack.tag}"
     queue = stack.queue(REDIS, "work")
-    producer = skewed_producer(stack.url(REDIS), queue, skew_seconds=skew, host=host, every=0.3)
+    producer = skewed_producer(
+        stack.url(REDIS), queue, skew_seconds=skew, host=host, every=0.3, sent_event=sent_event
+    )
     try:
         offset = wait_offset(stack, host)
         assert skew - TRANSIT <= offset <= skew, offset
@@ -98,8 +103,9 @@ def test_skewed_producer_draining_normally_fires_only_clock_skew(make_stack, ske
         )  # fmt: skip
         assert count >= 20 and total / count <= 1.0, (count, total)
         print(
-            f"skew {skew:+d}s: offset {offset:.3f}s, worker {worker_offset:.3f}s, max head "
-            f"age {max(ages):.2f}s, mean wait {total / count:.3f}s over {count:g} tasks"
+            f"skew {skew:+d}s, task-sent {sent_event}: offset {offset:.3f}s, worker "
+            f"{worker_offset:.3f}s, max head age {max(ages):.2f}s, mean wait "
+            f"{total / count:.3f}s over {count:g} tasks"
         )
         assert one(stack.series("celery_event_clock_skew_clamped_total", broker=REDIS)) == 0
     finally:

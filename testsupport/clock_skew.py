@@ -37,13 +37,15 @@ def skewed_producer(
     count: int = 0,
     every: float = 0.5,
     task_seconds: float = 0.05,
+    sent_event: bool = True,
 ) -> subprocess.Popen:
-    """Start the producer ``skew_seconds`` off (positive: ahead) as host ``host``; its
-    stdout says ``sent N`` per task and ``done`` at the end."""
+    """Start the producer ``skew_seconds`` off (positive: ahead) as host ``host``, with
+    task-sent events or not; its stdout says ``sent N`` per task and ``done`` at the end."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAKETIME")}
     env.update(
         PYTHONPATH=f"{TESTS}{os.pathsep}{ROOT}",
         CQE_HOSTNAME=host,
+        CQE_SENT_EVENT="1" if sent_event else "0",
     )
     command = [
         faketime(), "-f", f"{skew_seconds:+d}s",

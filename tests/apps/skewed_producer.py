@@ -5,7 +5,8 @@ clock is not confused with the workers' (in production a skewed producer is anot
 
 Usage: ``python tests/apps/skewed_producer.py URL QUEUE COUNT EVERY TASK_SECONDS``: publishes
 COUNT ``events.sleep(TASK_SECONDS)`` tasks (0: until killed), one every EVERY seconds, with
-``install(app)`` and task-sent events on; prints ``sent N`` after each and ``done`` at the end.
+``install(app)``, and task-sent events unless ``CQE_SENT_EVENT=0``; prints ``sent N`` after
+each and ``done`` at the end.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from celery_queue_exporter.instrumentation import install  # noqa: E402
 
 
 def main(url: str, queue: str, count: int, every: float, task_seconds: float) -> None:
-    app = make_app(url, queue, sent_event=True)
+    app = make_app(url, queue, sent_event=os.environ.get("CQE_SENT_EVENT", "1") == "1")
     install(app)
     numbers = range(1, count + 1) if count else itertools.count(1)
     for number in numbers:
