@@ -73,6 +73,10 @@ def test_hosts_are_capped_and_a_silent_host_frees_its_place():
     clocks.observe("b", 1050.0, 1050.0)
     clocks.observe("c", 1075.0, 1075.0)  # "a" silent for a window: "c" takes its place
     assert set(clocks.offsets(1075.0)) == {"b", "c"} and clocks.hosts_dropped == 1
+    # A flood of made-up host names (a hostile publisher) is counted, never kept.
+    for number in range(10_000):
+        clocks.observe(f"flood{number}", 1076.0, 1076.0)
+    assert set(clocks.offsets(1076.0)) == {"b", "c"} and clocks.hosts_dropped == 10_001
 
 
 def test_bad_samples_are_ignored():

@@ -63,6 +63,9 @@ class ClockOffsets:
         self._hosts: dict[str, dict[int, float]] = {}
         #: Samples of hosts beyond max_hosts, not estimated.
         self.hosts_dropped = 0
+        #: Bucket of the last sweep for silent hosts: at most one sweep per bucket, so a flood
+        #: of made-up host names costs O(1) per event, not a sweep each.
+        self._swept: int | None = None
 
     def observe(self, host: str | None, stamp: Any, received: float) -> None:
         """One sample: ``stamp`` taken on ``host``'s clock, ``received`` on the exporter's."""
@@ -73,7 +76,8 @@ class ClockOffsets:
             return
         buckets = self._hosts.get(host)
         if buckets is None:
-            self._expire(received)
+            if len(self._hosts) >= self.max_hosts:
+                self._sweep(received)
             if len(self._hosts) >= self.max_hosts:
                 self.hosts_dropped += 1
                 return
@@ -89,6 +93,12 @@ class ClockOffsets:
     def _live(self, buckets: dict[int, float], now: float) -> list[float]:
         first = int(now // self.bucket_seconds) - self.buckets + 1
         return [value for index, value in buckets.items() if index >= first]
+
+    def _sweep(self, now: float) -> None:
+        index = int(now // self.bucket_seconds)
+        if self._swept != index:
+            self._swept = index
+            self._expire(now)
 
     def _expire(self, now: float) -> None:
         for host in [h for h, b in self._hosts.items() if not self._live(b, now)]:
