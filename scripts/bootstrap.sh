@@ -8,7 +8,7 @@
 #   demo   what scripts/demo.sh runs (it starts its own services): redis-server,
 #          rabbitmq-server, prometheus, make, .venv with the package
 #   test   everything the tests and docs use: the demo's packages plus openssl, Node.js/npm
-#          (tests/node), jq, prometheus-alertmanager (amtool and a real Alertmanager for the
+#          (tests/node), jq, faketime (libfaketime: a skewed producer), prometheus-alertmanager (amtool and a real Alertmanager for the
 #          inhibition rules, tests/test_alertmanager.py); .venv with the test extra; Redis on 6379 and RabbitMQ (management
 #          API on 15672) started on 127.0.0.1 only when they do not answer; debootstrap and a
 #          Debian 13 root with RabbitMQ 4.0 (5682, management 15682) and Redis 8 (6389), started
@@ -67,6 +67,7 @@ if want test; then
   need npm has npm
   need jq has jq            # the Grafana import snippet (docs/dashboards.md)
   need iproute2 has ss      # tests/test_rabbitmq_loopback.py reads `ss -ltnp`
+  need faketime has faketime  # a producer with a skewed clock (tests/test_oncall_clock_skew.py)
   # amtool + the Alertmanager the inhibition rules are tested with (tests/test_alertmanager.py);
   # Debian 12 ships 0.25.0, the version the generated alertmanager config is checked against.
   need prometheus-alertmanager test -x /usr/bin/prometheus-alertmanager

@@ -154,7 +154,7 @@ def test_inhibition_rules_exporter_down_per_instance_broker_down_for_inspection_
             },
         ]
     }
-    assert len(others) == len(ALERTS) - 1 == 31
+    assert len(others) == len(ALERTS) - 1 == 32
     custom = copy.deepcopy(config)
     custom["alerts"]["CeleryQueueBacklogHigh"]["enabled"] = False
     custom["alerts"]["CeleryExporterDown"]["enabled"] = False
@@ -417,7 +417,7 @@ def test_durations_parse_and_format_like_prometheus():
 def test_promtool_check_rules_accepts_the_plain_rule_file():
     done = run_promtool("check", "rules", str(RULE_FILE))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 39 rules found" in done.stdout
+    assert "SUCCESS: 40 rules found" in done.stdout
 
 
 @pytest.mark.prometheus
@@ -427,7 +427,7 @@ def test_promtool_check_rules_accepts_the_prometheusrule_spec(tmp_path):
     spec.write_text(yaml.safe_dump(obj["spec"], sort_keys=False), encoding="utf-8")
     done = run_promtool("check", "rules", str(spec))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 39 rules found" in done.stdout
+    assert "SUCCESS: 40 rules found" in done.stdout
 
 
 @pytest.mark.prometheus

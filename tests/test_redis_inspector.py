@@ -531,3 +531,43 @@ def test_a_failing_levels_source_costs_only_the_learning(redis_server, caplog):
     # What the inspection saw is still learnt (6 alone: the declared 9 is the least urgent).
     assert urgency_marks(samples, "r", "jobs") == {("6", "most"): 2, ("9", "least"): 3}
     assert "broker r: levels in use from events unavailable" in caplog.text
+
+
+# --- clock skew (issue 21) ------------------------------------------------------------------
+
+
+def test_head_age_is_corrected_by_its_producers_clock_offset(redis_server):
+    """Heads stamped by producers 300 s behind and ahead (the install(app) host header names
+    them): with their offsets known the age is the true wait; a future stamp of an unknown
+    producer reads the head tracker's lower bound, not 0; a past one is kept as it is."""
+    client = redis_server.client()
+    now = 1_000_000.0
+    heads = {  # key: (producer host, stamp on its clock) for a message published at now - 7
+        "jobs": ("behind", now - 7 - 300),
+        "jobs\x06\x163": ("ahead", now - 7 + 300),
+        "jobs\x06\x166": ("unknown-ahead", now - 7 + 300),
+        "jobs\x06\x169": ("unknown-behind", now - 7 - 300),
+    }
+    for key, (host, stamp) in heads.items():
+        headers = {
+            "id": key,
+            instrumentation.ATTEMPT_AT_HEADER: stamp,
+            instrumentation.PRODUCER_HEADER: host,
+        }
+        client.lpush(key, json.dumps({"headers": headers}))
+    config = new_broker(name="s", url=redis_server.url, queues=["jobs"], discover_queues=False)
+    clock = [now]
+    inspector = RedisInspector(config, clock=lambda: clock[0])
+    offsets = {"behind": -300.0, "ahead": 300.0}
+    inspector.clock_offset = offsets.get
+
+    def ages() -> dict[str, float | None]:
+        return {lv.priority: lv.oldest_age_seconds for lv in inspector.inspect().levels}
+
+    assert ages() == {"0": 7.0, "3": 7.0, "6": 0.0, "9": 307.0}
+    clock[0] += 5.0
+    assert ages() == {"0": 12.0, "3": 12.0, "6": 5.0, "9": 312.0}
+    # A failing source costs the correction only.
+    inspector.clock_offset = lambda host: 1 / 0
+    assert ages()["0"] == 312.0
+    inspector.close()

@@ -10,6 +10,7 @@ import random
 from datetime import UTC, datetime
 
 import pytest
+from celery.utils.nodenames import gethostname
 from test_loadtest import my_histogram_quantile
 
 from celery_queue_exporter.brokers.redis.priority import step_levels
@@ -18,6 +19,7 @@ from celery_queue_exporter.events.tracker import EventTracker
 from celery_queue_exporter.instrumentation import (
     ATTEMPT_AT_HEADER,
     ENQUEUED_AT_HEADER,
+    PRODUCER_HEADER,
     TASK_INFO_EVENT,
     WORKER_QUEUES_EVENT,
     published_at,
@@ -257,11 +259,12 @@ def test_a_retry_keeps_its_first_publish_and_gets_its_own_attempt_stamp(monkeypa
     monkeypatch.setattr(instrumentation, "time", type("T", (), {"time": lambda: next(now)}))
     headers: dict = {}
     stamp_enqueue_time(headers=headers, properties={})
-    assert headers == {ENQUEUED_AT_HEADER: 100.0, ATTEMPT_AT_HEADER: 100.0}
+    host = gethostname()  # the machine part of Celery's node names: the clock's owner
+    assert headers == {ENQUEUED_AT_HEADER: 100.0, ATTEMPT_AT_HEADER: 100.0, PRODUCER_HEADER: host}
     retry = dict(headers)  # Celery copies the request's headers into the retry
     properties: dict = {}
     stamp_enqueue_time(headers=retry, properties=properties)
-    assert retry == {ENQUEUED_AT_HEADER: 100.0, ATTEMPT_AT_HEADER: 160.5}
+    assert retry == {ENQUEUED_AT_HEADER: 100.0, ATTEMPT_AT_HEADER: 160.5, PRODUCER_HEADER: host}
     assert properties == {"timestamp": 160}  # a new AMQP message: its own timestamp
     # The Redis inspector ages a queue's head from the attempt stamp, else the first one.
     assert published_at({ENQUEUED_AT_HEADER: 10.0, ATTEMPT_AT_HEADER: 70.0}) == 70.0

@@ -73,7 +73,7 @@ FOR = "2s"
 HEARTBEAT_TIMEOUT_SECONDS = 3
 WORKER_RETENTION_SECONDS = 600
 
-IDENTIFYING_LABELS = ("broker", "queue", "worker", "task", "priority")
+IDENTIFYING_LABELS = ("broker", "queue", "worker", "task", "priority", "host")
 AlertKey = tuple[str, frozenset]
 
 

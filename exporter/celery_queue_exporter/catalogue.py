@@ -875,6 +875,17 @@ EVENT_CLOCK_SKEW = _spec(
     "exact",
     "the exporter.",
 )
+HOST_CLOCK_OFFSET = _spec(
+    "celery_host_clock_offset_seconds",
+    "gauge",
+    ("broker", "host"),
+    "Estimated clock offset of a host the event stream hears from: its clock minus the "
+    "exporter's (positive: ahead), the largest event timestamp minus receipt time over the "
+    "last 5 minutes (transit only lowers it). Head ages and waits are corrected by it.",
+    "lower bound of the offset (by the fastest transit)",
+    "Celery event timestamp fields against the exporter's receipt time; worker task-info "
+    "events against install(app)'s publish stamp.",
+)
 EVENT_TRACKED_TASKS = _spec(
     "celery_event_tracked_tasks",
     "gauge",
@@ -928,6 +939,7 @@ EVENT_METRICS: tuple[MetricSpec, ...] = (
     EVENTS_MALFORMED,
     EVENT_STREAM_INTERRUPTIONS,
     EVENT_CLOCK_SKEW,
+    HOST_CLOCK_OFFSET,
     EVENT_TRACKED_TASKS,
     EVENT_SERIES_DROPPED,
 )

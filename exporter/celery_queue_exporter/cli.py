@@ -57,6 +57,8 @@ class Exporter:
                 source = levels_source(tracker)
                 if source is not None:  # tasks received per level mark levels in use
                     self.queues.use_levels_in_use(tracker.broker, source)
+                # Head ages corrected by their producer's clock offset (events/clock.py).
+                self.queues.use_clock_offsets(tracker.broker, tracker.clock_offset)
             self.registry.register(self.events)
             self.events.start()
         for extra in (ProcessCollector, PlatformCollector, GCCollector):

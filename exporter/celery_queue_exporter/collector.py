@@ -24,7 +24,7 @@ import logging
 import platform
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -168,6 +168,13 @@ class QueueCollector(Collector):
         for state in self._brokers:
             if state.inspector.config.name == broker:
                 state.levels_in_use = source
+
+    def use_clock_offsets(self, broker: str, source: Callable[[str | None], float | None]) -> None:
+        """Correct head ages by the producer's clock offset from ``source`` (the broker's
+        EventTracker.clock_offset), for inspectors that read the producer's host."""
+        for state in self._brokers:
+            if state.inspector.config.name == broker and hasattr(state.inspector, "clock_offset"):
+                state.inspector.clock_offset = source
 
     def describe(self) -> list[Metric]:
         return []  # families depend on the brokers; don't inspect at registration time

@@ -8,7 +8,11 @@ waited. ``install(app)`` stamps every published task with the publish time:
 * the AMQP ``timestamp`` property (whole epoch seconds), which RabbitMQ's management API
   reports as ``head_message_timestamp``.
 
-Epoch seconds are time-zone free, so producers and exporter in different zones agree.
+Epoch seconds are time-zone free, so producers and exporter in different zones agree. Clocks
+that disagree are another matter: a third header, ``PRODUCER_HEADER``, names the publishing
+host (the machine part Celery uses in its node names, ``gethostname()``), overwritten with the
+attempt stamp on every publish; the exporter corrects a stamp by that host's clock offset,
+which it estimates from the host's Celery events (events/clock.py).
 Both stamps are set only when absent, so a retried task keeps its original header: that is the
 *first* publish, for the end-to-end measure. A second header, ``ATTEMPT_AT_HEADER``, is
 overwritten on every publish, so a retry (Celery republishes it with the same task id and the
@@ -39,11 +43,14 @@ import weakref
 from typing import Any
 
 from celery import signals
+from celery.utils.nodenames import gethostname
 
 #: Header holding the first publish time in epoch seconds (float); kept by retries.
 ENQUEUED_AT_HEADER = "celery_queue_exporter_enqueued_at"
 #: Header holding this attempt's publish time (float epoch seconds); reset by every publish.
 ATTEMPT_AT_HEADER = "celery_queue_exporter_attempt_at"
+#: Header naming the host whose clock took the attempt stamp (for the clock-offset correction).
+PRODUCER_HEADER = "celery_queue_exporter_host"
 
 _PUBLISH_UID = "celery_queue_exporter.instrumentation.stamp_enqueue_time"
 _RECEIVED_UID = "celery_queue_exporter.instrumentation.announce_task"
@@ -69,6 +76,7 @@ def stamp_enqueue_time(
     if headers is not None:
         headers.setdefault(ENQUEUED_AT_HEADER, now)
         headers[ATTEMPT_AT_HEADER] = now  # a retry's own republish, not the first publish
+        headers[PRODUCER_HEADER] = gethostname()  # whose clock took the attempt stamp
     if properties is not None and properties.get("timestamp") is None:
         properties["timestamp"] = int(now)
 
@@ -141,6 +149,7 @@ def announce_task(sender: Any = None, request: Any = None, **_: Any) -> None:
             max_priority=max_priority,
             enqueued_at=enqueued_at(request.request_dict),
             attempt_at=enqueued_at(request.request_dict, ATTEMPT_AT_HEADER),
+            producer=producer_of(request.request_dict),
             retries=request.request_dict.get("retries", 0),
             # Celery makes the ETA time-zone aware (UTC or the worker's zone) before this.
             eta=eta.timestamp() if eta is not None else None,
@@ -207,3 +216,10 @@ def published_at(headers: dict[str, Any] | None) -> float | None:
     queue has waited since its republish, not since the task was first sent."""
     stamp = enqueued_at(headers, ATTEMPT_AT_HEADER)
     return stamp if stamp is not None else enqueued_at(headers)
+
+
+def producer_of(headers: dict[str, Any] | None) -> str | None:
+    """The host that took the attempt stamp (``PRODUCER_HEADER``), or None when absent or not
+    a non-empty string (a producer without this version of install(app))."""
+    value = headers.get(PRODUCER_HEADER) if headers else None
+    return value if isinstance(value, str) and value else None

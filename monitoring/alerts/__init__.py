@@ -1,6 +1,6 @@
 """The alerting rules: one small declaration per alert, one module per group.
 
-Each group module (exporter_broker, queues, workers, tasks, priorities, broker_pressure: the
+Each group module (exporter_broker, queues, workers, tasks, priorities, broker_pressure, clock: the
 same split as the promtool unit tests in alerts/tests/) declares its alerts with
 ``@alert(...)``; this package collects them into :data:`ALERTS`, from which the config
 validator takes the allowed alert names and parameters, and renders the enabled ones in the
@@ -13,7 +13,16 @@ from types import ModuleType
 from typing import Any
 
 from ..promql import Rule
-from . import broker_pressure, exporter_broker, priorities, queues, redeliveries, tasks, workers
+from . import (
+    broker_pressure,
+    clock,
+    exporter_broker,
+    priorities,
+    queues,
+    redeliveries,
+    tasks,
+    workers,
+)
 from .base import AlertDefinition, runbook_url
 
 __all__ = ["ALERTS", "GROUP", "AlertDefinition", "alert_rules", "group", "runbook_url"]
@@ -27,6 +36,7 @@ MODULES: tuple[ModuleType, ...] = (
     priorities,
     redeliveries,
     broker_pressure,
+    clock,
 )
 
 

@@ -29,6 +29,7 @@ from .panels import (
     line,
     row,
     stat,
+    steps,
     table,
     timeseries,
 )
@@ -519,9 +520,24 @@ def summary_and_event_stream(s: Settings) -> Row:
         unit=UNIT_EVENT_RATE,
         runbooks=["CeleryEventSeriesDropped"],
     )
+    skew_limit = s.threshold("CeleryClockSkew", "seconds")
+    clock_offset = timeseries(
+        s,
+        "Clock offset per host",
+        "Each host's clock minus the exporter's, estimated from its Celery events "
+        "(celery_host_clock_offset_seconds; positive: ahead). Head ages and waits are "
+        "corrected by it. Normal: within a second; red beyond "
+        f"\u00b1{skew_limit:g}s (CeleryClockSkew): fix that host's NTP. Every host off alike: "
+        "the exporter's clock is off.",
+        [Q(f"max by (broker, host) ({m(cat.HOST_CLOCK_OFFSET, sb)})", "{{broker}} / {{host}}")],
+        unit=UNIT_SECONDS,
+        thresholds=steps(("red", None), ("green", -skew_limit), ("red", skew_limit)),
+        runbooks=["CeleryClockSkew"],
+    )
     return row(
         "Worker summary and event stream",
         line(8, (workers_now, 12), (event_consumer, 4), (event_stream, 8)),
+        line(8, (clock_offset, 24)),
     )
 
 

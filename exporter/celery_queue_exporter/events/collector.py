@@ -153,6 +153,7 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
     malformed = _counter(cat.EVENTS_MALFORMED)
     interruptions = _counter(cat.EVENT_STREAM_INTERRUPTIONS)
     skew = _counter(cat.EVENT_CLOCK_SKEW)
+    clock_offset = _gauge(cat.HOST_CLOCK_OFFSET)
     tracked = _gauge(cat.EVENT_TRACKED_TASKS)
     dropped = _counter(cat.EVENT_SERIES_DROPPED)
 
@@ -212,6 +213,8 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
         for reason in ("disconnected", "overflow"):
             interruptions.add_metric([broker, reason], snap.interruptions.get(reason, 0))
         skew.add_metric([broker], snap.clock_skew_clamped)
+        for host, offset in sorted(snap.clock_offsets.items()):
+            clock_offset.add_metric([broker, host], offset)
         tracked.add_metric([broker], snap.tracked_tasks)
         for metric, count in sorted(snap.series_dropped.items()):
             dropped.add_metric([broker, metric], count)
@@ -242,6 +245,7 @@ def families(snapshots: list[tuple[str, EventTracker, EventSnapshot]]) -> Iterat
         malformed,
         interruptions,
         skew,
+        clock_offset,
         tracked,
         dropped,
     )

@@ -29,7 +29,10 @@ task-received and the ETA: how long the run sat reserved in a worker's buffer.
 
 Times: event timestamps are the emitter's ``time.time()`` (epoch seconds, time-zone free); the
 tracker never "localizes" them with utcoffset. Waits computed across hosts can come out
-negative or absurd when clocks disagree: they are clamped to [0, max_wait_seconds] and counted.
+negative or absurd when clocks disagree. Every event also feeds :mod:`.clock` (each host's
+offset against the exporter's clock), and a wait is corrected by the offsets of the producer's
+host (the ``producer`` that install(app) stamps, else the task-sent's host) and the worker's
+host where known; what remains out of range is clamped to [0, max_wait_seconds] and counted.
 Worker liveness uses the exporter's own clock (when it last heard from the worker), so worker
 clock skew cannot make a worker look dead or alive.
 
@@ -56,6 +59,7 @@ from ..config.model import EventSettings
 from ..delayed_delivery import strip_delay_prefix
 from ..instrumentation import TASK_INFO_EVENT
 from .budget import SeriesBudget, cut
+from .clock import ClockOffsets, host_of
 from .fields import number as _number
 from .workers import WORKER_EVENTS as _WORKER_EVENTS
 from .workers import WorkerBook, WorkerReading
@@ -203,7 +207,7 @@ class _Task:
 
     __slots__ = (
         "name", "queue", "priority", "enqueued_at", "run", "attempt_at", "sent_at", "eta",
-        "pending", "received_at", "started_run", "open_starts", "touched",
+        "pending", "received_at", "started_run", "open_starts", "touched", "producer",
     )  # fmt: skip
 
     def __init__(self, now: float) -> None:
@@ -220,6 +224,8 @@ class _Task:
         self.started_run: int | None = None  # ``run`` at the last task-started
         self.open_starts = 0  # task-started not yet followed by task-retried
         self.touched = now
+        #: Host whose clock stamped the publish (install(app) header, else task-sent's host).
+        self.producer: str | None = None
 
     def start(self) -> None:
         """task-started of the current run."""
@@ -311,6 +317,8 @@ class EventSnapshot:
     received_by_priority: dict[tuple[str, str, str], int] = field(default_factory=dict)
     #: metric name -> observations counted under '(other)' labels (series budget)
     series_dropped: dict[str, int] = field(default_factory=dict)
+    #: host -> clock offset in seconds (host clock - exporter clock), events/clock.py
+    clock_offsets: dict[str, float] = field(default_factory=dict)
     #: Outcome series of seen tasks exported at 0 until counted (EventTracker._known_pair):
     #: (kind, queue, task) of task_counts, (queue, task, limit) of time_limits.
     zero_counts: frozenset[tuple[str, str, str]] = frozenset()
@@ -383,6 +391,8 @@ class EventTracker:
         self.events_received = 0
         self.malformed = 0
         self.clock_skew_clamped = 0
+        #: Each host's clock offset (events/clock.py); hosts capped like workers.
+        self.clocks = ClockOffsets(self.settings.max_workers)
         self.interruptions: dict[str, int] = {}
         self.consumer_up = False
         self._handlers: dict[str, Callable[[dict[str, Any], float], None]] = {
@@ -427,6 +437,7 @@ class EventTracker:
                     self.malformed += 1  # a task event must name its task
                     continue
                 event = self._cut_ids(event)
+                self.clocks.observe(host_of(event.get("hostname")), event.get("timestamp"), now)
                 try:
                     handler(event, now)
                 except (TypeError, ValueError, AttributeError, KeyError, ArithmeticError):
@@ -570,6 +581,8 @@ class EventTracker:
                 task.queue = queue
             run = task.run_for(event.get("retries"))
             run.sent_at = _number(event.get("timestamp"))
+            if task.producer is None:
+                task.producer = host_of(event.get("hostname"))
             eta = _iso_epoch(event.get("eta"))
             run.eta = eta if eta is not None else run.eta
         self._inc("sent", queue or UNKNOWN_QUEUE, name)
@@ -592,6 +605,7 @@ class EventTracker:
         run = task.run_for(event.get("retries"))
         run.attempt_at = _number(event.get("attempt_at"))
         run.eta = _number(event.get("eta"), run.eta)
+        self._producer_sample(task, event, now)
         if _known_level(priority) and self._first_info(event["uuid"], event.get("retries")):
             queue = task.queue or UNKNOWN_QUEUE
             key = self._admit(
@@ -601,6 +615,23 @@ class EventTracker:
             self._by_priority[key] = self._by_priority.get(key, 0) + 1
             if queue not in (UNKNOWN_QUEUE, OTHER_QUEUE):
                 self._levels.setdefault(queue, {})[priority] = now
+
+    def _producer_sample(self, task: _Task, event: dict[str, Any], now: float) -> None:
+        """The producer's host (install(app) header) and, when the worker's offset is known,
+        one clock sample for it: published at ``attempt_at`` (producer clock), received by the
+        worker at the event's ``timestamp`` (worker clock, brought to the exporter's)."""
+        producer = event.get("producer")
+        if not isinstance(producer, str) or not producer:
+            return
+        producer = cut(producer, self.max_label_length)
+        task.producer = producer
+        received = _number(event.get("timestamp"))
+        attempt = _number(event.get("attempt_at"))
+        if received is None or attempt is None:
+            return
+        worker_offset = self.clocks.offset(host_of(event.get("hostname")), now)
+        if worker_offset is not None:
+            self.clocks.observe(producer, attempt, received - worker_offset)
 
     def _first_info(self, uuid: str, retries: Any) -> bool:
         """True for the first task-info event of this run of the task (a run is counted once,
@@ -653,7 +684,7 @@ class EventTracker:
         eta = task.eta
         if published is not None:
             ready = published if eta is None else max(published, eta)
-            wait = self._clamp(started - ready)
+            wait = self._clamp(started - ready - self._skew(event, task, now))
             other = (OTHER_QUEUE, OTHER_TASK)
             self._observe(
                 cat.TASK_QUEUE_WAIT.name, self._task_wait, (queue, name), other, bounds, wait
@@ -676,6 +707,14 @@ class EventTracker:
                 cat.QUEUE_PREFETCH.name, self._prefetch, (queue, task.priority),
                 (OTHER_QUEUE, task.priority), bounds, max(0.0, started - ready),
             )  # fmt: skip
+
+    def _skew(self, event: dict[str, Any], task: _Task, now: float) -> float:
+        """Worker offset minus producer offset: what clock skew added to a wait measured as
+        worker stamp minus producer stamp. 0 unless both offsets are known (one side alone
+        would skew the wait of a producer sharing the worker's clock)."""
+        worker = self.clocks.offset(host_of(event.get("hostname")), now)
+        producer = self.clocks.offset(task.producer, now)
+        return 0.0 if worker is None or producer is None else worker - producer
 
     def _clamp(self, wait: float) -> float:
         if wait < 0:
@@ -822,6 +861,7 @@ class EventTracker:
                 events_received=self.events_received,
                 malformed=self.malformed,
                 clock_skew_clamped=self.clock_skew_clamped,
+                clock_offsets=self.clocks.offsets(now),
                 interruptions=dict(self.interruptions),
                 consumer_up=self.consumer_up,
                 tracked_tasks=len(self._tasks),
@@ -838,6 +878,12 @@ class EventTracker:
         the broker's levels. Queues '(other)' and '(unknown)' are left out."""
         with self.lock:
             return {queue: set(levels) for queue, levels in self._levels.items()}
+
+    def clock_offset(self, host: str | None) -> float | None:
+        """``host``'s clock offset (host clock - exporter clock) if known: what the queue
+        collector corrects a head message's age with (its producer's host)."""
+        with self.lock:
+            return self.clocks.offset(host, self.clock())
 
     def levels_last_seen(self) -> dict[str, dict[str, float]]:
         """{queue label: {level label: Unix time a task was last received at it}}: the levels

@@ -24,6 +24,7 @@ import json
 import logging
 import weakref
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,13 @@ from redis.retry import Retry
 
 from ...catalogue import UNKNOWN_QUEUE
 from ...headtracker import HeadTracker
-from ...instrumentation import ATTEMPT_AT_HEADER, ENQUEUED_AT_HEADER, enqueued_at, published_at
+from ...instrumentation import (
+    ATTEMPT_AT_HEADER,
+    ENQUEUED_AT_HEADER,
+    enqueued_at,
+    producer_of,
+    published_at,
+)
 from ...snapshot import (
     BrokerSnapshot,
     LevelReading,
@@ -87,6 +94,9 @@ class RedisInspector(Inspector):
             retry=Retry(NoBackoff(), 1),
         )
         self.heads = HeadTracker()
+        #: Host -> its clock offset (host - exporter), the event tracker's estimate; set by
+        #: the CLI when events are consumed (QueueCollector.use_clock_offsets).
+        self.clock_offset: Callable[[str | None], float | None] | None = None
         self._bindings: dict[tuple[str, str], str] = {}
         self._discovered: list[str] = []
         self._discovered_at: float | None = None
@@ -395,9 +405,29 @@ class RedisInspector(Inspector):
         if head is None:
             head = self._decoded[raw] = _decode_head(raw)
         snapshot.malformed_messages += head.malformed
-        if head.stamp is not None:
-            return max(0.0, now - head.stamp), False
-        return self.heads.observe(key, head.identity, now), True
+        if head.stamp is None:
+            return self.heads.observe(key, head.identity, now), True
+        offset = self._offset_of(head.producer)
+        if offset is not None:  # the stamp on the exporter's clock (events/clock.py)
+            return max(0.0, now - (head.stamp - offset)), False
+        age = now - head.stamp
+        if age < 0:
+            # A stamp in the future: a producer ahead whose offset is unknown. Not 0 (that
+            # would hide a backlog): the lower bound of head tracking, on our own clock.
+            return self.heads.observe(key, head.identity, now), False
+        return age, False
+
+    def _offset_of(self, host: str | None) -> float | None:
+        """The producer's clock offset from the event tracker, None when unknown (or when the
+        tracker fails: the uncorrected age is still exported)."""
+        source = self.clock_offset
+        if source is None or host is None:
+            return None
+        try:
+            return source(host)
+        except Exception:  # noqa: BLE001 - an estimate is an extra, never a must
+            log.warning("broker %s: clock offsets unavailable", self.config.name, exc_info=True)
+            return None
 
     def _attribute_reserved(
         self, snapshot: BrokerSnapshot, sample: list[Any], total: int, known: set[str]
@@ -449,6 +479,8 @@ class _Head:
     stamp: float | None
     identity: str
     malformed: int
+    #: Host that took the stamp (install(app)'s PRODUCER_HEADER), None when not stamped.
+    producer: str | None = None
 
 
 def _decode_head(raw: bytes) -> _Head:
@@ -464,9 +496,10 @@ def _decode_head(raw: bytes) -> _Head:
     ):
         malformed = 1  # a stamp that is there but not a number
     stamp = published_at(headers)
+    identity = _message_identity(message, raw)
     if stamp is not None:
-        return _Head(stamp, "", malformed)
-    return _Head(None, _message_identity(message, raw), malformed)
+        return _Head(stamp, identity, malformed, producer_of(headers))
+    return _Head(None, identity, malformed)
 
 
 def _script_unavailable(reply: Any) -> bool:
