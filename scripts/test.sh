@@ -11,8 +11,8 @@
 # Runs with CI=true unless the caller set CI, so a service test that cannot run fails instead of
 # skipping: a green run means every test ran. Arguments go to pytest:
 #   bash scripts/test.sh tests/test_e2e.py -k demo
-# The whole suite runs on CQE_TEST_WORKERS pytest-xdist workers (default 4: the tests mostly
-# wait on services and processes; 0 runs them in this process, one after another). Tests that
+# The whole suite runs on CQE_TEST_WORKERS pytest-xdist workers (default 6 on 2 cores: the
+# tests mostly wait on services and processes; 0 runs them in this process, one after another). Tests that
 # must not overlap share an xdist_group (--dist loadgroup).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,5 +32,5 @@ fi
 bash scripts/bootstrap.sh --for test
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-workers="${CQE_TEST_WORKERS:-4}"
+workers="${CQE_TEST_WORKERS:-6}"
 exec .venv/bin/python -m pytest -n "$workers" --dist loadgroup "$@"

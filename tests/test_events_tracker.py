@@ -517,3 +517,24 @@ def test_revoked_run_keeps_the_record_of_the_retry_it_published():
         assert snap.task_counts[(kind.removeprefix("task-"), "q", "n")] == 1, kind
         assert snap.task_counts[("retried", "q", "n")] == 1, kind
         assert snap.tracked_tasks == 0
+
+
+def test_a_task_sent_event_after_its_task_ended_counts_but_is_not_tracked():
+    """The producer's task-sent travels on its own connection and can arrive after the worker's
+    task-failed (seen on a loaded machine: a record that nothing closed, held until
+    max_task_age_seconds). It is counted, under the queue it names; no record stays open."""
+    t = EventTracker("b", EventSettings(), priority_level=step_levels(), clock=lambda: 1000.0)
+    t.handle(
+        [
+            {"type": "task-received", "uuid": "a", "name": "n", "timestamp": 1.0},
+            {"type": "task-started", "uuid": "a", "timestamp": 2.0},
+            {"type": "task-failed", "uuid": "a", "exception": "ValueError()", "timestamp": 3.0},
+            {"type": "task-sent", "uuid": "a", "name": "n", "queue": "q", "timestamp": 0.5},
+        ]
+    )
+    snap = t.snapshot()
+    assert snap.tracked_tasks == 0
+    assert snap.task_counts[("sent", "q", "n")] == 1
+    # A redelivery of the same task (task-received again) is tracked anew.
+    t.handle([{"type": "task-received", "uuid": "a", "name": "n", "timestamp": 4.0}])
+    assert t.snapshot().tracked_tasks == 1

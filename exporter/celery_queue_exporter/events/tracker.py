@@ -572,7 +572,13 @@ class EventTracker:
                 self._zero_limits.add(key)
 
     def _on_sent(self, event: dict[str, Any], now: float) -> None:
-        task = self._record(event.get("uuid"), now)
+        uuid = event.get("uuid")
+        # The producer's events travel on a connection of their own: its task-sent can arrive
+        # after the worker's final event of the same task. It still counts, but opens no
+        # record: nothing would close it (it would sit in celery_event_tracked_tasks until
+        # max_task_age_seconds).
+        ended = isinstance(uuid, str) and uuid in self._finished
+        task = None if ended else self._record(uuid, now)
         queue = self.queue_label(event.get("queue") or _routing_queue(event.get("routing_key")))
         name = self.task_label(event.get("name"))
         if task is not None:
