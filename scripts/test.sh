@@ -12,8 +12,8 @@
 # skipping: a green run means every test ran. Arguments go to pytest:
 #   bash scripts/test.sh tests/test_e2e.py -k demo
 # The whole suite runs on CQE_TEST_WORKERS pytest-xdist workers (default 6 on 2 cores: the
-# tests mostly wait on services and processes; 0 runs them in this process, one after another). Tests that
-# must not overlap share an xdist_group (--dist loadgroup).
+# tests mostly wait on services and processes; 0 runs them in this process, one after
+# another). Tests that must not overlap share an xdist_group (--dist loadgroup).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CI="${CI:-true}"
