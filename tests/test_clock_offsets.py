@@ -146,6 +146,22 @@ def test_the_worker_receipt_of_a_stamped_message_estimates_a_producer_without_ev
     assert t.clock_offset("worker") == pytest.approx(-0.5)
 
 
+def test_a_countdown_task_gives_no_producer_sample():
+    """A countdown or ETA run starts when due, not when published: its task-info event (sent as
+    it starts) would read the producer as far behind as the countdown. Seen as clamped waits on
+    a loaded machine (tests/test_waits_rabbitmq.py's countdown scenario)."""
+    clock = Clock(10_000.0)
+    t = tracker(clock)
+    t.handle([heartbeat("worker", 10_000.0)])
+    clock.now = 10_010.0
+    t.handle(
+        [{"type": TASK_INFO_EVENT, "uuid": "a", "queue": "q", "priority": 0, "retries": 0,
+          "hostname": "celery@worker", "timestamp": 10_010.0, "producer": "p",
+          "attempt_at": 10_000.0, "eta": 10_010.0}]
+    )  # fmt: skip
+    assert t.clock_offset("p") is None
+
+
 def test_without_both_offsets_the_wait_is_left_as_measured():
     clock = Clock(10_000.0)
     t = tracker(clock)

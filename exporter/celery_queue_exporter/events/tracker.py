@@ -611,7 +611,7 @@ class EventTracker:
         run = task.run_for(event.get("retries"))
         run.attempt_at = _number(event.get("attempt_at"))
         run.eta = _number(event.get("eta"), run.eta)
-        self._producer_sample(task, event, now)
+        self._producer_sample(task, event, now, scheduled=run.eta is not None)
         if _known_level(priority) and self._first_info(event["uuid"], event.get("retries")):
             queue = task.queue or UNKNOWN_QUEUE
             key = self._admit(
@@ -622,10 +622,14 @@ class EventTracker:
             if queue not in (UNKNOWN_QUEUE, OTHER_QUEUE):
                 self._levels.setdefault(queue, {})[priority] = now
 
-    def _producer_sample(self, task: _Task, event: dict[str, Any], now: float) -> None:
+    def _producer_sample(
+        self, task: _Task, event: dict[str, Any], now: float, scheduled: bool = False
+    ) -> None:
         """The producer's host (install(app) header) and, when the worker's offset is known,
         one clock sample for it: published at ``attempt_at`` (producer clock), received by the
-        worker at the event's ``timestamp`` (worker clock, brought to the exporter's)."""
+        worker at the event's ``timestamp`` (worker clock, brought to the exporter's). None for
+        a ``scheduled`` run (countdown or ETA): it starts when due, so its start says nothing
+        of when it was published."""
         producer = event.get("producer")
         if not isinstance(producer, str) or not producer:
             return
@@ -633,7 +637,7 @@ class EventTracker:
         task.producer = producer
         received = _number(event.get("timestamp"))
         attempt = _number(event.get("attempt_at"))
-        if received is None or attempt is None:
+        if received is None or attempt is None or scheduled:
             return
         worker_offset = self.clocks.offset(host_of(event.get("hostname")), now)
         if worker_offset is not None:
