@@ -11,7 +11,7 @@
 # Runs with CI=true unless the caller set CI, so a service test that cannot run fails instead of
 # skipping: a green run means every test ran. Arguments go to pytest:
 #   bash scripts/test.sh tests/test_e2e.py -k demo
-# The whole suite runs on CQE_TEST_WORKERS pytest-xdist workers (default 8 on 2 cores: the
+# The whole suite runs on CQE_TEST_WORKERS pytest-xdist workers (default 6 on 2 cores: the
 # tests mostly wait on services and processes; 0 runs them in this process, one after
 # another). Tests that must not overlap share an xdist_group (--dist loadgroup).
 set -euo pipefail
@@ -32,5 +32,5 @@ fi
 bash scripts/bootstrap.sh --for test
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-workers="${CQE_TEST_WORKERS:-8}"
+workers="${CQE_TEST_WORKERS:-6}"
 exec .venv/bin/python -m pytest -n "$workers" --dist loadgroup "$@"
