@@ -13,7 +13,7 @@ from celery_queue_exporter.brokers.redis.inspector import _decode_head
 from celery_queue_exporter.brokers.redis.priority import step_levels
 from celery_queue_exporter.config import EventSettings
 from celery_queue_exporter.events.clock import ClockOffsets, host_of
-from celery_queue_exporter.events.tracker import EventTracker
+from celery_queue_exporter.events.tracker import SKEW_DEAD_BAND_SECONDS, EventTracker
 from celery_queue_exporter.instrumentation import (
     ATTEMPT_AT_HEADER,
     ENQUEUED_AT_HEADER,
@@ -189,3 +189,18 @@ def test_the_head_names_its_producer():
     assert (head.stamp, head.producer, head.malformed) == (2.0, "web1", 0)
     assert _decode_head(message({ATTEMPT_AT_HEADER: 2.0})).producer is None
     assert producer_of({PRODUCER_HEADER: 7}) is None and producer_of(None) is None
+
+
+def test_a_clock_difference_within_the_dead_band_is_not_corrected():
+    """Offsets a few seconds apart are transit noise on a busy exporter (seen: sub-second
+    countdown lateness corrected to below 0 and clamped): waits are left as measured."""
+    clock = Clock(10_000.0)
+    t = tracker(clock)
+    t.handle([heartbeat("worker", 10_000.0)])  # worker: offset 0
+    t.handle(
+        [{"type": "task-sent", "uuid": "a", "name": "n", "queue": "q", "hostname": "gen@p",
+          "timestamp": 10_000.0 - 3.0}]
+    )  # fmt: skip
+    assert t.clock_offset("p") == pytest.approx(-3.0)
+    assert abs(t.clock_offset("p") - t.clock_offset("worker")) < SKEW_DEAD_BAND_SECONDS
+    assert t._skew({"hostname": "celery@worker"}, t._tasks["a"], clock.now) == 0.0

@@ -90,6 +90,9 @@ _COUNTER_FAMILIES = {
 UNKNOWN_TASK = "(unknown)"
 
 #: Task outcome counters, in catalogue order; keys of :attr:`EventSnapshot.task_counts`.
+#: A worker-producer clock difference under this is not corrected in waits (EventTracker._skew).
+SKEW_DEAD_BAND_SECONDS = 5.0
+
 #: The values of celery_task_time_limit_exceeded_total's ``limit`` label.
 TIME_LIMITS = ("hard", "soft")
 
@@ -721,10 +724,16 @@ class EventTracker:
     def _skew(self, event: dict[str, Any], task: _Task, now: float) -> float:
         """Worker offset minus producer offset: what clock skew added to a wait measured as
         worker stamp minus producer stamp. 0 unless both offsets are known (one side alone
-        would skew the wait of a producer sharing the worker's clock)."""
+        would skew the wait of a producer sharing the worker's clock), and 0 within
+        SKEW_DEAD_BAND_SECONDS: on a busy exporter event transit reaches seconds, so a new
+        host's first estimates read that much low, while synced clocks differ by milliseconds;
+        correcting by such noise turned sub-second waits negative."""
         worker = self.clocks.offset(host_of(event.get("hostname")), now)
         producer = self.clocks.offset(task.producer, now)
-        return 0.0 if worker is None or producer is None else worker - producer
+        if worker is None or producer is None:
+            return 0.0
+        skew = worker - producer
+        return skew if abs(skew) >= SKEW_DEAD_BAND_SECONDS else 0.0
 
     def _clamp(self, wait: float) -> float:
         if wait < 0:
