@@ -253,10 +253,15 @@ def test_countdown_tasks_are_scheduled_messages_not_a_waiting_queue(
 
     exporter = exporter_for(rabbitmq_generation, generation_vhost)
     try:
+        # A new quorum queue has no statistics for a few seconds (longer on a busy node): wait
+        # for every delay level's band, not only the one holding the tasks.
         samples = scrape_until(
             exporter,
-            lambda s: sample_value(s, "celery_scheduled_messages", broker="rmq", band="512") == 20,
-            what="20 scheduled messages in the 512 s band",
+            lambda s: (
+                sample_value(s, "celery_scheduled_messages", broker="rmq", band="512") == 20
+                and len(samples_named(s, "celery_scheduled_messages")) == DELAY_BITS
+            ),
+            what="20 scheduled messages in the 512 s band, and every band",
         )
     finally:
         exporter.close()
