@@ -34,7 +34,7 @@ import requests
 import yaml
 
 from testsupport.net import free_port, port_open
-from testsupport.oncall_stack import JOB, AlertKey, OncallStack, alert_key
+from testsupport.oncall_stack import JOB, AlertKey, OncallStack, alert_key, stacks
 from testsupport.paths import ROOT
 from testsupport.processes import stop_process
 from testsupport.services import missing_service
@@ -291,18 +291,6 @@ class ReplicaStack(OncallStack):
         super().close()
 
 
-@contextlib.contextmanager
 def replica_stacks():  # noqa: ANN201 - a generator context manager of a factory
     """Like oncall_stack.stacks(), for :class:`ReplicaStack`."""
-    started: list[ReplicaStack] = []
-
-    def make(**knobs: Any) -> ReplicaStack:
-        stack = ReplicaStack(**knobs)
-        started.append(stack)
-        return stack.start()
-
-    try:
-        yield make
-    finally:
-        for stack in started:
-            stack.close()
+    return stacks(ReplicaStack)

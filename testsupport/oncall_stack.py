@@ -685,13 +685,13 @@ def _show(keys: Iterable[AlertKey]) -> str:
 
 
 @contextlib.contextmanager
-def stacks() -> Iterator[Callable[..., OncallStack]]:
-    """A factory of started stacks (keyword knobs of :class:`OncallStack`), all closed on
-    exit: the body of a test module's fixture."""
+def stacks(kind: type[OncallStack] = OncallStack) -> Iterator[Callable[..., OncallStack]]:
+    """A factory of started stacks (keyword knobs of ``kind``, an :class:`OncallStack` or a
+    subclass), all closed on exit: the body of a test module's fixture."""
     started: list[OncallStack] = []
 
     def make(**knobs: Any) -> OncallStack:
-        stack = OncallStack(**knobs)
+        stack = kind(**knobs)
         started.append(stack)
         return stack.start()
 
