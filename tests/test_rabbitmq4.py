@@ -26,7 +26,7 @@ from kombu import Exchange, Queue
 
 from celery_queue_exporter.brokers.rabbitmq.delayed import DELAY_BITS, band_label
 from testsupport.brokers import RabbitMQGeneration, Redis8Server
-from testsupport.exporter import build_exporter, scrape
+from testsupport.exporter import build_exporter, scrape, scrape_until
 from testsupport.exposition import sample_value, samples_named
 from testsupport.rabbitmq import pika_url
 from testsupport.waiting import wait_for
@@ -45,14 +45,6 @@ def amqp(url: str) -> Iterator[pika.adapters.blocking_connection.BlockingChannel
         yield channel
     finally:
         connection.close()
-
-
-def scrape_until(exporter, predicate, what: str, timeout: float = 60.0) -> dict:
-    def attempt():
-        samples = scrape(exporter)
-        return samples if predicate(samples) else None
-
-    return wait_for(attempt, timeout=timeout, interval=0.5, what=what)
 
 
 def exporter_for(generation: RabbitMQGeneration, vhost: str, *args: str):
@@ -101,6 +93,9 @@ def test_quorum_queue_returned_messages_counted_apart(rabbitmq_generation, gener
     1 redelivery."""
     url = rabbitmq_generation.url(generation_vhost)
     queue = "tasks"
+    # The channel stays open while the exporter reads: RabbitMQ folds a channel's message
+    # statistics (the redelivery) into the queue's at its next collection, and a worker's channel
+    # lives that long; a channel closed at once makes that race part of the test.
     with amqp(url) as channel:
         channel.queue_declare(queue, durable=True, arguments=QUORUM)
         for _ in range(4):
@@ -114,20 +109,25 @@ def test_quorum_queue_returned_messages_counted_apart(rabbitmq_generation, gener
         channel.basic_nack(again.delivery_tag, requeue=True)
         channel.basic_publish("", queue, b"{}")
 
-    levels, limit = RETURNED_EXPECTED[rabbitmq_generation.name]
-    exporter = exporter_for(rabbitmq_generation, generation_vhost)
-    try:
-        samples = scrape_until(
-            exporter,
-            lambda s: (
-                depth_by_level(s, queue) == levels
-                and sample_value(s, "celery_queue_redelivered_total", broker="rmq", queue=queue)
-                == 1
-            ),
-            what=f"{levels} and 1 redelivery",
-        )
-    finally:
-        exporter.close()
+        levels, limit = RETURNED_EXPECTED[rabbitmq_generation.name]
+        exporter = exporter_for(rabbitmq_generation, generation_vhost)
+        try:
+            samples = scrape_until(
+                exporter,
+                lambda s: (
+                    depth_by_level(s, queue) == levels
+                    and sample_value(s, "celery_queue_redelivered_total", broker="rmq", queue=queue)
+                    == 1
+                ),
+                what=f"{levels} and 1 redelivery",
+                timeout=60.0,
+                show=lambda s: (
+                    depth_by_level(s, queue),
+                    sample_value(s, "celery_queue_redelivered_total", broker="rmq", queue=queue),
+                ),
+            )
+        finally:
+            exporter.close()
     assert sum(depth_by_level(samples, queue).values()) == 5
     labels = {"broker": "rmq", "queue": queue}
     assert sample_value(samples, "celery_queue_delivery_limit", **labels) == limit
@@ -174,6 +174,7 @@ def test_dead_letter_exchange_from_a_policy(rabbitmq_generation, generation_vhos
                 == expected
             ),
             what=f"dead-letter set-up {expected}",
+            timeout=60.0,
         )
     finally:
         exporter.close()
@@ -262,6 +263,7 @@ def test_countdown_tasks_are_scheduled_messages_not_a_waiting_queue(
                 and len(samples_named(s, "celery_scheduled_messages")) == DELAY_BITS
             ),
             what="20 scheduled messages in the 512 s band, and every band",
+            timeout=60.0,
         )
     finally:
         exporter.close()
@@ -324,6 +326,7 @@ def test_classic_priority_queue_depths_and_age_per_generation(
             exporter,
             lambda s: depth_by_level(s, "prio") == levels and list(head_ages(s)) == [age_level],
             what=f"depths {levels} and an age at level {age_level}",
+            timeout=60.0,
         )
     finally:
         exporter.close()
@@ -354,6 +357,7 @@ def test_prefixed_delay_queues_follow_the_configured_prefix(rabbitmq4, generatio
             exporter,
             lambda s: len(samples_named(s, "celery_scheduled_messages")) == DELAY_BITS,
             what="28 delay bands",
+            timeout=60.0,
         )
     finally:
         exporter.close()

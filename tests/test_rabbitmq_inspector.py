@@ -27,11 +27,10 @@ from celery_queue_exporter.brokers.celery_layout import is_internal_queue
 from celery_queue_exporter.brokers.rabbitmq.inspector import RabbitMQInspector, queue_levels
 from celery_queue_exporter.brokers.rabbitmq.url import parse_amqp_url
 from celery_queue_exporter.config.brokers import new_broker
-from testsupport.exporter import build_exporter, scrape, scrape_text
+from testsupport.exporter import build_exporter, scrape, scrape_text, scrape_until
 from testsupport.exposition import sample_value, samples_named
 from testsupport.net import free_port
 from testsupport.paths import ROOT
-from testsupport.waiting import wait_for
 
 MANAGEMENT = "http://127.0.0.1:15672"
 #: Messages published at each priority 0..10: distinct counts, so a mix-up of levels shows.
@@ -114,16 +113,6 @@ def publish_levels(url: str, queue: str) -> None:
                 noop.apply_async(queue=queue, priority=priority)
     finally:
         app.close()
-
-
-def scrape_until(exporter, predicate, what: str, timeout: float = 20.0) -> dict:
-    """Scrape until ``predicate(samples)`` holds (management statistics lag up to 5 s)."""
-
-    def attempt():
-        samples = scrape(exporter)
-        return samples if predicate(samples) else None
-
-    return wait_for(attempt, timeout=timeout, interval=0.5, what=what)
 
 
 # --- per-priority counts, totals, urgency, head age ---------------------------------------

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from celery_queue_exporter.cli import Exporter
 from celery_queue_exporter.config.load import load_config
 from celery_queue_exporter.server import MetricsServer
 from testsupport.exposition import parse_exposition
+from testsupport.waiting import wait_for
 
 
 def build_exporter(*args: str, environ: dict[str, str] | None = None) -> Exporter:
@@ -30,3 +33,30 @@ def serve_exporter(*args: str) -> tuple[Exporter, MetricsServer]:
     server = MetricsServer(exporter.registry, exporter.config)
     server.start()
     return exporter, server
+
+
+def scrape_until(
+    exporter: Exporter,
+    predicate: Callable[[dict], bool],
+    what: str,
+    timeout: float = 20.0,
+    show: Callable[[dict], object] | None = None,
+) -> dict:
+    """Scrape until ``predicate(samples)`` holds and return those samples.
+
+    Broker statistics lag (the management API refreshes every 5 s), so tests wait for the figures
+    they expect instead of sleeping. On timeout the error names ``what`` and, through ``show``,
+    what the last scrape held, so that a failure in CI says which figure was wrong.
+    """
+    last: dict = {}
+
+    def attempt() -> dict | None:
+        nonlocal last
+        last = scrape(exporter)
+        return last if predicate(last) else None
+
+    try:
+        return wait_for(attempt, timeout=timeout, interval=0.5, what=what)
+    except AssertionError as timed_out:
+        seen = show(last) if show is not None else f"{len(last)} samples"
+        raise AssertionError(f"{timed_out}; the last scrape held {seen!r}") from None
