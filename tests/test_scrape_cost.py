@@ -14,6 +14,8 @@ from celery_queue_exporter.brokers.redis import inspector as redis_inspector
 from celery_queue_exporter.collector import BrokerResult, QueueCollector
 from celery_queue_exporter.config.brokers import new_broker
 from celery_queue_exporter.exposition import render_text
+from testsupport.exporter import serve_exporter
+from testsupport.http import exchange
 from testsupport.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -148,6 +150,55 @@ def test_scrape_cost_is_linear_in_keys():
         finally:
             for collector in collectors:
                 collector.close()
-    assert lines == [10000, 50000]
+    # Per queue: its non-empty level, and its first level's 0 when that one is empty (every
+    # queue but each tenth): 1,000 + 900 and 5,000 + 4,500 depth lines, exactly 5x.
+    assert lines == [1900, 9500]
     ratio = min(costs[1]) / min(costs[0])
     assert ratio < 7.5, costs
+
+
+def test_body_at_1000_queues_x_10_levels_stays_under_1_mb(redis_server):
+    """The whole /metrics body of the bench layout (1,000 queues x 10 levels, one non-empty
+    level each) through the real HTTP server: under 1 MB plain (2.11 MB before issue 25),
+    because empty levels send no age and, but for each queue's first, no depth. The series
+    that alerts read are all there: a depth, an age and an unstamped flag per non-empty level,
+    a depth per queue, the urgency marks and the per-queue flags."""
+    queues = [f"queue-{i:04d}" for i in range(1000)]
+    fill(redis_server, queues)
+    exporter, server = serve_exporter(
+        "--broker-url", f"r={redis_server.url}", "--queue", ",".join(queues),
+        "--priority-steps", ",".join(map(str, STEPS)), "--sep", ":",
+    )  # fmt: skip
+    try:
+        response = exchange(server.port, "GET", "/metrics", {"Accept-Encoding": "identity"})
+    finally:
+        server.stop()
+        exporter.close()
+    assert response.status == 200
+    body = response.body
+    counts = {
+        name: body.count(b"\n" + name + b"{")
+        for name in (
+            b"celery_queue_messages",
+            b"celery_queue_oldest_message_age_seconds",
+            b"celery_queue_oldest_message_unstamped",
+            b"celery_queue_priority_urgency_rank",
+            b"celery_queue_reserved_messages",
+            b"celery_queue_unreadable",
+            b"celery_queue_unbound",
+        )
+    }
+    assert counts == {
+        b"celery_queue_messages": 1900,
+        b"celery_queue_oldest_message_age_seconds": 1000,
+        b"celery_queue_oldest_message_unstamped": 1000,
+        b"celery_queue_priority_urgency_rank": 2000,
+        b"celery_queue_reserved_messages": 1000,
+        b"celery_queue_unreadable": 1000,
+        b"celery_queue_unbound": 1000,
+    }
+    # An empty queue-0001 level: no depth, no age; its first level's 0 is there.
+    assert b'celery_queue_messages{broker="r",queue="queue-0001",priority="0"} 0.0\n' in body
+    assert b'celery_queue_messages{broker="r",queue="queue-0001",priority="2"}' not in body
+    assert b'_age_seconds{broker="r",queue="queue-0001",priority="0"}' not in body
+    assert len(body) < 1_000_000, len(body)

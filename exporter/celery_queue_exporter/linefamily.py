@@ -171,7 +171,8 @@ class LevelLines:
 
     def __init__(self, broker: str) -> None:
         self.broker = broker
-        #: Last scrape's readings and, at the same places, their lines (None: no such line).
+        #: Last scrape's readings and, at the same places, their lines (None or "": no such
+        #: line).
         self._levels: list[LevelReading] = []
         self._messages: list[str] = []
         self._ages: list[str | None] = []
@@ -209,7 +210,7 @@ class LevelLines:
             entry = _level_lines(level, text)
             m_lines[i], a_lines[i], u_lines[i] = entry[2], entry[3], entry[4]
         self._levels = list(levels)
-        messages.extend(m_lines)
+        messages.extend(filter(None, m_lines))
         ages.extend(filter(None, a_lines))  # type: ignore[arg-type]
         unstamped.extend(filter(None, u_lines))  # type: ignore[arg-type]
         if len(inner) > 2 * count + 64:
@@ -236,7 +237,10 @@ def _level_lines(level: LevelReading, inner: str) -> _Entry:
     return (
         level,
         inner,
-        f"{MESSAGES}{{{inner}}} {format_value(level.messages)}\n",
+        # An empty level that is absent while empty (LevelReading.zero_absent): no line.
+        ""
+        if level.zero_absent and not level.messages
+        else f"{MESSAGES}{{{inner}}} {format_value(level.messages)}\n",
         None if age is None else f"{AGE}{{{inner}}} {format_value(age)}\n",
         None if flag is None else f"{UNSTAMPED}{{{inner}}} {'1.0' if flag else '0.0'}\n",
     )
@@ -249,7 +253,7 @@ def level_rows(
     for broker, levels in per_broker:
         for level in levels:
             value = getattr(level, field)
-            if value is None:
+            if value is None or (field == "messages" and not value and level.zero_absent):
                 continue
             if level.priority is None:
                 labels = {"broker": broker, "queue": level.queue}

@@ -227,6 +227,8 @@ class RedisInspector(Inspector):
                 level_keys=[key for _, _, key in keys],
                 labels=[_label(q) for q, _, _ in keys],
                 levels=[str(step) for _, step, _ in keys],
+                # Each queue's first step (its own key) always exports its depth, 0 included.
+                zero_absent=[step != steps[0] for _, step, _ in keys],
                 queue_labels=[_label(q) for q in queues],
                 declared=declared,
                 urgency=[urgency_readings(_label(q), declared) for q in queues],
@@ -336,7 +338,7 @@ class RedisInspector(Inspector):
         last scrape's reading again (most levels, at 1,000 queues x 10); a head is decoded only
         when its bytes changed."""
         readings = self._readings
-        labels, names = layout.labels, layout.levels
+        labels, names, zero_absent = layout.labels, layout.levels, layout.zero_absent
         seen_keys: set[bytes] = set()
 
         def read(i: int, depth: int) -> LevelReading:
@@ -344,12 +346,17 @@ class RedisInspector(Inspector):
             if raw is None:
                 reading = readings[i]
                 if reading is None or reading.messages != depth or reading.unstamped is not None:
-                    reading = readings[i] = LevelReading(labels[i], names[i], int(depth), 0.0)
+                    # No head: no age (absent, not 0: an empty level has no next message).
+                    reading = readings[i] = LevelReading(
+                        labels[i], names[i], int(depth), None, None, zero_absent[i]
+                    )
                 return reading
             key = layout.level_keys[i]
             seen_keys.add(key)
             age, unstamped = self._head_age(snapshot, key, raw, now)
-            reading = readings[i] = LevelReading(labels[i], names[i], int(depth), age, unstamped)
+            reading = readings[i] = LevelReading(
+                labels[i], names[i], int(depth), age, unstamped, zero_absent[i]
+            )
             return reading
 
         prev, self._prev_depths = self._prev_depths, None
@@ -469,6 +476,8 @@ class _Layout:
     declared: list[str]
     #: Per queue: its declared extremes (until the resolver marks the levels in use).
     urgency: list[list[UrgencyReading]]
+    #: Per level: an empty level exports no depth (every level but its queue's first).
+    zero_absent: list[bool]
 
 
 @dataclass(frozen=True)
