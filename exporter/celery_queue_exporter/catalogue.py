@@ -85,7 +85,7 @@ QUEUE_OLDEST_MESSAGE_AGE = _spec(
     "reported 0 before issue 25), and on RabbitMQ every level but the one whose head it "
     "reports, and unstamped heads. 0 is a message that has just arrived, never an empty level. "
     "Alerts compare `> seconds`, which an absent level never meets; `max(...)` over empty "
-    "queues is empty, not 0 (dashboards add `or vector(0)` where a tile needs a number).",
+    "queues is empty, not 0 (the dashboards' stat tiles show no data as 0).",
 )
 QUEUE_OLDEST_MESSAGE_UNSTAMPED = _spec(
     "celery_queue_oldest_message_unstamped",
