@@ -69,7 +69,8 @@ QUEUE_MESSAGES = _spec(
     "`min_over_time(...)` sees only the scrapes where the level held messages. A level whose "
     "key cannot be read is absent too, with celery_queue_unreadable 1. RabbitMQ: every level "
     "it reports, 0 included. A watched queue with no series at all was not inspected "
-    "(celery_broker_up 0) or does not exist (celery_queue_missing 1).",
+    "(celery_broker_up 0), does not exist (celery_queue_missing 1), or its first level's key "
+    "cannot be read while the others are empty (celery_queue_unreadable 1).",
 )
 QUEUE_OLDEST_MESSAGE_AGE = _spec(
     "celery_queue_oldest_message_age_seconds",
