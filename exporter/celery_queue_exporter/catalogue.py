@@ -415,6 +415,8 @@ QUEUE_OLDEST_AGE_LOWER_BOUND = _spec(
 LEVELS_FROM_BROKER = "broker"
 LEVELS_FROM_EVENTS = "events"
 LEVELS_TOTAL_ONLY = "none"
+#: The ``priority`` of a queue's messages whose level the events do not tell (source='events').
+UNKNOWN_LEVEL = "unknown"
 QUEUE_PRIORITY_LEVELS_SOURCE = _spec(
     "celery_queue_priority_levels_source_info",
     "gauge",

@@ -25,8 +25,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-#: The level label of the messages whose level the events do not tell.
-UNKNOWN_LEVEL = "unknown"
+from ...catalogue import UNKNOWN_LEVEL
+
+__all__ = ["UNKNOWN_LEVEL", "LevelEstimate", "reconcile"]
 
 
 @dataclass(frozen=True)
