@@ -58,19 +58,21 @@ QUEUE_MESSAGES = _spec(
     ("broker", "queue", "priority"),
     "Messages waiting in the queue, per priority level. On Redis the queue's first priority "
     "step (its own key) always, 0 included, and every other step while it holds messages; on "
-    "RabbitMQ per level when the broker reports it (0 included), else one series without the "
-    "priority label.",
-    "exact",
+    "RabbitMQ per level when the broker reports it (0 included), for a classic priority queue "
+    "on 3.12.7+ / 4.x per level from events with the rest at priority='unknown' "
+    "(celery_queue_priority_levels_source_info), else one series without the priority label.",
+    "exact; RabbitMQ levels from events: exact when priority='unknown' is 0, the total always",
     "Redis: LLEN of each priority step list. RabbitMQ: management API messages_ready and "
-    "priority_lengths, or a passive queue.declare (total only).",
+    "priority_lengths, or a passive queue.declare (total only); task-sent and task-received "
+    "events for levels from events.",
     absent="Redis: a level other than the queue's first is absent while empty, and absent "
     "means 0; the first level is always there, so `sum without (priority)` is 0 for an empty "
     "queue, never absent. `max_over_time(...) > 0` (a level used in a window) is unchanged; "
     "`min_over_time(...)` sees only the scrapes where the level held messages. A level whose "
     "key cannot be read is absent too, with celery_queue_unreadable 1. RabbitMQ: every level "
-    "it reports, 0 included. A watched queue with no series at all was not inspected "
-    "(celery_broker_up 0), does not exist (celery_queue_missing 1), or its first level's key "
-    "cannot be read while the others are empty (celery_queue_unreadable 1).",
+    "it reports or estimates from events, 0 included. A watched queue with no series at all "
+    "was not inspected (celery_broker_up 0), does not exist (celery_queue_missing 1), or its "
+    "first level's key cannot be read while the others are empty (celery_queue_unreadable 1).",
 )
 QUEUE_OLDEST_MESSAGE_AGE = _spec(
     "celery_queue_oldest_message_age_seconds",
@@ -421,13 +423,43 @@ QUEUE_OLDEST_AGE_LOWER_BOUND = _spec(
     "celery_queue_oldest_message_age_lower_bound",
     "gauge",
     ("broker", "queue"),
-    "1 when the queue's celery_queue_oldest_message_age_seconds (the series without priority) "
-    "is only a lower bound of its oldest message's age: a RabbitMQ classic priority queue on "
-    "3.12.7+ / 4.x, where the API gives neither per-level counts nor the oldest message, only "
-    "head_message_timestamp, the head of the most urgent non-empty level. Older messages may "
-    "wait at less urgent levels. No series: the age is the oldest message's (or there is none).",
+    "1 when the queue's celery_queue_oldest_message_age_seconds (the series without priority, "
+    "or priority='unknown' when its levels come from events) is only a lower bound of its "
+    "oldest message's age: a RabbitMQ classic priority queue on 3.12.7+ / 4.x, where the API "
+    "gives neither per-level counts nor the oldest message, only head_message_timestamp, the "
+    "head of the most urgent non-empty level, whose level is then not known. Older messages "
+    "may wait at less urgent levels. No series: the age is on the head's own level (levels "
+    "from the broker, or exact from events), or there is none.",
     "exact",
-    "RabbitMQ: management API x-max-priority and the absence of per-level counts.",
+    "RabbitMQ: management API x-max-priority and the absence of per-level counts; the "
+    "events' level estimate (celery_queue_priority_levels_source_info).",
+    ("rabbitmq",),
+)
+#: The sources of QUEUE_PRIORITY_LEVELS_SOURCE's ``source`` label.
+LEVELS_FROM_BROKER = "broker"
+LEVELS_FROM_EVENTS = "events"
+LEVELS_TOTAL_ONLY = "none"
+#: The ``priority`` of a queue's messages whose level the events do not tell (source='events').
+UNKNOWN_LEVEL = "unknown"
+QUEUE_PRIORITY_LEVELS_SOURCE = _spec(
+    "celery_queue_priority_levels_source_info",
+    "gauge",
+    ("broker", "queue", "source"),
+    "Always 1, for each RabbitMQ queue with priority levels: where its per-level "
+    "celery_queue_messages come from. source='broker': the broker's own counts (classic "
+    "priority queues up to 3.12.6, quorum queues). source='events': a classic priority queue "
+    "on 3.12.7+ / 4.x with --events: the tasks seen published at each level (task-sent with the "
+    "priority install(app) adds) and not yet seen received, reconciled with the broker's exact "
+    "total; the rest is the level priority='unknown' (published before the exporter started, "
+    "by a producer without install(app) or task-sent, or requeued after a receipt); a count "
+    "above the total is taken off the most urgent levels first. source='none': such a queue "
+    "without events: one series without priority.",
+    "source='events': exact when priority='unknown' is 0 (and the events are complete: a worker "
+    "without task events makes a level over-count until its task record expires); the "
+    "levels always add up to the broker's exact total; the total is up to 5 s older than the "
+    "events",
+    "RabbitMQ: management API per-level fields; task-sent (priority), task-received and "
+    "install(app)'s task-info events.",
     ("rabbitmq",),
 )
 
@@ -440,6 +472,7 @@ RABBITMQ4_METRICS: tuple[MetricSpec, ...] = (
     QUEUE_TYPE,
     SCHEDULED_MESSAGES,
     QUEUE_OLDEST_AGE_LOWER_BOUND,
+    QUEUE_PRIORITY_LEVELS_SOURCE,
 )
 
 #: How fresh each broker's reading is (issue 12/13: shared and deadline-bound inspections).
