@@ -12,9 +12,13 @@ figure alike), medians of --repeat rounds:
 * 50 concurrent scrapes (gzip) against one scrape, with renders counted;
 * the body's size, plain and gzip;
 * anchors: redis_exporter and celery-exporter on the same Redis, when on PATH (says so when
-  not).
+  not);
+* with --before DIR (a source tree of another version, e.g. ``git archive main``): that
+  version and this one each as its own exporter process (the real CLI, events off) on the
+  same Redis, scraped plain in the same interleaved rounds, so before and after are measured
+  in one run beside the same floor, with their body sizes.
 
-Usage: .venv/bin/python bench/bench_redis_scrape.py [--queues 1000] [--repeat 30]
+Usage: .venv/bin/python bench/bench_redis_scrape.py [--queues 1000] [--repeat 30] [--before DIR]
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from testsupport.redis_server import RedisServer  # noqa: E402
 from testsupport.waiting import ServiceError  # noqa: E402
 
 STEPS = list(range(10))
+ROOT = Path(__file__).resolve().parent.parent
 
 
 FLOOR_SCRIPT = "local r = {} for i, k in ipairs(KEYS) do r[i] = redis.call('LLEN', k) end return r"
@@ -108,11 +113,33 @@ def anchor(command: list[str], port: int, url: str) -> tuple[float, int] | None:
         process.wait(10)
 
 
+def exporter_process(source: Path, url: str, queues: list[str]) -> tuple[subprocess.Popen, int]:
+    """The exporter of the source tree ``source`` as its own process (events off), on a spare
+    port, once it answers."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "celery_queue_exporter", "--broker-url", f"bench={url}",
+        "--queue", ",".join(queues), "--priority-steps", ",".join(map(str, STEPS)),
+        "--sep", ":", "--no-events", "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(source / "exporter")}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not port_open(port):
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            raise SystemExit(f"the exporter of {source} did not start")
+        time.sleep(0.2)
+    return process, port
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queues", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--before", type=Path, help="source tree of the version to compare")
     args = parser.parse_args()
+    processes: list[subprocess.Popen] = []
     server = RedisServer()
     try:
         server.start()
@@ -152,6 +179,19 @@ def main() -> int:
             "full HTTP scrape, plain": lambda: get("identity"),
             "full HTTP scrape, gzip": lambda: get("gzip"),
         }
+        bodies: dict[str, int] = {}
+        if args.before is not None:
+            for name, source in (("before", args.before), ("after", ROOT)):
+                process, port = exporter_process(source.resolve(), server.url, queues)
+                processes.append(process)
+
+                def scrape_process(port: int = port) -> bytes:
+                    response = exchange(port, "GET", "/metrics", {"Accept-Encoding": "identity"})
+                    assert response.status == 200
+                    return response.body
+
+                measures[f"{name}: own process, scrape plain"] = scrape_process
+                bodies[name] = len(scrape_process())
         for fn in measures.values():
             fn()  # warm-up: connections, caches
         times: dict[str, list[float]] = {name: [] for name in measures}
@@ -170,6 +210,9 @@ def main() -> int:
         http.stop()
         exporter.close()
         inspector.close()
+        for process in processes:
+            process.terminate()
+            process.wait(10)
         anchors = {
             "redis_exporter": anchor(
                 [
@@ -191,6 +234,9 @@ def main() -> int:
             ),  # fmt: skip
         }
     finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
         server.close()
 
     floor = statistics.median(times["floor: one EVAL_RO of all lengths"])
@@ -207,6 +253,8 @@ def main() -> int:
     for name, median, low in rows:
         print(f"{name:<44} {median * 1000:>10.1f} {low * 1000:>8.1f} {median / floor:>8.2f}")
     print(f"{CONCURRENT} concurrent scrapes / one scrape: {statistics.median(burst) / one:.2f}x")
+    for name, size in bodies.items():
+        print(f"{name}: body {size:,} bytes plain")
     for name, result in anchors.items():
         if result is None:
             print(f"anchor {name}: not installed (not on PATH), not measured")

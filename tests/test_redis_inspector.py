@@ -65,8 +65,14 @@ def test_default_priority_steps_exact_counts(redis_generation_server):
         "6": 7 + 8 + 9,
         "9": 10,
     }
-    # An empty queue reports 0 for each step, not nothing.
-    assert messages_by_level(samples, "main", "idle") == {"0": 0, "3": 0, "6": 0, "9": 0}
+    # An empty queue reports 0 at its first step, not nothing; its other empty steps are
+    # absent (absent means 0: issue 25's lighter body), and none of them has an age.
+    assert messages_by_level(samples, "main", "idle") == {"0": 0}
+    assert [
+        labels
+        for labels in samples_named(samples, "celery_queue_oldest_message_age_seconds")
+        if dict(labels)["queue"] == "idle"
+    ] == []
     assert sample_value(samples, "celery_broker_up", broker="main") == 1
     # On Redis step 0 is served first: the most urgent level.
     ranks = {
@@ -92,8 +98,8 @@ def test_ten_steps_with_custom_separator(redis_server):
         ":",
     )
     samples = scrape(exporter)
-    expected = {str(p): 0 for p in range(10)} | {"0": 2, "4": 1, "9": 3}
-    assert messages_by_level(samples, "r", "evals") == expected
+    # Empty steps other than the first are absent (absent means 0).
+    assert messages_by_level(samples, "r", "evals") == {"0": 2, "4": 1, "9": 3}
     # The keys really are kombu's: the exporter read what Celery wrote.
     client = redis_server.client()
     assert client.llen("evals:4") == 1 and client.llen("evals:9") == 3
@@ -109,7 +115,7 @@ def test_global_keyprefix(redis_server):
         "--broker-url", f"p={redis_server.url}", "--global-keyprefix", "tenant-a:"
     )
     samples = scrape(exporter)
-    assert messages_by_level(samples, "p", "jobs") == {"0": 1, "3": 2, "6": 0, "9": 4}
+    assert messages_by_level(samples, "p", "jobs") == {"0": 1, "3": 2, "9": 4}
     exporter.close()
 
 
@@ -171,7 +177,8 @@ def test_age_is_exact_with_install(redis_generation_server):
     inspector = RedisInspector(config, clock=lambda: now)
     snapshot = inspector.inspect()
     ages = {lv.priority: lv.oldest_age_seconds for lv in snapshot.levels}
-    assert ages == {"0": now - stamps["0"], "3": 0.0, "6": 0.0, "9": now - stamps["9"]}
+    # Empty levels have no next message, so no age (None: the series is absent).
+    assert ages == {"0": now - stamps["0"], "3": None, "6": None, "9": now - stamps["9"]}
     # The AMQP timestamp property is set too (whole seconds), for RabbitMQ.
     message = json.loads(client.lindex("jobs", -1))
     assert message["properties"]["timestamp"] == int(stamps["0"])
@@ -235,7 +242,7 @@ def test_reserved_work_from_a_consumer_holding_unacked_messages(redis_generation
                 == 0
             )
             # Reserved messages are no longer in the lists.
-            assert messages_by_level(samples, "r", "work") == {"0": 0, "3": 0, "6": 0, "9": 0}
+            assert messages_by_level(samples, "r", "work") == {"0": 0}
             assert messages_by_level(samples, "r", "other")["0"] == 1
             oldest = sample_value(samples, "celery_broker_reserved_oldest_age_seconds", broker="r")
             assert 0 <= oldest <= time.time() - fetched_before + 20
@@ -300,7 +307,7 @@ def test_garbage_in_a_list_is_counted_and_skipped(redis_server):
     exporter = build_exporter("--broker-url", f"g={redis_server.url}", "--queue", "jobs")
     samples = scrape(exporter)
     assert sample_value(samples, "celery_broker_up", broker="g") == 1
-    assert messages_by_level(samples, "g", "jobs") == {"0": 2, "3": 1, "6": 0, "9": 0}
+    assert messages_by_level(samples, "g", "jobs") == {"0": 2, "3": 1}
     assert sample_value(samples, "celery_exporter_malformed_messages_total", broker="g") == 2
     samples = scrape(exporter)
     assert sample_value(samples, "celery_exporter_malformed_messages_total", broker="g") == 4
@@ -388,9 +395,10 @@ def test_a_non_finite_enqueue_stamp_is_not_trusted(redis_server):
     config = new_broker(name="n", url=redis_server.url, queues=["jobs"], discover_queues=False)
     clock = [1_000_000.0]
     inspector = RedisInspector(config, clock=lambda: clock[0])
-    assert [lv.oldest_age_seconds for lv in inspector.inspect().levels] == [0.0, 0.0, 0.0, 0.0]
+    # Step 9 is empty: no next message, no age.
+    assert [lv.oldest_age_seconds for lv in inspector.inspect().levels] == [0.0, 0.0, 0.0, None]
     clock[0] += 4.0
-    assert [lv.oldest_age_seconds for lv in inspector.inspect().levels] == [4.0, 4.0, 4.0, 0.0]
+    assert [lv.oldest_age_seconds for lv in inspector.inspect().levels] == [4.0, 4.0, 4.0, None]
     inspector.close()
 
 
@@ -424,13 +432,13 @@ def test_urgency_marks_the_levels_in_use(redis_server):
     )  # fmt: skip
     try:
         samples = scrape(exporter)
-        assert messages_by_level(samples, "r", "jobs") == {"0": 0, "3": 0, "6": 3, "9": 1}
+        assert messages_by_level(samples, "r", "jobs") == {"0": 0, "6": 3, "9": 1}
         assert urgency_marks(samples, "r", "jobs") == {("6", "most"): 2, ("9", "least"): 3}
         assert urgency_marks(samples, "r", "idle") == {("0", "most"): 0, ("9", "least"): 3}
         # Drained: what carried messages since the start stays marked.
         redis_server.client().delete("jobs\x06\x166", "jobs\x06\x169")
         samples = scrape(exporter)
-        assert messages_by_level(samples, "r", "jobs") == {"0": 0, "3": 0, "6": 0, "9": 0}
+        assert messages_by_level(samples, "r", "jobs") == {"0": 0}
         assert urgency_marks(samples, "r", "jobs") == {("6", "most"): 2, ("9", "least"): 3}
         # A task received at step 3 (the event tracker's levels_in_use) widens the most side.
         exporter.queues.use_levels_in_use("r", lambda: {"jobs": {"3"}, "idle": {"6"}})
@@ -527,7 +535,7 @@ def test_a_failing_levels_source_costs_only_the_learning(redis_server, caplog):
     finally:
         exporter.close()
     assert sample_value(samples, "celery_broker_up", broker="r") == 1
-    assert messages_by_level(samples, "r", "jobs") == {"0": 0, "3": 0, "6": 1, "9": 0}
+    assert messages_by_level(samples, "r", "jobs") == {"0": 0, "6": 1}
     # What the inspection saw is still learnt (6 alone: the declared 9 is the least urgent).
     assert urgency_marks(samples, "r", "jobs") == {("6", "most"): 2, ("9", "least"): 3}
     assert "broker r: levels in use from events unavailable" in caplog.text

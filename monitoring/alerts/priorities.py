@@ -34,7 +34,10 @@ def priority_starvation(s: Settings) -> Body:
     # its age (Redis; RabbitMQ only reports the age of the most urgent non-empty level), or
     # (RabbitMQ) messages waiting at that level for the whole limit while none of its tasks
     # started - per-level starts need install(app), so that branch requires priority-labelled
-    # waits for the queue. Its value is the limit: the wait is at least that.
+    # waits for the queue. Its value is the limit: the wait is at least that. On Redis an empty
+    # level other than the first sends no depth (issue 25), so min_over_time sees only the
+    # scrapes where the level held messages; a level that emptied in between was served, which
+    # counts a wait at that level (the `unless` below), so it does not fire.
     return Body(
         "(\n"
         f"  {e.metric(cat.QUEUE_OLDEST_MESSAGE_AGE.name)} > {seconds}\n"
