@@ -104,3 +104,8 @@ class Redis8Server(RedisServer):
 
     def version(self) -> str:
         return str(self.client().info("server")["redis_version"])
+
+
+#: The Redis generations by name: what starts a private server of each (7.0: Debian 12's
+#: redis-server; 8.0: the Debian 13 root's).
+REDIS_GENERATIONS: dict[str, type[RedisServer]] = {"redis-7": RedisServer, "redis-8": Redis8Server}
