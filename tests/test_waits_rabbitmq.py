@@ -1,4 +1,4 @@
-"""Issue 14 on the shared RabbitMQ with real Celery workers and unique queue names: countdown
+"""Issue 14 on the shared RabbitMQ, in a vhost per test, with real Celery workers: countdown
 and eta= tasks wait from their ETA, retries from their own republish (scenarios in
 tests/apps/wait_scenarios.py, shared with test_waits_redis.py)."""
 
@@ -17,7 +17,10 @@ from apps.wait_scenarios import (  # noqa: E402
 pytest_plugins = ["apps.scenarios"]
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
-#: The test's unique queue name; its queue and exchange are deleted afterwards.
+#: The machine's RabbitMQ in a vhost of the test's own (deleted afterwards): the exporter's event
+#: queue then sees only this test's workers, never another xdist worker's at the same time.
+rabbitmq_url = test_events_rabbitmq.rabbitmq_url
+#: The test's unique queue name.
 celery_queue = test_events_rabbitmq.celery_queue
 
 

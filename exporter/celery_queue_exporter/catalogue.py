@@ -54,11 +54,14 @@ QUEUE_MESSAGES = _spec(
     "gauge",
     ("broker", "queue", "priority"),
     "Messages waiting in the queue, per priority level. On Redis one series per priority step "
-    "list (an empty level reports 0); on RabbitMQ per level when the broker reports it, else "
-    "one series without the priority label.",
-    "exact",
+    "list (an empty level reports 0); on RabbitMQ per level when the broker reports it, for a "
+    "classic priority queue on 3.12.7+ / 4.x per level from events with the rest at "
+    "priority='unknown' (celery_queue_priority_levels_source_info), else one series without "
+    "the priority label.",
+    "exact; RabbitMQ levels from events: exact when priority='unknown' is 0, the total always",
     "Redis: LLEN of each priority step list. RabbitMQ: management API messages_ready and "
-    "priority_lengths, or a passive queue.declare (total only).",
+    "priority_lengths, or a passive queue.declare (total only); task-sent and task-received "
+    "events for levels from events.",
 )
 QUEUE_OLDEST_MESSAGE_AGE = _spec(
     "celery_queue_oldest_message_age_seconds",
@@ -396,13 +399,43 @@ QUEUE_OLDEST_AGE_LOWER_BOUND = _spec(
     "celery_queue_oldest_message_age_lower_bound",
     "gauge",
     ("broker", "queue"),
-    "1 when the queue's celery_queue_oldest_message_age_seconds (the series without priority) "
-    "is only a lower bound of its oldest message's age: a RabbitMQ classic priority queue on "
-    "3.12.7+ / 4.x, where the API gives neither per-level counts nor the oldest message, only "
-    "head_message_timestamp, the head of the most urgent non-empty level. Older messages may "
-    "wait at less urgent levels. No series: the age is the oldest message's (or there is none).",
+    "1 when the queue's celery_queue_oldest_message_age_seconds (the series without priority, "
+    "or priority='unknown' when its levels come from events) is only a lower bound of its "
+    "oldest message's age: a RabbitMQ classic priority queue on 3.12.7+ / 4.x, where the API "
+    "gives neither per-level counts nor the oldest message, only head_message_timestamp, the "
+    "head of the most urgent non-empty level, whose level is then not known. Older messages "
+    "may wait at less urgent levels. No series: the age is on the head's own level (levels "
+    "from the broker, or exact from events), or there is none.",
     "exact",
-    "RabbitMQ: management API x-max-priority and the absence of per-level counts.",
+    "RabbitMQ: management API x-max-priority and the absence of per-level counts; the "
+    "events' level estimate (celery_queue_priority_levels_source_info).",
+    ("rabbitmq",),
+)
+#: The sources of QUEUE_PRIORITY_LEVELS_SOURCE's ``source`` label.
+LEVELS_FROM_BROKER = "broker"
+LEVELS_FROM_EVENTS = "events"
+LEVELS_TOTAL_ONLY = "none"
+#: The ``priority`` of a queue's messages whose level the events do not tell (source='events').
+UNKNOWN_LEVEL = "unknown"
+QUEUE_PRIORITY_LEVELS_SOURCE = _spec(
+    "celery_queue_priority_levels_source_info",
+    "gauge",
+    ("broker", "queue", "source"),
+    "Always 1, for each RabbitMQ queue with priority levels: where its per-level "
+    "celery_queue_messages come from. source='broker': the broker's own counts (classic "
+    "priority queues up to 3.12.6, quorum queues). source='events': a classic priority queue "
+    "on 3.12.7+ / 4.x with --events: the tasks seen published at each level (task-sent with the "
+    "priority install(app) adds) and not yet seen received, reconciled with the broker's exact "
+    "total; the rest is the level priority='unknown' (published before the exporter started, "
+    "by a producer without install(app) or task-sent, or requeued after a receipt); a count "
+    "above the total is taken off the most urgent levels first. source='none': such a queue "
+    "without events: one series without priority.",
+    "source='events': exact when priority='unknown' is 0 (and the events are complete: a worker "
+    "without task events makes a level over-count until its task record expires); the "
+    "levels always add up to the broker's exact total; the total is up to 5 s older than the "
+    "events",
+    "RabbitMQ: management API per-level fields; task-sent (priority), task-received and "
+    "install(app)'s task-info events.",
     ("rabbitmq",),
 )
 
@@ -415,6 +448,7 @@ RABBITMQ4_METRICS: tuple[MetricSpec, ...] = (
     QUEUE_TYPE,
     SCHEDULED_MESSAGES,
     QUEUE_OLDEST_AGE_LOWER_BOUND,
+    QUEUE_PRIORITY_LEVELS_SOURCE,
 )
 
 #: How fresh each broker's reading is (issue 12/13: shared and deadline-bound inspections).

@@ -169,6 +169,17 @@ class QueueCollector(Collector):
             if state.inspector.config.name == broker:
                 state.levels_in_use = source
 
+    def use_level_estimates(
+        self, broker: str, source: Callable[[], dict[str, dict[str, int]]]
+    ) -> None:
+        """Per-level depth from ``source`` (the broker's EventTracker.waiting_levels: tasks
+        published per level and not yet received) for inspectors whose broker reports only a
+        queue's total (RabbitMQ classic priority queues on 3.12.7+ / 4.x)."""
+        for state in self._brokers:
+            inspector = state.inspector
+            if inspector.config.name == broker and hasattr(inspector, "waiting_levels"):
+                inspector.waiting_levels = source
+
     def use_clock_offsets(self, broker: str, source: Callable[[str | None], float | None]) -> None:
         """Correct head ages by the producer's clock offset from ``source`` (the broker's
         EventTracker.clock_offset), for inspectors that read the producer's host."""

@@ -161,7 +161,11 @@ def task_starved(s: Settings) -> Body:
     # priority_usage_window. On a queue of one level, runs sent now wait behind an older
     # backlog however it drains: that is FIFO, not starvation.
     usage = dur(s.of("CeleryQueueMostUrgentWaitingTooLong", "priority_usage_window"))
-    messages_by_level = e.metric(cat.QUEUE_MESSAGES.name)[:-1] + ', priority!=""}'
+    # Levels only: not the series without priority, nor the messages whose level the events
+    # do not tell (RabbitMQ 4 classic priority queues' priority="unknown").
+    messages_by_level = (
+        e.metric(cat.QUEUE_MESSAGES.name)[:-1] + f', priority!~"|{cat.UNKNOWN_LEVEL}"}}'
+    )
     levels_in_use = (
         "count by (broker, queue) (\n"
         f"  max by (broker, queue, priority) (max_over_time({messages_by_level}[{usage}])) > 0\n"
