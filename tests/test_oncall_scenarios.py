@@ -41,6 +41,7 @@ import pytest
 import requests
 from test_dashboards import all_targets, committed, concrete
 
+from celery_queue_exporter.brokers.rabbitmq.management import STATS_SLACK_SECONDS
 from celery_queue_exporter.instrumentation import ATTEMPT_AT_HEADER
 from monitoring import config as monitoring_config
 from testsupport.clock_skew import skewed_producer
@@ -1388,3 +1389,82 @@ def test_backlog_behind_skewed_producer_still_pages_its_age(make_stack, skew):
         print(f"skew {skew:+d}s: offset {offset:.3f}s, (age, true age) {checked}")
     finally:
         stop_process(producer)
+
+
+#: A transient backlog behind the RabbitMQ producer: 40 tasks of 0.4 s, one every 0.3 s, one
+#: solo worker: a few messages wait a few seconds, then the queue drains.
+RABBIT_TASKS, RABBIT_EVERY, RABBIT_TASK_SECONDS = 40, 0.3, 0.4
+#: The age page thresholds of this scenario: far above the true waits, far under the 300 s the
+#: stamps of a producer 5 minutes behind say.
+RABBIT_AGE_LIMIT = 60
+#: How long after the producer started the exporter may have last seen the queue empty at the
+#: latest (its inspections come every scrape, 1 s, or sooner; the producer takes longer to boot).
+INSPECTION_GAP = 5.0
+
+
+@pytest.mark.rabbitmq
+def test_rabbitmq_producer_behind_fires_only_clock_skew_no_age_page(make_stack):
+    """Situation: on RabbitMQ, a producer whose clock is 5 minutes behind publishes 40 short
+    tasks (task-sent events on) to a queue one solo worker drains within seconds. The management
+    API's head_message_timestamp (the producer's AMQP timestamp) makes every head 300 s old and
+    names no host, so the Redis correction by the host's offset cannot apply.
+
+    Expected: CeleryClockSkew for the producer's host, and nothing else even pending: not
+    CeleryQueueMessageWaitingTooLong nor CeleryQueueWaitObjectiveMissed, both at 60 s here. The
+    exported head age never passes how long ago the exporter last saw the queue empty (before
+    the producer started) plus the statistics' slack: the upper bound of headbounds.py. Why:
+    issue 21, a skewed producer must not raise an age page, on RabbitMQ too.
+    """
+    stack = make_stack(
+        queues={RABBIT: ["work"]},
+        monitoring={
+            "alerts": {
+                "CeleryQueueMessageWaitingTooLong": {"seconds": RABBIT_AGE_LIMIT},
+                "CeleryQueueWaitObjectiveMissed": {"seconds": RABBIT_AGE_LIMIT},
+                # A jump of a few messages for a few seconds: not this scenario's subject.
+                "CeleryQueueBacklogGrowing": {"enabled": False},
+            }
+        },
+    )
+    stack.start_worker("w1", RABBIT)
+    stack.wait_quiet()
+    host = f"skewed-{stack.tag}"
+    queue = stack.queue(RABBIT, "work")
+    assert stack.series("celery_queue_messages", broker=RABBIT, queue=queue, priority="0") != {}
+    started = time.time()
+    producer = skewed_producer(
+        stack.url(RABBIT), queue, skew_seconds=-300, host=host, count=RABBIT_TASKS,
+        every=RABBIT_EVERY, task_seconds=RABBIT_TASK_SECONDS,
+    )  # fmt: skip
+    #: (exporter scrape answered at, head age) of every age exported meanwhile
+    ages: list[tuple[float, float]] = []
+
+    def collect() -> None:
+        found = stack.series(AGE, broker=RABBIT, queue=queue)
+        answered = time.time()
+        ages.extend((answered, age) for age in found.values())
+
+    try:
+        skew_alert = alert("CeleryClockSkew", broker=RABBIT, host=host)
+        stack.watch_silence(30, interval=1.0, allowed={skew_alert}, during=collect)
+        assert producer.stdout is not None
+        assert producer.stdout.read().splitlines()[-1] == "done"
+        assert producer.wait(timeout=30) == 0
+        wait_for(lambda: stack.depth(RABBIT, "work") == 0, timeout=60, what="queue drained")
+        stack.watch_silence(10, interval=1.0, allowed={skew_alert}, during=collect)
+        stack.wait_alerts({skew_alert}, timeout=60)
+        fired = stack.prometheus.firing("CeleryClockSkew")  # type: ignore[union-attr]
+        assert [a["labels"]["host"] for a in fired] == [host]
+        assert abs(float(fired[0]["value"]) + 300) <= TRANSIT
+    finally:
+        stop_process(producer)
+    # Heads were seen waiting, and each age is under the bound (the stamps say 300 s and more).
+    assert len(ages) >= 3, ages
+    over = [
+        (round(at - started, 2), age)
+        for at, age in ages
+        if age > at - started + INSPECTION_GAP + STATS_SLACK_SECONDS
+    ]
+    assert over == [], over
+    assert max(age for _, age in ages) < RABBIT_AGE_LIMIT
+    print(f"ages (s after start, age): {[(round(t - started, 1), a) for t, a in ages]}")
