@@ -8,6 +8,9 @@ queues up to 3.12.6: ``backing_queue_status.priority_lengths``; quorum queues on
 ``head_message_timestamp``; on RabbitMQ 4 also returned messages, redeliveries, the delivery
 limit and the dead-letter set-up (quorum.py) and Celery's native delayed delivery queues as
 scheduled messages (delayed.py). Read-only: one GET.
+
+``head_message_timestamp`` is the producer's stamp and names no producer, so its clock offset
+cannot correct it (as on Redis): the age is bounded by what this reader saw (headbounds.py).
 """
 
 from __future__ import annotations
