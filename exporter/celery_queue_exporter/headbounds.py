@@ -25,18 +25,9 @@ watched level, forgotten with its queue, so memory is bounded by the configurati
 from __future__ import annotations
 
 from collections.abc import Collection, Hashable
-from dataclasses import dataclass
 
-
-@dataclass
-class _Level:
-    """What the exporter saw of one level, on its own clock."""
-
-    #: The last time the level was seen empty.
-    empty_at: float | None = None
-    #: The head stamp as read (the producer's clock) and when it was first seen at the head.
-    stamp: float | None = None
-    stamp_since: float = 0.0
+#: A level: (queue, level label or None).
+LevelKey = tuple[str, Hashable]
 
 
 class HeadBounds:
@@ -47,13 +38,17 @@ class HeadBounds:
         if slack_seconds < 0:
             raise ValueError("slack_seconds must be >= 0")
         self.slack_seconds = slack_seconds
-        self._levels: dict[tuple[str, Hashable], _Level] = {}
+        #: The last time each level was seen empty (on the exporter's clock).
+        self._empty_at: dict[LevelKey, float] = {}
+        #: Each non-empty level's head stamp as read (the producer's clock) and when it was
+        #: first seen at the head.
+        self._heads: dict[LevelKey, tuple[float, float]] = {}
         #: Ages moved by a bound since start (for tests and logs; not exported).
         self.clamped = 0
 
     def observe(
         self,
-        key: tuple[str, Hashable],
+        key: LevelKey,
         messages: int | None,
         stamp: float | None,
         age: float | None,
@@ -63,28 +58,30 @@ class HeadBounds:
         ``stamp`` when the level reports one) and return ``age`` (the stamp's age) clamped by
         what was seen before. A level without an age keeps its memory unchanged, except that
         an empty one is noted as empty."""
-        level = self._levels.get(key)
-        if level is None:
-            level = self._levels[key] = _Level()
         if messages is not None and messages <= 0:
-            level.empty_at = now
-            level.stamp = None
+            self._empty_at[key] = now
+            if key in self._heads:
+                del self._heads[key]  # a later head with the same stamp is another message
             return age
         if age is None or stamp is None or messages is None:
             return age
-        if level.stamp != stamp:
-            level.stamp, level.stamp_since = stamp, now
-        bounded = max(age, now - level.stamp_since)
-        if level.empty_at is not None:
-            bounded = min(bounded, now - level.empty_at + self.slack_seconds)
+        head = self._heads.get(key)
+        if head is None or head[0] != stamp:
+            head = self._heads[key] = (stamp, now)
+        bounded = max(age, now - head[1])
+        empty_at = self._empty_at.get(key)
+        if empty_at is not None:
+            bounded = min(bounded, now - empty_at + self.slack_seconds)
         if bounded != age:
             self.clamped += 1
         return bounded
 
     def forget_except(self, queues: Collection[str]) -> None:
         """Drop the levels of queues no longer watched (or no longer listed by the broker)."""
-        for key in [k for k in self._levels if k[0] not in queues]:
-            del self._levels[key]
+        for memory in (self._empty_at, self._heads):
+            for key in [k for k in memory if k[0] not in queues]:
+                del memory[key]
 
     def __len__(self) -> int:
-        return len(self._levels)
+        """Levels remembered (each at most once, though it may be in both memories)."""
+        return len(self._empty_at.keys() | self._heads.keys())

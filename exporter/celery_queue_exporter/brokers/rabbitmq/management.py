@@ -189,6 +189,7 @@ class ManagementReader:
         #: Bounds on the stamped head ages from what this reader saw (producer clock skew:
         #: the API names no producer, so no offset can correct the stamp).
         self.head_bounds = HeadBounds(STATS_SLACK_SECONDS)
+        self._bounded_queues: frozenset[str] = frozenset()
 
     def read_nodes(self, nodes: NodesReader, deadline: float) -> list[NodeReading] | None:
         """The cluster's nodes (/api/nodes), through this reader's session and credentials."""
@@ -278,7 +279,10 @@ class ManagementReader:
                 continue
             self._read_entry(snapshot, queue, entry, now)
             snapshot.reserved_total = (snapshot.reserved_total or 0) + (reading.reserved or 0)
-        self.head_bounds.forget_except({q for q in queues if q in by_name})
+        present = frozenset(q for q in queues if q in by_name)
+        if present != self._bounded_queues:  # forget only when the watched queues change
+            self.head_bounds.forget_except(present)
+            self._bounded_queues = present
         return snapshot
 
     def _read_entry(
