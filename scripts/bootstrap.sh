@@ -67,7 +67,7 @@ if want test; then
   need npm has npm
   need jq has jq            # the Grafana import snippet (docs/dashboards.md)
   need iproute2 has ss      # tests/test_rabbitmq_loopback.py reads `ss -ltnp`
-  need faketime has faketime  # a producer with a skewed clock (tests/test_oncall_clock_skew.py)
+  need faketime has faketime  # a producer with a skewed clock (tests/test_oncall_scenarios.py)
   # amtool + the Alertmanager the inhibition rules are tested with (tests/test_alertmanager.py);
   # Debian 12 ships 0.25.0, the version the generated alertmanager config is checked against.
   need prometheus-alertmanager test -x /usr/bin/prometheus-alertmanager

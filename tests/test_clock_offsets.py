@@ -1,7 +1,7 @@
 """Pure tests of the clock-offset estimate (events/clock.py) and of the corrections it feeds:
 the tracker's waits and the Redis inspector's head ages. The same paths run with a producer
 whose clock is really skewed (libfaketime) in test_clock_skew_redis.py and, in a real
-Prometheus, in test_oncall_clock_skew.py."""
+Prometheus, in test_oncall_scenarios.py."""
 
 from __future__ import annotations
 

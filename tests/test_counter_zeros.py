@@ -1,7 +1,7 @@
 """The exporter exports the task counter label sets it knows at 0 (issue 21).
 
 Pure logic (a tracker fed events, rendered by the collector's ``families``); the same path with
-real workers, exporter and Prometheus is tests/test_oncall_round2.py::
+real workers, exporter and Prometheus is tests/test_oncall_scenarios.py::
 test_failure_burst_of_a_new_task_pages_once_naming_its_exceptions."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The dashboards' replica deduplication (monitoring/dashboards/replicas.py), as pure rewriting;
-tests/test_oncall_round2.py::test_two_replicas_page_a_lost_worker_once_per_subject runs every
+tests/test_oncall_scenarios.py::test_two_replicas_page_a_lost_worker_once_per_subject runs every
 rewritten panel query against a real Prometheus scraping two replicas."""
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ OVERRIDES: dict[str, Any] = {
         "worker_retention_seconds": 600,
     },
     # keep_firing_for 0s: these tests watch alerts fire and clear at test speed; pages kept
-    # across exporter restarts (the shipped 5m) are tests/test_oncall_round2.py's.
+    # across exporter restarts (the shipped 5m) are tests/test_oncall_scenarios.py's.
     "alerts": {
         "CeleryExporterDown": {"for": "2s"},
         "CeleryBrokerDown": {"for": "2s", "keep_firing_for": "0s"},

@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1] / "exporter" / PACKAGE
 #: The root package (``__init__``, version only) sits below everything.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("vocabulary", ("config", "catalogue", "snapshot", "families", "exposition", "deadline",
-                    "headtracker", "static_labels", "instrumentation", "urgency", "linefamily",
-                    "delayed_delivery")),
+                    "headtracker", "headbounds", "static_labels", "instrumentation", "urgency",
+                    "linefamily", "delayed_delivery")),
     ("event machinery", ("events.decode", "events.tracker", "events.workers", "events.consumer",
                          "events.state", "events")),
     ("brokers", ("brokers",)),

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import pika
 import pytest
+import requests
 from apps.harness import Exporter as EventExporter
 from apps.scenarios import publish_heartbeat
 from celery import Celery
@@ -24,7 +25,7 @@ from celery.worker.consumer.delayed_delivery import DelayedDelivery
 from kombu import Exchange, Queue
 
 from celery_queue_exporter.brokers.rabbitmq.delayed import DELAY_BITS, band_label
-from testsupport.brokers import RabbitMQGeneration, Redis8Server
+from testsupport.brokers import GUEST, RabbitMQGeneration, Redis8Server
 from testsupport.exporter import build_exporter, scrape, scrape_until
 from testsupport.exposition import sample_value, samples_named
 from testsupport.rabbitmq import pika_url
@@ -274,6 +275,23 @@ def test_countdown_tasks_are_scheduled_messages_not_a_waiting_queue(
 # --- classic priority queues ---------------------------------------------------------------
 
 
+def api_shows_messages(generation: RabbitMQGeneration, vhost: str, queue: str, ready: int) -> bool:
+    """The management API reports ``ready`` messages in ``queue``, with its head's timestamp
+    and, on 3.x, the per-level counts of those messages (they can come a refresh later)."""
+    reply = requests.get(
+        f"{generation.management_api}/queues/{vhost}/{queue}", auth=GUEST, timeout=10
+    )
+    entry = reply.json() if reply.ok else {}
+    lengths = (entry.get("backing_queue_status") or {}).get("priority_lengths")
+    if generation.name == "rabbitmq-3" and not isinstance(lengths, dict):
+        return False
+    return (
+        entry.get("messages_ready") == ready
+        and entry.get("head_message_timestamp") is not None
+        and (lengths is None or sum(lengths.values()) == ready)
+    )
+
+
 def head_ages(samples: dict) -> dict[str | None, float]:
     return {
         dict(labels).get("priority"): value
@@ -309,6 +327,14 @@ def test_classic_priority_queue_depths_and_age_per_generation(
             properties = pika.BasicProperties(priority=priority, timestamp=stamp)
             channel.basic_publish("", "prio", b"{}", properties)
     levels, age_level, lower_bound = PRIORITY_EXPECTED[rabbitmq_generation.name]
+    # The stamps are backdated, as a producer's clock behind would be: an exporter that saw
+    # the queue empty (statistics from before the publish) would bound the ages by its own
+    # observation (headbounds.py), so it starts once the API shows the four messages.
+    wait_for(
+        lambda: api_shows_messages(rabbitmq_generation, generation_vhost, "prio", 4),
+        timeout=30,
+        what="the management API's statistics of the four messages",
+    )
     exporter = exporter_for(rabbitmq_generation, generation_vhost)
     try:
         samples = scrape_until(

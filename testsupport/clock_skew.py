@@ -1,5 +1,5 @@
 """A producer process whose clock is skewed (libfaketime), for the clock-skew tests
-(tests/test_oncall_clock_skew.py): tests/apps/skewed_producer.py under ``faketime``.
+(tests/test_oncall_scenarios.py): tests/apps/skewed_producer.py under ``faketime``.
 
 libfaketime (Debian package ``faketime``, installed by scripts/bootstrap.sh for tests) shifts
 ``time.time()`` of that one process by a fixed offset while the clock keeps running. Monotonic

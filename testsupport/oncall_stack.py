@@ -125,7 +125,7 @@ def short_for_overrides(base: dict[str, Any]) -> dict[str, Any]:
     """Monitoring overrides every scenario starts from: a 1 s recording interval, a 30 s
     window, the exporter's heartbeat timeout and retention, ``for: 2s`` and no
     ``keep_firing_for`` on every alert the config has (whatever the generator version: new
-    alerts are covered when they land; tests/test_oncall_round2.py's restart scenario runs
+    alerts are covered when they land; tests/test_oncall_scenarios.py's restart scenario runs
     the shipped values)."""
     exporter = {
         "worker_heartbeat_timeout_seconds": HEARTBEAT_TIMEOUT_SECONDS,

@@ -8,6 +8,9 @@ queues up to 3.12.6: ``backing_queue_status.priority_lengths``; quorum queues on
 ``head_message_timestamp``; on RabbitMQ 4 also returned messages, redeliveries, the delivery
 limit and the dead-letter set-up (quorum.py) and Celery's native delayed delivery queues as
 scheduled messages (delayed.py). Read-only: one GET.
+
+``head_message_timestamp`` is the producer's stamp and names no producer, so its clock offset
+cannot correct it (as on Redis): the age is bounded by what this reader saw (headbounds.py).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import requests
 from ... import catalogue as cat
 from ...config.model import BrokerConfig
 from ...config.urls import redact_url, without_credentials
+from ...headbounds import HeadBounds
 from ...snapshot import BrokerSnapshot, ExtraSample, LevelReading, NodeReading, select_queues
 from ..celery_layout import is_internal_queue
 from ..peer_deadline import Deadline
@@ -73,6 +77,10 @@ MAX_PRIORITY_CAP = 255
 QUORUM_LEVELS_MOST_URGENT_FIRST = ("high", "normal")
 #: Queue types whose management entry never carries head_message_timestamp.
 HEADLESS_QUEUE_TYPES = frozenset({"quorum", "stream"})
+#: How much older than its reading a "seen empty" may be, for the upper bound on head ages
+#: (headbounds.py): queue statistics are refreshed every collect_statistics_interval (5 s by
+#: default), and the AMQP timestamp is whole seconds (1 s).
+STATS_SLACK_SECONDS = 6.0
 
 
 def _as_int(value: Any) -> int | None:
@@ -194,6 +202,10 @@ class ManagementReader:
         #: .use_level_estimates): per-level depth of classic priority queues without one.
         self.waiting_levels: WaitingLevels | None = None
         self._waiting: dict[str, dict[str, int]] | None = None
+        #: Bounds on the stamped head ages from what this reader saw (producer clock skew:
+        #: the API names no producer, so no offset can correct the stamp).
+        self.head_bounds = HeadBounds(STATS_SLACK_SECONDS)
+        self._bounded_queues: frozenset[str] = frozenset()
 
     def read_nodes(self, nodes: NodesReader, deadline: float) -> list[NodeReading] | None:
         """The cluster's nodes (/api/nodes), through this reader's session and credentials."""
@@ -284,6 +296,10 @@ class ManagementReader:
                 continue
             self._read_entry(snapshot, queue, entry, now)
             snapshot.reserved_total = (snapshot.reserved_total or 0) + (reading.reserved or 0)
+        present = frozenset(q for q in queues if q in by_name)
+        if present != self._bounded_queues:  # forget only when the watched queues change
+            self.head_bounds.forget_except(present)
+            self._bounded_queues = present
         return snapshot
 
     def _read_waiting(self) -> dict[str, dict[str, int]] | None:
@@ -334,13 +350,14 @@ class ManagementReader:
                 return
             # A non-empty queue's head is the next message: stamped or not, as its timestamp says.
             unstamped = (head is None) if ready > 0 and head_known else None
+            age = self.head_bounds.observe((queue, None), ready, head, head_age, now)
             prioritised = reading.max_priority is not None and reading.max_priority > 0
             if prioritised and entry.get("type", "classic") == "classic":
                 if self._waiting is not None:
-                    self._estimate_levels(snapshot, queue, ready, head_age, unstamped)
+                    self._estimate_levels(snapshot, queue, ready, age, unstamped)
                     return
                 snapshot.extra.append(_levels_source(queue, cat.LEVELS_TOTAL_ONLY))
-            snapshot.levels.append(LevelReading(queue, None, ready, head_age, unstamped))
+            snapshot.levels.append(LevelReading(queue, None, ready, age, unstamped))
             if head_age is not None and reading.max_priority:
                 # The head of the most urgent non-empty level, not the oldest message: say so.
                 snapshot.extra.append(ExtraSample(cat.QUEUE_OLDEST_AGE_LOWER_BOUND, (queue,), 1.0))
@@ -353,7 +370,10 @@ class ManagementReader:
         head_level = next((p for p in most_urgent_first if by_level[p] > 0), None)
         for priority, count in counts:
             at_head = priority == head_level
-            age = head_age if at_head else None
+            age = self.head_bounds.observe(
+                (queue, priority), count, head if at_head else None, head_age if at_head else None,
+                now,
+            )  # fmt: skip
             # Only the head level's message is inspected (head_message_timestamp is its stamp).
             unstamped = (head is None) if at_head and head_known else None
             snapshot.levels.append(LevelReading(queue, priority, count, age, unstamped))
