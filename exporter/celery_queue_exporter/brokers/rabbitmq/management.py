@@ -178,12 +178,19 @@ class ManagementReader:
         #: Listed queues whose statistics the API did not have at the last answer (a quorum
         #: queue's first seconds): the inspector reads them by a passive queue.declare.
         self.stats_pending: list[str] = []
+        #: /api/queues requests made (celery_rabbitmq_management_queue_reads_total).
+        self.reads = 0
 
     def read_nodes(self, nodes: NodesReader, deadline: float) -> list[NodeReading] | None:
         """The cluster's nodes (/api/nodes), through this reader's session and credentials."""
         return nodes.read(self._session, self.url, self.auth, deadline)
 
     def read(self, deadline: float) -> BrokerSnapshot:
+        return self.snapshot_from_entries(self.fetch_entries(deadline))
+
+    def fetch_entries(self, deadline: float) -> list[Any]:
+        """The vhost's /api/queues entries (one GET); raises RabbitMQInspectionError."""
+        self.reads += 1
         url = f"{self.url}/api/queues/{quote(self.vhost, safe='')}"
         remaining = max(0.05, deadline - time.monotonic())
         api = redact_url(self.url)
@@ -232,7 +239,7 @@ class ManagementReader:
             raise RabbitMQInspectionError(
                 f"{self.where}: management API {api} answered an unexpected document"
             )
-        return self.snapshot_from_entries(entries)
+        return entries
 
     def snapshot_from_entries(self, entries: list[Any]) -> BrokerSnapshot:
         now = self.clock()
