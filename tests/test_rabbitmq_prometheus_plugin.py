@@ -167,8 +167,9 @@ def test_plugin_counts_equal_the_management_api_and_spare_its_reads(plugin_node,
 @pytest.mark.slow
 def test_per_priority_counts_still_come_from_the_management_api(plugin_node, node_vhost):
     """RabbitMQ 3.10 reports a classic priority queue's per-level counts only in /api/queues:
-    with the plugin, every scrape reads it for them, and the exported figures (levels,
-    unacknowledged, consumers) are the management path's."""
+    with the plugin configured, every scrape still reads it (and only it: its answer carries
+    the counts too), and the exported figures (levels, unacknowledged, consumers) are the
+    management path's."""
     queue = "prioritised"
     connection = pika.BlockingConnection(pika.URLParameters(_amqp_url(plugin_node, node_vhost)))
     try:
@@ -205,7 +206,10 @@ def test_per_priority_counts_still_come_from_the_management_api(plugin_node, nod
             assert _counts(by_plugin, [queue]) == _counts(by_api, [queue])
             reads = _reads(by_plugin)
             assert _reads(scrape(with_plugin)) == reads + 1
-            assert _reads(scrape(with_plugin)) == reads + 2
+            last = scrape(with_plugin)
+            assert _reads(last) == reads + 2
+            # The plugin answered at the first scrape and was not asked since: still up.
+            assert sample_value(last, "celery_rabbitmq_prometheus_plugin_up", broker="rmq") == 1
         finally:
             api_only.close()
             with_plugin.close()
@@ -292,9 +296,16 @@ def test_joined_entries_keep_the_facts_and_take_the_plugins_counts():
     }
     plugin = {"a": {"name": "a", "messages_ready": 3}}
     assert joined_entries(facts, plugin) == [
-        {"name": "a", "type": "classic", "messages_ready": 3},  # no stamped head any more
+        {"name": "a", "type": "classic", "messages_ready": 3},  # an old head is unknown now
         {"name": "b", "type": "classic", "messages_ready": 4},  # not listed: the API's
     ]
+    # Facts read in the same scrape: what the plugin does not give keeps the API's value.
+    assert joined_entries(facts, plugin, fresh=True)[0] == {
+        "name": "a",
+        "type": "classic",
+        "messages_ready": 3,
+        "head_message_timestamp": 5,
+    }
 
 
 def test_needs_management_only_for_what_the_api_alone_gives():

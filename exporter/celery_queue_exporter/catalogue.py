@@ -241,7 +241,9 @@ RABBITMQ_PLUGIN_UP = _spec(
     ("broker",),
     "1 when the broker's rabbitmq_prometheus plugin (prometheus_url) answered and its ready, "
     "unacknowledged and consumer counts were used, 0 when it did not and the management API "
-    "gave them instead. No series: prometheus_url not configured.",
+    "gave them instead. While the management API is read every scrape anyway (per-priority "
+    "counts on RabbitMQ 3.x, quorum queues) the plugin is not asked and this keeps its last "
+    "value. No series: prometheus_url not configured.",
     "exact",
     "the exporter, per scrape.",
     ("rabbitmq",),

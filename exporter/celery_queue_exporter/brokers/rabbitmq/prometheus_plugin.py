@@ -19,15 +19,19 @@ again only when:
   ``celery_rabbitmq_prometheus_plugin_failures_total`` counts it): the management API alone,
   as without the plugin. A plugin failure never fails the broker.
 
-When both are read in one scrape, ready/unacknowledged/consumers come from the plugin and the
-per-level counts from the API (both from the node's same core metrics, refreshed every
-``collect_statistics_interval``). Read-only: GETs only.
+While a watched queue needs the API every scrape, the plugin is not asked at all: the API's
+answer carries the counts too, and the plugin's request would add cost and spare none (its
+cost is in docs/performance.md). When both are read in one scrape (new facts), ready,
+unacknowledged and consumer counts come from the plugin, the rest from the API (both from the
+node's same core metrics, refreshed every ``collect_statistics_interval``). Read-only: GETs
+only.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -83,26 +87,30 @@ def parse_detailed(text: str, vhost: str) -> dict[str, dict[str, Any]]:
     escaped name differs from the API's and the scrape reads the API (see ``read``): a cost,
     never a wrong count.
     """
-    prefix = '{vhost="' + vhost + '",queue="'
+    # One pass at C speed over the body: most of its lines are series the exporter skips.
+    line = re.compile(
+        r"^rabbitmq_detailed_queue_(" + "|".join(_SUFFIXES) + r')\{vhost="'
+        + re.escape(vhost)
+        + r'",queue="(.*)"\} (\S+)$',
+        re.MULTILINE,
+    )  # fmt: skip
     queues: dict[str, dict[str, Any]] = {}
-    for line in text.splitlines():
-        if not line.startswith("rabbitmq_detailed_queue_"):
-            continue
-        brace = line.find("{")
-        field = FIELDS.get(line[:brace]) if brace > 0 else None
-        close = line.rfind('"}')
-        if field is None or not line.startswith(prefix, brace) or close < brace + len(prefix):
-            continue
-        queue = line[brace + len(prefix) : close]
+    for suffix, queue, text_value in line.findall(text):
+        field = _SUFFIXES[suffix]
         try:
-            value = float(line[close + 2 :])
+            value = float(text_value)
         except ValueError:
             continue
-        entry = queues.setdefault(queue, {"name": queue})
+        entry = queues.get(queue)
+        if entry is None:
+            entry = queues[queue] = {"name": queue}
         if not math.isfinite(value):
             continue  # NaN: no head timestamp
         entry[field] = int(value) if field in COUNT_FIELDS else value
     return queues
+
+
+_SUFFIXES = {name.removeprefix("rabbitmq_detailed_queue_"): field for name, field in FIELDS.items()}
 
 
 def needs_management(
@@ -121,19 +129,22 @@ def needs_management(
 
 
 def joined_entries(
-    facts: dict[str, dict[str, Any]], plugin: dict[str, dict[str, Any]]
+    facts: dict[str, dict[str, Any]], plugin: dict[str, dict[str, Any]], fresh: bool = False
 ) -> list[dict[str, Any]]:
     """API entries with the plugin's counts in place of the API's: a queue's facts (type,
-    arguments, ...) from ``facts``, its counts from ``plugin`` when the plugin lists it."""
+    arguments, ...) from ``facts``, its counts from ``plugin`` when the plugin lists it.
+    ``fresh``: the facts were read this scrape, so a count the plugin lacks keeps the API's
+    value; otherwise it is unknown (a stale count or head timestamp would be wrong)."""
     joined = []
     for name, entry in facts.items():
         counts = plugin.get(name)
         if counts is None:
             joined.append(entry)
             continue
-        fresh = {k: v for k, v in entry.items() if k not in _PLUGIN_FIELDS}
-        fresh.update(counts)
-        joined.append(fresh)
+        stale = () if fresh else _PLUGIN_FIELDS
+        kept = {k: v for k, v in entry.items() if k not in stale}
+        kept.update(counts)
+        joined.append(kept)
     return joined
 
 
@@ -172,23 +183,34 @@ class PrometheusPluginReader:
     def read(self, plugin_deadline: float, deadline: float) -> BrokerSnapshot:
         """One scrape: the plugin (until ``plugin_deadline``), the API when needed (until
         ``deadline``). Raises RabbitMQInspectionError only when the API was needed and failed."""
-        plugin = self._read_plugin(plugin_deadline)
         facts = self._facts
+        if facts is not None and self._needs_management:
+            # The API is read every scrape for what only it gives (per-level counts, quorum
+            # facts), and its answer carries the counts too: the plugin would add a request
+            # and spare none. Back to the plugin once the watched queues no longer need it.
+            return self._read_management(None, deadline)
+        plugin = self._read_plugin(plugin_deadline)
         if (
             plugin is not None
             and facts is not None
-            and not self._needs_management
             and self.clock() - self._facts_at < FACTS_MAX_AGE_SECONDS
             and plugin.keys() == facts.keys()
         ):
             snapshot = self.management.snapshot_from_entries(joined_entries(facts, plugin))
-        else:
-            fetched = self.management.fetch_entries(deadline)
-            facts = {str(e["name"]): e for e in fetched if isinstance(e, dict) and "name" in e}
-            self._facts, self._facts_at = facts, self.clock()
-            entries = joined_entries(facts, plugin) if plugin is not None else fetched
-            snapshot = self.management.snapshot_from_entries(entries)
-            self._needs_management = needs_management(facts, snapshot.queues, self.delayed_prefix)
+            snapshot.extra.extend(self.samples())
+            return snapshot
+        return self._read_management(plugin, deadline)
+
+    def _read_management(
+        self, plugin: dict[str, dict[str, Any]] | None, deadline: float
+    ) -> BrokerSnapshot:
+        """/api/queues (new facts), with the plugin's counts when it answered this scrape."""
+        fetched = self.management.fetch_entries(deadline)
+        facts = {str(e["name"]): e for e in fetched if isinstance(e, dict) and "name" in e}
+        self._facts, self._facts_at = facts, self.clock()
+        entries = fetched if plugin is None else joined_entries(facts, plugin, fresh=True)
+        snapshot = self.management.snapshot_from_entries(entries)
+        self._needs_management = needs_management(facts, snapshot.queues, self.delayed_prefix)
         snapshot.extra.extend(self.samples())
         return snapshot
 
