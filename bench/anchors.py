@@ -23,6 +23,21 @@ from testsupport.http import exchange
 from testsupport.net import free_port, port_open
 
 START_TIMEOUT_SECONDS = 20.0
+#: The lean client reads until the server closes: ask it to (Go's server keeps alive).
+HEADERS = {"Accept-Encoding": "identity", "Connection": "close"}
+
+
+def dechunk(body: bytes) -> bytes:
+    """The payload of a chunked HTTP body."""
+    out, rest = [], body
+    while rest:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out.append(rest[:size])
+        rest = rest[size + 2 :]
+    return b"".join(out)
 
 
 @dataclass(frozen=True)
@@ -90,13 +105,16 @@ def measure(anchor: Anchor, redis_url: str, repeat: int = 10) -> AnchorResult:
             if time.monotonic() > deadline:
                 return AnchorResult(anchor.name, missing=f"{binary} did not listen in time")
             time.sleep(0.2)
-        exchange(port, "GET", "/metrics")  # warm-up
+        exchange(port, "GET", "/metrics", HEADERS)  # warm-up
         times = []
         body = b""
         for _ in range(repeat):
             started = time.perf_counter()
-            body = exchange(port, "GET", "/metrics", {"Accept-Encoding": "identity"}).body
+            response = exchange(port, "GET", "/metrics", HEADERS)
             times.append(time.perf_counter() - started)
+            body = response.body
+            if response.headers.get("transfer-encoding") == "chunked":
+                body = dechunk(body)
         series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
         return AnchorResult(anchor.name, statistics.median(times), len(body), series)
     finally:
