@@ -20,6 +20,7 @@ import requests
 
 from celery_queue_exporter.brokers.rabbitmq.prometheus_plugin import (
     joined_entries,
+    named_as_the_api,
     needs_management,
     parse_detailed,
 )
@@ -318,3 +319,21 @@ def test_needs_management_only_for_what_the_api_alone_gives():
     assert needs_management(facts, ["plain", "levels"]) is True
     assert needs_management(facts, ["quorum"]) is True
     assert needs_management({**facts, "celery_delayed_3": {"type": "quorum"}}, ["plain"]) is True
+
+
+def test_escaped_names_from_a_4_0_plugin_are_read_back_to_the_apis_names():
+    """RabbitMQ 4.0.5's plugin escapes label values (seen on a real 4.0.5 node), 3.10's does
+    not (the real-node test above): both end up under the API's name."""
+    odd = 'odd "n" \\ x'
+    escaped = 'odd \\"n\\" \\\\ x'
+    facts = {odd: {"name": odd}, "plain": {"name": "plain"}}
+    plugin = {escaped: {"name": escaped, "consumers": 1}, "plain": {"name": "plain"}}
+    assert named_as_the_api(plugin, facts) == {
+        odd: {"name": odd, "consumers": 1},
+        "plain": {"name": "plain"},
+    }
+    unescaped = {odd: {"name": odd}, "plain": {"name": "plain"}}
+    assert named_as_the_api(unescaped, facts) is unescaped
+    # A name the API does not know either way stays as it is: the lists differ.
+    stranger = {"new\\\\q": {"name": "new\\\\q"}}
+    assert named_as_the_api(stranger, facts) == stranger

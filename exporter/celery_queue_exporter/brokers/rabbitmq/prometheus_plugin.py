@@ -53,7 +53,7 @@ from .tls import http_session
 
 log = logging.getLogger(__name__)
 
-#: The plugin's per-queue families read (RabbitMQ 3.8+; checked on 3.10.8).
+#: The plugin's per-queue families read (same names and labels on 3.10.8 and 4.0.5, checked).
 FAMILIES = ("queue_coarse_metrics", "queue_consumer_count", "queue_metrics")
 #: Plugin series -> the management API field it stands for (same meaning, same units).
 FIELDS = {
@@ -81,11 +81,11 @@ def parse_detailed(text: str, vhost: str) -> dict[str, dict[str, Any]]:
     queues of ``vhost``. A NaN head timestamp (no stamped head) is left out, as the API does;
     a line that does not parse costs that value only.
 
-    The plugin writes its labels as ``{vhost="V",queue="Q"}`` and, on 3.10, does not escape
-    ``"`` or ``\\`` in them (checked on a real node): the queue is everything between
-    ``queue="`` and the line's last ``"}``, taken as written. Should a version escape them, an
-    escaped name differs from the API's and the scrape reads the API (see ``read``): a cost,
-    never a wrong count.
+    The plugin writes its labels as ``{vhost="V",queue="Q"}``; 3.10 does not escape ``"`` or
+    ``\\`` in them, 4.0 does (both checked on real nodes): the queue is everything between
+    ``queue="`` and the line's last ``"}``, as written; ``named_as_the_api`` reads an escaped
+    name back. A name that matches no API name makes the scrape read the API (see ``read``): a
+    cost, never a wrong count.
     """
     # One pass at C speed over the body: most of its lines are series the exporter skips.
     line = re.compile(
@@ -111,6 +111,28 @@ def parse_detailed(text: str, vhost: str) -> dict[str, dict[str, Any]]:
 
 
 _SUFFIXES = {name.removeprefix("rabbitmq_detailed_queue_"): field for name, field in FIELDS.items()}
+
+
+def _unescaped(text: str) -> str:
+    """A label value as the text format escapes it, read back (\\\\, \\", \\n)."""
+    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), text)
+
+
+def named_as_the_api(
+    plugin: dict[str, dict[str, Any]], facts: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The plugin's queues under the API's names: RabbitMQ 3.10's plugin writes a name with
+    ``"`` or ``\\`` as it is, 4.0's escapes it (both seen on real nodes). A name the API does
+    not know is tried unescaped; one that matches neither stays (the lists then differ and the
+    scrape reads the API)."""
+    if all(name in facts for name in plugin):
+        return plugin
+    named = {}
+    for name, counts in plugin.items():
+        if name not in facts and "\\" in name and (plain := _unescaped(name)) in facts:
+            name, counts = plain, {**counts, "name": plain}
+        named[name] = counts
+    return named
 
 
 def needs_management(
@@ -190,6 +212,8 @@ class PrometheusPluginReader:
             # and spare none. Back to the plugin once the watched queues no longer need it.
             return self._read_management(None, deadline)
         plugin = self._read_plugin(plugin_deadline)
+        if plugin is not None and facts is not None:
+            plugin = named_as_the_api(plugin, facts)
         if (
             plugin is not None
             and facts is not None
@@ -208,6 +232,8 @@ class PrometheusPluginReader:
         fetched = self.management.fetch_entries(deadline)
         facts = {str(e["name"]): e for e in fetched if isinstance(e, dict) and "name" in e}
         self._facts, self._facts_at = facts, self.clock()
+        if plugin is not None:
+            plugin = named_as_the_api(plugin, facts)
         entries = fetched if plugin is None else joined_entries(facts, plugin, fresh=True)
         snapshot = self.management.snapshot_from_entries(entries)
         self._needs_management = needs_management(facts, snapshot.queues, self.delayed_prefix)
