@@ -10,6 +10,7 @@ the API without failing the broker.
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -260,6 +261,45 @@ def test_a_closed_plugin_port_falls_back_to_the_management_api(plugin_node, node
         finally:
             exporter.close()
     finally:
+        connection.close()
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.slow
+def test_a_plugin_that_accepts_and_never_answers_falls_back_to_the_management_api(
+    plugin_node, node_vhost
+):
+    """A hung plugin (a socket that accepts connections and never answers): the scrape gives
+    up on it within its share of the scrape timeout, so the management API still answers in
+    the same scrape (were the plugin to take the API's share, the scrape would fall back to
+    AMQP: management_api_up 0) and its exact counts are exported; the broker stays up."""
+    queue = "hung"
+    connection = pika.BlockingConnection(pika.URLParameters(_amqp_url(plugin_node, node_vhost)))
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)  # the kernel completes the handshakes; nothing is ever read or written
+    try:
+        channel = connection.channel()
+        channel.queue_declare(queue, durable=True)
+        for _ in range(2):
+            channel.basic_publish("", queue, b"x")
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        exporter = _exporter(
+            plugin_node, node_vhost, [queue], "--prometheus-url", url, "--scrape-timeout", "4"
+        )
+        try:
+            samples = scrape_until(
+                exporter,
+                lambda s: sample_value(s, "celery_queue_messages", broker="rmq", queue=queue) == 2,
+                what="2 ready messages by the management API",
+            )
+            assert sample_value(samples, "celery_rabbitmq_prometheus_plugin_up", broker="rmq") == 0
+            assert sample_value(samples, "celery_broker_up", broker="rmq") == 1
+            assert sample_value(samples, "celery_rabbitmq_management_api_up", broker="rmq") == 1
+        finally:
+            exporter.close()
+    finally:
+        hung.close()
         connection.close()
 
 
