@@ -13,8 +13,12 @@ figure alike), medians of --repeat rounds:
 * the body's size, plain and gzip;
 * anchors (bench/anchors.py): redis_exporter and celery-exporter on the same Redis, when
   installed (says so and how to install them when not).
+* with --before DIR (a source tree of another version, e.g. ``git archive main``): that
+  version and this one each as its own exporter process (the real CLI, events off) on the
+  same Redis, scraped plain in the same interleaved rounds, so before and after are measured
+  in one run beside the same floor, with their body sizes.
 
-Usage: .venv/bin/python bench/bench_redis_scrape.py [--queues 1000] [--repeat 30]
+Usage: .venv/bin/python bench/bench_redis_scrape.py [--queues 1000] [--repeat 30] [--before DIR]
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import gzip
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -40,10 +45,12 @@ from celery_queue_exporter.config import ExporterConfig  # noqa: E402
 from celery_queue_exporter.config.brokers import new_broker  # noqa: E402
 from celery_queue_exporter.server import MetricsServer  # noqa: E402
 from testsupport.http import connect, exchange, read_response, request_bytes  # noqa: E402
+from testsupport.net import free_port, port_open  # noqa: E402
 from testsupport.redis_server import RedisServer  # noqa: E402
 from testsupport.waiting import ServiceError  # noqa: E402
 
 STEPS = list(range(10))
+ROOT = Path(__file__).resolve().parent.parent
 
 
 FLOOR_SCRIPT = "local r = {} for i, k in ipairs(KEYS) do r[i] = redis.call('LLEN', k) end return r"
@@ -81,11 +88,33 @@ def concurrent_scrapes(port: int, count: int) -> float:
     return time.perf_counter() - started
 
 
+def exporter_process(source: Path, url: str, queues: list[str]) -> tuple[subprocess.Popen, int]:
+    """The exporter of the source tree ``source`` as its own process (events off), on a spare
+    port, once it answers."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "celery_queue_exporter", "--broker-url", f"bench={url}",
+        "--queue", ",".join(queues), "--priority-steps", ",".join(map(str, STEPS)),
+        "--sep", ":", "--no-events", "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(source / "exporter")}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not port_open(port):
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            raise SystemExit(f"the exporter of {source} did not start")
+        time.sleep(0.2)
+    return process, port
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queues", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--before", type=Path, help="source tree of the version to compare")
     args = parser.parse_args()
+    processes: list[subprocess.Popen] = []
     server = RedisServer()
     try:
         server.start()
@@ -125,6 +154,19 @@ def main() -> int:
             "full HTTP scrape, plain": lambda: get("identity"),
             "full HTTP scrape, gzip": lambda: get("gzip"),
         }
+        bodies: dict[str, int] = {}
+        if args.before is not None:
+            for name, source in (("before", args.before), ("after", ROOT)):
+                process, port = exporter_process(source.resolve(), server.url, queues)
+                processes.append(process)
+
+                def scrape_process(port: int = port) -> bytes:
+                    response = exchange(port, "GET", "/metrics", {"Accept-Encoding": "identity"})
+                    assert response.status == 200
+                    return response.body
+
+                measures[f"{name}: own process, scrape plain"] = scrape_process
+                bodies[name] = len(scrape_process())
         for fn in measures.values():
             fn()  # warm-up: connections, caches
         times: dict[str, list[float]] = {name: [] for name in measures}
@@ -143,8 +185,14 @@ def main() -> int:
         http.stop()
         exporter.close()
         inspector.close()
+        for process in processes:
+            process.terminate()
+            process.wait(10)
         anchors = run_anchors(server.url)  # redis_exporter, celery-exporter when installed
     finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
         server.close()
 
     floor = statistics.median(times["floor: one EVAL_RO of all lengths"])
@@ -161,6 +209,8 @@ def main() -> int:
     for name, median, low in rows:
         print(f"{name:<44} {median * 1000:>10.1f} {low * 1000:>8.1f} {median / floor:>8.2f}")
     print(f"{CONCURRENT} concurrent scrapes / one scrape: {statistics.median(burst) / one:.2f}x")
+    for name, size in bodies.items():
+        print(f"{name}: body {size:,} bytes plain")
     ours = statistics.median(times["full HTTP scrape, plain"])
     for line in report(anchors, floor, ours, len(plain)):
         print(line)

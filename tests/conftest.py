@@ -19,7 +19,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from testsupport.brokers import RABBITMQ_4, RABBITMQ_GENERATIONS, RabbitMQGeneration, Redis8Server
+from testsupport.brokers import (
+    RABBITMQ_4,
+    RABBITMQ_GENERATIONS,
+    REDIS_GENERATIONS,
+    RabbitMQGeneration,
+)
 from testsupport.net import port_open
 from testsupport.rabbitmq import RABBITMQ_URL, create_vhost, delete_vhost
 from testsupport.redis_server import RedisServer
@@ -45,16 +50,20 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture(params=["redis-7", "redis-8"])
-def redis_generation_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+@pytest.fixture(params=list(REDIS_GENERATIONS))
+def redis_generation(request: pytest.FixtureRequest) -> str:
+    """Each Redis generation's name in turn (testsupport.brokers.REDIS_GENERATIONS), for
+    tests whose harness starts its own server of it (the on-call stacks)."""
+    return request.param
+
+
+@pytest.fixture
+def redis_generation_server(redis_generation: str) -> Iterator[RedisServer]:
     """A fresh private redis-server of each generation in turn: 7.0 (Debian 12's) and 8.0
     (Debian 13's, from the root scripts/debian13-brokers.sh sets up)."""
-    if request.param == "redis-7":
-        if shutil.which("redis-server") is None:
-            missing_service("redis-server is not installed")
-        server: RedisServer = RedisServer()
-    else:
-        server = Redis8Server()
+    if redis_generation == "redis-7" and shutil.which("redis-server") is None:
+        missing_service("redis-server is not installed")
+    server = REDIS_GENERATIONS[redis_generation]()
     try:
         server.start()
     except ServiceError as exc:

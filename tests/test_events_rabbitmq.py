@@ -1,9 +1,9 @@
 """Celery events on real RabbitMQ with real Celery workers.
 
-Each test runs in a vhost of its own on the shared node (127.0.0.1:5672): other tests' events
-and event queues, run at the same time on other xdist workers, never reach it (a test here
-counts the exporter's queues). The restart test runs on a private node
-(testsupport/rabbitmq_node.py).
+Each test runs on each broker generation (``rabbitmq_generation``: the machine's 3.10 and the
+Debian 13 root's 4.0.5) in a vhost of its own: other tests' events and event queues, run at
+the same time on other xdist workers, never reach it (a test here counts the exporter's
+queues). The restart test runs on a private 3.10 node (testsupport/rabbitmq_node.py).
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import pika
@@ -22,8 +20,9 @@ from apps.harness import ROOT, Exporter
 
 from celery_queue_exporter.brokers.celery_layout import EVENT_EXCHANGE
 from celery_queue_exporter.brokers.rabbitmq.events import QUEUE_PREFIX
+from testsupport.brokers import RabbitMQGeneration
 from testsupport.net import free_port
-from testsupport.rabbitmq import create_vhost, delete_vhost, pika_url
+from testsupport.rabbitmq import GUEST, pika_url
 from testsupport.waiting import wait_for
 
 pytest.register_assert_rewrite("apps.scenarios")  # its asserts are the tests' asserts
@@ -32,19 +31,12 @@ from apps.scenarios import outcome_scenario, priority_scenario, publish_heartbea
 pytest_plugins = ["testsupport.rabbitmq_node", "apps.scenarios"]
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
-MANAGEMENT = "http://127.0.0.1:15672"
-AUTH = ("guest", "guest")
-
 
 @pytest.fixture
-def rabbitmq_url(rabbitmq_url: str) -> Iterator[str]:
-    """The machine's RabbitMQ (conftest's fixture), in a vhost of this test's own, deleted
-    afterwards with everything in it."""
-    vhost = create_vhost(f"cqe-test-{uuid.uuid4().hex[:10]}")
-    try:
-        yield f"{rabbitmq_url.rstrip('/')}/{vhost}"
-    finally:
-        delete_vhost(vhost)
+def rabbitmq_url(rabbitmq_generation: RabbitMQGeneration, generation_vhost: str) -> str:
+    """The generation under test, in a vhost of this test's own (deleted afterwards with
+    everything in it)."""
+    return rabbitmq_generation.url(generation_vhost)
 
 
 @pytest.fixture
@@ -57,15 +49,19 @@ def _vhost(url: str) -> str:
     return quote(url.rsplit("/", 1)[1] or "/", safe="")
 
 
-def queue_info(url: str, name: str, api: str = MANAGEMENT) -> dict | None:
+def queue_info(generation: RabbitMQGeneration, url: str, name: str) -> dict | None:
     response = requests.get(
-        f"{api}/api/queues/{_vhost(url)}/{quote(name, safe='')}", auth=AUTH, timeout=10
+        f"{generation.management_api}/queues/{_vhost(url)}/{quote(name, safe='')}",
+        auth=GUEST,
+        timeout=10,
     )
     return response.json() if response.status_code == 200 else None
 
 
-def exporter_queues(url: str, api: str = MANAGEMENT) -> set[str]:
-    response = requests.get(f"{api}/api/queues/{_vhost(url)}", auth=AUTH, timeout=10)
+def exporter_queues(generation: RabbitMQGeneration, url: str) -> set[str]:
+    response = requests.get(
+        f"{generation.management_api}/queues/{_vhost(url)}", auth=GUEST, timeout=10
+    )
     return {q["name"] for q in response.json() if q["name"].startswith(QUEUE_PREFIX)}
 
 
@@ -84,18 +80,20 @@ def test_most_urgent_level_waits_less_with_a_backlog_solo(
     priority_scenario(exporter, rabbitmq_url, celery_queue, workers, most="9", least="0")
 
 
-def test_one_exclusive_queue_removed_on_close_and_malformed_counted(rabbitmq_url):
+def test_one_exclusive_queue_removed_on_close_and_malformed_counted(
+    rabbitmq_generation, rabbitmq_url
+):
     publish_heartbeat(rabbitmq_url, "ensure@exchange")  # the exchange exists once a worker ran
     exporter = Exporter(rabbitmq_url).start()
     try:
         wait_for(exporter.consumer.subscribed.is_set, 20, what="subscribed")
-        info = queue_info(rabbitmq_url, exporter.consumer.queue_name)
+        info = queue_info(rabbitmq_generation, rabbitmq_url, exporter.consumer.queue_name)
         assert info is not None
         assert info["exclusive"] is True and info["auto_delete"] is True
         bindings = requests.get(
-            f"{MANAGEMENT}/api/queues/{_vhost(rabbitmq_url)}/"
+            f"{rabbitmq_generation.management_api}/queues/{_vhost(rabbitmq_url)}/"
             f"{quote(exporter.consumer.queue_name, safe='')}/bindings",
-            auth=AUTH,
+            auth=GUEST,
             timeout=10,
         ).json()
         assert {(b["source"], b["routing_key"]) for b in bindings if b["source"]} == {
@@ -125,29 +123,34 @@ def test_one_exclusive_queue_removed_on_close_and_malformed_counted(rabbitmq_url
         assert exporter.value("celery_events_malformed_total") == before + 3
     finally:
         exporter.close()
-    assert queue_info(rabbitmq_url, exporter.consumer.queue_name) is None
+    assert queue_info(rabbitmq_generation, rabbitmq_url, exporter.consumer.queue_name) is None
 
 
-def test_killed_exporter_leaves_no_queue(rabbitmq_url):
+def test_killed_exporter_leaves_no_queue(rabbitmq_generation, rabbitmq_url):
     publish_heartbeat(rabbitmq_url, "ensure@exchange")
-    before = exporter_queues(rabbitmq_url)
+    before = exporter_queues(rabbitmq_generation, rabbitmq_url)
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "celery_queue_exporter", "--events", "--broker-url", rabbitmq_url,
+         "--management-url", rabbitmq_generation.management_url,
          "--queue", "cqe-none", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         created = wait_for(
-            lambda: exporter_queues(rabbitmq_url) - before, 30, what="exporter's queue"
+            lambda: exporter_queues(rabbitmq_generation, rabbitmq_url) - before,
+            30,
+            what="exporter's queue",
         )
         assert len(created) == 1
     finally:
         process.kill()  # SIGKILL: no clean shutdown, the broker must clean up
         process.wait(timeout=10)
     wait_for(
-        lambda: not (exporter_queues(rabbitmq_url) & created), 30, what="queue removed by RabbitMQ"
+        lambda: not (exporter_queues(rabbitmq_generation, rabbitmq_url) & created),
+        30,
+        what="queue removed by RabbitMQ",
     )
 
 

@@ -2,7 +2,10 @@
 
 Each test starts its own redis-server (``redis_server`` fixture), an in-process event
 collector (tests/apps/harness.py) and, where needed, ``celery worker`` subprocesses running
-tests/apps/events_app.py.
+tests/apps/events_app.py. The tests of what Redis does with the event stream (delivery to
+workers and the exporter, restarts, output-buffer overflow, subscriptions left behind, ACLs)
+run on Redis 7.0 and 8.0 (``redis_generation_server``); the worker life-cycle tests are the
+event tracker's logic over the same stream and run on 7.0.
 """
 
 from __future__ import annotations
@@ -34,18 +37,20 @@ PROMTOOL = "/usr/bin/promtool"
 
 
 def test_task_outcomes_counted_exactly_per_task_and_queue_prefork(
-    redis_server, unique_name, exporter_factory, workers, producer_hook
+    redis_generation_server, unique_name, exporter_factory, workers, producer_hook
 ):
-    exporter = exporter_factory(redis_server.url)
-    outcome_scenario(exporter, redis_server.url, unique_name, workers, lowest_level="0")
+    exporter = exporter_factory(redis_generation_server.url)
+    outcome_scenario(exporter, redis_generation_server.url, unique_name, workers, lowest_level="0")
 
 
 def test_most_urgent_level_waits_less_with_a_backlog_solo(
-    redis_server, unique_name, exporter_factory, workers, producer_hook
+    redis_generation_server, unique_name, exporter_factory, workers, producer_hook
 ):
-    exporter = exporter_factory(redis_server.url)
+    exporter = exporter_factory(redis_generation_server.url)
     # On Redis 0 is the most urgent level (kombu pops step 0 first).
-    priority_scenario(exporter, redis_server.url, unique_name, workers, most="0", least="9")
+    priority_scenario(
+        exporter, redis_generation_server.url, unique_name, workers, most="0", least="9"
+    )
 
 
 def test_sigkilled_worker_down_within_timeout_and_kept_for_retention(
@@ -85,25 +90,25 @@ def test_sigkilled_worker_down_within_timeout_and_kept_for_retention(
     assert time.time() <= last_heard + settings.worker_retention_seconds + 3
 
 
-def test_broker_restart_events_flow_again(redis_server, exporter_factory):
-    exporter = exporter_factory(redis_server.url)
-    publish_heartbeat(redis_server.url, "before@restart")
+def test_broker_restart_events_flow_again(redis_generation_server, exporter_factory):
+    exporter = exporter_factory(redis_generation_server.url)
+    publish_heartbeat(redis_generation_server.url, "before@restart")
     wait_for(lambda: exporter.value("celery_events_received_total") == 1, 10, what="event")
-    redis_server.stop()
+    redis_generation_server.stop()
     wait_for(lambda: exporter.value("celery_event_consumer_up") == 0, 10, what="consumer down")
-    redis_server.start()
+    redis_generation_server.start()
     wait_for(lambda: exporter.value("celery_event_consumer_up") == 1, 20, what="resubscribed")
-    publish_heartbeat(redis_server.url, "after@restart")
+    publish_heartbeat(redis_generation_server.url, "after@restart")
     wait_for(lambda: exporter.value("celery_events_received_total") == 2, 10, what="event")
     assert exporter.value("celery_worker_up", worker="after@restart") == 1
     interruptions = exporter.values("celery_event_stream_interruptions_total", "reason")
     assert interruptions == {"disconnected": 1, "overflow": 0}
 
 
-def test_overflow_drop_is_reconnected_and_counted(redis_server, exporter_factory):
-    client = redis_server.client()
+def test_overflow_drop_is_reconnected_and_counted(redis_generation_server, exporter_factory):
+    client = redis_generation_server.client()
     client.config_set("client-output-buffer-limit", "pubsub 262144 0 0")
-    exporter = exporter_factory(redis_server.url)
+    exporter = exporter_factory(redis_generation_server.url)
     payload = json.dumps({"body": "x" * 1000, "content-type": "text/plain"})
     # Stall the consumer (it blocks on the tracker's lock) so Redis' buffer for it overflows.
     with exporter.tracker.lock, client.pipeline(transaction=False) as pipe:
@@ -117,14 +122,16 @@ def test_overflow_drop_is_reconnected_and_counted(redis_server, exporter_factory
     )
     wait_for(lambda: exporter.value("celery_event_consumer_up") == 1, 20, what="resubscribed")
     before = exporter.value("celery_events_received_total")
-    publish_heartbeat(redis_server.url, "after@overflow")
+    publish_heartbeat(redis_generation_server.url, "after@overflow")
     wait_for(lambda: exporter.value("celery_events_received_total") == before + 1, 10, what="event")
     assert exporter.value("celery_event_stream_interruptions_total", reason="disconnected") == 0
 
 
-def test_malformed_payloads_counted_skipped_and_nothing_left_behind(redis_server, exporter_factory):
-    client = redis_server.client()
-    exporter = exporter_factory(redis_server.url)
+def test_malformed_payloads_counted_skipped_and_nothing_left_behind(
+    redis_generation_server, exporter_factory
+):
+    client = redis_generation_server.client()
+    exporter = exporter_factory(redis_generation_server.url)
     channel = "/0.celeryev/task.started"
     bad = [
         b"\xff\xfe not json",
@@ -135,7 +142,7 @@ def test_malformed_payloads_counted_skipped_and_nothing_left_behind(redis_server
     ]
     for payload in bad:
         client.publish(channel, payload)
-    publish_heartbeat(redis_server.url, "good@host")
+    publish_heartbeat(redis_generation_server.url, "good@host")
     wait_for(lambda: exporter.value("celery_events_received_total") == 1, 10, what="good")
     # [1, 2] decodes to two non-event items: each counts.
     assert exporter.value("celery_events_malformed_total") == 4 + 2
@@ -167,12 +174,12 @@ def test_queue_and_worker_caps_fold_the_rest_into_other(redis_server, exporter_f
     app.close()
 
 
-def test_cli_consumes_events_and_leaves_nothing_when_killed(redis_server):
-    client = redis_server.client()
+def test_cli_consumes_events_and_leaves_nothing_when_killed(redis_generation_server):
+    client = redis_generation_server.client()
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "celery_queue_exporter", "--events",
-         "--broker-url", redis_server.url, "--queue", "q",
+         "--broker-url", redis_generation_server.url, "--queue", "q",
          "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -194,7 +201,7 @@ def test_cli_consumes_events_and_leaves_nothing_when_killed(redis_server):
             )
 
         wait_for(subscribed, 20, what="exporter subscribed")
-        publish_heartbeat(redis_server.url, "cli@host")
+        publish_heartbeat(redis_generation_server.url, "cli@host")
         wait_for(
             lambda: any(
                 name == "celery_worker_up" and dict(labels).get("worker") == "cli@host"
@@ -210,20 +217,20 @@ def test_cli_consumes_events_and_leaves_nothing_when_killed(redis_server):
     assert client.dbsize() == 0
 
 
-def test_events_with_the_documented_least_privilege_acl(redis_server, exporter_factory):
+def test_events_with_the_documented_least_privilege_acl(redis_generation_server, exporter_factory):
     """README's ACL line as written receives events; without +info it still does (INFO only
     classifies interruptions)."""
     from testsupport.paths import ROOT as REPO
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     (acl_line,) = [ln for ln in readme.splitlines() if ln.startswith("ACL SETUSER celery-exp")]
-    admin = redis_server.client()
+    admin = redis_generation_server.client()
     admin.execute_command(*acl_line.split())
     admin.execute_command(*acl_line.replace("celery-exporter", "no-info").split(), "-info")
     for user in ("celery-exporter", "no-info"):
-        url = f"redis://{user}:CHANGE-ME@127.0.0.1:{redis_server.port}/0"
+        url = f"redis://{user}:CHANGE-ME@127.0.0.1:{redis_generation_server.port}/0"
         exporter = exporter_factory(url)
-        publish_heartbeat(redis_server.url, f"w-{user}@host")
+        publish_heartbeat(redis_generation_server.url, f"w-{user}@host")
         wait_for(
             lambda u=user, e=exporter: e.value("celery_worker_up", worker=f"w-{u}@host") == 1,
             10,

@@ -87,7 +87,8 @@ def test_one_wrong_typed_key_among_50_queues_costs_that_level(redis_server, path
             samples = scrape(exporter)
             assert sample_value(samples, "celery_broker_up", broker="b") == 1
             for i, queue in enumerate(queues):
-                expected = {"0": i + 1, "3": 0, "6": 1, "9": 0}
+                # Empty levels but the first are absent (absent means 0, issue 25).
+                expected = {"0": i + 1, "6": 1}
                 if queue == bad:
                     del expected["0"]  # the one unreadable level has no depth series
                 assert _levels(samples, queue) == expected, queue
@@ -117,8 +118,10 @@ def test_listed_queue_that_is_a_hash_and_unacked_that_is_a_string(redis_server, 
     client.set("unacked_index", "not a zset")
     samples = _scrape_once(redis_server, path, "--queue", "x,jobs")
     assert sample_value(samples, "celery_broker_up", broker="b") == 1
-    assert _levels(samples, "jobs") == {"0": 2, "3": 0, "6": 0, "9": 0}
-    assert _levels(samples, "x") == {"3": 0, "6": 0, "9": 0}
+    assert _levels(samples, "jobs") == {"0": 2}
+    # x's first level is unreadable and its others are empty: no depth series at all, its
+    # celery_queue_unreadable 1 says why.
+    assert _levels(samples, "x") == {}
     assert sample_value(samples, "celery_queue_unreadable", broker="b", queue="x") == 1
     assert sample_value(samples, "celery_queue_unreadable", broker="b", queue="jobs") == 0
     # x's level 0, the unacked hash and its index: 3 keys; no reserved readings at all.
@@ -140,8 +143,8 @@ def test_deeply_nested_head_is_one_malformed_message(redis_server, path):
     client.rpush("fine", _message("f"))
     samples = _scrape_once(redis_server, path, "--queue", "deep,fine")
     assert sample_value(samples, "celery_broker_up", broker="b") == 1
-    assert _levels(samples, "deep") == {"0": 2, "3": 0, "6": 0, "9": 0}
-    assert _levels(samples, "fine") == {"0": 1, "3": 0, "6": 0, "9": 0}
+    assert _levels(samples, "deep") == {"0": 2}
+    assert _levels(samples, "fine") == {"0": 1}
     assert sample_value(samples, "celery_exporter_malformed_messages_total", broker="b") == 1
 
 
@@ -190,8 +193,8 @@ def test_queue_name_that_is_not_utf8_reads_its_own_key(redis_server):
     finally:
         exporter.close()
     assert sample_value(samples, "celery_broker_up", broker="b") == 1
-    assert _levels(samples, "caf\\xe9") == {"0": 2, "3": 0, "6": 0, "9": 1}
-    assert _levels(samples, "plain") == {"0": 1, "3": 0, "6": 0, "9": 0}
+    assert _levels(samples, "caf\\xe9") == {"0": 2, "9": 1}
+    assert _levels(samples, "plain") == {"0": 1}
     assert _levels(samples, "caf\ufffd") == {}  # not bound: not a queue of the broker
     assert sample_value(second, "celery_exporter_unreadable_keys", broker="b") == 0
-    assert _levels(second, "caf\\xe9") == {"0": 2, "3": 0, "6": 0, "9": 1}
+    assert _levels(second, "caf\\xe9") == {"0": 2, "9": 1}

@@ -72,7 +72,7 @@ ORPHAN_AFTER_SECONDS = (
 TASK_SECONDS = 8.0
 
 
-def test_crashed_worker_reservation_on_redis_pages_as_orphaned(make_stack):
+def test_crashed_worker_reservation_on_redis_pages_as_orphaned(make_stack, redis_generation):
     """Situation: on Redis (prefetch 1, late acks) a worker is SIGKILLed (an OOM kill) in the
     middle of a task; another worker of the same queue keeps running. The message stays in
     kombu's ``unacked`` hash, and Redis gives it to a worker again only after
@@ -89,6 +89,7 @@ def test_crashed_worker_reservation_on_redis_pages_as_orphaned(make_stack):
     """
     stack = make_stack(
         queues={REDIS: ["work"]},
+        redis_generation=redis_generation,  # Redis 7.0 and 8.0 (conftest's fixture)
         monitoring={
             "workload": {
                 "longest_countdown_seconds": LONGEST_COUNTDOWN_SECONDS,
@@ -623,7 +624,7 @@ class _BatchAtNine:
         self._thread.join(timeout=15)
 
     def _run(self) -> None:
-        url = f"amqp://guest:guest@127.0.0.1:5672/{self.stack.vhost}"
+        url = self.stack.url(RABBIT)
         queue = self.stack.queue(RABBIT, self.role)
         try:
             connection = pika.BlockingConnection(pika.URLParameters(url))
@@ -639,7 +640,23 @@ class _BatchAtNine:
             self.errors.append(exc)
 
 
-def test_migration_mistake_pages_as_wrong_priority_and_starved_task(make_stack):
+#: Scenario 2's pages on each RabbitMQ generation. 4.0 reports no per-level depth for a classic
+#: priority queue (no backing_queue_status): the level-0 messages waiting behind batch work are
+#: not seen per level, so CeleryPriorityStarvation cannot fire (it must stay silent); the pages
+#: from events (install(app)'s received-by-priority counts, task-sent) fire as on 3.10.
+MIGRATION_PAGES = {
+    "rabbitmq-3": {
+        "CeleryUrgentTaskAtWrongPriority",
+        "CeleryTaskStarved",
+        "CeleryPriorityStarvation",
+    },
+    "rabbitmq-4": {"CeleryUrgentTaskAtWrongPriority", "CeleryTaskStarved"},
+}
+
+
+def test_migration_mistake_pages_as_wrong_priority_and_starved_task(
+    make_stack, rabbitmq_generation
+):
     """Scenario 2 (issue 13, missed page 2): the Redis -> RabbitMQ migration mistake. The
     queue is declared with x-max-priority 10 and producers still publish as on Redis: the
     urgent task (monitoring's urgent_tasks) at 0, the batch task at 9. RabbitMQ serves 9
@@ -667,10 +684,13 @@ def test_migration_mistake_pages_as_wrong_priority_and_starved_task(make_stack):
     urgent task), CeleryPrioritiesIneffective
     (never 10 messages waiting: no "under backlog" ratio), CeleryQueueNoConsumers,
     CeleryInstrumentationMissing (install(app) on both sides).
+    Run on RabbitMQ 3.10 and 4.0: on 4.0 CeleryPriorityStarvation is silent too
+    (MIGRATION_PAGES).
     """
     stack = make_stack(
         queues={RABBIT: ["work"]},
         max_priority=10,
+        rabbitmq=rabbitmq_generation,  # RabbitMQ 3.10 and 4.0 (conftest's fixture)
         monitoring={
             "urgent_tasks": [URGENT],
             "alerts": {
@@ -702,21 +722,21 @@ def test_migration_mistake_pages_as_wrong_priority_and_starved_task(make_stack):
         )
         starved = alert("CeleryTaskStarved", broker=RABBIT, queue=queue, task=URGENT)
         level = alert("CeleryPriorityStarvation", broker=RABBIT, queue=queue, priority=0)
+        names = MIGRATION_PAGES[rabbitmq_generation.name]
+        pages = {key for key in (wrong, starved, level) if key[0] in names}
         stack.wait_alerts(
-            {wrong, starved, level},
+            pages,
             must_be_silent=[
                 "CeleryQueueMostUrgentWaitingTooLong",
                 alert("CeleryTaskStarved", task=BATCH),
                 "CeleryPrioritiesIneffective",
                 "CeleryQueueNoConsumers",
                 "CeleryInstrumentationMissing",
+                *({wrong, starved, level} - pages),
             ],
             timeout=60,
         )
-        texts = {
-            name: _description(stack, name, queue=queue)
-            for name in (wrong[0], starved[0], level[0])
-        }
+        texts = {name: _description(stack, name, queue=queue) for name in names}
         # Still the situation asserted: none of the 8 ran, batch kept running.
         assert stack.value(received_at % (URGENT, "0")) == 2
         assert batch.errors == []
@@ -727,13 +747,14 @@ def test_migration_mistake_pages_as_wrong_priority_and_starved_task(make_stack):
         "priority 0, the least urgent level in use, which the broker serves last"
         in (texts[starved[0]])
     )
-    assert "priority 0, the least urgent level in use" in texts[level[0]]
+    if level in pages:
+        assert "priority 0, the least urgent level in use" in texts[level[0]]
     marks = {
         s["urgency"]: s["priority"]
         for s in _series(stack, f"celery_queue_priority_urgency_rank{{{q}}}")
     }
     assert marks == {"most": "9", "least": "0"}
-    assert ever == {wrong, starved, level}
+    assert ever == pages
 
 
 def test_without_install_urgent_backlog_gives_only_the_info_alert(make_stack):

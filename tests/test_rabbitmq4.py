@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -64,16 +63,6 @@ def depth_by_level(samples: dict, queue: str) -> dict[str | None, float]:
         for labels, value in samples_named(samples, "celery_queue_messages").items()
         if dict(labels)["queue"] == queue
     }
-
-
-@pytest.fixture
-def generation_vhost_4(rabbitmq4) -> Iterator[str]:
-    """A vhost of its own on RabbitMQ 4, for the tests that need only that generation."""
-    name = rabbitmq4.create_vhost(f"cqe-test-{uuid.uuid4().hex[:10]}")
-    try:
-        yield name
-    finally:
-        rabbitmq4.delete_vhost(name)
 
 
 # --- quorum queues -----------------------------------------------------------------------
@@ -340,7 +329,7 @@ def test_classic_priority_queue_depths_and_age_per_generation(
     assert flag == lower_bound
 
 
-def test_prefixed_delay_queues_follow_the_configured_prefix(rabbitmq4, generation_vhost_4):
+def test_prefixed_delay_queues_follow_the_configured_prefix(rabbitmq_generation, generation_vhost):
     """kombu >= 5.7 names the levels {prefix}_celery_delayed_N: with delayed_delivery_prefix
     set they are scheduled messages; without it they would be watched as 28 work queues."""
     from kombu import Connection
@@ -348,10 +337,12 @@ def test_prefixed_delay_queues_follow_the_configured_prefix(rabbitmq4, generatio
         declare_native_delayed_delivery_exchanges_and_queues,
     )
 
-    url = rabbitmq4.url(generation_vhost_4)
+    url = rabbitmq_generation.url(generation_vhost)
     with Connection(url) as connection:
         declare_native_delayed_delivery_exchanges_and_queues(connection, "quorum", prefix="app1")
-    exporter = exporter_for(rabbitmq4, generation_vhost_4, "--delayed-delivery-prefix", "app1")
+    exporter = exporter_for(
+        rabbitmq_generation, generation_vhost, "--delayed-delivery-prefix", "app1"
+    )
     try:
         samples = scrape_until(
             exporter,
@@ -363,7 +354,7 @@ def test_prefixed_delay_queues_follow_the_configured_prefix(rabbitmq4, generatio
         exporter.close()
     assert set(samples_named(samples, "celery_scheduled_messages").values()) == {0.0}
     assert samples_named(samples, "celery_queue_messages") == {}
-    unprefixed = exporter_for(rabbitmq4, generation_vhost_4)
+    unprefixed = exporter_for(rabbitmq_generation, generation_vhost)
     try:
         watched = {
             dict(labels)["queue"]

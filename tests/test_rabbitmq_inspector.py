@@ -1,9 +1,12 @@
-"""RabbitMQ inspection against the machine's real RabbitMQ (management API and AMQP).
+"""RabbitMQ inspection against real RabbitMQ nodes (management API and AMQP).
 
-Every test works on queues with unique names that it creates (or, for the missing-queue
-test, must not exist) and deletes what it created. The management API refreshes queue
-statistics every 5 s (collect_statistics_interval), so tests wait for the expected figures
-with wait_for instead of sleeping.
+The broker-facing tests run on each generation (``rabbitmq_generation``: the machine's 3.10
+and the Debian 13 root's 4.0.5, testsupport/brokers.py), each in a vhost of its own
+(``generation_vhost``, deleted with all it holds); where a generation reports something else,
+the test states what each one reports in a dict keyed by generation name. The URL-form and
+credential tests work in the default vhost with queues of unique names they delete. The
+management API refreshes queue statistics every 5 s (collect_statistics_interval), so tests
+wait for the expected figures with wait_for instead of sleeping.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from celery_queue_exporter.brokers.celery_layout import is_internal_queue
 from celery_queue_exporter.brokers.rabbitmq.inspector import RabbitMQInspector, queue_levels
 from celery_queue_exporter.brokers.rabbitmq.url import parse_amqp_url
 from celery_queue_exporter.config.brokers import new_broker
+from testsupport.brokers import RabbitMQGeneration
 from testsupport.exporter import build_exporter, scrape, scrape_text, scrape_until
 from testsupport.exposition import sample_value, samples_named
 from testsupport.net import free_port
 from testsupport.paths import ROOT
+from testsupport.rabbitmq import GUEST
 
-MANAGEMENT = "http://127.0.0.1:15672"
 #: Messages published at each priority 0..10: distinct counts, so a mix-up of levels shows.
 COUNTS = {priority: priority % 4 + 1 for priority in range(11)}
 
@@ -70,24 +74,27 @@ def queue_exists(url: str, name: str) -> bool:
     return True
 
 
-def management_queue(name: str) -> requests.Response:
-    return requests.get(f"{MANAGEMENT}/api/queues/%2F/{name}", auth=("guest", "guest"), timeout=5)
+def management_queue(generation: RabbitMQGeneration, vhost: str, name: str) -> requests.Response:
+    return requests.get(f"{generation.management_api}/queues/{vhost}/{name}", auth=GUEST, timeout=5)
 
 
-def management_answers() -> bool:
-    try:
-        return requests.get(f"{MANAGEMENT}/api/overview", auth=("guest", "guest"), timeout=5).ok
-    except requests.RequestException:
-        return False
+def exporter_for(generation: RabbitMQGeneration, vhost: str, *args: str):
+    """An exporter watching broker ``rmq``: ``vhost`` on ``generation``, read through that
+    node's management API (the exporter's default, port 15672, is the 3.10 node's)."""
+    return build_exporter(
+        "--broker-url", f"rmq={generation.url(vhost)}",
+        "--management-url", generation.management_url,
+        *args,
+    )  # fmt: skip
 
 
-@pytest.fixture
-def management(rabbitmq_url: str) -> str:
-    from testsupport.services import missing_service
-
-    if not management_answers():
-        missing_service("the RabbitMQ management API is not answering on 127.0.0.1:15672")
-    return MANAGEMENT
+def depth_by_level(samples: dict, queue: str) -> dict[str | None, float]:
+    """{priority label (None: no label): depth} of ``queue``."""
+    return {
+        dict(labels).get("priority"): value
+        for labels, value in samples_named(samples, "celery_queue_messages").items()
+        if dict(labels)["queue"] == queue
+    }
 
 
 def celery_app(url: str, queue: str) -> tuple[Celery, object]:
@@ -118,124 +125,118 @@ def publish_levels(url: str, queue: str) -> None:
 # --- per-priority counts, totals, urgency, head age ---------------------------------------
 
 
+#: What each generation's management API gives for a classic x-max-priority 10 queue holding
+#: COUNTS: depths by priority label (None: no label), and the level the head age is on.
+PRIORITY_LEVELS_EXPECTED = {
+    # 3.10: per-level counts (backing_queue_status); the head age on level 10, served first.
+    "rabbitmq-3": ({str(p): float(n) for p, n in COUNTS.items()}, "10"),
+    # 4.0: no backing_queue_status: one total, and the age without a priority label.
+    "rabbitmq-4": ({None: float(sum(COUNTS.values()))}, None),
+}
+
+
 @pytest.mark.rabbitmq
 def test_priority_levels_exact_from_management_totals_from_amqp(
-    rabbitmq_url, management, unique_name
+    rabbitmq_generation, generation_vhost, unique_name
 ):
     queue = unique_name
+    url = rabbitmq_generation.url(generation_vhost)
+    levels, age_level = PRIORITY_LEVELS_EXPECTED[rabbitmq_generation.name]
     instrumentation.install(None)  # stamps the AMQP timestamp property
     try:
         published_at = time.time()
-        publish_levels(rabbitmq_url, queue)
+        publish_levels(url, queue)
     finally:
         instrumentation.uninstall()
     total = sum(COUNTS.values())
+    exporter = exporter_for(rabbitmq_generation, generation_vhost, "--queue", queue)
     try:
-        exporter = build_exporter("--broker-url", f"rmq={rabbitmq_url}", "--queue", queue)
-        try:
-            # The first statistics of a new queue come in pieces: its total (messages_ready)
-            # can come a scrape before its per-level counts (backing_queue_status), and those
-            # before its unacked count: wait for the per-level counts and the unacked count.
-            samples = scrape_until(
-                exporter,
-                lambda s: (
-                    sum(
-                        v
-                        for labels, v in samples_named(s, "celery_queue_messages").items()
-                        if ("queue", queue) in labels and "priority" in dict(labels)
-                    )
-                    == total
-                    and any(
-                        ("queue", queue) in labels
-                        for labels in samples_named(s, "celery_queue_reserved_messages")
-                    )
-                ),
-                what="management statistics of the new queue",
-            )
-        finally:
-            exporter.close()
-        levels = {
-            dict(labels)["priority"]: value
-            for labels, value in samples_named(samples, "celery_queue_messages").items()
-            if ("queue", queue) in labels
-        }
-        assert levels == {str(p): float(n) for p, n in COUNTS.items()}
-        assert sample_value(samples, "celery_rabbitmq_management_api_up", broker="rmq") == 1
-        assert sample_value(samples, "celery_broker_up", broker="rmq") == 1
-        assert sample_value(samples, "celery_queue_max_priority", broker="rmq", queue=queue) == 10
-        assert sample_value(samples, "celery_queue_missing", broker="rmq", queue=queue) == 0
-        assert sample_value(samples, "celery_queue_consumers", broker="rmq", queue=queue) == 0
-        assert (
-            sample_value(samples, "celery_queue_reserved_messages", broker="rmq", queue=queue) == 0
+        # The first statistics of a new queue come in pieces: its total (messages_ready)
+        # can come a scrape before its per-level counts (backing_queue_status), and those
+        # before its unacked count: wait for the per-level counts and the unacked count.
+        samples = scrape_until(
+            exporter,
+            lambda s: (
+                depth_by_level(s, queue) == levels
+                and any(
+                    ("queue", queue) in labels
+                    for labels in samples_named(s, "celery_queue_reserved_messages")
+                )
+            ),
+            what=f"management statistics of the new queue: {levels}",
+            show=lambda s: depth_by_level(s, queue),
         )
-        assert sample_value(samples, "celery_broker_reserved_messages", broker="rmq") == 0
-        # On RabbitMQ the highest number is served first: 10 is the most urgent level.
-        ranks = {
-            (dict(labels)["priority"], dict(labels)["urgency"]): value
-            for labels, value in samples_named(
-                samples, "celery_queue_priority_urgency_rank"
-            ).items()
-            if ("queue", queue) in labels
-        }
-        assert ranks == {("10", "most"): 0.0, ("0", "least"): 10.0}
-        # head_message_timestamp is the head of the most urgent non-empty level (10) only.
-        ages = {
-            dict(labels)["priority"]: value
-            for labels, value in samples_named(
-                samples, "celery_queue_oldest_message_age_seconds"
-            ).items()
-            if ("queue", queue) in labels
-        }
-        assert set(ages) == {"10"}
-        assert 0 <= ages["10"] <= time.time() - int(published_at) + 1
-
-        # AMQP alone: exact total, no priority label, no invented per-level zeros.
-        amqp_only = build_exporter(
-            "--broker-url", f"rmq={rabbitmq_url}", "--queue", queue, "--management-api", "never"
-        )
-        try:
-            samples = scrape(amqp_only)
-        finally:
-            amqp_only.close()
-        assert samples_named(samples, "celery_queue_messages") == {
-            frozenset({("broker", "rmq"), ("queue", queue)}): float(total)
-        }
-        assert sample_value(samples, "celery_rabbitmq_management_api_up", broker="rmq") == 0
-        assert sample_value(samples, "celery_queue_consumers", broker="rmq", queue=queue) == 0
-        assert not samples_named(samples, "celery_queue_priority_urgency_rank")
-        assert not samples_named(samples, "celery_queue_oldest_message_age_seconds")
-        assert not samples_named(samples, "celery_queue_reserved_messages")
     finally:
-        delete_queues(rabbitmq_url, queue)
+        exporter.close()
+    assert depth_by_level(samples, queue) == levels
+    assert sample_value(samples, "celery_rabbitmq_management_api_up", broker="rmq") == 1
+    assert sample_value(samples, "celery_broker_up", broker="rmq") == 1
+    assert sample_value(samples, "celery_queue_max_priority", broker="rmq", queue=queue) == 10
+    assert sample_value(samples, "celery_queue_missing", broker="rmq", queue=queue) == 0
+    assert sample_value(samples, "celery_queue_consumers", broker="rmq", queue=queue) == 0
+    assert sample_value(samples, "celery_queue_reserved_messages", broker="rmq", queue=queue) == 0
+    assert sample_value(samples, "celery_broker_reserved_messages", broker="rmq") == 0
+    # On RabbitMQ the highest number is served first: 10 is the most urgent level (every level
+    # holds messages here, so the levels in use are the declared extremes on both generations).
+    ranks = {
+        (dict(labels)["priority"], dict(labels)["urgency"]): value
+        for labels, value in samples_named(samples, "celery_queue_priority_urgency_rank").items()
+        if ("queue", queue) in labels
+    }
+    assert ranks == {("10", "most"): 0.0, ("0", "least"): 10.0}
+    # head_message_timestamp is the head of the most urgent non-empty level (10) only.
+    ages = {
+        dict(labels).get("priority"): value
+        for labels, value in samples_named(
+            samples, "celery_queue_oldest_message_age_seconds"
+        ).items()
+        if ("queue", queue) in labels
+    }
+    assert set(ages) == {age_level}
+    assert 0 <= ages[age_level] <= time.time() - int(published_at) + 1
+
+    # AMQP alone: exact total, no priority label, no invented per-level zeros.
+    amqp_only = exporter_for(
+        rabbitmq_generation, generation_vhost, "--queue", queue, "--management-api", "never"
+    )
+    try:
+        samples = scrape(amqp_only)
+    finally:
+        amqp_only.close()
+    assert samples_named(samples, "celery_queue_messages") == {
+        frozenset({("broker", "rmq"), ("queue", queue)}): float(total)
+    }
+    assert sample_value(samples, "celery_rabbitmq_management_api_up", broker="rmq") == 0
+    assert sample_value(samples, "celery_queue_consumers", broker="rmq", queue=queue) == 0
+    assert not samples_named(samples, "celery_queue_priority_urgency_rank")
+    assert not samples_named(samples, "celery_queue_oldest_message_age_seconds")
+    assert not samples_named(samples, "celery_queue_reserved_messages")
 
 
 @pytest.mark.rabbitmq
 def test_queue_without_stamps_or_priorities_has_one_unlabelled_series(
-    rabbitmq_url, management, unique_name
+    rabbitmq_generation, generation_vhost, unique_name
 ):
     queue = unique_name
-    with amqp(rabbitmq_url) as channel:
+    with amqp(rabbitmq_generation.url(generation_vhost)) as channel:
         channel.queue_declare(queue)
         for _ in range(3):
             channel.basic_publish("", queue, b"{}")
+    exporter = exporter_for(rabbitmq_generation, generation_vhost, "--queue", queue)
     try:
-        exporter = build_exporter("--broker-url", f"rmq={rabbitmq_url}", "--queue", queue)
-        try:
-            samples = scrape_until(
-                exporter,
-                lambda s: sample_value(s, "celery_queue_messages", broker="rmq", queue=queue) == 3,
-                what="3 ready messages",
-            )
-        finally:
-            exporter.close()
-        assert [dict(labels) for labels in samples_named(samples, "celery_queue_messages")] == [
-            {"broker": "rmq", "queue": queue}
-        ]
-        assert sample_value(samples, "celery_queue_max_priority", broker="rmq", queue=queue) is None
-        assert not samples_named(samples, "celery_queue_oldest_message_age_seconds")
-        assert not samples_named(samples, "celery_queue_priority_urgency_rank")
+        samples = scrape_until(
+            exporter,
+            lambda s: sample_value(s, "celery_queue_messages", broker="rmq", queue=queue) == 3,
+            what="3 ready messages",
+        )
     finally:
-        delete_queues(rabbitmq_url, queue)
+        exporter.close()
+    assert [dict(labels) for labels in samples_named(samples, "celery_queue_messages")] == [
+        {"broker": "rmq", "queue": queue}
+    ]
+    assert sample_value(samples, "celery_queue_max_priority", broker="rmq", queue=queue) is None
+    assert not samples_named(samples, "celery_queue_oldest_message_age_seconds")
+    assert not samples_named(samples, "celery_queue_priority_urgency_rank")
 
 
 # --- reserved work and consumers ----------------------------------------------------------
@@ -265,14 +266,17 @@ WORKER_APP = textwrap.dedent(
 
 
 @pytest.mark.rabbitmq
-def test_consumer_holding_unacked_messages(rabbitmq_url, management, unique_name, tmp_path):
+def test_consumer_holding_unacked_messages(
+    rabbitmq_generation, generation_vhost, unique_name, tmp_path
+):
     """A real worker (solo pool, prefetch 2, acks late) runs one blocking task and holds a
     second: 2 unacknowledged, 1 consumer, the rest ready."""
     queue = unique_name
+    url = rabbitmq_generation.url(generation_vhost)
     (tmp_path / "cqe_rmq_worker.py").write_text(WORKER_APP)
     release = tmp_path / "release"
-    env = dict(os.environ, CQE_QUEUE=queue, CQE_BROKER=rabbitmq_url, PYTHONPATH=str(tmp_path))
-    app, _ = celery_app(rabbitmq_url, queue)
+    env = dict(os.environ, CQE_QUEUE=queue, CQE_BROKER=url, PYTHONPATH=str(tmp_path))
+    app, _ = celery_app(url, queue)
     try:
         for _ in range(5):
             app.send_task("cqe.block", args=[str(release)], queue=queue)
@@ -289,7 +293,7 @@ def test_consumer_holding_unacked_messages(rabbitmq_url, management, unique_name
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    exporter = build_exporter("--broker-url", f"rmq={rabbitmq_url}", "--queue", queue)
+    exporter = exporter_for(rabbitmq_generation, generation_vhost, "--queue", queue)
     try:
         samples = scrape_until(
             exporter,
@@ -316,50 +320,49 @@ def test_consumer_holding_unacked_messages(rabbitmq_url, management, unique_name
         release.write_text("go")
         worker.terminate()
         worker.wait(timeout=30)
-        delete_queues(rabbitmq_url, queue)
 
 
 # --- management API unreachable -----------------------------------------------------------
 
 
 @pytest.mark.rabbitmq
-def test_management_unreachable_falls_back_to_amqp(rabbitmq_url, unique_name, caplog):
+def test_management_unreachable_falls_back_to_amqp(
+    rabbitmq_generation, generation_vhost, unique_name, caplog
+):
     queue = unique_name
-    with amqp(rabbitmq_url) as channel:
+    url = rabbitmq_generation.url(generation_vhost)
+    with amqp(url) as channel:
         channel.queue_declare(queue, arguments={"x-max-priority": 10})
         for priority in (0, 9, 9):
             channel.basic_publish("", queue, b"{}", pika.BasicProperties(priority=priority))
     closed = f"http://127.0.0.1:{free_port()}"
+    exporter = build_exporter(
+        "--broker-url", f"rmq={url}", "--queue", queue, "--management-url", closed
+    )
     try:
-        exporter = build_exporter(
-            "--broker-url", f"rmq={rabbitmq_url}", "--queue", queue, "--management-url", closed
-        )
-        try:
-            samples = scrape(exporter)
-        finally:
-            exporter.close()
-        assert sample_value(samples, "celery_broker_up", broker="rmq") == 1
-        assert sample_value(samples, "celery_rabbitmq_management_api_up", broker="rmq") == 0
-        assert samples_named(samples, "celery_queue_messages") == {
-            frozenset({("broker", "rmq"), ("queue", queue)}): 3.0
-        }
-        assert sample_value(samples, "celery_queue_consumers", broker="rmq", queue=queue) == 0
-        assert sample_value(samples, "celery_queue_missing", broker="rmq", queue=queue) == 0
-        assert f"management API {closed} unreachable" in caplog.text
-
-        # management: always means no fallback: the broker is reported down.
-        strict = build_exporter(
-            "--broker-url", f"rmq={rabbitmq_url}", "--queue", queue,
-            "--management-url", closed, "--management-api", "always",
-        )  # fmt: skip
-        try:
-            samples = scrape(strict)
-        finally:
-            strict.close()
-        assert sample_value(samples, "celery_broker_up", broker="rmq") == 0
-        assert not samples_named(samples, "celery_queue_messages")
+        samples = scrape(exporter)
     finally:
-        delete_queues(rabbitmq_url, queue)
+        exporter.close()
+    assert sample_value(samples, "celery_broker_up", broker="rmq") == 1
+    assert sample_value(samples, "celery_rabbitmq_management_api_up", broker="rmq") == 0
+    assert samples_named(samples, "celery_queue_messages") == {
+        frozenset({("broker", "rmq"), ("queue", queue)}): 3.0
+    }
+    assert sample_value(samples, "celery_queue_consumers", broker="rmq", queue=queue) == 0
+    assert sample_value(samples, "celery_queue_missing", broker="rmq", queue=queue) == 0
+    assert f"management API {closed} unreachable" in caplog.text
+
+    # management: always means no fallback: the broker is reported down.
+    strict = build_exporter(
+        "--broker-url", f"rmq={url}", "--queue", queue,
+        "--management-url", closed, "--management-api", "always",
+    )  # fmt: skip
+    try:
+        samples = scrape(strict)
+    finally:
+        strict.close()
+    assert sample_value(samples, "celery_broker_up", broker="rmq") == 0
+    assert not samples_named(samples, "celery_queue_messages")
 
 
 # --- missing queue ------------------------------------------------------------------------
@@ -367,35 +370,35 @@ def test_management_unreachable_falls_back_to_amqp(rabbitmq_url, unique_name, ca
 
 @pytest.mark.parametrize("mode", ["auto", "never"])
 @pytest.mark.rabbitmq
-def test_missing_queue_reported_and_never_created(rabbitmq_url, management, unique_name, mode):
+def test_missing_queue_reported_and_never_created(
+    rabbitmq_generation, generation_vhost, unique_name, mode
+):
     queue = f"{unique_name}-absent"
     present = unique_name
-    with amqp(rabbitmq_url) as channel:
+    url = rabbitmq_generation.url(generation_vhost)
+    with amqp(url) as channel:
         channel.queue_declare(present)
+    exporter = exporter_for(
+        rabbitmq_generation, generation_vhost, "--queue", f"{queue},{present}",
+        "--management-api", mode,
+    )  # fmt: skip
     try:
-        exporter = build_exporter(
-            "--broker-url", f"rmq={rabbitmq_url}", "--queue", f"{queue},{present}",
-            "--management-api", mode,
-        )  # fmt: skip
-        try:
-            # Twice: after the 404 closed the channel, the next scrape still works.
-            scrape(exporter)
-            samples = scrape(exporter)
-        finally:
-            exporter.close()
-        assert sample_value(samples, "celery_broker_up", broker="rmq") == 1
-        assert sample_value(samples, "celery_queue_missing", broker="rmq", queue=queue) == 1
-        assert sample_value(samples, "celery_queue_missing", broker="rmq", queue=present) == 0
-        assert not [
-            labels
-            for labels in samples_named(samples, "celery_queue_messages")
-            if ("queue", queue) in labels
-        ]
-        # The queue after the present one was still inspected (channel reopened after 404).
-        assert not queue_exists(rabbitmq_url, queue)
-        assert management_queue(queue).status_code == 404
+        # Twice: after the 404 closed the channel, the next scrape still works.
+        scrape(exporter)
+        samples = scrape(exporter)
     finally:
-        delete_queues(rabbitmq_url, present)
+        exporter.close()
+    assert sample_value(samples, "celery_broker_up", broker="rmq") == 1
+    assert sample_value(samples, "celery_queue_missing", broker="rmq", queue=queue) == 1
+    assert sample_value(samples, "celery_queue_missing", broker="rmq", queue=present) == 0
+    assert not [
+        labels
+        for labels in samples_named(samples, "celery_queue_messages")
+        if ("queue", queue) in labels
+    ]
+    # The queue after the present one was still inspected (channel reopened after 404).
+    assert not queue_exists(url, queue)
+    assert management_queue(rabbitmq_generation, generation_vhost, queue).status_code == 404
 
 
 # --- discovery ----------------------------------------------------------------------------
@@ -403,53 +406,48 @@ def test_missing_queue_reported_and_never_created(rabbitmq_url, management, uniq
 
 @pytest.mark.rabbitmq
 def test_discovery_lists_vhost_queues_without_celery_internals(
-    rabbitmq_url, management, unique_name
+    rabbitmq_generation, generation_vhost, unique_name
 ):
     task_queue = unique_name
     internal = [f"celeryev.{unique_name}", f"{unique_name}.celery.pidbox"]
-    with amqp(rabbitmq_url) as channel:
+    with amqp(rabbitmq_generation.url(generation_vhost)) as channel:
         for name in [task_queue, *internal]:
             channel.queue_declare(name, auto_delete=False)
         channel.basic_publish("", task_queue, b"{}")
+    exporter = exporter_for(rabbitmq_generation, generation_vhost, "--discover-queues")
     try:
-        exporter = build_exporter("--broker-url", f"rmq={rabbitmq_url}", "--discover-queues")
-        try:
-            samples = scrape_until(
-                exporter,
-                lambda s: (
-                    sample_value(s, "celery_queue_messages", broker="rmq", queue=task_queue) == 1
-                ),
-                what="the discovered queue with 1 message",
-            )
-        finally:
-            exporter.close()
-        watched = {
-            dict(labels)["queue"] for labels in samples_named(samples, "celery_queue_missing")
-        }
-        assert task_queue in watched
-        assert not watched & set(internal)
-        assert not any(is_internal_queue(name) for name in watched)
+        samples = scrape_until(
+            exporter,
+            lambda s: sample_value(s, "celery_queue_messages", broker="rmq", queue=task_queue) == 1,
+            what="the discovered queue with 1 message",
+        )
     finally:
-        delete_queues(rabbitmq_url, task_queue, *internal)
+        exporter.close()
+    watched = {dict(labels)["queue"] for labels in samples_named(samples, "celery_queue_missing")}
+    # The vhost is the test's own: the task queue is all there is to watch.
+    assert watched == {task_queue}
+    assert not any(is_internal_queue(name) for name in watched)
 
 
 # --- credentials --------------------------------------------------------------------------
 
 
 @pytest.mark.rabbitmq
-def test_wrong_credentials_name_the_broker_and_hide_the_password(rabbitmq_url, tmp_path):
+def test_wrong_credentials_name_the_broker_and_hide_the_password(rabbitmq_generation, tmp_path):
     password = "Wr0ng-s3cret-" + os.urandom(4).hex()
+    port = rabbitmq_generation.amqp_port
     config = tmp_path / "exporter.yaml"
     config.write_text(
         textwrap.dedent(
             f"""
             brokers:
               - name: rmq-wrong
-                url: "amqp://guest@127.0.0.1:5672//"
+                url: "amqp://guest@127.0.0.1:{port}//"
+                management_url: "{rabbitmq_generation.management_url}"
                 password_env: CQE_TEST_RMQ_PASSWORD
                 queues: [celery]
               - name: rmq-inline
-                url: "amqp://guest:{password}@127.0.0.1:5672/%2F"
+                url: "amqp://guest:{password}@127.0.0.1:{port}/%2F"
                 management: never
                 queues: [celery]
             """
@@ -472,7 +470,7 @@ def test_wrong_credentials_name_the_broker_and_hide_the_password(rabbitmq_url, t
         assert f"broker {name}: inspection failed: " in result.stderr
     # auto mode: the management API refuses (401), then AMQP refuses the login.
     assert "login refused for user 'guest' (wrong user name or password)" in result.stderr
-    assert "RabbitMQ broker rmq-wrong (amqp://127.0.0.1:5672//)" in result.stderr
+    assert f"RabbitMQ broker rmq-wrong (amqp://127.0.0.1:{port}//)" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -481,15 +479,17 @@ def test_wrong_credentials_name_the_broker_and_hide_the_password(rabbitmq_url, t
 
 @pytest.mark.parametrize("path", ["", "/", "//", "/%2F"])
 @pytest.mark.rabbitmq
-def test_default_vhost_url_forms_reach_the_broker(rabbitmq_url, unique_name, path):
+def test_default_vhost_url_forms_reach_the_broker(rabbitmq_generation, unique_name, path):
+    """The default vhost, however the URL spells it (the queue's name is unique there)."""
     queue = unique_name
+    rabbitmq_url = rabbitmq_generation.url("/")
     with amqp(rabbitmq_url) as channel:
         channel.queue_declare(queue)
         channel.basic_publish("", queue, b"{}")
     try:
         config = new_broker(
             name="rmq",
-            url=f"pyamqp://guest:guest@127.0.0.1:5672{path}",
+            url=f"pyamqp://guest:guest@127.0.0.1:{rabbitmq_generation.amqp_port}{path}",
             queues=[queue],
             discover_queues=False,
             management="never",
@@ -558,17 +558,19 @@ def test_queue_levels_from_each_broker_generation():
 
 
 @pytest.mark.rabbitmq
-def test_text_exposition_of_a_rabbitmq_scrape_has_no_credentials(rabbitmq_url, unique_name):
+def test_text_exposition_of_a_rabbitmq_scrape_has_no_credentials(rabbitmq_generation, unique_name):
+    port = rabbitmq_generation.amqp_port
     exporter = build_exporter(
-        "--broker-url", f"rmq={rabbitmq_url}", "--queue", unique_name, "--management-api", "never"
-    )
+        "--broker-url", f"rmq=amqp://guest:guest@127.0.0.1:{port}//", "--queue", unique_name,
+        "--management-api", "never",
+    )  # fmt: skip
     try:
         text = scrape_text(exporter)
     finally:
         exporter.close()
     assert (
-        'celery_broker_info{broker="rmq",transport="rabbitmq",url="amqp://127.0.0.1:5672//"}'
-        in (text)
+        'celery_broker_info{broker="rmq",transport="rabbitmq",'
+        f'url="amqp://127.0.0.1:{port}//"}}' in text
     )
     assert "guest" not in text
 
@@ -625,20 +627,6 @@ def unstamped_series(samples: dict, queue: str) -> dict[str | None, float]:
     }
 
 
-def ready_total(queue: str, total: int):
-    def predicate(samples: dict) -> bool:
-        return (
-            sum(
-                value
-                for labels, value in samples_named(samples, "celery_queue_messages").items()
-                if ("queue", queue) in labels and "priority" in dict(labels)
-            )
-            == total
-        )
-
-    return predicate
-
-
 def publish_at(url: str, queue: str, priorities: dict[int, int]) -> None:
     app, noop = celery_app(url, queue)
     try:
@@ -649,152 +637,181 @@ def publish_at(url: str, queue: str, priorities: dict[int, int]) -> None:
         app.close()
 
 
+def classic_levels(counts: dict[int, int]) -> dict[str | None, float]:
+    """The depths 3.10 reports for a classic x-max-priority 10 queue holding ``counts``."""
+    return {str(level): float(counts.get(level, 0)) for level in range(11)}
+
+
+#: Messages at 9 (2) and 0 (3) of an x-max-priority 10 queue: its depths, and the levels marked
+#: most and least urgent without a config.
+URGENCY_EXPECTED = {
+    # 3.10: the per-level counts show which levels are in use.
+    "rabbitmq-3": (classic_levels({9: 2, 0: 3}), {("9", "most"): 1.0, ("0", "least"): 10.0}),
+    # 4.0: one total, nothing tells the levels in use apart: the declared extremes are marked.
+    "rabbitmq-4": ({None: 5.0}, {("10", "most"): 0.0, ("0", "least"): 10.0}),
+}
+
+
 @pytest.mark.rabbitmq
 def test_urgency_marks_the_levels_in_use_not_x_max_priority(
-    rabbitmq_url, management, unique_name, tmp_path
+    rabbitmq_generation, generation_vhost, unique_name, tmp_path
 ):
     """x-max-priority 10, messages at 9 and 0 only: 9 is the most urgent level in use (rank 1:
-    10 would be served first, nobody publishes there), 0 the least. A fresh empty queue keeps
-    the declared extremes; the config's priority_levels wins over what was seen."""
+    10 would be served first, nobody publishes there), 0 the least, where the broker reports
+    the levels (3.10). A fresh empty queue keeps the declared extremes; the config's
+    priority_levels wins over what was seen, on every generation."""
     queue, fresh = unique_name, unique_name + "-fresh"
-    publish_at(rabbitmq_url, queue, {9: 2, 0: 3})
-    app, _ = celery_app(rabbitmq_url, fresh)
+    url = rabbitmq_generation.url(generation_vhost)
+    depths, marks = URGENCY_EXPECTED[rabbitmq_generation.name]
+    publish_at(url, queue, {9: 2, 0: 3})
+    app, _ = celery_app(url, fresh)
     try:
         with app.connection_for_write() as connection:
             app.amqp.queues[fresh](connection.default_channel).declare()
     finally:
         app.close()
+    exporter = exporter_for(rabbitmq_generation, generation_vhost, "--queue", f"{queue},{fresh}")
     try:
-        exporter = build_exporter(
-            "--broker-url", f"rmq={rabbitmq_url}", "--queue", f"{queue},{fresh}"
+        samples = scrape_until(
+            exporter,
+            lambda s: depth_by_level(s, queue) == depths,
+            what=f"5 ready messages at 9 and 0: {depths}",
+            show=lambda s: depth_by_level(s, queue),
         )
-        try:
-            samples = scrape_until(
-                exporter, ready_total(queue, 5), what="5 ready messages at 9 and 0"
-            )
-            assert (
-                sample_value(
-                    samples, "celery_queue_messages", broker="rmq", queue=queue, priority="9"
-                )
-                == 2
-            )
-            assert urgency_marks(samples, queue) == {("9", "most"): 1.0, ("0", "least"): 10.0}
-            assert urgency_marks(samples, fresh) == {("10", "most"): 0.0, ("0", "least"): 10.0}
-            assert (
-                sample_value(samples, "celery_queue_max_priority", broker="rmq", queue=fresh) == 10
-            )
-        finally:
-            exporter.close()
-
-        config = tmp_path / "config.yaml"
-        config.write_text(
-            f"brokers:\n  - name: rmq\n    url: {rabbitmq_url}\n    queues: [{queue}, {fresh}]\n"
-            f"    priority_levels: {{{queue}: {{most: 5, least: 1}}, {fresh}: {{most: 9}}}}\n"
-        )
-        exporter = build_exporter("--config", str(config))
-        try:
-            samples = scrape_until(exporter, ready_total(queue, 5), what="5 ready messages")
-        finally:
-            exporter.close()
-        assert urgency_marks(samples, queue) == {("5", "most"): 5.0, ("1", "least"): 9.0}
-        assert urgency_marks(samples, fresh) == {("9", "most"): 1.0, ("0", "least"): 10.0}
     finally:
-        delete_queues(rabbitmq_url, queue, fresh)
+        exporter.close()
+    assert urgency_marks(samples, queue) == marks
+    assert urgency_marks(samples, fresh) == {("10", "most"): 0.0, ("0", "least"): 10.0}
+    assert sample_value(samples, "celery_queue_max_priority", broker="rmq", queue=fresh) == 10
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"brokers:\n  - name: rmq\n    url: {url}\n"
+        f"    management_url: {rabbitmq_generation.management_url}\n"
+        f"    queues: [{queue}, {fresh}]\n"
+        f"    priority_levels: {{{queue}: {{most: 5, least: 1}}, {fresh}: {{most: 9}}}}\n"
+    )
+    exporter = build_exporter("--config", str(config))
+    try:
+        samples = scrape_until(
+            exporter, lambda s: depth_by_level(s, queue) == depths, what=f"depths {depths}"
+        )
+    finally:
+        exporter.close()
+    assert urgency_marks(samples, queue) == {("5", "most"): 5.0, ("1", "least"): 9.0}
+    assert urgency_marks(samples, fresh) == {("9", "most"): 1.0, ("0", "least"): 10.0}
+
+
+#: A queue whose head at 7 was published without install(app), 2 more at 2 with it, and one
+#: stamped throughout (7: 1, 2: 2): each queue's depths, and the level of its head's series.
+UNSTAMPED_EXPECTED = {
+    # 3.10: per-level counts; the head is level 7's, the most urgent non-empty level.
+    "rabbitmq-3": (classic_levels({7: 1, 2: 2}), "7"),
+    # 4.0: one total; the same head (RabbitMQ serves 7 first), without a priority label.
+    "rabbitmq-4": ({None: 3.0}, None),
+}
 
 
 @pytest.mark.rabbitmq
-def test_unstamped_head_of_the_most_urgent_non_empty_level(rabbitmq_url, management, unique_name):
+def test_unstamped_head_of_the_most_urgent_non_empty_level(
+    rabbitmq_generation, generation_vhost, unique_name
+):
     """head_message_timestamp belongs to the most urgent non-empty level: its head published
     without install(app) reads 1, with it 0; no other level of the queue gets the series."""
     bare, stamped = unique_name + "-bare", unique_name + "-stamped"
-    publish_at(rabbitmq_url, bare, {7: 1})
+    url = rabbitmq_generation.url(generation_vhost)
+    depths, head_level = UNSTAMPED_EXPECTED[rabbitmq_generation.name]
+    publish_at(url, bare, {7: 1})
     instrumentation.install(None)  # stamps the AMQP timestamp property
     try:
-        publish_at(rabbitmq_url, bare, {2: 2})  # less urgent than 7: not at the head
-        publish_at(rabbitmq_url, stamped, {7: 1, 2: 2})
+        publish_at(url, bare, {2: 2})  # less urgent than 7: not at the head
+        publish_at(url, stamped, {7: 1, 2: 2})
     finally:
         instrumentation.uninstall()
+    exporter = exporter_for(rabbitmq_generation, generation_vhost, "--queue", f"{bare},{stamped}")
     try:
-        exporter = build_exporter(
-            "--broker-url", f"rmq={rabbitmq_url}", "--queue", f"{bare},{stamped}"
+        samples = scrape_until(
+            exporter,
+            lambda s: (
+                depth_by_level(s, bare) == depths
+                and depth_by_level(s, stamped) == depths
+                and unstamped_series(s, stamped) == {head_level: 0.0}
+                # the head's timestamp can come a scrape after the per-level counts
+                and unstamped_series(s, bare) != {}
+            ),
+            what=f"{depths} in each queue and both heads",
+            show=lambda s: (unstamped_series(s, bare), unstamped_series(s, stamped)),
         )
-        try:
-            samples = scrape_until(
-                exporter,
-                lambda s: (
-                    ready_total(bare, 3)(s)
-                    and ready_total(stamped, 3)(s)
-                    and unstamped_series(s, stamped) == {"7": 0.0}
-                    # the head's timestamp can come a scrape after the per-level counts
-                    and unstamped_series(s, bare) != {}
-                ),
-                what="3 ready messages in each queue and both heads",
-            )
-        finally:
-            exporter.close()
-        assert unstamped_series(samples, bare) == {"7": 1.0}
-        assert unstamped_series(samples, stamped) == {"7": 0.0}
     finally:
-        delete_queues(rabbitmq_url, bare, stamped)
+        exporter.close()
+    assert unstamped_series(samples, bare) == {head_level: 1.0}
+    assert unstamped_series(samples, stamped) == {head_level: 0.0}
+
+
+#: One message in a quorum queue: its depths on each generation.
+QUORUM_DEPTH_EXPECTED = {
+    # 3.10: one ready count.
+    "rabbitmq-3": {None: 1.0},
+    # 4.0: the levels the queue serves (published without a priority: normal), and the
+    # requeued messages apart (none here).
+    "rabbitmq-4": {"high": 0.0, "normal": 1.0, "returned": 0.0},
+}
 
 
 @pytest.mark.rabbitmq
-def test_quorum_queue_gets_no_unstamped_series(rabbitmq_url, management, unique_name):
+def test_quorum_queue_gets_no_unstamped_series(rabbitmq_generation, generation_vhost, unique_name):
     """RabbitMQ reports no head_message_timestamp for quorum (and stream) queues at all: its
     absence does not blame the producers, so a quorum queue gets no unstamped series while its
     depth is exported. A classic queue beside it, unstamped too, reads 1 in the same scrape."""
     quorum, classic = unique_name + "-quorum", unique_name + "-classic"
-    with amqp(rabbitmq_url) as channel:
+    depths = QUORUM_DEPTH_EXPECTED[rabbitmq_generation.name]
+    with amqp(rabbitmq_generation.url(generation_vhost)) as channel:
+        channel.confirm_delivery()  # a quorum queue holds a message once it is confirmed
         channel.queue_declare(quorum, durable=True, arguments={"x-queue-type": "quorum"})
         channel.queue_declare(classic)
         channel.basic_publish("", quorum, b"{}")
         channel.basic_publish("", classic, b"{}")
+    exporter = exporter_for(rabbitmq_generation, generation_vhost, "--queue", f"{quorum},{classic}")
     try:
-        exporter = build_exporter(
-            "--broker-url", f"rmq={rabbitmq_url}", "--queue", f"{quorum},{classic}"
+        samples = scrape_until(
+            exporter,
+            lambda s: (
+                depth_by_level(s, quorum) == depths and unstamped_series(s, classic) == {None: 1.0}
+            ),
+            what=f"the quorum queue's message {depths} and the classic queue's head",
+            show=lambda s: (depth_by_level(s, quorum), unstamped_series(s, classic)),
+            timeout=60.0,
         )
-        try:
-            samples = scrape_until(
-                exporter,
-                lambda s: (
-                    sample_value(s, "celery_queue_messages", broker="rmq", queue=quorum) == 1
-                    and unstamped_series(s, classic) == {None: 1.0}
-                ),
-                what="the quorum queue's message and the classic queue's head",
-            )
-        finally:
-            exporter.close()
-        assert sample_value(samples, "celery_queue_messages", broker="rmq", queue=quorum) == 1
-        assert unstamped_series(samples, quorum) == {}
     finally:
-        delete_queues(rabbitmq_url, quorum, classic)
+        exporter.close()
+    assert depth_by_level(samples, quorum) == depths
+    assert unstamped_series(samples, quorum) == {}
 
 
 @pytest.mark.rabbitmq
-def test_unstamped_head_of_a_queue_without_priorities(rabbitmq_url, management, unique_name):
+def test_unstamped_head_of_a_queue_without_priorities(
+    rabbitmq_generation, generation_vhost, unique_name
+):
     """No per-level counts: the series without the priority label; an empty queue has none."""
     bare, stamped, empty = (unique_name + suffix for suffix in ("-bare", "-stamped", "-empty"))
-    with amqp(rabbitmq_url) as channel:
+    with amqp(rabbitmq_generation.url(generation_vhost)) as channel:
         for name in (bare, stamped, empty):
             channel.queue_declare(name)
         channel.basic_publish("", bare, b"{}")
         channel.basic_publish("", stamped, b"{}", pika.BasicProperties(timestamp=int(time.time())))
+    exporter = exporter_for(
+        rabbitmq_generation, generation_vhost, "--queue", f"{bare},{stamped},{empty}"
+    )
     try:
-        exporter = build_exporter(
-            "--broker-url", f"rmq={rabbitmq_url}", "--queue", f"{bare},{stamped},{empty}"
+        samples = scrape_until(
+            exporter,
+            lambda s: (
+                unstamped_series(s, bare) == {None: 1.0}
+                and unstamped_series(s, stamped) == {None: 0.0}
+            ),
+            what="both heads in the statistics",
         )
-        try:
-            samples = scrape_until(
-                exporter,
-                lambda s: (
-                    unstamped_series(s, bare) == {None: 1.0}
-                    and unstamped_series(s, stamped) == {None: 0.0}
-                ),
-                what="both heads in the statistics",
-            )
-        finally:
-            exporter.close()
-        assert sample_value(samples, "celery_queue_messages", broker="rmq", queue=empty) == 0
-        assert unstamped_series(samples, empty) == {}
     finally:
-        delete_queues(rabbitmq_url, bare, stamped, empty)
+        exporter.close()
+    assert sample_value(samples, "celery_queue_messages", broker="rmq", queue=empty) == 0
+    assert unstamped_series(samples, empty) == {}

@@ -8,12 +8,15 @@ import json
 import time
 
 import pytest
+import redis.connection
 
 from celery_queue_exporter import linefamily
 from celery_queue_exporter.brokers.redis import inspector as redis_inspector
 from celery_queue_exporter.collector import BrokerResult, QueueCollector
 from celery_queue_exporter.config.brokers import new_broker
 from celery_queue_exporter.exposition import render_text
+from testsupport.exporter import serve_exporter
+from testsupport.http import exchange
 from testsupport.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -117,6 +120,39 @@ def test_key_lists_are_built_again_only_when_discovery_changes_the_queues(redis_
         collector.close()
 
 
+def test_the_levels_script_is_packed_once_per_watched_list(redis_server, monkeypatch):
+    """redis-py took 20-30 ms per scrape to pack the EVAL_RO of 50,000 keys, the same bytes
+    every time: it is packed once per layout and sent as those bytes after, while Redis runs
+    it every scrape (test_redis_inspector's pipeline fallback checks the readings against
+    plain pipelines; here they are checked exactly too)."""
+    packed = []
+    real_pack = redis.connection.HiredisRespSerializer.pack
+
+    def counting_pack(self, *args):
+        if args and args[0] == "EVAL_RO":
+            packed.append(len(args))
+        return real_pack(self, *args)
+
+    monkeypatch.setattr(redis.connection.HiredisRespSerializer, "pack", counting_pack)
+    queues = [f"q{i:02d}" for i in range(50)]
+    fill(redis_server, queues)
+    collector = collector_for(redis_server, queues, discover_queues=False)
+    try:
+        redis_server.client().config_resetstat()
+        for _ in range(3):
+            snapshot, _ = scrape(collector)
+    finally:
+        collector.close()
+    # EVAL_RO, the script, the key count and 500 keys: 503 arguments, packed once for the
+    # layout (the binding scan that opens each scrape has connected, so installed the
+    # pass-through, before the command is queued), then sent as those bytes.
+    assert packed == [503]
+    stats = redis_server.client().info("commandstats")
+    assert stats["cmdstat_eval_ro"]["calls"] == 3
+    depths = {(lv.queue, lv.priority): lv.messages for lv in snapshot.levels if lv.messages}
+    assert depths == {(q, str(i % 10)): 1 + i % 5 for i, q in enumerate(queues)}
+
+
 def cpu_seconds(collector: QueueCollector) -> float:
     """CPU time of this thread for one scrape."""
     started = time.thread_time()
@@ -148,6 +184,55 @@ def test_scrape_cost_is_linear_in_keys():
         finally:
             for collector in collectors:
                 collector.close()
-    assert lines == [10000, 50000]
+    # Per queue: its non-empty level, and its first level's 0 when that one is empty (every
+    # queue but each tenth): 1,000 + 900 and 5,000 + 4,500 depth lines, exactly 5x.
+    assert lines == [1900, 9500]
     ratio = min(costs[1]) / min(costs[0])
     assert ratio < 7.5, costs
+
+
+def test_body_at_1000_queues_x_10_levels_stays_under_1_mb(redis_server):
+    """The whole /metrics body of the bench layout (1,000 queues x 10 levels, one non-empty
+    level each) through the real HTTP server: under 1 MB plain (2.11 MB before issue 25),
+    because empty levels send no age and, but for each queue's first, no depth. The series
+    that alerts read are all there: a depth, an age and an unstamped flag per non-empty level,
+    a depth per queue, the urgency marks and the per-queue flags."""
+    queues = [f"queue-{i:04d}" for i in range(1000)]
+    fill(redis_server, queues)
+    exporter, server = serve_exporter(
+        "--broker-url", f"r={redis_server.url}", "--queue", ",".join(queues),
+        "--priority-steps", ",".join(map(str, STEPS)), "--sep", ":",
+    )  # fmt: skip
+    try:
+        response = exchange(server.port, "GET", "/metrics", {"Accept-Encoding": "identity"})
+    finally:
+        server.stop()
+        exporter.close()
+    assert response.status == 200
+    body = response.body
+    counts = {
+        name: body.count(b"\n" + name + b"{")
+        for name in (
+            b"celery_queue_messages",
+            b"celery_queue_oldest_message_age_seconds",
+            b"celery_queue_oldest_message_unstamped",
+            b"celery_queue_priority_urgency_rank",
+            b"celery_queue_reserved_messages",
+            b"celery_queue_unreadable",
+            b"celery_queue_unbound",
+        )
+    }
+    assert counts == {
+        b"celery_queue_messages": 1900,
+        b"celery_queue_oldest_message_age_seconds": 1000,
+        b"celery_queue_oldest_message_unstamped": 1000,
+        b"celery_queue_priority_urgency_rank": 2000,
+        b"celery_queue_reserved_messages": 1000,
+        b"celery_queue_unreadable": 1000,
+        b"celery_queue_unbound": 1000,
+    }
+    # An empty queue-0001 level: no depth, no age; its first level's 0 is there.
+    assert b'celery_queue_messages{broker="r",queue="queue-0001",priority="0"} 0.0\n' in body
+    assert b'celery_queue_messages{broker="r",queue="queue-0001",priority="2"}' not in body
+    assert b'_age_seconds{broker="r",queue="queue-0001",priority="0"}' not in body
+    assert len(body) < 1_000_000, len(body)

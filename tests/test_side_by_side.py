@@ -135,8 +135,9 @@ def test_one_scrape_shows_both_brokers_under_the_same_names(
 
     assert sample_value(samples, "celery_broker_up", broker="redis") == 1
     assert sample_value(samples, "celery_broker_up", broker="rabbit") == 1
-    # Redis floors priorities to the steps 0, 3, 6, 9; RabbitMQ keeps every level 0..10.
-    assert levels_of(samples, "redis", queue) == {"0": 3.0, "3": 1.0, "6": 0.0, "9": 2.0}
+    # Redis floors priorities to the steps 0, 3, 6, 9 (the empty 6 is absent, issue 25);
+    # RabbitMQ keeps every level 0..10, 0 included.
+    assert levels_of(samples, "redis", queue) == {"0": 3.0, "3": 1.0, "9": 2.0}
     rabbit = {str(p): 0.0 for p in range(11)} | {str(p): float(n) for p, n in PUBLISHED.items()}
     assert levels_of(samples, "rabbit", queue) == rabbit
     # The same PromQL picks each broker's most urgent level in use: 0 on Redis, 9 on RabbitMQ
@@ -208,7 +209,7 @@ def test_rabbitmq_outage_neither_hides_nor_slows_redis(
         )
         assert sample_value(samples, "celery_rabbitmq_management_api_up", broker="rabbit") == 1
         healthy_redis = redis_view(samples)
-        assert levels_of(samples, "redis", queue) == {"0": 3.0, "3": 1.0, "6": 0.0, "9": 2.0}
+        assert levels_of(samples, "redis", queue) == {"0": 3.0, "3": 1.0, "9": 2.0}
 
         # 1. The node hangs (SIGSTOP: its ports accept connections, nothing answers). Two
         # scrapes in a row: each ends within the per-broker timeout (the second one too, so

@@ -1,4 +1,4 @@
-"""Issue 14 on the shared RabbitMQ with real Celery workers and unique queue names: countdown
+"""Issue 14 on the shared RabbitMQ, in a vhost per test, with real Celery workers: countdown
 and eta= tasks wait from their ETA, retries from their own republish (scenarios in
 tests/apps/wait_scenarios.py, shared with test_waits_redis.py)."""
 
@@ -17,10 +17,19 @@ from apps.wait_scenarios import (  # noqa: E402
 pytest_plugins = ["apps.scenarios"]
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
-#: The test's unique queue name; its queue and exchange are deleted afterwards.
+#: Each RabbitMQ generation (3.10, 4.0) in a vhost of the test's own (deleted afterwards): the
+#: exporter's event queue then sees only this test's workers, never another xdist worker's.
+rabbitmq_url = test_events_rabbitmq.rabbitmq_url
+#: The test's unique queue name.
 celery_queue = test_events_rabbitmq.celery_queue
 
 
+# 3.10 only. On 4.0 the scenario's premise does not hold: kombu 5.7 treats RabbitMQ >= 4.0 as
+# per-consumer QoS (kombu.transport.pyamqp qos_semantics_matches_spec), so Celery cannot raise the
+# prefetch for a held ETA task; the solo worker (prefetch 1) then took the later ETA tasks off the
+# broker one by one, 0.9 to 2.4 s past their ETA (the exporter's queue waits matched that, its
+# prefetch read 0). What 4.0 should report for that is not settled here.
+@pytest.mark.parametrize("rabbitmq_generation", ["rabbitmq-3"], indirect=True)
 def test_countdown_and_eta_waits_are_the_lateness_after_the_eta(
     rabbitmq_url, celery_queue, exporter_factory, workers, producer_hook, tmp_path
 ):

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .net import port_open
+from .rabbitmq import GUEST, create_vhost, delete_vhost
 from .redis_server import RedisServer
 from .waiting import ServiceError, wait_for
 
@@ -59,26 +60,13 @@ class RabbitMQGeneration:
 
     def create_vhost(self, name: str) -> str:
         """Create vhost ``name`` on this node, usable by guest; returns the name."""
-        import requests
-
-        api = self.management_api
-        requests.put(f"{api}/vhosts/{name}", auth=GUEST, timeout=10).raise_for_status()
-        requests.put(
-            f"{api}/permissions/{name}/guest",
-            json={"configure": ".*", "write": ".*", "read": ".*"},
-            auth=GUEST,
-            timeout=10,
-        ).raise_for_status()
-        return name
+        return create_vhost(name, self.management_api)
 
     def delete_vhost(self, name: str) -> None:
         """Delete vhost ``name`` with everything in it."""
-        import requests
-
-        requests.delete(f"{self.management_api}/vhosts/{name}", auth=GUEST, timeout=30)
+        delete_vhost(name, self.management_api)
 
 
-GUEST = ("guest", "guest")
 _DEBIAN13_HINT = "run `bash scripts/bootstrap.sh --for test` (starts scripts/debian13-brokers.sh)"
 
 RABBITMQ_3 = RabbitMQGeneration("rabbitmq-3", 5672, 15672, "run `bash scripts/bootstrap.sh`")
@@ -116,3 +104,8 @@ class Redis8Server(RedisServer):
 
     def version(self) -> str:
         return str(self.client().info("server")["redis_version"])
+
+
+#: The Redis generations by name: what starts a private server of each (7.0: Debian 12's
+#: redis-server; 8.0: the Debian 13 root's).
+REDIS_GENERATIONS: dict[str, type[RedisServer]] = {"redis-7": RedisServer, "redis-8": Redis8Server}

@@ -8,10 +8,12 @@ scenario or another test run on the machine. Every :class:`OncallStack` has its 
 * /usr/bin/prometheus with its own tsdb, scraping and evaluating every second, loading rules
   rendered by the real generator (``python -m monitoring.generate``) from the committed
   monitoring/config.yaml plus short ``for:`` durations plus the scenario's overrides;
-* private redis-server on a spare port (when the scenario watches Redis): SIGSTOP-able;
-* private RabbitMQ vhost on the machine's node (when it watches RabbitMQ), deleted with all
-  it holds (queues, Celery's event exchange, the exporter's event queue) at the end: workers
-  of other tests on the shared vhost never reach this exporter;
+* private redis-server on a spare port (when the scenario watches Redis): SIGSTOP-able; 7.0,
+  or 8.0 with ``redis_generation="redis-8"``;
+* private RabbitMQ vhost on the machine's node (when it watches RabbitMQ; on the RabbitMQ 4.0
+  node with ``rabbitmq=RABBITMQ_4``), deleted with all it holds (queues, Celery's event
+  exchange, the exporter's event queue) at the end: workers of other tests on the shared vhost
+  never reach this exporter;
 * Celery workers (tests/apps/events_app.py subprocesses, ``-E``, heartbeat every second) that
   the scenario starts, SIGTERMs (warm shutdown: worker-offline), SIGKILLs (lost), SIGSTOPs;
 * producer in the test process (``install(app)`` on or off: the publish hook is process wide).
@@ -44,15 +46,15 @@ from apps.harness import Worker
 from celery.events.event import get_exchange
 
 from monitoring import config as monitoring_config
+from testsupport.brokers import RABBITMQ_3, REDIS_GENERATIONS, RabbitMQGeneration
 from testsupport.exposition import parse_exposition
 from testsupport.net import free_port, port_open
 from testsupport.paths import ROOT
 from testsupport.processes import stop_process
 from testsupport.prometheus import PROMETHEUS, RULES, Prometheus, merged, render_monitoring
-from testsupport.rabbitmq import create_vhost, delete_vhost
 from testsupport.redis_server import RedisServer
 from testsupport.services import missing_service
-from testsupport.waiting import wait_for
+from testsupport.waiting import ServiceError, wait_for
 
 JOB = "celery-queue-exporter"
 REDIS, RABBIT = "oncall-redis", "oncall-rabbitmq"
@@ -62,7 +64,7 @@ BROKERS = (REDIS, RABBIT)
 MOST_URGENT = {REDIS: 0, RABBIT: 9}
 LEAST_URGENT = {REDIS: 9, RABBIT: 0}
 
-RABBITMQ_HOST, RABBITMQ_PORT = "127.0.0.1", 5672
+RABBITMQ_HOST = "127.0.0.1"
 RABBITMQ_AUTH = ("guest", "guest")
 
 #: Scrape and rule evaluation interval; Prometheus' scrape timeout (its header tells the
@@ -104,14 +106,19 @@ def _silence_key(item: str | AlertKey) -> AlertKey:
     return (item, frozenset()) if isinstance(item, str) else item
 
 
-def require_services(*, redis: bool, rabbitmq: bool) -> None:
+def require_services(
+    *, redis: bool, rabbitmq: bool, generation: RabbitMQGeneration = RABBITMQ_3
+) -> None:
     """Fail under CI=true, skip locally, when a service the scenario needs is missing."""
     if not PROMETHEUS.exists():
         missing_service("/usr/bin/prometheus is not installed (Debian package prometheus)")
     if redis and shutil.which("redis-server") is None:
         missing_service("redis-server is not installed")
-    if rabbitmq and not (port_open(RABBITMQ_PORT) and port_open(15672)):
-        missing_service("RabbitMQ (5672, management 15672) is not answering on 127.0.0.1")
+    if rabbitmq and not generation.answers():
+        missing_service(
+            f"{generation.name} ({generation.amqp_port}, management {generation.management_port})"
+            f" is not answering on 127.0.0.1 ({generation.hint})"
+        )
 
 
 def short_for_overrides(base: dict[str, Any]) -> dict[str, Any]:
@@ -196,6 +203,8 @@ class OncallStack:
     * ``max_priority``: x-max-priority of every queue (RabbitMQ declares it; workers' apps too).
     * ``preload``: messages published (``count`` of each) before the exporter and Prometheus
       start: a backlog that was already there, never seen growing.
+    * ``rabbitmq``: the RabbitMQ node (testsupport.brokers: 3.10 by default, or RABBITMQ_4);
+      ``redis_generation``: the private Redis server's ("redis-7" by default, or "redis-8").
     """
 
     queues: dict[str, list[str]] = field(default_factory=lambda: {REDIS: ["work"]})
@@ -206,6 +215,8 @@ class OncallStack:
     producer_install: bool = True
     max_priority: int = 9
     preload: list[Send] = field(default_factory=list)
+    rabbitmq: RabbitMQGeneration = RABBITMQ_3
+    redis_generation: str = "redis-7"
 
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="cqe-oncall-")))
@@ -233,7 +244,7 @@ class OncallStack:
         if broker == REDIS:
             assert self.redis is not None
             return self.redis.url
-        return f"amqp://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}/{self.vhost}"
+        return f"amqp://guest:guest@{RABBITMQ_HOST}:{self.rabbitmq.amqp_port}/{self.vhost}"
 
     def worker_name(self, name: str) -> str:
         """The hostname (the exporter's worker label) of the worker called ``name`` here."""
@@ -246,10 +257,15 @@ class OncallStack:
     # --- start and stop -------------------------------------------------------------------
 
     def start(self) -> OncallStack:
-        require_services(redis=REDIS in self.queues, rabbitmq=RABBIT in self.queues)
+        require_services(
+            redis=REDIS in self.queues, rabbitmq=RABBIT in self.queues, generation=self.rabbitmq
+        )
         if REDIS in self.queues:
-            self.redis = RedisServer()
-            self.redis.start()
+            self.redis = REDIS_GENERATIONS[self.redis_generation]()
+            try:
+                self.redis.start()
+            except ServiceError as exc:  # Redis 8: no Debian 13 root here
+                missing_service(str(exc))
         if RABBIT in self.queues:
             self._create_vhost()
         # Every queue exists (RabbitMQ: with x-max-priority) before anything watches it, and
@@ -304,7 +320,9 @@ class OncallStack:
             if broker == REDIS:
                 entry["url"] = self.url(REDIS)
             else:  # the password kept out of the URL, as k8s/config/exporter.yaml does
-                entry["url"] = f"amqp://guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}/{self.vhost}"
+                port = self.rabbitmq.amqp_port
+                entry["url"] = f"amqp://guest@{RABBITMQ_HOST}:{port}/{self.vhost}"
+                entry["management_url"] = self.rabbitmq.management_url
                 entry["password_env"] = "ONCALL_RABBITMQ_PASSWORD"
             brokers.append(merged(entry, self.broker_options.get(broker, {})))
         events: dict[str, Any] = {
@@ -322,7 +340,7 @@ class OncallStack:
         }
 
     def _create_vhost(self) -> None:
-        self.vhost = create_vhost(f"cqe-oncall-{self.tag}")
+        self.vhost = self.rabbitmq.create_vhost(f"cqe-oncall-{self.tag}")
 
     def close(self) -> None:
         """Stop and remove everything, whatever state the scenario left (never raises)."""
@@ -347,7 +365,7 @@ class OncallStack:
             self.redis.close()
         if self.vhost is not None:
             with contextlib.suppress(requests.RequestException):
-                delete_vhost(self.vhost)
+                self.rabbitmq.delete_vhost(self.vhost)
         for log in self._logs:
             log.close()
         shutil.rmtree(self.workdir, ignore_errors=True)

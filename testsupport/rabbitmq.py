@@ -67,13 +67,15 @@ MANAGEMENT_API = "http://127.0.0.1:15672/api"
 GUEST = ("guest", "guest")
 
 
-def create_vhost(name: str) -> str:
-    """Create vhost ``name`` on the shared RabbitMQ, usable by guest; returns the name."""
+def create_vhost(name: str, api: str = MANAGEMENT_API) -> str:
+    """Create vhost ``name`` usable by guest on the node whose management API is ``api`` (the
+    shared RabbitMQ's by default; testsupport.brokers passes each generation's); returns the
+    name."""
     import requests  # a test dependency; the rest of this module needs only pika
 
-    requests.put(f"{MANAGEMENT_API}/vhosts/{name}", auth=GUEST, timeout=10).raise_for_status()
+    requests.put(f"{api}/vhosts/{name}", auth=GUEST, timeout=10).raise_for_status()
     requests.put(
-        f"{MANAGEMENT_API}/permissions/{name}/guest",
+        f"{api}/permissions/{name}/guest",
         json={"configure": ".*", "write": ".*", "read": ".*"},
         auth=GUEST,
         timeout=10,
@@ -81,11 +83,12 @@ def create_vhost(name: str) -> str:
     return name
 
 
-def delete_vhost(name: str) -> None:
-    """Delete vhost ``name`` with everything in it."""
+def delete_vhost(name: str, api: str = MANAGEMENT_API) -> None:
+    """Delete vhost ``name`` with everything in it (30 s: a vhost holding quorum queues takes
+    seconds to go on RabbitMQ 4)."""
     import requests
 
-    requests.delete(f"{MANAGEMENT_API}/vhosts/{name}", auth=GUEST, timeout=10)
+    requests.delete(f"{api}/vhosts/{name}", auth=GUEST, timeout=30)
 
 
 def create_user(

@@ -32,6 +32,9 @@ class MetricSpec:
     accuracy: str
     source: str
     brokers: tuple[str, ...] = ("redis", "rabbitmq")
+    #: When the family has no series for a label set, and what that means next to a 0 (the
+    #: per-level families leave out what carries no information, issue 25); "" = not said.
+    absent: str = ""
 
     @property
     def family_name(self) -> str:
@@ -53,12 +56,23 @@ QUEUE_MESSAGES = _spec(
     "celery_queue_messages",
     "gauge",
     ("broker", "queue", "priority"),
-    "Messages waiting in the queue, per priority level. On Redis one series per priority step "
-    "list (an empty level reports 0); on RabbitMQ per level when the broker reports it, else "
-    "one series without the priority label.",
-    "exact",
+    "Messages waiting in the queue, per priority level. On Redis the queue's first priority "
+    "step (its own key) always, 0 included, and every other step while it holds messages; on "
+    "RabbitMQ per level when the broker reports it (0 included), for a classic priority queue "
+    "on 3.12.7+ / 4.x per level from events with the rest at priority='unknown' "
+    "(celery_queue_priority_levels_source_info), else one series without the priority label.",
+    "exact; RabbitMQ levels from events: exact when priority='unknown' is 0, the total always",
     "Redis: LLEN of each priority step list. RabbitMQ: management API messages_ready and "
-    "priority_lengths, or a passive queue.declare (total only).",
+    "priority_lengths, or a passive queue.declare (total only); task-sent and task-received "
+    "events for levels from events.",
+    absent="Redis: a level other than the queue's first is absent while empty, and absent "
+    "means 0; the first level is always there, so `sum without (priority)` is 0 for an empty "
+    "queue, never absent. `max_over_time(...) > 0` (a level used in a window) is unchanged; "
+    "`min_over_time(...)` sees only the scrapes where the level held messages. A level whose "
+    "key cannot be read is absent too, with celery_queue_unreadable 1. RabbitMQ: every level "
+    "it reports or estimates from events, 0 included. A watched queue with no series at all "
+    "was not inspected (celery_broker_up 0), does not exist (celery_queue_missing 1), or its "
+    "first level's key cannot be read while the others are empty (celery_queue_unreadable 1).",
 )
 QUEUE_OLDEST_MESSAGE_AGE = _spec(
     "celery_queue_oldest_message_age_seconds",
@@ -70,6 +84,11 @@ QUEUE_OLDEST_MESSAGE_AGE = _spec(
     "exact with install(app), else lower bound",
     "Redis: LINDEX key -1 and the enqueue stamp header. RabbitMQ: head_message_timestamp "
     "(needs the timestamp property that install(app) sets).",
+    absent="Absent where the level has no next message: every empty level (on Redis they "
+    "reported 0 before issue 25), and on RabbitMQ every level but the one whose head it "
+    "reports, and unstamped heads. 0 is a message that has just arrived, never an empty level. "
+    "Alerts compare `> seconds`, which an absent level never meets; `max(...)` over empty "
+    "queues is empty, not 0 (the dashboards' stat tiles show no data as 0).",
 )
 QUEUE_OLDEST_MESSAGE_UNSTAMPED = _spec(
     "celery_queue_oldest_message_unstamped",
@@ -83,6 +102,9 @@ QUEUE_OLDEST_MESSAGE_UNSTAMPED = _spec(
     "exact",
     "Redis: the head message's stamp headers (LINDEX key -1). RabbitMQ: whether the management "
     "API reports head_message_timestamp.",
+    absent="Absent where no head is inspected: empty levels, and on RabbitMQ the levels below "
+    "the head. Alerts exclude lower bounds with `unless ... == 1`, which an absent series "
+    "never removes.",
 )
 QUEUE_PRIORITY_URGENCY = _spec(
     "celery_queue_priority_urgency_rank",
@@ -99,6 +121,10 @@ QUEUE_PRIORITY_URGENCY = _spec(
     "exact (learnt since the exporter started)",
     "Redis: the configured priority_steps. RabbitMQ: the queue's x-max-priority and per-level "
     "counts. Both: levels seen non-empty, task-info events (install(app)), priority_levels.",
+    absent="Two series per queue with declared levels (most and least), whatever the "
+    "depths; absent for a queue without levels. Kept per level, not "
+    "folded into one info series per queue: the alerts join it on (broker, queue, priority), "
+    "and at two per queue it is already a per-queue cost.",
 )
 QUEUE_RESERVED_MESSAGES = _spec(
     "celery_queue_reserved_messages",
@@ -159,6 +185,7 @@ QUEUE_UNREADABLE = _spec(
     "exact",
     "Redis: LLEN answered WRONGTYPE for the level's key.",
     ("redis",),
+    absent="0 for every watched queue that was inspected: alerts read `== 1`, dashboards the 0.",
 )
 
 # --- broker-wide reserved work (Redis) --------------------------------------------------------
@@ -431,13 +458,43 @@ QUEUE_OLDEST_AGE_LOWER_BOUND = _spec(
     "celery_queue_oldest_message_age_lower_bound",
     "gauge",
     ("broker", "queue"),
-    "1 when the queue's celery_queue_oldest_message_age_seconds (the series without priority) "
-    "is only a lower bound of its oldest message's age: a RabbitMQ classic priority queue on "
-    "3.12.7+ / 4.x, where the API gives neither per-level counts nor the oldest message, only "
-    "head_message_timestamp, the head of the most urgent non-empty level. Older messages may "
-    "wait at less urgent levels. No series: the age is the oldest message's (or there is none).",
+    "1 when the queue's celery_queue_oldest_message_age_seconds (the series without priority, "
+    "or priority='unknown' when its levels come from events) is only a lower bound of its "
+    "oldest message's age: a RabbitMQ classic priority queue on 3.12.7+ / 4.x, where the API "
+    "gives neither per-level counts nor the oldest message, only head_message_timestamp, the "
+    "head of the most urgent non-empty level, whose level is then not known. Older messages "
+    "may wait at less urgent levels. No series: the age is on the head's own level (levels "
+    "from the broker, or exact from events), or there is none.",
     "exact",
-    "RabbitMQ: management API x-max-priority and the absence of per-level counts.",
+    "RabbitMQ: management API x-max-priority and the absence of per-level counts; the "
+    "events' level estimate (celery_queue_priority_levels_source_info).",
+    ("rabbitmq",),
+)
+#: The sources of QUEUE_PRIORITY_LEVELS_SOURCE's ``source`` label.
+LEVELS_FROM_BROKER = "broker"
+LEVELS_FROM_EVENTS = "events"
+LEVELS_TOTAL_ONLY = "none"
+#: The ``priority`` of a queue's messages whose level the events do not tell (source='events').
+UNKNOWN_LEVEL = "unknown"
+QUEUE_PRIORITY_LEVELS_SOURCE = _spec(
+    "celery_queue_priority_levels_source_info",
+    "gauge",
+    ("broker", "queue", "source"),
+    "Always 1, for each RabbitMQ queue with priority levels: where its per-level "
+    "celery_queue_messages come from. source='broker': the broker's own counts (classic "
+    "priority queues up to 3.12.6, quorum queues). source='events': a classic priority queue "
+    "on 3.12.7+ / 4.x with --events: the tasks seen published at each level (task-sent with the "
+    "priority install(app) adds) and not yet seen received, reconciled with the broker's exact "
+    "total; the rest is the level priority='unknown' (published before the exporter started, "
+    "by a producer without install(app) or task-sent, or requeued after a receipt); a count "
+    "above the total is taken off the most urgent levels first. source='none': such a queue "
+    "without events: one series without priority.",
+    "source='events': exact when priority='unknown' is 0 (and the events are complete: a worker "
+    "without task events makes a level over-count until its task record expires); the "
+    "levels always add up to the broker's exact total; the total is up to 5 s older than the "
+    "events",
+    "RabbitMQ: management API per-level fields; task-sent (priority), task-received and "
+    "install(app)'s task-info events.",
     ("rabbitmq",),
 )
 
@@ -450,6 +507,7 @@ RABBITMQ4_METRICS: tuple[MetricSpec, ...] = (
     QUEUE_TYPE,
     SCHEDULED_MESSAGES,
     QUEUE_OLDEST_AGE_LOWER_BOUND,
+    QUEUE_PRIORITY_LEVELS_SOURCE,
 )
 
 #: Which way into RabbitMQ answered (the rabbitmq_prometheus plugin, issue 25).
@@ -477,6 +535,7 @@ QUEUE_UNBOUND = _spec(
     "exact (since the exporter started)",
     "Redis: the binding sets read at each discovery pass.",
     ("redis",),
+    absent="0 for every watched queue that was inspected, absent when the broker was not.",
 )
 REDIS_MEMORY_USED = _spec(
     "celery_redis_memory_used_bytes",
@@ -1032,6 +1091,8 @@ def markdown_table() -> str:
             spec.source,
         ]
         rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    rows += ["", "Absent versus zero, where a family leaves series out:", ""]
+    rows += [f"* `{spec.name}`: {spec.absent}" for spec in all_metrics() if spec.absent]
     return "\n".join(rows) + "\n"
 
 

@@ -59,6 +59,8 @@ class Exporter:
                     self.queues.use_levels_in_use(tracker.broker, source)
                 # Head ages corrected by their producer's clock offset (events/clock.py).
                 self.queues.use_clock_offsets(tracker.broker, tracker.clock_offset)
+                # Levels of queues the broker gives only a total for (RabbitMQ 3.12.7+, 4.x).
+                self.queues.use_level_estimates(tracker.broker, tracker.waiting_levels)
             self.registry.register(self.events)
             self.events.start()
         for extra in (ProcessCollector, PlatformCollector, GCCollector):

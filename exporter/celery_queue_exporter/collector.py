@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import celery
 import kombu
@@ -37,6 +38,7 @@ from prometheus_client.registry import Collector
 from . import __version__
 from . import catalogue as cat
 from .brokers import Inspector
+from .catalogue import MetricSpec
 from .config.urls import redact_urls_in
 from .deadline import ScrapeWindow, current_window
 from .families import add_known, counter, flag, gauge
@@ -45,6 +47,7 @@ from .linefamily import (
     LineFamily,
     Lines,
     Prefixes,
+    QueueColumn,
     SameLines,
     level_rows,
     urgency_line,
@@ -113,6 +116,15 @@ class _BrokerState:
     level_lines: LevelLines | None = None
     #: Rendered urgency marks, reused while the resolver hands over the same readings.
     urgency_lines: SameLines | None = None
+    #: Per-queue families' lines, reused where a queue's value is unchanged (by family name).
+    columns: dict[str, QueueColumn] = field(default_factory=dict)
+
+    def column(self, spec: MetricSpec, broker: str) -> QueueColumn:
+        """The per-queue lines of ``spec`` for this broker (named ``broker``)."""
+        column = self.columns.get(spec.family_name)
+        if column is None or column.broker != broker:
+            column = self.columns[spec.family_name] = QueueColumn(spec.family_name, broker)
+        return column
 
     def __post_init__(self) -> None:
         if self.level_lines is None:
@@ -161,6 +173,8 @@ class QueueCollector(Collector):
         self._prefixes = {
             spec.family_name: Prefixes(spec.family_name, spec.labels) for spec in _PER_QUEUE
         }
+        #: celery_queue_unbound's lines per broker name (pressure.py).
+        self._unbound_columns: dict[str, QueueColumn] = {}
 
     def use_levels_in_use(self, broker: str, source: LevelsSource | LevelsInUse) -> None:
         """Learn urgent levels also from ``source`` (the broker's EventTracker.levels_in_use:
@@ -168,6 +182,17 @@ class QueueCollector(Collector):
         for state in self._brokers:
             if state.inspector.config.name == broker:
                 state.levels_in_use = source
+
+    def use_level_estimates(
+        self, broker: str, source: Callable[[], dict[str, dict[str, int]]]
+    ) -> None:
+        """Per-level depth from ``source`` (the broker's EventTracker.waiting_levels: tasks
+        published per level and not yet received) for inspectors whose broker reports only a
+        queue's total (RabbitMQ classic priority queues on 3.12.7+ / 4.x)."""
+        for state in self._brokers:
+            inspector = state.inspector
+            if inspector.config.name == broker and hasattr(inspector, "waiting_levels"):
+                inspector.waiting_levels = source
 
     def use_clock_offsets(self, broker: str, source: Callable[[str | None], float | None]) -> None:
         """Correct head ages by the producer's clock offset from ``source`` (the broker's
@@ -321,21 +346,21 @@ class QueueCollector(Collector):
             assert state.urgency_lines is not None
             urgency_lines.extend(state.urgency_lines.render(snap.urgency))
             per_broker_urgency.append((broker, snap.urgency))
-            for queue in snap.queues.values():
-                labels = (broker, queue.queue)
-                # Tested here, not in add(): most are None on one broker kind or the other.
-                if queue.reserved is not None:
-                    reserved.add(labels, queue.reserved)
-                if queue.consumers is not None:
-                    consumers.add(labels, queue.consumers)
-                if queue.consumer_utilisation is not None:
-                    utilisation.add(labels, queue.consumer_utilisation)
-                if queue.max_priority is not None:
-                    max_priority.add(labels, queue.max_priority)
-                if queue.missing is not None:
-                    missing.add(labels, flag(queue.missing))
-                if queue.unreadable is not None:
-                    unreadable.add(labels, flag(queue.unreadable))
+            # Per-queue families a column at a time (linefamily.QueueColumn): a family that
+            # reports nothing for this broker kind (all None) costs one count.
+            readings = list(snap.queues.values())
+            names = [queue.queue for queue in readings]
+            for lines, attribute in (
+                (reserved, "reserved"),
+                (consumers, "consumers"),
+                (utilisation, "consumer_utilisation"),
+                (max_priority, "max_priority"),
+                (missing, "missing"),
+                (unreadable, "unreadable"),
+            ):
+                values = list(map(attrgetter(attribute), readings))
+                if values.count(None) != len(values):
+                    lines.add_column(state.column(lines.spec, broker), names, values)
             add_known(
                 [broker],
                 (reserved_total, snap.reserved_total),
@@ -411,7 +436,8 @@ class QueueCollector(Collector):
             if family.lines if isinstance(family, LineFamily) else family.samples:
                 yield family
         yield from pressure_families(
-            (result.name, result.snapshot) for result in results if result.snapshot is not None
+            ((result.name, result.snapshot) for result in results if result.snapshot is not None),
+            self._unbound_columns,
         )
 
     def close(self) -> None:

@@ -32,6 +32,15 @@ the worker's main process, and only when task events are on (``-E`` /
 
 Their group is ``queueexporter`` (not ``task``/``worker``), so Flower and celery.events.State
 ignore them. They are published at once, not batched with task events.
+
+On producers the same call adds the message's ``priority`` to Celery's own ``task-sent`` event
+(sent only when the producer has ``task_send_sent_event`` on): no event of our own, one field
+more on the one Celery already publishes. With it the exporter counts per queue and level the
+tasks published and not yet received, the per-level depth of RabbitMQ classic priority queues
+whose broker no longer reports one (3.12.7+, 4.x; docs/rabbitmq.md). The field is present
+(``None`` for a message without priority, served at 0) only from producers with this hook: its
+absence tells the exporter the level is unknown. Celery's signals do not reach the event, so the
+hook wraps the app's task message builders (``app.amqp.task_protocols``), per app.
 """
 
 from __future__ import annotations
@@ -61,6 +70,11 @@ _HEARTBEAT_UID = "celery_queue_exporter.instrumentation.announce_queues"
 TASK_INFO_EVENT = "queueexporter-task"
 #: Custom event a worker sends before each heartbeat: the queues it consumes from.
 WORKER_QUEUES_EVENT = "queueexporter-worker"
+#: Field install(app) adds to task-sent: the message's priority (None: none, served at 0).
+SENT_PRIORITY_FIELD = "priority"
+#: Set on an app's AMQP object once its task message builders are wrapped.
+_SENT_PRIORITY_MARK = "_celery_queue_exporter_sent_priority"
+_installed = False
 
 log = logging.getLogger(__name__)
 _consumer: Any = None  # weakref to the worker's Consumer, set at worker_ready
@@ -85,9 +99,11 @@ def install(app: Any) -> None:
     """Stamp the publish time on every task ``app`` sends. Safe to call more than once.
 
     Celery's publish signal is process-wide, so the stamp applies to every app in the process;
-    ``app`` is taken to make the call site explicit and for future per-app hooks.
+    the priority in task-sent is added for ``app`` (its message builders are per app).
     """
-    del app
+    global _installed
+    _installed = True
+    add_priority_to_task_sent(app)
     signals.before_task_publish.connect(stamp_enqueue_time, weak=False, dispatch_uid=_PUBLISH_UID)
     signals.task_received.connect(announce_task, weak=False, dispatch_uid=_RECEIVED_UID)
     signals.worker_ready.connect(remember_consumer, weak=False, dispatch_uid=_READY_UID)
@@ -95,11 +111,50 @@ def install(app: Any) -> None:
 
 
 def uninstall() -> None:
-    """Undo install(); for tests and for apps that want to switch it off at run time."""
+    """Undo install(); for tests and for apps that want to switch it off at run time (the
+    wrapped message builders stay, adding nothing while uninstalled)."""
+    global _installed
+    _installed = False
     signals.before_task_publish.disconnect(dispatch_uid=_PUBLISH_UID)
     signals.task_received.disconnect(dispatch_uid=_RECEIVED_UID)
     signals.worker_ready.disconnect(dispatch_uid=_READY_UID)
     signals.heartbeat_sent.disconnect(dispatch_uid=_HEARTBEAT_UID)
+
+
+def add_priority_to_task_sent(app: Any) -> None:
+    """Make ``app``'s task-sent events carry the message's priority. Celery builds the event's
+    fields with the message (``amqp.create_task_message``, from ``task_protocols``) and gets
+    the priority in the same options; no signal sees both. Only the builders are wrapped, so
+    the app's configuration is not read here (install(app) may run before it is complete).
+    Never raises: an app without these internals simply sends task-sent without priority."""
+    try:
+        amqp = app.amqp
+        if getattr(amqp, _SENT_PRIORITY_MARK, False):
+            return
+        protocols = amqp.task_protocols
+        for version, build in list(protocols.items()):
+            protocols[version] = _with_sent_priority(build)
+        built = vars(amqp).get("create_task_message")  # cached when a task was sent before
+        if built is not None:
+            amqp.create_task_message = _with_sent_priority(built)
+        setattr(amqp, _SENT_PRIORITY_MARK, True)
+    except Exception:  # noqa: BLE001 - monitoring must not break the app
+        log.debug("celery-queue-exporter: cannot add priority to task-sent", exc_info=True)
+
+
+def _with_sent_priority(build: Any) -> Any:
+    """A task message builder whose task-sent fields (``sent_event``, None when task-sent is
+    off) also hold the priority the message is published with."""
+
+    def build_with_priority(*args: Any, **options: Any) -> Any:
+        message = build(*args, **options)
+        sent = getattr(message, "sent_event", None)
+        if _installed and isinstance(sent, dict):
+            priority = options.get("priority")
+            sent[SENT_PRIORITY_FIELD] = priority if isinstance(priority, int) else None
+        return message
+
+    return build_with_priority
 
 
 def _task_queues(consumer: Any) -> list[Any]:

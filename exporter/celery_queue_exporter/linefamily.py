@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from itertools import compress
-from operator import is_not
+from operator import is_not, ne
 from typing import Any
 
 from prometheus_client.metrics_core import Metric
@@ -129,6 +129,41 @@ class SameLines:
         return lines
 
 
+class QueueColumn:
+    """One per-queue family's lines for one broker (labels broker and queue): the label text
+    built once per watched list, a line rendered again only where its value changed (found
+    at C speed with ``map(ne, ...)``), so 5,000 queues whose reserved count stays 0 cost no
+    Python code per queue."""
+
+    def __init__(self, name: str, broker: str) -> None:
+        self.name = name
+        self.broker = broker
+        self._queues: list[str] = []
+        self._values: list[Any] = []
+        self._heads: list[str] = []
+        #: Per queue its line, "" where the value is None (not reported).
+        self._lines: list[str] = []
+
+    def render(self, queues: list[str], values: list[Any]) -> list[str]:
+        """The lines of ``values`` (numbers or booleans, None: no line), per queue."""
+        count = len(queues)
+        if queues != self._queues:
+            broker = escape_label_value(self.broker)
+            self._heads = [
+                f'{self.name}{{broker="{broker}",queue="{escape_label_value(q)}"}} ' for q in queues
+            ]
+            self._queues, self._lines = list(queues), [""] * count
+            changed: Iterable[int] = range(count)
+        else:
+            changed = list(compress(range(count), map(ne, values, self._values)))
+        heads, lines = self._heads, self._lines
+        for i in changed:
+            value = values[i]
+            lines[i] = "" if value is None else f"{heads[i]}{format_value(value)}\n"
+        self._values = list(values)
+        return lines
+
+
 class Lines:
     """One family's lines for one scrape, from label values and values."""
 
@@ -140,6 +175,13 @@ class Lines:
         #: tuple per sample for the garbage collector to track).
         self.labels: list[tuple[str, ...]] = []
         self.values: list[float] = []
+        #: (broker, queues, values) added by add_column, for samples on demand.
+        self.columns: list[tuple[str, list[str], list[Any]]] = []
+
+    def add_column(self, column: QueueColumn, queues: list[str], values: list[Any]) -> None:
+        """One sample per queue of ``column``'s broker whose value is not None."""
+        self.lines.extend(filter(None, column.render(queues, values)))
+        self.columns.append((column.broker, queues, values))
 
     def add(self, values: tuple[str, ...], value: float | None) -> None:
         """One sample; None (not reported) adds none."""
@@ -151,14 +193,17 @@ class Lines:
 
     def family(self) -> LineFamily:
         labels, values, names = self.labels, self.values, self.prefixes.labelnames
-        return LineFamily(
-            self.spec,
-            self.lines,
-            lambda: (
-                (dict(zip(names, label_values, strict=True)), value)
-                for label_values, value in zip(labels, values, strict=True)
-            ),
-        )
+        columns = self.columns
+
+        def rows() -> Iterator[tuple[dict[str, str], float]]:
+            for label_values, value in zip(labels, values, strict=True):
+                yield dict(zip(names, label_values, strict=True)), value
+            for broker, queues, column in columns:
+                for queue, value in zip(queues, column, strict=True):
+                    if value is not None:
+                        yield {"broker": broker, "queue": queue}, float(value)
+
+        return LineFamily(self.spec, self.lines, rows)
 
 
 class LevelLines:
@@ -171,7 +216,8 @@ class LevelLines:
 
     def __init__(self, broker: str) -> None:
         self.broker = broker
-        #: Last scrape's readings and, at the same places, their lines (None: no such line).
+        #: Last scrape's readings and, at the same places, their lines (None or "": no such
+        #: line).
         self._levels: list[LevelReading] = []
         self._messages: list[str] = []
         self._ages: list[str | None] = []
@@ -209,7 +255,7 @@ class LevelLines:
             entry = _level_lines(level, text)
             m_lines[i], a_lines[i], u_lines[i] = entry[2], entry[3], entry[4]
         self._levels = list(levels)
-        messages.extend(m_lines)
+        messages.extend(filter(None, m_lines))
         ages.extend(filter(None, a_lines))  # type: ignore[arg-type]
         unstamped.extend(filter(None, u_lines))  # type: ignore[arg-type]
         if len(inner) > 2 * count + 64:
@@ -236,7 +282,10 @@ def _level_lines(level: LevelReading, inner: str) -> _Entry:
     return (
         level,
         inner,
-        f"{MESSAGES}{{{inner}}} {format_value(level.messages)}\n",
+        # An empty level that is absent while empty (LevelReading.zero_absent): no line.
+        ""
+        if level.zero_absent and not level.messages
+        else f"{MESSAGES}{{{inner}}} {format_value(level.messages)}\n",
         None if age is None else f"{AGE}{{{inner}}} {format_value(age)}\n",
         None if flag is None else f"{UNSTAMPED}{{{inner}}} {'1.0' if flag else '0.0'}\n",
     )
@@ -249,7 +298,7 @@ def level_rows(
     for broker, levels in per_broker:
         for level in levels:
             value = getattr(level, field)
-            if value is None:
+            if value is None or (field == "messages" and not value and level.zero_absent):
                 continue
             if level.priority is None:
                 labels = {"broker": broker, "queue": level.queue}

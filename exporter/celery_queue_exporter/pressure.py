@@ -10,12 +10,20 @@ from prometheus_client.core import InfoMetricFamily, Metric
 
 from . import catalogue as cat
 from .families import add_known, counter, flag, gauge
+from .linefamily import Lines, Prefixes, QueueColumn
 from .snapshot import BrokerSnapshot
 
 
-def pressure_families(readings: Iterable[tuple[str, BrokerSnapshot]]) -> Iterator[Metric]:
-    """The pressure families of every broker that answered (name, snapshot)."""
-    unbound = gauge(cat.QUEUE_UNBOUND)
+def pressure_families(
+    readings: Iterable[tuple[str, BrokerSnapshot]],
+    unbound_columns: dict[str, QueueColumn] | None = None,
+) -> Iterator[Metric]:
+    """The pressure families of every broker that answered (name, snapshot).
+    ``unbound_columns``: the collector's celery_queue_unbound lines per broker, kept across
+    scrapes (one line per watched queue: rendered as a column, not as Sample objects)."""
+    columns = {} if unbound_columns is None else unbound_columns
+    name = cat.QUEUE_UNBOUND.family_name
+    unbound = Lines(Prefixes(name, cat.QUEUE_UNBOUND.labels), cat.QUEUE_UNBOUND)
     used, limit = gauge(cat.REDIS_MEMORY_USED), gauge(cat.REDIS_MEMORY_MAX)
     policy = InfoMetricFamily(
         cat.REDIS_MAXMEMORY_POLICY.family_name, cat.REDIS_MAXMEMORY_POLICY.help, labels=["broker"]
@@ -33,8 +41,13 @@ def pressure_families(readings: Iterable[tuple[str, BrokerSnapshot]]) -> Iterato
     sockets_limit = gauge(cat.RABBITMQ_NODE_SOCKETS_LIMIT)
 
     for broker, snap in readings:
-        for queue in snap.queues.values():
-            add_known([broker, queue.queue], (unbound, flag(queue.unbound)))
+        queues = list(snap.queues.values())
+        values = [queue.unbound for queue in queues]
+        if values.count(None) != len(values):
+            column = columns.get(broker)
+            if column is None:
+                column = columns[broker] = QueueColumn(name, broker)
+            unbound.add_column(column, [queue.queue for queue in queues], values)
         health = snap.redis_health
         if health is not None:
             add_known(
@@ -64,8 +77,10 @@ def pressure_families(readings: Iterable[tuple[str, BrokerSnapshot]]) -> Iterato
                 (sockets_used, node.sockets_used),
                 (sockets_limit, node.sockets_limit),
             )
+    if unbound.lines:
+        yield unbound.family()
     for family in (
-        unbound, used, limit, policy, evicted, oom, flushes, uptime, persistence, running,
+        used, limit, policy, evicted, oom, flushes, uptime, persistence, running,
         mem_alarm, disk_alarm, partitions, node_used, node_limit, fd_used, fd_limit,
         sockets_used, sockets_limit,
     ):  # fmt: skip

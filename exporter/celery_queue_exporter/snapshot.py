@@ -29,6 +29,10 @@ class LevelReading:
     #: The inspected head message carries no install(app) publish stamp (True), carries one
     #: (False); None: no head inspected at this level (empty, or the broker does not say).
     unstamped: bool | None = None
+    #: While empty, the level exports no depth series: absent means 0 (Redis: every level of
+    #: a queue but its first, so that 1,000 queues x 10 levels do not send 9,000 zeros; the
+    #: first keeps each watched queue present with its 0). False: 0 is exported.
+    zero_absent: bool = False
 
 
 @dataclass

@@ -34,7 +34,10 @@ def priority_starvation(s: Settings) -> Body:
     # its age (Redis; RabbitMQ only reports the age of the most urgent non-empty level), or
     # (RabbitMQ) messages waiting at that level for the whole limit while none of its tasks
     # started - per-level starts need install(app), so that branch requires priority-labelled
-    # waits for the queue. Its value is the limit: the wait is at least that.
+    # waits for the queue. Its value is the limit: the wait is at least that. On Redis an empty
+    # level other than the first sends no depth (issue 25), so min_over_time sees only the
+    # scrapes where the level held messages; a level that emptied in between was served, which
+    # counts a wait at that level (the `unless` below), so it does not fire.
     return Body(
         "(\n"
         f"  {e.metric(cat.QUEUE_OLDEST_MESSAGE_AGE.name)} > {seconds}\n"
@@ -161,7 +164,11 @@ def task_starved(s: Settings) -> Body:
     # priority_usage_window. On a queue of one level, runs sent now wait behind an older
     # backlog however it drains: that is FIFO, not starvation.
     usage = dur(s.of("CeleryQueueMostUrgentWaitingTooLong", "priority_usage_window"))
-    messages_by_level = e.metric(cat.QUEUE_MESSAGES.name)[:-1] + ', priority!=""}'
+    # Levels only: not the series without priority, nor the messages whose level the events
+    # do not tell (RabbitMQ 4 classic priority queues' priority="unknown").
+    messages_by_level = (
+        e.metric(cat.QUEUE_MESSAGES.name)[:-1] + f', priority!~"|{cat.UNKNOWN_LEVEL}"}}'
+    )
     levels_in_use = (
         "count by (broker, queue) (\n"
         f"  max by (broker, queue, priority) (max_over_time({messages_by_level}[{usage}])) > 0\n"

@@ -36,6 +36,7 @@ from .panels import (
 from .promql import (
     Priority,
     at_urgency,
+    depth_by_level,
     histogram_quantile,
     m,
     selector,
@@ -49,7 +50,7 @@ SLUG = "priorities"
 
 def _depth_by_level(s: Settings) -> str:
     depth = m(cat.QUEUE_MESSAGES, selector(s, queue=True))
-    return f"sum by (broker, queue, priority) ({depth})"
+    return depth_by_level(depth)
 
 
 def _least_oldest(s: Settings) -> str:

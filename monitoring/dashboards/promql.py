@@ -52,6 +52,22 @@ def with_transport(expr: str, s: Settings) -> str:
     return f"({expr}) * on (broker) group_left (transport) max by (broker, transport) ({info})"
 
 
+#: How long a level that emptied is still drawn, at 0: Redis sends no depth for an empty level
+#: but a queue's first (issue 25), so without it a draining level's line would stop at its
+#: last count instead of falling to 0.
+EMPTIED_LEVEL_SHOWN = "5m"
+
+
+def depth_by_level(depth: str) -> str:
+    """Messages per (broker, queue, priority) from the ``depth`` selection, with the levels
+    seen within EMPTIED_LEVEL_SHOWN and absent now (empty, on Redis) at 0."""
+    by = "broker, queue, priority"
+    return (
+        f"(sum by ({by}) ({depth})\n"
+        f"or sum by ({by}) (last_over_time({depth}[{EMPTIED_LEVEL_SHOWN}])) * 0)"
+    )
+
+
 def unknown_priority(expr: str) -> str:
     """Name the missing priority label (RabbitMQ without per-level counts) instead of hiding it."""
     return f'label_replace({expr}, "priority", "unknown", "priority", "")'

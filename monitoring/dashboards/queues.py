@@ -35,7 +35,9 @@ from .panels import (
     timeseries,
 )
 from .promql import (
+    EMPTIED_LEVEL_SHOWN,
     at_urgency,
+    depth_by_level,
     m,
     on_transport,
     selector,
@@ -53,7 +55,7 @@ def _depth_by_queue(s: Settings) -> str:
 
 def _depth_by_level(s: Settings) -> str:
     depth = m(cat.QUEUE_MESSAGES, selector(s, queue=True))
-    return unknown_priority(f"sum by (broker, queue, priority) ({depth})")
+    return unknown_priority(depth_by_level(depth))
 
 
 def _oldest_by_level(s: Settings) -> str:
@@ -185,8 +187,10 @@ def depth(s: Settings) -> Row:
     waiting_messages_priority_level = timeseries(
         s,
         "Waiting messages per priority level",
-        "Messages waiting per queue and priority level, stacked. Redis reports every "
-        "priority step (0 = most urgent); RabbitMQ per level when its management API "
+        "Messages waiting per queue and priority level, stacked. Redis reports a priority "
+        "step (0 = most urgent) while it holds messages, and each queue's first step "
+        f"always; a level that emptied is drawn at 0 for {EMPTIED_LEVEL_SHOWN}, then no "
+        "more. RabbitMQ per level when its management API "
         "gives priority_lengths, otherwise one series with priority 'unknown'. Normal: "
         "the urgent levels stay near 0 while lower levels absorb bursts.",
         [Q(_depth_by_level(s), "{{broker}} / {{queue}} p{{priority}}")],

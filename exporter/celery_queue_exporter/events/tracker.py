@@ -57,7 +57,7 @@ from .. import catalogue as cat
 from ..catalogue import OTHER_QUEUE, OTHER_TASK, UNKNOWN_QUEUE
 from ..config.model import EventSettings
 from ..delayed_delivery import strip_delay_prefix
-from ..instrumentation import TASK_INFO_EVENT
+from ..instrumentation import SENT_PRIORITY_FIELD, TASK_INFO_EVENT
 from .budget import SeriesBudget, cut
 from .clock import ClockOffsets, host_of
 from .fields import number as _number
@@ -211,6 +211,7 @@ class _Task:
     __slots__ = (
         "name", "queue", "priority", "enqueued_at", "run", "attempt_at", "sent_at", "eta",
         "pending", "received_at", "started_run", "open_starts", "touched", "producer",
+        "waiting", "received_run",
     )  # fmt: skip
 
     def __init__(self, now: float) -> None:
@@ -229,6 +230,11 @@ class _Task:
         self.touched = now
         #: Host whose clock stamped the publish (install(app) header, else task-sent's host).
         self.producer: str | None = None
+        #: (queue, level, run) of a publish seen in task-sent with its priority and not yet
+        #: seen received: counted in EventTracker._waiting while set.
+        self.waiting: tuple[str, str, int] | None = None
+        #: The latest run a worker was seen receiving (-1: none yet).
+        self.received_run = -1
 
     def start(self) -> None:
         """task-started of the current run."""
@@ -389,6 +395,10 @@ class EventTracker:
         self._by_priority: dict[tuple[str, str, str], int] = {}
         #: queue -> level -> when a task was last received at it (exporter clock).
         self._levels: dict[str, dict[str, float]] = {}
+        #: queue -> level -> tasks seen published at that level (task-sent with the priority
+        #: install(app) adds) and not yet seen received: the per-level depth of RabbitMQ
+        #: classic priority queues whose broker no longer reports it (waiting_levels()).
+        self._waiting: dict[str, dict[str, int]] = {}
         #: (task id, retries) of the task-info events counted, to count a run once.
         self._info_counted: OrderedDict[tuple[str, int | None], None] = OrderedDict()
         self.events_received = 0
@@ -594,6 +604,7 @@ class EventTracker:
                 task.producer = host_of(event.get("hostname"))
             eta = _iso_epoch(event.get("eta"))
             run.eta = eta if eta is not None else run.eta
+            self._published_at_level(task, event, queue)
         self._inc("sent", queue or UNKNOWN_QUEUE, name)
 
     def _on_task_info(self, event: dict[str, Any], now: float) -> None:
@@ -612,6 +623,7 @@ class EventTracker:
         task.priority = priority
         task.enqueued_at = _number(event.get("enqueued_at"))
         run = task.run_for(event.get("retries"))
+        self._received_run(task, event.get("retries"))
         run.attempt_at = _number(event.get("attempt_at"))
         run.eta = _number(event.get("eta"), run.eta)
         self._producer_sample(task, event, now, scheduled=run.eta is not None)
@@ -664,6 +676,7 @@ class EventTracker:
             name = task.name
             queue = task.queue or UNKNOWN_QUEUE
             task.next_run(event.get("retries"))
+            self._received_run(task, event.get("retries"))
             task.received_at = _number(event.get("timestamp"))
             if task.eta is None:
                 task.eta = _iso_epoch(event.get("eta"))
@@ -821,19 +834,67 @@ class EventTracker:
 
     def _forget(self, uuid: Any) -> None:
         if isinstance(uuid, str):
-            self._tasks.pop(uuid, None)
+            task = self._tasks.pop(uuid, None)
+            if task is not None:
+                self._not_waiting(task)
 
     def _evict(self, now: float) -> None:
         tasks = self._tasks
         excess = len(tasks) - self.settings.max_tracked_tasks
         for _ in range(max(0, excess)):
-            tasks.popitem(last=False)
+            self._not_waiting(tasks.popitem(last=False)[1])
         oldest = now - self.settings.max_task_age_seconds
         while tasks:
             first = next(iter(tasks.values()))
             if first.touched >= oldest:
                 break
-            tasks.popitem(last=False)
+            self._not_waiting(tasks.popitem(last=False)[1])
+
+    # --- tasks published and not yet received (per-level depth, waiting_levels) ---------------
+
+    def _published_at_level(self, task: _Task, event: dict[str, Any], queue: str | None) -> None:
+        """task-sent with the priority install(app) adds: the message waits at that level of
+        ``queue`` until a worker is seen receiving it. Not counted: a run already seen
+        received (its task-sent came late), a queue without a label of its own, a task-sent
+        without the field (a producer without install(app): its level is unknown) or with a
+        priority no level holds. One publish per record: a second one replaces the first."""
+        if SENT_PRIORITY_FIELD not in event or queue in (None, OTHER_QUEUE, UNKNOWN_QUEUE):
+            return
+        run = _run(event.get("retries")) or 0
+        if run <= task.received_run:
+            return
+        try:
+            level = self.priority_level(event[SENT_PRIORITY_FIELD], None)
+        except (TypeError, ValueError, ArithmeticError):
+            return  # this count only: the task-sent itself still counts
+        self._not_waiting(task)
+        task.waiting = (queue, level, run)  # type: ignore[assignment]
+        levels = self._waiting.setdefault(queue, {})  # type: ignore[arg-type]
+        levels[level] = levels.get(level, 0) + 1
+
+    def _received_run(self, task: _Task, retries: Any) -> None:
+        """A worker received this run (task-received or install(app)'s task-info): its
+        message left the queue."""
+        run = _run(retries) or 0
+        task.received_run = max(task.received_run, run)
+        if task.waiting is not None and task.waiting[2] <= run:
+            self._not_waiting(task)
+
+    def _not_waiting(self, task: _Task) -> None:
+        """The record's counted publish is no longer waiting (received, or the record is
+        dropped: then the message, if still queued, is the broker total's unknown part)."""
+        if task.waiting is None:
+            return
+        queue, level, _run_ = task.waiting
+        task.waiting = None
+        levels = self._waiting.get(queue)
+        if levels is None or level not in levels:
+            return
+        levels[level] -= 1
+        if levels[level] <= 0:
+            del levels[level]
+            if not levels:
+                del self._waiting[queue]
 
     # --- kept across restarts (events/state.py) ---------------------------------------------
 
@@ -903,6 +964,15 @@ class EventTracker:
         collector corrects a head message's age with (its producer's host)."""
         with self.lock:
             return self.clocks.offset(host, self.clock())
+
+    def waiting_levels(self) -> dict[str, dict[str, int]]:
+        """{queue label: {level label: tasks seen published at that level and not yet seen
+        received}} since the exporter started (only non-zero levels). Bounded by the task
+        records (max_tracked_tasks, max_task_age_seconds: a dropped record's message leaves
+        the count), max_queue_names and the broker's levels. Not kept across restarts: the
+        messages move while the exporter is down (docs/rabbitmq.md)."""
+        with self.lock:
+            return {queue: dict(levels) for queue, levels in self._waiting.items()}
 
     def levels_last_seen(self) -> dict[str, dict[str, float]]:
         """{queue label: {level label: Unix time a task was last received at it}}: the levels

@@ -18,7 +18,7 @@ from ...snapshot import BrokerSnapshot
 from ..base import Inspector
 from .amqp import AmqpReader
 from .errors import RabbitMQInspectionError, broker_where
-from .management import ManagementReader, queue_levels
+from .management import ManagementReader, WaitingLevels, queue_levels
 from .nodes import NodesReader
 from .prometheus_plugin import PLUGIN_BUDGET_SHARE, PrometheusPluginReader
 from .url import broker_target
@@ -48,6 +48,17 @@ class RabbitMQInspector(Inspector):
     def where(self) -> str:
         """How errors name the broker: its label and its URL without credentials."""
         return broker_where(self.config)
+
+    @property
+    def waiting_levels(self) -> WaitingLevels | None:
+        """The event tracker's per-level counts of tasks published and not yet received
+        (set by QueueCollector.use_level_estimates when events are consumed): the per-level
+        depth of classic priority queues whose broker reports only the total."""
+        return self.management.waiting_levels
+
+    @waiting_levels.setter
+    def waiting_levels(self, source: WaitingLevels | None) -> None:
+        self.management.waiting_levels = source
 
     @property
     def management_url(self) -> str:

@@ -12,6 +12,7 @@ scheduled messages (delayed.py). Read-only: one GET.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -30,10 +31,16 @@ from . import quorum
 from .delayed import delayed_level, scheduled_samples, work_queues
 from .errors import RabbitMQInspectionError, broker_where
 from .http import deadline_session
+from .level_estimate import UNKNOWN_LEVEL, reconcile
 from .nodes import NodesReader
 from .options import RabbitMQOptions
 from .tls import http_session
 from .url import AmqpTarget, default_management_url
+
+log = logging.getLogger(__name__)
+
+#: {queue: {level: tasks seen published there and not yet received}} from the event tracker.
+WaitingLevels = Callable[[], dict[str, dict[str, int]]]
 
 #: Columns asked of /api/queues/{vhost}; the broker leaves out those it does not know.
 MANAGEMENT_COLUMNS = (
@@ -126,6 +133,11 @@ def _numbered_levels(raw: Any) -> dict[int, int] | None:
     return None
 
 
+def _levels_source(queue: str, source: str) -> ExtraSample:
+    """Where ``queue``'s per-level depth comes from (celery_queue_priority_levels_source_info)."""
+    return ExtraSample(cat.QUEUE_PRIORITY_LEVELS_SOURCE, (queue, source), 1.0)
+
+
 def queue_levels(entry: dict[str, Any]) -> tuple[list[tuple[str, int]], list[str]] | None:
     """The per-priority ready counts of one queue from a management API entry, and the levels
     most urgent first; None when the broker does not report them for this queue."""
@@ -180,6 +192,10 @@ class ManagementReader:
         self.stats_pending: list[str] = []
         #: /api/queues requests made (celery_rabbitmq_management_queue_reads_total).
         self.reads = 0
+        #: EventTracker.waiting_levels when events are consumed (QueueCollector
+        #: .use_level_estimates): per-level depth of classic priority queues without one.
+        self.waiting_levels: WaitingLevels | None = None
+        self._waiting: dict[str, dict[str, int]] | None = None
 
     def read_nodes(self, nodes: NodesReader, deadline: float) -> list[NodeReading] | None:
         """The cluster's nodes (/api/nodes), through this reader's session and credentials."""
@@ -266,6 +282,7 @@ class ManagementReader:
             management_api_up=True, reserved_total=0, queues_over_limit=over_limit
         )
         snapshot.extra.extend(scheduled_samples(by_name, self.delayed_prefix))
+        self._waiting = self._read_waiting()
         for queue in queues:
             entry = by_name.get(queue)
             reading = snapshot.queue(queue)
@@ -275,6 +292,18 @@ class ManagementReader:
             self._read_entry(snapshot, queue, entry, now)
             snapshot.reserved_total = (snapshot.reserved_total or 0) + (reading.reserved or 0)
         return snapshot
+
+    def _read_waiting(self) -> dict[str, dict[str, int]] | None:
+        """The event tracker's per-level counts, once per scrape; None without events. A
+        failing tracker costs the estimates only (the queues get their totals)."""
+        source = self.waiting_levels
+        if source is None:
+            return None
+        try:
+            return source()
+        except Exception:  # noqa: BLE001 - an extra, never the inspection
+            log.warning("%s: per-level counts from events unavailable", self.where, exc_info=True)
+            return None
 
     def _read_entry(
         self, snapshot: BrokerSnapshot, queue: str, entry: dict[str, Any], now: float
@@ -312,12 +341,19 @@ class ManagementReader:
                 return
             # A non-empty queue's head is the next message: stamped or not, as its timestamp says.
             unstamped = (head is None) if ready > 0 and head_known else None
+            prioritised = reading.max_priority is not None and reading.max_priority > 0
+            if prioritised and entry.get("type", "classic") == "classic":
+                if self._waiting is not None:
+                    self._estimate_levels(snapshot, queue, ready, head_age, unstamped)
+                    return
+                snapshot.extra.append(_levels_source(queue, cat.LEVELS_TOTAL_ONLY))
             snapshot.levels.append(LevelReading(queue, None, ready, head_age, unstamped))
             if head_age is not None and reading.max_priority:
                 # The head of the most urgent non-empty level, not the oldest message: say so.
                 snapshot.extra.append(ExtraSample(cat.QUEUE_OLDEST_AGE_LOWER_BOUND, (queue,), 1.0))
             return
         counts, most_urgent_first = levels
+        snapshot.extra.append(_levels_source(queue, cat.LEVELS_FROM_BROKER))
         # head_message_timestamp is the head of the next message to be delivered: the head
         # of the most urgent non-empty level (when its head message is stamped).
         by_level = dict(counts)
@@ -334,6 +370,39 @@ class ManagementReader:
             # them first; a level of their own, never declared, so urgency ignores it.
             snapshot.levels.append(LevelReading(queue, quorum.RETURNED_LEVEL, returned))
         snapshot.declare_levels(queue, most_urgent_first)
+
+    def _estimate_levels(
+        self,
+        snapshot: BrokerSnapshot,
+        queue: str,
+        ready: int,
+        head_age: float | None,
+        unstamped: bool | None,
+    ) -> None:
+        """A classic priority queue whose broker gives only the total: its levels from the
+        events (level_estimate.py). head_message_timestamp is the head of the most urgent
+        non-empty level: on that level when the estimate is exact (as RabbitMQ up to 3.12.6
+        gives it), else on ``unknown``, flagged a lower bound (the head's level is not known)."""
+        max_priority = snapshot.queue(queue).max_priority or 0
+        assert self._waiting is not None
+        estimate = reconcile(ready, max_priority, self._waiting.get(queue, {}))
+        head_level = estimate.head_level() if estimate.exact else UNKNOWN_LEVEL
+        if ready == 0:
+            head_level = None
+        for level, count in (*estimate.levels, (UNKNOWN_LEVEL, estimate.unknown)):
+            at_head = level == head_level
+            snapshot.levels.append(
+                LevelReading(
+                    queue,
+                    level,
+                    count,
+                    head_age if at_head else None,
+                    unstamped if at_head else None,
+                )
+            )
+        if head_age is not None and head_level == UNKNOWN_LEVEL:
+            snapshot.extra.append(ExtraSample(cat.QUEUE_OLDEST_AGE_LOWER_BOUND, (queue,), 1.0))
+        snapshot.extra.append(_levels_source(queue, cat.LEVELS_FROM_EVENTS))
 
     def close(self) -> None:
         self._session.close()
