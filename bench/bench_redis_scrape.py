@@ -11,8 +11,8 @@ figure alike), medians of --repeat rounds:
 * scrape:    a full /metrics over HTTP, plain and gzip;
 * 50 concurrent scrapes (gzip) against one scrape, with renders counted;
 * the body's size, plain and gzip;
-* anchors: redis_exporter and celery-exporter on the same Redis, when on PATH (says so when
-  not);
+* anchors (bench/anchors.py): redis_exporter and celery-exporter on the same Redis, when
+  installed (says so and how to install them when not).
 * with --before DIR (a source tree of another version, e.g. ``git archive main``): that
   version and this one each as its own exporter process (the real CLI, events off) on the
   same Redis, scraped plain in the same interleaved rounds, so before and after are measured
@@ -27,7 +27,6 @@ import argparse
 import gzip
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.anchors import report, run_anchors  # noqa: E402
 from celery_queue_exporter.brokers.redis.inspector import LEVELS_SCRIPT, RedisInspector  # noqa: E402
 from celery_queue_exporter.cli import Exporter  # noqa: E402
 from celery_queue_exporter.config import ExporterConfig  # noqa: E402
@@ -86,31 +86,6 @@ def concurrent_scrapes(port: int, count: int) -> float:
     for sock in sockets:
         assert read_response(sock).status == 200
     return time.perf_counter() - started
-
-
-def anchor(command: list[str], port: int, url: str) -> tuple[float, int] | None:
-    """Median seconds and body bytes of another exporter's /metrics, or None when it is not
-    installed."""
-    if shutil.which(command[0]) is None:
-        return None
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while not port_open(port):
-            if time.monotonic() > deadline or process.poll() is not None:
-                return None
-            time.sleep(0.2)
-        path = url.split(str(port), 1)[1]
-        exchange(port, "GET", path)  # warm-up
-        times = []
-        for _ in range(10):
-            started = time.perf_counter()
-            body = exchange(port, "GET", path, {"Accept-Encoding": "identity"}).body
-            times.append(time.perf_counter() - started)
-        return statistics.median(times), len(body)
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def exporter_process(source: Path, url: str, queues: list[str]) -> tuple[subprocess.Popen, int]:
@@ -213,26 +188,7 @@ def main() -> int:
         for process in processes:
             process.terminate()
             process.wait(10)
-        anchors = {
-            "redis_exporter": anchor(
-                [
-                    "redis_exporter",
-                    "--redis.addr",
-                    server.url,
-                    "--web.listen-address",
-                    f"127.0.0.1:{(p := free_port())}",
-                    "--check-keys",
-                    "queue-*",
-                ],
-                p,
-                f"http://127.0.0.1:{p}/metrics",
-            ),  # fmt: skip
-            "celery-exporter": anchor(
-                ["celery-exporter", "--broker-url", server.url, "--port", str(q := free_port())],
-                q,
-                f"http://127.0.0.1:{q}/metrics",
-            ),  # fmt: skip
-        }
+        anchors = run_anchors(server.url)  # redis_exporter, celery-exporter when installed
     finally:
         for process in processes:
             if process.poll() is None:
@@ -255,12 +211,9 @@ def main() -> int:
     print(f"{CONCURRENT} concurrent scrapes / one scrape: {statistics.median(burst) / one:.2f}x")
     for name, size in bodies.items():
         print(f"{name}: body {size:,} bytes plain")
-    for name, result in anchors.items():
-        if result is None:
-            print(f"anchor {name}: not installed (not on PATH), not measured")
-        else:
-            print(f"anchor {name}: median {result[0] * 1000:.1f} ms ({result[0] / floor:.2f}x "
-                  f"floor), body {result[1]:,} bytes")  # fmt: skip
+    ours = statistics.median(times["full HTTP scrape, plain"])
+    for line in report(anchors, floor, ours, len(plain)):
+        print(line)
     return 0
 
 

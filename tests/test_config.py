@@ -67,6 +67,8 @@ PRODUCTION_FLAGS = [
 ONCALL_FLAGS = ["--events-state-file", "--events-worker-offline-grace", "--urgency-memory"]
 #: Issue 23: the prefix of Celery's native delayed delivery queues (kombu >= 5.7).
 RABBITMQ4_FLAGS = ["--delayed-delivery-prefix"]
+#: The rabbitmq_prometheus plugin's URL (issue 25).
+PLUGIN_FLAGS = ["--prometheus-url"]
 #: Flags added for the series budget and the bounded state file (issue 24).
 HARDENING_FLAGS = [
     "--events-max-label-length",
@@ -378,7 +380,7 @@ def test_configuration_docs_are_generated_from_the_declarations(tmp_path):
     flags = [a.option_strings[0] for a in parser._actions if a.option_strings[0] != "-h"]
     # the command line is unchanged by the split; issues 16 and 13 only added flags
     assert sorted(flags) == sorted(
-        FLAGS + PRODUCTION_FLAGS + ONCALL_FLAGS + HARDENING_FLAGS + RABBITMQ4_FLAGS
+        FLAGS + PRODUCTION_FLAGS + ONCALL_FLAGS + HARDENING_FLAGS + RABBITMQ4_FLAGS + PLUGIN_FLAGS
     )
     for flag in flags:
         assert f"| `{flag}` |" in page, flag

@@ -89,9 +89,17 @@ class NodeTLS:
 class RabbitMQNode:
     """One private RabbitMQ node; ``start()`` and ``stop()`` may be called repeatedly."""
 
-    def __init__(self, workdir: Path, management: bool = True, tls: NodeTLS | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        management: bool = True,
+        tls: NodeTLS | None = None,
+        prometheus: bool = False,
+    ) -> None:
         self.workdir = workdir
         self.management = management
+        #: With ``prometheus``: the rabbitmq_prometheus plugin on a port of its own (plain HTTP).
+        self.prometheus = prometheus
         #: With TLS: an AMQPS listener next to the plain one, and the management API over
         #: HTTPS only; both require a client certificate from the same CA.
         self.tls = tls
@@ -100,6 +108,7 @@ class RabbitMQNode:
         self.amqps_port = free_port() if tls else None
         self.dist_port = free_port()
         self.management_port = free_port() if management else None
+        self.prometheus_port = free_port() if prometheus else None
         self.user = "guest"
         self.password = "guest"
         self.process: subprocess.Popen | None = None
@@ -130,6 +139,13 @@ class RabbitMQNode:
         scheme = "https" if self.tls else "http"
         return f"{scheme}://127.0.0.1:{self.management_port}"
 
+    @property
+    def prometheus_url(self) -> str | None:
+        """Base URL of the rabbitmq_prometheus plugin (None when started without it)."""
+        if self.prometheus_port is None:
+            return None
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
     # --- files ------------------------------------------------------------------------------
 
     def _write_files(self) -> None:
@@ -155,9 +171,16 @@ class RabbitMQNode:
                 f"management.tcp.port = {self.management_port}",
                 "management.tcp.ip = 127.0.0.1",
             ]
+        if self.prometheus_port is not None:
+            lines += [
+                f"prometheus.tcp.port = {self.prometheus_port}",
+                "prometheus.tcp.ip = 127.0.0.1",
+            ]
         (self.workdir / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
-        plugins = "[rabbitmq_management]." if self.management else "[]."
-        (self.workdir / "enabled_plugins").write_text(plugins + "\n")
+        plugins = ["rabbitmq_management"] if self.management else []
+        if self.prometheus:
+            plugins.append("rabbitmq_prometheus")
+        (self.workdir / "enabled_plugins").write_text(f"[{','.join(plugins)}].\n")
         # An empty env file, so the machine's /etc/rabbitmq/rabbitmq-env.conf is not read.
         (self.workdir / "rabbitmq-env.conf").write_text("")
 
@@ -215,6 +238,8 @@ class RabbitMQNode:
                 f"console:\n{self.console_tail()}"
             )
         if not port_open(self.amqp_port):
+            return False
+        if self.prometheus_port is not None and not port_open(self.prometheus_port):
             return False
         if self.management_port is None:
             return True
@@ -277,13 +302,21 @@ class RabbitMQNode:
 
 @contextlib.contextmanager
 def running_node(
-    node_class: type[RabbitMQNode] = RabbitMQNode, tls: NodeTLS | None = None
+    node_class: type[RabbitMQNode] = RabbitMQNode,
+    tls: NodeTLS | None = None,
+    prometheus: bool = False,
 ) -> Iterator[RabbitMQNode]:
-    """A started node of ``node_class`` in a temporary directory, stopped and removed after."""
+    """A started node of ``node_class`` in a temporary directory, stopped and removed after;
+    ``prometheus``: with the rabbitmq_prometheus plugin too."""
     if _server_binary() is None:
         missing_service("rabbitmq-server is not installed")
     workdir = Path(tempfile.mkdtemp(prefix="cqe-rabbitmq-"))
-    node = node_class(workdir, tls=tls) if tls else node_class(workdir)
+    extra: dict = {}
+    if tls:
+        extra["tls"] = tls
+    if prometheus:
+        extra["prometheus"] = True
+    node = node_class(workdir, **extra)
     try:
         node.start()
         yield node

@@ -262,6 +262,41 @@ RABBITMQ_MANAGEMENT_UP = _spec(
     ("rabbitmq",),
 )
 
+RABBITMQ_PLUGIN_UP = _spec(
+    "celery_rabbitmq_prometheus_plugin_up",
+    "gauge",
+    ("broker",),
+    "1 when the broker's rabbitmq_prometheus plugin (prometheus_url) answered and its ready, "
+    "unacknowledged and consumer counts were used, 0 when it did not and the management API "
+    "gave them instead. While the management API is read every scrape anyway (per-priority "
+    "counts on RabbitMQ 3.x, quorum queues) the plugin is not asked and this keeps its last "
+    "value. No series: prometheus_url not configured.",
+    "exact",
+    "the exporter, per scrape.",
+    ("rabbitmq",),
+)
+RABBITMQ_PLUGIN_FAILURES = _spec(
+    "celery_rabbitmq_prometheus_plugin_failures_total",
+    "counter",
+    ("broker",),
+    "Scrapes in which the rabbitmq_prometheus plugin did not answer usably (refused, timed "
+    "out, not HTTP 200, no answer for the vhost) and the management API was read instead.",
+    "exact",
+    "the exporter.",
+    ("rabbitmq",),
+)
+RABBITMQ_MANAGEMENT_QUEUE_READS = _spec(
+    "celery_rabbitmq_management_queue_reads_total",
+    "counter",
+    ("broker",),
+    "Requests the exporter made to the management API's /api/queues (its costliest call). "
+    "With prometheus_url answering it grows only when the management API alone has what is "
+    "needed (per-priority counts, quorum queues) or its queue facts are refreshed.",
+    "exact",
+    "the exporter.",
+    ("rabbitmq",),
+)
+
 # --- the exporter itself ----------------------------------------------------------------------
 
 SCRAPE_DURATION = _spec(
@@ -473,6 +508,13 @@ RABBITMQ4_METRICS: tuple[MetricSpec, ...] = (
     SCHEDULED_MESSAGES,
     QUEUE_OLDEST_AGE_LOWER_BOUND,
     QUEUE_PRIORITY_LEVELS_SOURCE,
+)
+
+#: Which way into RabbitMQ answered (the rabbitmq_prometheus plugin, issue 25).
+RABBITMQ_PLUGIN_METRICS: tuple[MetricSpec, ...] = (
+    RABBITMQ_PLUGIN_UP,
+    RABBITMQ_PLUGIN_FAILURES,
+    RABBITMQ_MANAGEMENT_QUEUE_READS,
 )
 
 #: How fresh each broker's reading is (issue 12/13: shared and deadline-bound inspections).
@@ -1012,6 +1054,7 @@ def all_metrics() -> tuple[MetricSpec, ...]:
         + FRESHNESS_METRICS
         + BROKER_PRESSURE_METRICS
         + RABBITMQ4_METRICS
+        + RABBITMQ_PLUGIN_METRICS
         + EVENT_METRICS
     )
 

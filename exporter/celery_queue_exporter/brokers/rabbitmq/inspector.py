@@ -1,7 +1,9 @@
 """Read-only inspection of a RabbitMQ broker: the management HTTP API (management.py), else
 AMQP (amqp.py); this module is the small policy between them.
 
-The way in is chosen by ``RabbitMQOptions.management`` (auto | always | never). In ``auto``
+The way in is chosen by ``RabbitMQOptions.management`` (auto | always | never). With
+``prometheus_url`` the API's counts come from the rabbitmq_prometheus plugin and the API is
+read only when needed (prometheus_plugin.py). In ``auto``
 mode the API is tried first on every scrape (with at most half the time budget) and AMQP is
 the fallback; ``celery_rabbitmq_management_api_up`` says which one answered. Nothing is ever
 written: no queue is declared (other than passively), bound, purged or consumed from.
@@ -18,6 +20,7 @@ from .amqp import AmqpReader
 from .errors import RabbitMQInspectionError, broker_where
 from .management import ManagementReader, WaitingLevels, queue_levels
 from .nodes import NodesReader
+from .prometheus_plugin import PLUGIN_BUDGET_SHARE, PrometheusPluginReader
 from .url import broker_target
 
 __all__ = ["RabbitMQInspectionError", "RabbitMQInspector", "queue_levels"]
@@ -36,6 +39,10 @@ class RabbitMQInspector(Inspector):
         self._management_problem: str | None = None
         #: Cluster health (alarms, partitions, limits) from /api/nodes (nodes.py).
         self.nodes = NodesReader(self.where)
+        #: The rabbitmq_prometheus plugin, when configured (prometheus_plugin.py).
+        self.plugin: PrometheusPluginReader | None = None
+        if self.config.options.prometheus_url:
+            self.plugin = PrometheusPluginReader(self.config, self.target.vhost, self.management)
 
     @property
     def where(self) -> str:
@@ -70,7 +77,11 @@ class RabbitMQInspector(Inspector):
             # In auto mode, keep half the budget for the AMQP fallback.
             budget = deadline if mode == "always" else started + 0.45 * self.timeout_seconds
             try:
-                snapshot = self.management.read(budget)
+                if self.plugin is not None:
+                    plugin_budget = started + PLUGIN_BUDGET_SHARE * self.timeout_seconds
+                    snapshot = self.plugin.read(plugin_budget, budget)
+                else:
+                    snapshot = self.management.read(budget)
             except RabbitMQInspectionError as exc:
                 if mode == "always":
                     raise
@@ -85,6 +96,8 @@ class RabbitMQInspector(Inspector):
                 return snapshot
         snapshot = self.amqp.read(deadline, self.management.discovered)
         snapshot.management_api_up = False
+        if self.plugin is not None:
+            snapshot.extra.extend(self.plugin.samples())
         self._note_management(False, problem)
         return snapshot
 
@@ -102,3 +115,5 @@ class RabbitMQInspector(Inspector):
     def close(self) -> None:
         self.amqp.close()
         self.management.close()
+        if self.plugin is not None:
+            self.plugin.close()

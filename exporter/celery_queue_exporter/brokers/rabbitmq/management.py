@@ -198,6 +198,8 @@ class ManagementReader:
         #: Listed queues whose statistics the API did not have at the last answer (a quorum
         #: queue's first seconds): the inspector reads them by a passive queue.declare.
         self.stats_pending: list[str] = []
+        #: /api/queues requests made (celery_rabbitmq_management_queue_reads_total).
+        self.reads = 0
         #: EventTracker.waiting_levels when events are consumed (QueueCollector
         #: .use_level_estimates): per-level depth of classic priority queues without one.
         self.waiting_levels: WaitingLevels | None = None
@@ -212,6 +214,11 @@ class ManagementReader:
         return nodes.read(self._session, self.url, self.auth, deadline)
 
     def read(self, deadline: float) -> BrokerSnapshot:
+        return self.snapshot_from_entries(self.fetch_entries(deadline))
+
+    def fetch_entries(self, deadline: float) -> list[Any]:
+        """The vhost's /api/queues entries (one GET); raises RabbitMQInspectionError."""
+        self.reads += 1
         url = f"{self.url}/api/queues/{quote(self.vhost, safe='')}"
         remaining = max(0.05, deadline - time.monotonic())
         api = redact_url(self.url)
@@ -260,7 +267,7 @@ class ManagementReader:
             raise RabbitMQInspectionError(
                 f"{self.where}: management API {api} answered an unexpected document"
             )
-        return self.snapshot_from_entries(entries)
+        return entries
 
     def snapshot_from_entries(self, entries: list[Any]) -> BrokerSnapshot:
         now = self.clock()

@@ -1,5 +1,5 @@
-"""RabbitMQ broker options: where the management API is, whether to use it, and the prefix of
-Celery's native delayed delivery queues."""
+"""RabbitMQ broker options: where the management API is, whether to use it, where the
+rabbitmq_prometheus plugin is, and the prefix of Celery's native delayed delivery queues."""
 
 from __future__ import annotations
 
@@ -27,6 +27,19 @@ MANAGEMENT = Option(
     "MANAGEMENT_API",
 )
 
+PROMETHEUS_URL = Option(
+    "prometheus_url",
+    values.HTTP_URL,
+    None,
+    "URL of the broker's rabbitmq_prometheus plugin (e.g. http://<host>:15692); when set and "
+    "answering, ready, unacknowledged and consumer counts come from its /metrics/detailed and "
+    "/api/queues is read only when it alone has what is needed (per-priority counts, quorum "
+    "queues) or its queue facts are over a minute old; the management API stays the fallback "
+    "(default: none, the management API every scrape)",
+    "--prometheus-url",
+    "PROMETHEUS_URL",
+)
+
 DELAYED_DELIVERY_PREFIX = Option(
     "delayed_delivery_prefix",
     values.TEXT,
@@ -38,7 +51,7 @@ DELAYED_DELIVERY_PREFIX = Option(
     "DELAYED_DELIVERY_PREFIX",
 )
 
-OPTIONS = (MANAGEMENT_URL, MANAGEMENT, DELAYED_DELIVERY_PREFIX)
+OPTIONS = (MANAGEMENT_URL, MANAGEMENT, PROMETHEUS_URL, DELAYED_DELIVERY_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -50,5 +63,8 @@ class RabbitMQOptions:
     management_url: str | None = field(default=MANAGEMENT_URL.default, repr=False)
     #: auto | always | never
     management: str = MANAGEMENT.default
+    #: The rabbitmq_prometheus plugin's URL (prometheus_plugin.py); None: not used. May carry
+    #: credentials (user:password@): kept out of repr().
+    prometheus_url: str | None = field(default=PROMETHEUS_URL.default, repr=False)
     #: kombu's prefix of the delayed delivery queues ("": none, celery_delayed_0..27).
     delayed_delivery_prefix: str = DELAYED_DELIVERY_PREFIX.default
