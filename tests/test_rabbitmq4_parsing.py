@@ -11,7 +11,9 @@ from celery_queue_exporter import catalogue as cat
 from celery_queue_exporter.brokers.rabbitmq.delayed import (
     delayed_level,
     is_delayed_delivery_name,
+    scheduled_sample,
     scheduled_samples,
+    statistics_pending,
     strip_delay_prefix,
 )
 from celery_queue_exporter.brokers.rabbitmq.quorum import queue_samples, redelivery_facts
@@ -53,6 +55,24 @@ def test_scheduled_samples_skip_queues_without_statistics_and_bad_counts():
     assert [(s.spec, s.labels, s.value) for s in samples] == [
         (cat.SCHEDULED_MESSAGES, ("512",), 21.0)
     ]
+
+
+def test_delay_queues_without_statistics_are_pending_and_counted_by_name():
+    entries = {
+        "celery_delayed_9": {"messages_ready": 20},
+        "celery_delayed_8": {},  # just declared
+        "celery_delayed_7": {"messages_ready": True},  # not a count
+        "renders": {},  # a work queue: the work queues' own bridge reads it
+    }
+    assert statistics_pending(entries) == ["celery_delayed_7", "celery_delayed_8"]
+    assert statistics_pending({"app1_celery_delayed_3": {}}, "app1") == ["app1_celery_delayed_3"]
+    sample = scheduled_sample("celery_delayed_8", 4)
+    assert sample is not None and (sample.spec, sample.labels, sample.value) == (
+        cat.SCHEDULED_MESSAGES,
+        ("256",),
+        4.0,
+    )
+    assert scheduled_sample("renders", 4) is None
 
 
 def test_redelivery_facts_from_each_kind_of_document():

@@ -16,7 +16,7 @@ import pika.exceptions
 
 from ...config.model import BrokerConfig
 from ...snapshot import BrokerSnapshot, LevelReading, select_queues
-from .delayed import work_queues
+from .delayed import scheduled_sample, work_queues
 from .errors import RabbitMQInspectionError, broker_where
 from .options import RabbitMQOptions
 from .url import AmqpTarget, connection_parameters
@@ -86,6 +86,30 @@ class AmqpReader:
                 channel = self._declare_passive(snapshot, queue, channel, deadline)
         except Exception as exc:  # noqa: BLE001 - a bridge over the API's gap, never an error
             log.debug("%s: passive declare of new queues failed: %s", self.where, exc)
+            self._drop_connection()
+
+    def read_scheduled_into(
+        self, snapshot: BrokerSnapshot, queues: list[str], prefix: str, deadline: float
+    ) -> None:
+        """celery_scheduled_messages of delay ``queues`` the API listed without statistics
+        yet, by passive declare (ready messages only: the API adds those held unacked while
+        they are dead-lettered); best effort, like read_into."""
+        try:
+            channel = self._open_channel(deadline)
+            for queue in queues:
+                try:
+                    with self._bounded(deadline):
+                        frame = channel.queue_declare(queue=queue, passive=True)
+                except pika.exceptions.ChannelClosedByBroker as exc:
+                    if exc.reply_code != 404:
+                        raise
+                    channel = self._open_channel(deadline)  # gone meanwhile: no band
+                    continue
+                sample = scheduled_sample(queue, int(frame.method.message_count), prefix)
+                if sample is not None:
+                    snapshot.extra.append(sample)
+        except Exception as exc:  # noqa: BLE001 - a bridge over the API's gap, never an error
+            log.debug("%s: passive declare of new delay queues failed: %s", self.where, exc)
             self._drop_connection()
 
     def _declare_passive(

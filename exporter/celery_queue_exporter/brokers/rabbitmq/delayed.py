@@ -34,6 +34,8 @@ __all__ = [
     "delayed_level",
     "is_delayed_delivery_name",
     "scheduled_samples",
+    "scheduled_sample",
+    "statistics_pending",
     "strip_delay_prefix",
     "work_queues",
 ]
@@ -56,3 +58,26 @@ def scheduled_samples(entries: dict[str, dict[str, Any]], prefix: str = "") -> l
         held = ready
         samples.append(ExtraSample(cat.SCHEDULED_MESSAGES, (band_label(level),), float(held)))
     return samples
+
+
+def scheduled_sample(name: str, held: int, prefix: str = "") -> ExtraSample | None:
+    """The celery_scheduled_messages sample of delay queue ``name`` holding ``held``
+    messages; None when ``name`` is no delay queue."""
+    level = delayed_level(name, prefix)
+    if level is None:
+        return None
+    return ExtraSample(cat.SCHEDULED_MESSAGES, (band_label(level),), float(held))
+
+
+def statistics_pending(entries: dict[str, dict[str, Any]], prefix: str = "") -> list[str]:
+    """The delay queues the API lists without statistics yet (the first seconds of a quorum
+    queue): the inspector counts them by a passive declare, so that no band goes missing."""
+    return sorted(
+        name
+        for name, entry in entries.items()
+        if delayed_level(name, prefix) is not None and not _is_count(entry.get("messages_ready"))
+    )
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

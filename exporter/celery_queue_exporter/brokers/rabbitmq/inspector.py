@@ -92,6 +92,13 @@ class RabbitMQInspector(Inspector):
                 # a passive declare, except in "always" mode (the user allowed the API only).
                 if self.management.stats_pending and mode == "auto":
                     self.amqp.read_into(snapshot, self.management.stats_pending, deadline)
+                if self.management.scheduled_pending and mode == "auto":
+                    self.amqp.read_scheduled_into(
+                        snapshot,
+                        self.management.scheduled_pending,
+                        self.management.delayed_prefix,
+                        deadline,
+                    )
                 snapshot.rabbitmq_nodes = self.management.read_nodes(self.nodes, deadline)
                 return snapshot
         snapshot = self.amqp.read(deadline, self.management.discovered)

@@ -32,7 +32,7 @@ from ...snapshot import BrokerSnapshot, ExtraSample, LevelReading, NodeReading, 
 from ..celery_layout import is_internal_queue
 from ..peer_deadline import Deadline
 from . import quorum
-from .delayed import delayed_level, scheduled_samples, work_queues
+from .delayed import delayed_level, scheduled_samples, statistics_pending, work_queues
 from .errors import RabbitMQInspectionError, broker_where
 from .http import deadline_session
 from .level_estimate import UNKNOWN_LEVEL, reconcile
@@ -198,6 +198,8 @@ class ManagementReader:
         #: Listed queues whose statistics the API did not have at the last answer (a quorum
         #: queue's first seconds): the inspector reads them by a passive queue.declare.
         self.stats_pending: list[str] = []
+        #: The same for Celery's delay queues (celery_scheduled_messages per band).
+        self.scheduled_pending: list[str] = []
         #: /api/queues requests made (celery_rabbitmq_management_queue_reads_total).
         self.reads = 0
         #: EventTracker.waiting_levels when events are consumed (QueueCollector
@@ -294,6 +296,7 @@ class ManagementReader:
             management_api_up=True, reserved_total=0, queues_over_limit=over_limit
         )
         snapshot.extra.extend(scheduled_samples(by_name, self.delayed_prefix))
+        self.scheduled_pending = statistics_pending(by_name, self.delayed_prefix)
         self._waiting = self._read_waiting()
         for queue in queues:
             entry = by_name.get(queue)
