@@ -10,7 +10,7 @@ from celery import Celery
 from celery_queue_exporter import catalogue as cat
 from celery_queue_exporter import instrumentation
 from celery_queue_exporter.brokers.rabbitmq.level_estimate import UNKNOWN_LEVEL, reconcile
-from celery_queue_exporter.brokers.rabbitmq.management import ManagementReader
+from celery_queue_exporter.brokers.rabbitmq.management import SETTLE_AFTER_SECONDS, ManagementReader
 from celery_queue_exporter.brokers.rabbitmq.priority import rabbitmq_priority_level
 from celery_queue_exporter.brokers.rabbitmq.url import broker_target
 from celery_queue_exporter.config import EventSettings
@@ -116,6 +116,25 @@ def test_a_late_task_sent_and_a_retry_count_only_what_waits():
     assert t.waiting_levels() == {}
 
 
+def test_a_queue_read_empty_drops_the_publishes_seen_before_its_statistics():
+    """A purge, an expired message or a lost task-received leaves no receipt: the broker's
+    empty reading settles every publish seen before its statistics were taken."""
+    now = [1000.0]
+    t = EventTracker(
+        "rmq", EventSettings(), priority_level=rabbitmq_priority_level, clock=lambda: now[0]
+    )
+    t.handle([sent("a", 0), sent("b", 0), sent("x", 3, queue="other")])
+    now[0] = 1010.0
+    t.handle([sent("c", 9)])
+    assert t.waiting_levels({"q": 1005.0}) == {"q": {"9": 1}, "other": {"3": 1}}
+    t.handle([received("a")])  # a receipt of a settled publish takes nothing
+    assert t.waiting_levels({"elsewhere": 2000.0}) == {"q": {"9": 1}, "other": {"3": 1}}
+    assert t.waiting_levels({"q": 1010.0}) == {"q": {"9": 1}, "other": {"3": 1}}  # not before
+    assert t.waiting_levels({"q": 1010.5, "other": 999.0}) == {"other": {"3": 1}}
+    t.handle([sent("d", 9)])  # a new publish counts as before
+    assert t.waiting_levels() == {"q": {"9": 1}, "other": {"3": 1}}
+
+
 def test_a_dropped_record_leaves_the_count():
     t = rabbit_tracker(max_tracked_tasks=2)
     t.handle([sent("a", 1), sent("b", 1), sent("c", 2)])
@@ -131,32 +150,41 @@ def test_a_dropped_record_leaves_the_count():
 def test_install_adds_the_priority_to_task_sent_without_reading_the_configuration():
     app = Celery("levels", broker="memory://", set_as_current=False)
     instrumentation.install(app)
-    instrumentation.install(app)  # twice: wrapped once
-    assert not app.configured  # install(app) read nothing of the configuration
-    app.conf.update(task_default_queue="late")  # so this, after install(app), still counts
-    build = app.amqp.create_task_message
-    with_priority = build("id1", "t", (), {}, create_sent_event=True, priority=7)
-    assert with_priority.sent_event["priority"] == 7
-    assert with_priority.properties.get("priority") is None  # the message itself is untouched
-    without = build("id2", "t", (), {}, create_sent_event=True)
-    assert "priority" in without.sent_event and without.sent_event["priority"] is None
-    assert build("id3", "t", (), {}, priority=7).sent_event is None  # task-sent off
-    assert app.amqp.default_queue.name == "late"
     try:
-        instrumentation.uninstall()
-        assert "priority" not in build("id4", "t", (), {}, create_sent_event=True).sent_event
+        instrumentation.install(app)  # twice: wrapped once
+        assert not app.configured  # install(app) read nothing of the configuration
+        app.conf.update(task_default_queue="late")  # so this, after install(app), still counts
+        build = app.amqp.create_task_message
+        with_priority = build("id1", "t", (), {}, create_sent_event=True, priority=7)
+        assert with_priority.sent_event["priority"] == 7
+        assert with_priority.properties.get("priority") is None  # the message is untouched
+        without = build("id2", "t", (), {}, create_sent_event=True)
+        assert "priority" in without.sent_event and without.sent_event["priority"] is None
+        assert build("id3", "t", (), {}, priority=7).sent_event is None  # task-sent off
+        assert app.amqp.default_queue.name == "late"
     finally:
-        instrumentation.install(app)
+        # Its signal handlers are process-wide: a later test in this process (an xdist
+        # worker) publishing "without install(app)" must not be stamped.
+        instrumentation.uninstall()
+    assert "priority" not in build("id4", "t", (), {}, create_sent_event=True).sent_event
 
 
 # --- the management reader -----------------------------------------------------------------
 
 
-def reader(waiting: dict | None) -> ManagementReader:
+def reader(waiting: dict | None, asked: list | None = None) -> ManagementReader:
+    """A reader at time 1000 whose tracker holds ``waiting``; ``asked`` collects what each
+    read handed the tracker (the queues read empty, and since when)."""
     config = broker_from_flag("rmq", "amqp://guest:guest@127.0.0.1:5682/")
     out = ManagementReader(config, broker_target(config), clock=lambda: 1000.0)
     if waiting is not None:
-        out.waiting_levels = lambda: waiting
+
+        def source(empty_before):
+            if asked is not None:
+                asked.append(dict(empty_before))
+            return waiting
+
+        out.waiting_levels = source
     return out
 
 
@@ -184,10 +212,23 @@ def extras(snapshot, spec) -> dict:
 
 
 def test_reader_places_the_events_counts_and_the_head_age():
-    r = reader({"exact": {"3": 1, "1": 2}, "short": {"1": 1}})
+    asked: list = []
+    r = reader({"exact": {"3": 1, "1": 2}, "short": {"1": 1}, "over": {"3": 3}}, asked)
     snap = r.snapshot_from_entries(
-        [classic("exact", 3, head=990.0), classic("short", 4, head=900.0), classic("none", 0)]
+        [
+            classic("exact", 3, head=990.0),
+            classic("short", 4, head=900.0),
+            classic("none", 0),
+            classic("over", 2, head=995.0),
+        ]
     )
+    # The queue read empty goes to the tracker with the time its statistics may be from.
+    assert asked == [{"none": 1000.0 - SETTLE_AFTER_SECONDS}]
+    # The events count one more than the broker holds (its statistics lag them): every level
+    # is still known, so the head's age stays on its level, with no lower-bound flag.
+    assert levels(snap, "over") == {
+        "0": (0, None), "1": (0, None), "2": (0, None), "3": (2, 5.0), UNKNOWN_LEVEL: (0, None)
+    }  # fmt: skip
     # Exact: the age on the head's own level, no lower-bound flag.
     assert levels(snap, "exact") == {
         "0": (0, None), "1": (2, None), "2": (0, None), "3": (1, 10.0), UNKNOWN_LEVEL: (0, None)
@@ -199,8 +240,11 @@ def test_reader_places_the_events_counts_and_the_head_age():
     assert levels(snap, "none")[UNKNOWN_LEVEL] == (0, None)
     assert extras(snap, cat.QUEUE_OLDEST_AGE_LOWER_BOUND) == {("short",): 1.0}
     assert extras(snap, cat.QUEUE_PRIORITY_LEVELS_SOURCE) == {
-        ("exact", "events"): 1.0, ("short", "events"): 1.0, ("none", "events"): 1.0
-    }  # fmt: skip
+        ("exact", "events"): 1.0,
+        ("short", "events"): 1.0,
+        ("none", "events"): 1.0,
+        ("over", "events"): 1.0,
+    }
     # 'unknown' is never a declared level (no urgency mark).
     assert snap.declared_levels["exact"] == ["3", "2", "1", "0"]
 
@@ -208,7 +252,7 @@ def test_reader_places_the_events_counts_and_the_head_age():
 def test_reader_without_events_or_with_a_failing_tracker_reports_the_total():
     for r in (reader(None), reader({})):
         if r.waiting_levels is not None:
-            r.waiting_levels = lambda: 1 / 0  # the tracker fails: the total is still there
+            r.waiting_levels = lambda _empty: 1 / 0  # the tracker fails: the total is still there
         snap = r.snapshot_from_entries([classic("q", 4, head=990.0)])
         assert levels(snap, "q") == {None: (4, 10.0)}
         assert extras(snap, cat.QUEUE_PRIORITY_LEVELS_SOURCE) == {("q", "none"): 1.0}

@@ -11,6 +11,7 @@ every 5 s: the tests wait for the expected figures.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -19,13 +20,23 @@ from apps.events_app import make_app
 from apps.harness import Worker
 from apps.scenarios import publish_heartbeat
 
-from celery_queue_exporter.instrumentation import install
+from celery_queue_exporter.brokers.rabbitmq.management import SETTLE_AFTER_SECONDS
+from celery_queue_exporter.instrumentation import install, uninstall
 from testsupport.exporter import build_exporter, scrape_until
 from testsupport.exposition import sample_value, samples_named
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
 MAX_PRIORITY = 9
+
+
+@pytest.fixture(autouse=True)
+def _uninstall_after() -> Iterator[None]:
+    """The tests install(app) in this process: its Celery signals are process-wide, so they
+    are undone after each test (a later test of this xdist worker publishing "without
+    install(app)" once read a stamp left behind)."""
+    yield
+    uninstall()
 
 
 @pytest.fixture
@@ -151,6 +162,54 @@ def test_levels_from_events_exact_then_a_worker_takes_the_most_urgent(rabbitmq4,
     finally:
         if worker is not None:
             worker.stop()
+        exporter.close()
+        app.close()
+
+
+def test_a_purged_queue_leaves_no_count_behind(rabbitmq4, vhost_4):
+    """4 tasks at priority 0, then the queue purged: no receipt is ever seen for them. Once the
+    broker reads the queue empty their counts go, and 2 tasks at 9 published afterwards read
+    9: 2 (counts left behind would be taken off the most urgent levels first: 9: 0, 0: 2)."""
+    queue = f"cqe-test-{uuid.uuid4().hex[:10]}"
+    url = rabbitmq4.url(vhost_4)
+    app = make_app(url, queue, max_priority=MAX_PRIORITY)
+    install(app)
+    exporter = exporter_with_events(rabbitmq4, vhost_4, queue)
+    try:
+        wait_for_event_consumer(exporter)
+        publish(app, {0: 4}, "events.sleep", (300,))
+        want = expected({0: 4}, 0)
+        scrape_until(
+            exporter,
+            lambda s: levels_of(s, queue) == want,
+            what=f"levels {want}",
+            timeout=60.0,
+            show=lambda s: levels_of(s, queue),
+        )
+        seen = time.monotonic()  # every task-sent of the 4 was seen by now
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_purge(queue)
+        # An empty reading settles the publishes seen before its statistics may be from.
+        time.sleep(max(0.0, SETTLE_AFTER_SECONDS + 1 - (time.monotonic() - seen)))
+        want = expected({}, 0)
+        scrape_until(
+            exporter,
+            lambda s: levels_of(s, queue) == want,
+            what="the purged queue empty",
+            timeout=60.0,
+            show=lambda s: levels_of(s, queue),
+        )
+        publish(app, {9: 2}, "events.sleep", (300,))
+        want = expected({9: 2}, 0)
+        samples = scrape_until(
+            exporter,
+            lambda s: levels_of(s, queue) == want,
+            what=f"levels {want}",
+            timeout=60.0,
+            show=lambda s: levels_of(s, queue),
+        )
+        assert list(levels_of(samples, queue, "celery_queue_oldest_message_age_seconds")) == ["9"]
+    finally:
         exporter.close()
         app.close()
 

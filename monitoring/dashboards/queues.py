@@ -168,7 +168,6 @@ def overview(s: Settings) -> Row:
 
 def depth(s: Settings) -> Row:
     """Waiting messages per queue and level, their growth and age."""
-    sq = selector(s, queue=True)
     backlog_high = s.threshold("CeleryQueueBacklogHigh", "messages")
     too_long = s.threshold("CeleryQueueMessageWaitingTooLong", "seconds")
     growth_window = s.alert("CeleryQueueBacklogGrowing")["window"]
@@ -205,8 +204,10 @@ def depth(s: Settings) -> Row:
         f"{growth_window} (deriv). Normal: hovering around 0; positive for long means "
         "the backlog grows (CeleryQueueBacklogGrowing), negative means it drains.",
         [
+            # The fit is of each queue's total: on Redis a level that empties stops being
+            # sent, and a per-level fit would keep its last rising samples for the window.
             Q(
-                f"sum by (broker, queue) (deriv({m(cat.QUEUE_MESSAGES, sq)}[{growth_window}]))",
+                f"deriv(({_depth_by_queue(s)})[{growth_window}:15s])",
                 "{{broker}} / {{queue}}",
             )
         ],

@@ -48,7 +48,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -230,9 +230,9 @@ class _Task:
         self.touched = now
         #: Host whose clock stamped the publish (install(app) header, else task-sent's host).
         self.producer: str | None = None
-        #: (queue, level, run) of a publish seen in task-sent with its priority and not yet
-        #: seen received: counted in EventTracker._waiting while set.
-        self.waiting: tuple[str, str, int] | None = None
+        #: (queue, level, run, task id) of a publish seen in task-sent with its priority and
+        #: not yet seen received: counted in EventTracker._waiting while set.
+        self.waiting: tuple[str, str, int, str] | None = None
         #: The latest run a worker was seen receiving (-1: none yet).
         self.received_run = -1
 
@@ -399,6 +399,9 @@ class EventTracker:
         #: install(app) adds) and not yet seen received: the per-level depth of RabbitMQ
         #: classic priority queues whose broker no longer reports it (waiting_levels()).
         self._waiting: dict[str, dict[str, int]] = {}
+        #: queue -> {task id: when its counted publish was seen (exporter clock)}, oldest
+        #: first: what waiting_levels() settles when the broker reads the queue empty.
+        self._waiting_since: dict[str, OrderedDict[str, float]] = {}
         #: (task id, retries) of the task-info events counted, to count a run once.
         self._info_counted: OrderedDict[tuple[str, int | None], None] = OrderedDict()
         self.events_received = 0
@@ -604,7 +607,7 @@ class EventTracker:
                 task.producer = host_of(event.get("hostname"))
             eta = _iso_epoch(event.get("eta"))
             run.eta = eta if eta is not None else run.eta
-            self._published_at_level(task, event, queue)
+            self._published_at_level(task, event, queue, uuid, now)
         self._inc("sent", queue or UNKNOWN_QUEUE, name)
 
     def _on_task_info(self, event: dict[str, Any], now: float) -> None:
@@ -852,7 +855,9 @@ class EventTracker:
 
     # --- tasks published and not yet received (per-level depth, waiting_levels) ---------------
 
-    def _published_at_level(self, task: _Task, event: dict[str, Any], queue: str | None) -> None:
+    def _published_at_level(
+        self, task: _Task, event: dict[str, Any], queue: str | None, uuid: str, now: float
+    ) -> None:
         """task-sent with the priority install(app) adds: the message waits at that level of
         ``queue`` until a worker is seen receiving it. Not counted: a run already seen
         received (its task-sent came late), a queue without a label of its own, a task-sent
@@ -868,9 +873,10 @@ class EventTracker:
         except (TypeError, ValueError, ArithmeticError):
             return  # this count only: the task-sent itself still counts
         self._not_waiting(task)
-        task.waiting = (queue, level, run)  # type: ignore[assignment]
+        task.waiting = (queue, level, run, uuid)  # type: ignore[assignment]
         levels = self._waiting.setdefault(queue, {})  # type: ignore[arg-type]
         levels[level] = levels.get(level, 0) + 1
+        self._waiting_since.setdefault(queue, OrderedDict())[uuid] = now  # type: ignore[index]
 
     def _received_run(self, task: _Task, retries: Any) -> None:
         """A worker received this run (task-received or install(app)'s task-info): its
@@ -885,8 +891,13 @@ class EventTracker:
         dropped: then the message, if still queued, is the broker total's unknown part)."""
         if task.waiting is None:
             return
-        queue, level, _run_ = task.waiting
+        queue, level, _run_, uuid = task.waiting
         task.waiting = None
+        since = self._waiting_since.get(queue)
+        if since is not None:
+            since.pop(uuid, None)
+            if not since:
+                del self._waiting_since[queue]
         levels = self._waiting.get(queue)
         if levels is None or level not in levels:
             return
@@ -965,13 +976,33 @@ class EventTracker:
         with self.lock:
             return self.clocks.offset(host, self.clock())
 
-    def waiting_levels(self) -> dict[str, dict[str, int]]:
+    def waiting_levels(
+        self, empty_before: Mapping[str, float] | None = None
+    ) -> dict[str, dict[str, int]]:
         """{queue label: {level label: tasks seen published at that level and not yet seen
         received}} since the exporter started (only non-zero levels). Bounded by the task
         records (max_tracked_tasks, max_task_age_seconds: a dropped record's message leaves
         the count), max_queue_names and the broker's levels. Not kept across restarts: the
-        messages move while the exporter is down (docs/rabbitmq.md)."""
+        messages move while the exporter is down (docs/rabbitmq.md).
+
+        ``empty_before``: {queue: time} for queues the broker read empty, statistics at most
+        that old. A publish seen before then has left the queue, received or not (a purge,
+        an expired message, a lost task-received): its count goes, so no level keeps a
+        message that is gone until the record expires."""
         with self.lock:
+            for queue, before in (empty_before or {}).items():
+                since = self._waiting_since.get(queue)
+                while since:
+                    uuid, seen = next(iter(since.items()))
+                    if seen >= before:
+                        break
+                    task = self._tasks.get(uuid)
+                    if task is not None and task.waiting is not None:
+                        self._not_waiting(task)  # pops ``uuid`` from ``since``
+                    else:
+                        since.popitem(last=False)
+                if since is not None and not since:
+                    self._waiting_since.pop(queue, None)
             return {queue: dict(levels) for queue, levels in self._waiting.items()}
 
     def levels_last_seen(self) -> dict[str, dict[str, float]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -43,8 +43,9 @@ from .url import AmqpTarget, default_management_url
 
 log = logging.getLogger(__name__)
 
-#: {queue: {level: tasks seen published there and not yet received}} from the event tracker.
-WaitingLevels = Callable[[], dict[str, dict[str, int]]]
+#: {queue: {level: tasks seen published there and not yet received}} from the event tracker,
+#: given {queue: time} of the queues read empty (EventTracker.waiting_levels).
+WaitingLevels = Callable[[Mapping[str, float]], dict[str, dict[str, int]]]
 
 #: Columns asked of /api/queues/{vhost}; the broker leaves out those it does not know.
 MANAGEMENT_COLUMNS = (
@@ -81,6 +82,11 @@ HEADLESS_QUEUE_TYPES = frozenset({"quorum", "stream"})
 #: (headbounds.py): queue statistics are refreshed every collect_statistics_interval (5 s by
 #: default), and the AMQP timestamp is whole seconds (1 s).
 STATS_SLACK_SECONDS = 6.0
+#: How long after a publish was seen an empty reading settles it (the per-level counts from
+#: events; a purged or expired message leaves no receipt). Wider than STATS_SLACK_SECONDS: a
+#: queue the first publish declared was seen to read 0 for longer than 6 s on a busy 4.0 node,
+#: and settling too early costs the messages' levels (they read 'unknown' until received).
+SETTLE_AFTER_SECONDS = 30.0
 
 
 def _as_int(value: Any) -> int | None:
@@ -297,7 +303,14 @@ class ManagementReader:
         )
         snapshot.extra.extend(scheduled_samples(by_name, self.delayed_prefix))
         self.scheduled_pending = statistics_pending(by_name, self.delayed_prefix)
-        self._waiting = self._read_waiting()
+        # A queue read empty held none of the publishes seen well before its statistics were
+        # taken (SETTLE_AFTER_SECONDS): purged, expired or received unseen, they go.
+        empty_before = {
+            queue: now - SETTLE_AFTER_SECONDS
+            for queue in queues
+            if _as_int((by_name.get(queue) or {}).get("messages_ready")) == 0
+        }
+        self._waiting = self._read_waiting(empty_before)
         for queue in queues:
             entry = by_name.get(queue)
             reading = snapshot.queue(queue)
@@ -312,14 +325,14 @@ class ManagementReader:
             self._bounded_queues = present
         return snapshot
 
-    def _read_waiting(self) -> dict[str, dict[str, int]] | None:
+    def _read_waiting(self, empty_before: Mapping[str, float]) -> dict[str, dict[str, int]] | None:
         """The event tracker's per-level counts, once per scrape; None without events. A
         failing tracker costs the estimates only (the queues get their totals)."""
         source = self.waiting_levels
         if source is None:
             return None
         try:
-            return source()
+            return source(empty_before)
         except Exception:  # noqa: BLE001 - an extra, never the inspection
             log.warning("%s: per-level counts from events unavailable", self.where, exc_info=True)
             return None
@@ -404,12 +417,15 @@ class ManagementReader:
     ) -> None:
         """A classic priority queue whose broker gives only the total: its levels from the
         events (level_estimate.py). head_message_timestamp is the head of the most urgent
-        non-empty level: on that level when the estimate is exact (as RabbitMQ up to 3.12.6
-        gives it), else on ``unknown``, flagged a lower bound (the head's level is not known)."""
+        non-empty level: on that level when every message's level is known (as RabbitMQ up to
+        3.12.6 gives it), else on ``unknown``, flagged a lower bound (its level is not known)."""
         max_priority = snapshot.queue(queue).max_priority or 0
         assert self._waiting is not None
         estimate = reconcile(ready, max_priority, self._waiting.get(queue, {}))
-        head_level = estimate.head_level() if estimate.exact else UNKNOWN_LEVEL
+        # The head is on the most urgent non-empty level when every message's level is known
+        # (counts taken off to match the broker's total included: the statistics lag the
+        # events); with an unknown part it may be there: unknown, flagged a lower bound.
+        head_level = estimate.head_level() if estimate.unknown == 0 else UNKNOWN_LEVEL
         if ready == 0:
             head_level = None
         for level, count in (*estimate.levels, (UNKNOWN_LEVEL, estimate.unknown)):
