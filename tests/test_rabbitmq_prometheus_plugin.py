@@ -19,12 +19,15 @@ import pika
 import pytest
 import requests
 
+from celery_queue_exporter.brokers.rabbitmq.nodes import PLUGIN_NODES_MAX_AGE_SECONDS
 from celery_queue_exporter.brokers.rabbitmq.prometheus_plugin import (
     joined_entries,
     named_as_the_api,
     needs_management,
     parse_detailed,
 )
+from monitoring.config import load as load_monitoring
+from monitoring.config import parse_duration
 from testsupport.exporter import build_exporter, scrape, scrape_until
 from testsupport.exposition import sample_value
 from testsupport.net import free_port
@@ -377,3 +380,54 @@ def test_escaped_names_from_a_4_0_plugin_are_read_back_to_the_apis_names():
     # A name the API does not know either way stays as it is: the lists differ.
     stranger = {"new\\\\q": {"name": "new\\\\q"}}
     assert named_as_the_api(stranger, facts) == stranger
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.slow
+def test_with_the_plugin_node_health_is_read_at_most_once_per_max_age(plugin_node, node_vhost):
+    """/api/nodes costs about as much as the exporter's share of a plugin scrape: with the
+    plugin it is read once per PLUGIN_NODES_MAX_AGE_SECONDS and its answer exported in between
+    (the node series stay in every scrape); once that age has passed, read again. The lag is
+    shorter than CeleryRabbitMQResourceAlarm's ``for:``, so the alert still fires."""
+    connection = pika.BlockingConnection(pika.URLParameters(_amqp_url(plugin_node, node_vhost)))
+    try:
+        connection.channel().queue_declare("celery", durable=True)
+    finally:
+        connection.close()
+    exporter = _exporter(plugin_node, node_vhost, ["celery"], "--prometheus-url",
+                         plugin_node.prometheus_url)  # fmt: skip
+    try:
+        (inspector,) = [state.inspector for state in exporter.queues._brokers]
+        nodes = inspector.nodes
+        now = [1000.0]
+        nodes.clock = lambda: now[0]
+        running = "celery_rabbitmq_node_running"
+        for _ in range(3):
+            samples = scrape(exporter)
+            assert sample_value(samples, running, broker="rmq", node=plugin_node.nodename) == 1.0
+        assert nodes.reads == 1
+        now[0] += PLUGIN_NODES_MAX_AGE_SECONDS
+        samples = scrape(exporter)
+        assert sample_value(samples, running, broker="rmq", node=plugin_node.nodename) == 1.0
+        assert nodes.reads == 2
+    finally:
+        exporter.close()
+    alarm_for = parse_duration(load_monitoring()["alerts"]["CeleryRabbitMQResourceAlarm"]["for"])
+    assert alarm_for > PLUGIN_NODES_MAX_AGE_SECONDS
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.slow
+def test_without_the_plugin_node_health_is_read_every_scrape(plugin_node, node_vhost):
+    """The management path keeps reading /api/nodes on every scrape (max age 0)."""
+    exporter = _exporter(plugin_node, node_vhost, ["celery"])
+    try:
+        (inspector,) = [state.inspector for state in exporter.queues._brokers]
+        for _ in range(3):
+            samples = scrape(exporter)
+            running = "celery_rabbitmq_node_running"
+            assert sample_value(samples, running, broker="rmq", node=plugin_node.nodename) == 1.0
+        assert inspector.nodes.max_age == 0.0
+        assert inspector.nodes.reads == 3
+    finally:
+        exporter.close()
