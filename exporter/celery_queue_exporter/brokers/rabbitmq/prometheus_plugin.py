@@ -213,6 +213,8 @@ class PrometheusPluginReader:
         self._facts_at = 0.0
         #: The same without the plugin's fields (without_counts), once per facts read.
         self._bare_facts: dict[str, dict[str, Any]] | None = None
+        #: Each queue's fact samples (quorum.queue_samples) for these facts.
+        self._fact_samples: dict[str, list[ExtraSample]] = {}
         self._needs_management = True
         self.up: bool | None = None
         self.failures = 0
@@ -242,7 +244,9 @@ class PrometheusPluginReader:
             if self._bare_facts is None:
                 self._bare_facts = without_counts(facts)
             entries = joined_entries(self._bare_facts, plugin, fresh=True)
-            snapshot = self.management.snapshot_from_entries(entries)
+            # The queues' fact samples (type, dead-lettering, ...) come from the facts alone:
+            # computed once per facts read.
+            snapshot = self.management.snapshot_from_entries(entries, self._fact_samples)
             snapshot.extra.extend(self.samples())
             return snapshot
         return self._read_management(plugin, deadline)
@@ -254,6 +258,7 @@ class PrometheusPluginReader:
         fetched = self.management.fetch_entries(deadline)
         facts = {str(e["name"]): e for e in fetched if isinstance(e, dict) and "name" in e}
         self._facts, self._facts_at, self._bare_facts = facts, self.clock(), None
+        self._fact_samples = {}
         if plugin is not None:
             plugin = named_as_the_api(plugin, facts)
         entries = fetched if plugin is None else joined_entries(facts, plugin, fresh=True)
