@@ -86,6 +86,25 @@ def _counts(samples: dict, queues: list[str]) -> dict[tuple[str, str, str | None
     return found
 
 
+#: Series from a queue's facts alone (quorum.queue_samples), kept between facts reads.
+FACTS = (
+    "celery_queue_type_info",
+    "celery_queue_dead_letter_configured",
+    "celery_queue_redelivered_total",
+    "celery_queue_delivery_limit",
+)
+
+
+def _facts(samples: dict, queues: list[str]) -> dict[tuple[str, str, str | None], float | None]:
+    """The fact series of ``queues``: (metric, queue, type) -> value."""
+    found: dict[tuple[str, str, str | None], float | None] = {}
+    for (name, labels), value in samples.items():
+        labels = dict(labels)
+        if name in FACTS and labels.get("queue") in queues:
+            found[(name, labels["queue"], labels.get("type"))] = value
+    return found
+
+
 def _reads(samples: dict) -> float | None:
     return sample_value(samples, "celery_rabbitmq_management_queue_reads_total", broker="rmq")
 
@@ -152,6 +171,23 @@ def test_plugin_counts_equal_the_management_api_and_spare_its_reads(plugin_node,
             again = scrape(with_plugin)
             assert _counts(again, queues) == expected
             assert _reads(again) == reads
+            # The queues' facts (type, dead-lettering, redeliveries), kept between facts reads,
+            # are those of the management path: classic, none, none redelivered.
+            cached = scrape(with_plugin)  # the second steady scrape: from the cache
+            assert _reads(cached) == reads
+            assert (
+                _facts(cached, queues)
+                == _facts(again, queues)
+                == _facts(by_api, queues)
+                == {
+                    ("celery_queue_type_info", busy, "classic"): 1.0,
+                    ("celery_queue_type_info", idle, "classic"): 1.0,
+                    ("celery_queue_dead_letter_configured", busy, None): 0.0,
+                    ("celery_queue_dead_letter_configured", idle, None): 0.0,
+                    ("celery_queue_redelivered_total", busy, None): 0.0,
+                    ("celery_queue_redelivered_total", idle, None): 0.0,
+                }
+            )
             assert _reads(scrape(with_plugin)) == reads
             # A new queue in the vhost: the plugin lists it, the facts do not: read once more.
             channel.queue_declare("late", durable=True)
