@@ -467,3 +467,45 @@ def test_without_the_plugin_node_health_is_read_every_scrape(plugin_node, node_v
         assert inspector.nodes.reads == 3
     finally:
         exporter.close()
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.slow
+def test_broker_specific_lines_are_byte_identical_to_rendering_their_samples(
+    plugin_node, node_vhost
+):
+    """The broker-specific families (per-queue facts, the plugin's and the API's counters) are
+    rendered from lines kept across scrapes: the same bytes as rendering their samples one by
+    one, on a first scrape and on later ones (from the facts cache), with a queue name that
+    needs escaping, gauges and counters (``_total``) alike."""
+    from prometheus_client.metrics_core import Metric
+
+    from celery_queue_exporter.exposition import render_text
+
+    connection = pika.BlockingConnection(pika.URLParameters(_amqp_url(plugin_node, node_vhost)))
+    try:
+        connection.channel().queue_declare(ODD_NAME, durable=True)
+    finally:
+        connection.close()
+    exporter = _exporter(plugin_node, node_vhost, [ODD_NAME], "--prometheus-url",
+                         plugin_node.prometheus_url)  # fmt: skip
+    collector = exporter.queues
+
+    def plain(family: Metric) -> Metric:
+        copy = Metric(family.name, family.documentation, family.type)
+        copy.samples = list(family.samples)
+        return copy
+
+    escaped = 'queue="odd \\"name\\" \\\\ with {braces}"'
+    try:
+        for _ in range(3):
+            families = list(collector.families(collector.inspect_all()))
+            fast = render_text(families)
+            assert fast == render_text([plain(family) for family in families])
+            text = fast.decode()
+            assert f'celery_queue_type_info{{broker="rmq",{escaped},type="classic"}} 1.0\n' in text
+            assert f'celery_queue_redelivered_total{{broker="rmq",{escaped}}} 0.0\n' in text
+            assert "# TYPE celery_queue_redelivered_total counter\n" in text
+            assert 'celery_rabbitmq_prometheus_plugin_failures_total{broker="rmq"} 0.0\n' in text
+    finally:
+        exporter.close()
