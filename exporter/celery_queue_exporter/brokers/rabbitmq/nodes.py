@@ -88,7 +88,7 @@ def _count(value: Any) -> int | None:
 #: With the rabbitmq_prometheus plugin (``prometheus_url``) /api/nodes is read at most once in
 #: this many seconds and the last answer is exported in between: the read costs about as much
 #: as the exporter's whole share of a plugin scrape (docs/performance.md). A node alarm then
-#: shows at most this late; CeleryRabbitMQResourceAlarm's ``for: 1m`` covers it (checked by
+#: shows at most this late; the node alerts' ``for:`` (1m to 5m) is longer (checked by
 #: tests/test_rabbitmq_prometheus_plugin.py). Without the plugin: every scrape (0).
 PLUGIN_NODES_MAX_AGE_SECONDS = 15.0
 
