@@ -19,12 +19,15 @@ import pika
 import pytest
 import requests
 
+from celery_queue_exporter.brokers.rabbitmq.nodes import PLUGIN_NODES_MAX_AGE_SECONDS
 from celery_queue_exporter.brokers.rabbitmq.prometheus_plugin import (
     joined_entries,
     named_as_the_api,
     needs_management,
     parse_detailed,
 )
+from monitoring.config import load as load_monitoring
+from monitoring.config import parse_duration
 from testsupport.exporter import build_exporter, scrape, scrape_until
 from testsupport.exposition import sample_value
 from testsupport.net import free_port
@@ -80,6 +83,25 @@ def _counts(samples: dict, queues: list[str]) -> dict[tuple[str, str, str | None
         labels = dict(labels)
         if name in COUNTS and labels.get("queue") in queues:
             found[(name, labels["queue"], labels.get("priority"))] = value
+    return found
+
+
+#: Series from a queue's facts alone (quorum.queue_samples), kept between facts reads.
+FACTS = (
+    "celery_queue_type_info",
+    "celery_queue_dead_letter_configured",
+    "celery_queue_redelivered_total",
+    "celery_queue_delivery_limit",
+)
+
+
+def _facts(samples: dict, queues: list[str]) -> dict[tuple[str, str, str | None], float | None]:
+    """The fact series of ``queues``: (metric, queue, type) -> value."""
+    found: dict[tuple[str, str, str | None], float | None] = {}
+    for (name, labels), value in samples.items():
+        labels = dict(labels)
+        if name in FACTS and labels.get("queue") in queues:
+            found[(name, labels["queue"], labels.get("type"))] = value
     return found
 
 
@@ -149,6 +171,23 @@ def test_plugin_counts_equal_the_management_api_and_spare_its_reads(plugin_node,
             again = scrape(with_plugin)
             assert _counts(again, queues) == expected
             assert _reads(again) == reads
+            # The queues' facts (type, dead-lettering, redeliveries), kept between facts reads,
+            # are those of the management path: classic, none, none redelivered.
+            cached = scrape(with_plugin)  # the second steady scrape: from the cache
+            assert _reads(cached) == reads
+            assert (
+                _facts(cached, queues)
+                == _facts(again, queues)
+                == _facts(by_api, queues)
+                == {
+                    ("celery_queue_type_info", busy, "classic"): 1.0,
+                    ("celery_queue_type_info", idle, "classic"): 1.0,
+                    ("celery_queue_dead_letter_configured", busy, None): 0.0,
+                    ("celery_queue_dead_letter_configured", idle, None): 0.0,
+                    ("celery_queue_redelivered_total", busy, None): 0.0,
+                    ("celery_queue_redelivered_total", idle, None): 0.0,
+                }
+            )
             assert _reads(scrape(with_plugin)) == reads
             # A new queue in the vhost: the plugin lists it, the facts do not: read once more.
             channel.queue_declare("late", durable=True)
@@ -377,3 +416,101 @@ def test_escaped_names_from_a_4_0_plugin_are_read_back_to_the_apis_names():
     # A name the API does not know either way stays as it is: the lists differ.
     stranger = {"new\\\\q": {"name": "new\\\\q"}}
     assert named_as_the_api(stranger, facts) == stranger
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.slow
+def test_with_the_plugin_node_health_is_read_at_most_once_per_max_age(plugin_node, node_vhost):
+    """/api/nodes costs about as much as the exporter's share of a plugin scrape: with the
+    plugin it is read once per PLUGIN_NODES_MAX_AGE_SECONDS and its answer exported in between
+    (the node series stay in every scrape); once that age has passed, read again. The lag is
+    shorter than the node alerts' ``for:`` (CeleryRabbitMQResourceAlarm's is 1m)."""
+    connection = pika.BlockingConnection(pika.URLParameters(_amqp_url(plugin_node, node_vhost)))
+    try:
+        connection.channel().queue_declare("celery", durable=True)
+    finally:
+        connection.close()
+    exporter = _exporter(plugin_node, node_vhost, ["celery"], "--prometheus-url",
+                         plugin_node.prometheus_url)  # fmt: skip
+    try:
+        (inspector,) = [state.inspector for state in exporter.queues._brokers]
+        nodes = inspector.nodes
+        now = [1000.0]
+        nodes.clock = lambda: now[0]
+        running = "celery_rabbitmq_node_running"
+        for _ in range(3):
+            samples = scrape(exporter)
+            assert sample_value(samples, running, broker="rmq", node=plugin_node.nodename) == 1.0
+        assert nodes.reads == 1
+        now[0] += PLUGIN_NODES_MAX_AGE_SECONDS
+        samples = scrape(exporter)
+        assert sample_value(samples, running, broker="rmq", node=plugin_node.nodename) == 1.0
+        assert nodes.reads == 2
+    finally:
+        exporter.close()
+    # Every alert on the node series waits longer than the lag: it fires (and resolves) at
+    # most PLUGIN_NODES_MAX_AGE_SECONDS late, never on a reading older than its own for:.
+    alerts = load_monitoring()["alerts"]
+    node_alerts = ("CeleryRabbitMQResourceAlarm", "CeleryRabbitMQPartitioned",
+                   "CeleryRabbitMQNodeDown", "CeleryRabbitMQNodeNearLimit")  # fmt: skip
+    for name in node_alerts:
+        assert parse_duration(alerts[name]["for"]) > PLUGIN_NODES_MAX_AGE_SECONDS, name
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.slow
+def test_without_the_plugin_node_health_is_read_every_scrape(plugin_node, node_vhost):
+    """The management path keeps reading /api/nodes on every scrape (max age 0)."""
+    exporter = _exporter(plugin_node, node_vhost, ["celery"])
+    try:
+        (inspector,) = [state.inspector for state in exporter.queues._brokers]
+        for _ in range(3):
+            samples = scrape(exporter)
+            running = "celery_rabbitmq_node_running"
+            assert sample_value(samples, running, broker="rmq", node=plugin_node.nodename) == 1.0
+        assert inspector.nodes.max_age == 0.0
+        assert inspector.nodes.reads == 3
+    finally:
+        exporter.close()
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.slow
+def test_broker_specific_lines_are_byte_identical_to_rendering_their_samples(
+    plugin_node, node_vhost
+):
+    """The broker-specific families (per-queue facts, the plugin's and the API's counters) are
+    rendered from lines kept across scrapes: the same bytes as rendering their samples one by
+    one, on a first scrape and on later ones (from the facts cache), with a queue name that
+    needs escaping, gauges and counters (``_total``) alike."""
+    from prometheus_client.metrics_core import Metric
+
+    from celery_queue_exporter.exposition import render_text
+
+    connection = pika.BlockingConnection(pika.URLParameters(_amqp_url(plugin_node, node_vhost)))
+    try:
+        connection.channel().queue_declare(ODD_NAME, durable=True)
+    finally:
+        connection.close()
+    exporter = _exporter(plugin_node, node_vhost, [ODD_NAME], "--prometheus-url",
+                         plugin_node.prometheus_url)  # fmt: skip
+    collector = exporter.queues
+
+    def plain(family: Metric) -> Metric:
+        copy = Metric(family.name, family.documentation, family.type)
+        copy.samples = list(family.samples)
+        return copy
+
+    escaped = 'queue="odd \\"name\\" \\\\ with {braces}"'
+    try:
+        for _ in range(3):
+            families = list(collector.families(collector.inspect_all()))
+            fast = render_text(families)
+            assert fast == render_text([plain(family) for family in families])
+            text = fast.decode()
+            assert f'celery_queue_type_info{{broker="rmq",{escaped},type="classic"}} 1.0\n' in text
+            assert f'celery_queue_redelivered_total{{broker="rmq",{escaped}}} 0.0\n' in text
+            assert "# TYPE celery_queue_redelivered_total counter\n" in text
+            assert 'celery_rabbitmq_prometheus_plugin_failures_total{broker="rmq"} 0.0\n' in text
+    finally:
+        exporter.close()

@@ -173,8 +173,18 @@ class QueueCollector(Collector):
         self._prefixes = {
             spec.family_name: Prefixes(spec.family_name, spec.labels) for spec in _PER_QUEUE
         }
+        #: Label text of the broker-specific (ExtraSample) families, by spec name.
+        self._extra_prefixes: dict[str, Prefixes] = {}
         #: celery_queue_unbound's lines per broker name (pressure.py).
         self._unbound_columns: dict[str, QueueColumn] = {}
+
+    def _extra_prefix(self, spec: MetricSpec) -> Prefixes:
+        """The kept label text of a broker-specific family (a counter's lines end in _total)."""
+        prefixes = self._extra_prefixes.get(spec.name)
+        if prefixes is None:
+            name = spec.family_name + ("_total" if spec.type == "counter" else "")
+            prefixes = self._extra_prefixes[spec.name] = Prefixes(name, spec.labels)
+        return prefixes
 
     def use_levels_in_use(self, broker: str, source: LevelsSource | LevelsInUse) -> None:
         """Learn urgent levels also from ``source`` (the broker's EventTracker.levels_in_use:
@@ -325,7 +335,12 @@ class QueueCollector(Collector):
             cat.BROKER_INFO.family_name, cat.BROKER_INFO.help, labels=["broker"]
         )
 
-        extra: dict[str, Metric] = {}  # broker-specific families (ExtraSample), by name
+        # Broker-specific families (ExtraSample), by name: rendered as lines, the label text
+        # and unchanged lines kept across scrapes (a RabbitMQ vhost's per-queue facts are
+        # several samples per queue on every scrape).
+        extra: dict[str, Lines] = {}
+        for prefixes in self._extra_prefixes.values():
+            prefixes.start()
         for state, result in zip(self._brokers, results, strict=True):
             broker = result.name
             config = state.inspector.config
@@ -372,11 +387,12 @@ class QueueCollector(Collector):
                 (management_up, flag(snap.management_api_up)),
             )
             for sample in snap.extra:
-                family = extra.get(sample.spec.name)
-                if family is None:
-                    make = counter if sample.spec.type == "counter" else gauge
-                    family = extra[sample.spec.name] = make(sample.spec)
-                family.add_metric([broker, *sample.labels], sample.value)  # type: ignore[attr-defined]
+                lines = extra.get(sample.spec.name)
+                if lines is None:
+                    lines = extra[sample.spec.name] = Lines(
+                        self._extra_prefix(sample.spec), sample.spec
+                    )
+                lines.add((broker, *sample.labels), sample.value)
 
         build = InfoMetricFamily(cat.BUILD_INFO.family_name, cat.BUILD_INFO.help)
         build.add_metric(
@@ -431,7 +447,7 @@ class QueueCollector(Collector):
             unreadable_keys,
             info,
             build,
-            *extra.values(),
+            *(lines.family(lines.spec.type) for lines in extra.values()),
         ):
             if family.lines if isinstance(family, LineFamily) else family.samples:
                 yield family

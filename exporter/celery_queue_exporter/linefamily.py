@@ -32,19 +32,20 @@ Rows = Callable[[], Iterable[tuple[dict[str, str], float]]]
 
 
 class LineFamily(Metric):
-    """A gauge family holding its rendered sample lines; samples built only when asked for."""
+    """A gauge (or counter) family holding its rendered sample lines; samples built only when
+    asked for. A counter's lines and samples are named ``<family>_total``."""
 
-    def __init__(self, spec: MetricSpec, lines: list[str], rows: Rows) -> None:
+    def __init__(self, spec: MetricSpec, lines: list[str], rows: Rows, kind: str = "gauge") -> None:
         self._rows = rows
         self._samples: list[Sample] | None = None
-        super().__init__(spec.family_name, spec.help, "gauge")
+        super().__init__(spec.family_name, spec.help, kind)
         #: The rendered lines; None once samples were replaced (render those instead).
         self.lines: list[str] | None = lines
 
     @property  # type: ignore[override]
     def samples(self) -> list[Sample]:
         if self._samples is None:
-            name = self.name
+            name = self.name + "_total" if self.type == "counter" else self.name
             self._samples = [Sample(name, labels, value) for labels, value in self._rows()]
         return self._samples
 
@@ -191,7 +192,8 @@ class Lines:
         self.values.append(value)
         self.lines.append(self.prefixes.line(values, value))
 
-    def family(self) -> LineFamily:
+    def family(self, kind: str = "gauge") -> LineFamily:
+        """The family of these lines (``kind``: gauge or counter, as the prefixes' name)."""
         labels, values, names = self.labels, self.values, self.prefixes.labelnames
         columns = self.columns
 
@@ -203,7 +205,7 @@ class Lines:
                     if value is not None:
                         yield {"broker": broker, "queue": queue}, float(value)
 
-        return LineFamily(self.spec, self.lines, rows)
+        return LineFamily(self.spec, self.lines, rows, kind)
 
 
 class LevelLines:

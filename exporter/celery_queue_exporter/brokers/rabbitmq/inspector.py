@@ -19,7 +19,7 @@ from ..base import Inspector
 from .amqp import AmqpReader
 from .errors import RabbitMQInspectionError, broker_where
 from .management import ManagementReader, WaitingLevels, queue_levels
-from .nodes import NodesReader
+from .nodes import PLUGIN_NODES_MAX_AGE_SECONDS, NodesReader
 from .prometheus_plugin import PLUGIN_BUDGET_SHARE, PrometheusPluginReader
 from .url import broker_target
 
@@ -38,7 +38,9 @@ class RabbitMQInspector(Inspector):
         self._management_state: bool | None = None
         self._management_problem: str | None = None
         #: Cluster health (alarms, partitions, limits) from /api/nodes (nodes.py).
-        self.nodes = NodesReader(self.where)
+        #: With the plugin, at most one read per PLUGIN_NODES_MAX_AGE_SECONDS (its cost).
+        plugin = bool(self.config.options.prometheus_url)
+        self.nodes = NodesReader(self.where, PLUGIN_NODES_MAX_AGE_SECONDS if plugin else 0.0)
         #: The rabbitmq_prometheus plugin, when configured (prometheus_plugin.py).
         self.plugin: PrometheusPluginReader | None = None
         if self.config.options.prometheus_url:

@@ -212,6 +212,8 @@ class ManagementReader:
         #: .use_level_estimates): per-level depth of classic priority queues without one.
         self.waiting_levels: WaitingLevels | None = None
         self._waiting: dict[str, dict[str, int]] | None = None
+        #: snapshot_from_entries' cache of per-queue fact samples, for the scrape in progress.
+        self._fact_samples: dict[str, list[ExtraSample]] | None = None
         #: Bounds on the stamped head ages from what this reader saw (producer clock skew:
         #: the API names no producer, so no offset can correct the stamp).
         self.head_bounds = HeadBounds(STATS_SLACK_SECONDS)
@@ -277,8 +279,14 @@ class ManagementReader:
             )
         return entries
 
-    def snapshot_from_entries(self, entries: list[Any]) -> BrokerSnapshot:
+    def snapshot_from_entries(
+        self, entries: list[Any], fact_samples: dict[str, list[ExtraSample]] | None = None
+    ) -> BrokerSnapshot:
+        """The snapshot of these /api/queues entries. ``fact_samples``: a cache of each queue's
+        quorum.queue_samples (type, dead-lettering, redeliveries, delivery limit), valid while
+        the queues' facts stay the same (the plugin path holds one per facts read)."""
         now = self.clock()
+        self._fact_samples = fact_samples
         by_name = {
             str(entry["name"]): entry
             for entry in entries
@@ -341,7 +349,13 @@ class ManagementReader:
         self, snapshot: BrokerSnapshot, queue: str, entry: dict[str, Any], now: float
     ) -> None:
         reading = snapshot.queue(queue)
-        snapshot.extra.extend(quorum.queue_samples(queue, entry))
+        cache = self._fact_samples
+        samples = None if cache is None else cache.get(queue)
+        if samples is None:
+            samples = quorum.queue_samples(queue, entry)
+            if cache is not None:
+                cache[queue] = samples
+        snapshot.extra.extend(samples)
         reading.reserved = _as_int(entry.get("messages_unacknowledged"))
         reading.consumers = _as_int(entry.get("consumers"))
         utilisation = _as_float(entry.get("consumer_utilisation"))

@@ -3,14 +3,16 @@ memory or disk alarm blocks every publisher: Celery's ``apply_async`` hangs), pa
 not running, and file descriptors and sockets against their limits.
 
 One extra GET per scrape, with only the columns below, after the queue read and within the same
-deadline. ``/api/nodes`` needs the ``monitoring`` tag (a ``management`` user gets 401/403): then
-the node series are left out, the queue readings are not affected, and one line is logged.
+deadline; with the rabbitmq_prometheus plugin at most one per ``PLUGIN_NODES_MAX_AGE_SECONDS``.
+``/api/nodes`` needs the ``monitoring`` tag (a ``management`` user gets 401/403): then the node
+series are left out, the queue readings are not affected, and one line is logged.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -83,18 +85,47 @@ def _count(value: Any) -> int | None:
     return value
 
 
-class NodesReader:
-    """Reads /api/nodes for one broker; says when the read fails or recovers, not per scrape."""
+#: With the rabbitmq_prometheus plugin (``prometheus_url``) /api/nodes is read at most once in
+#: this many seconds and the last answer is exported in between: the read costs about as much
+#: as the exporter's whole share of a plugin scrape (docs/performance.md). A node alarm then
+#: shows at most this late; the node alerts' ``for:`` (1m to 5m) is longer (checked by
+#: tests/test_rabbitmq_prometheus_plugin.py). Without the plugin: every scrape (0).
+PLUGIN_NODES_MAX_AGE_SECONDS = 15.0
 
-    def __init__(self, where: str) -> None:
+
+class NodesReader:
+    """Reads /api/nodes for one broker; says when the read fails or recovers, not per scrape.
+    ``max_age``: seconds an answer is reused for (0: read every scrape); a failed read is not
+    reused, so a failure is retried at the next scrape."""
+
+    def __init__(
+        self, where: str, max_age: float = 0.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.where = where
+        self.max_age = max_age
+        self.clock = clock
         self._problem: str | None = None
+        #: GETs of /api/nodes made (for tests and benchmarks).
+        self.reads = 0
+        self._last: list[NodeReading] | None = None
+        self._last_at = 0.0
 
     def read(
         self, session: requests.Session, base_url: str, auth: tuple[str, str], deadline: float
     ) -> list[NodeReading] | None:
         """The nodes, or None when the API does not give them in time (never raises: the
-        queue readings of the same scrape stand on their own)."""
+        queue readings of the same scrape stand on their own). Within ``max_age`` of the last
+        good answer, that answer."""
+        if self._last is not None and self.clock() - self._last_at < self.max_age:
+            return self._last
+        nodes = self._read(session, base_url, auth, deadline)
+        self._last, self._last_at = nodes, self.clock()
+        return nodes
+
+    def _read(
+        self, session: requests.Session, base_url: str, auth: tuple[str, str], deadline: float
+    ) -> list[NodeReading] | None:
+        self.reads += 1
         remaining = deadline - time.monotonic()
         problem: str | None = None
         nodes: list[NodeReading] | None = None

@@ -34,7 +34,8 @@ PROMETHEUS_URL = Option(
     "URL of the broker's rabbitmq_prometheus plugin (e.g. http://<host>:15692); when set and "
     "answering, ready, unacknowledged and consumer counts come from its /metrics/detailed and "
     "/api/queues is read only when it alone has what is needed (per-priority counts, quorum "
-    "queues) or its queue facts are over a minute old; the management API stays the fallback "
+    "queues) or its queue facts are over a minute old, and /api/nodes (node health) at most "
+    "every 15 s; the management API stays the fallback "
     "(default: none, the management API every scrape)",
     "--prometheus-url",
     "PROMETHEUS_URL",

@@ -29,6 +29,7 @@ only.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -87,16 +88,14 @@ def parse_detailed(text: str, vhost: str) -> dict[str, dict[str, Any]]:
     name back. A name that matches no API name makes the scrape read the API (see ``read``): a
     cost, never a wrong count.
     """
-    # One pass at C speed over the body: most of its lines are series the exporter skips.
-    line = re.compile(
-        r"^rabbitmq_detailed_queue_(" + "|".join(_SUFFIXES) + r')\{vhost="'
-        + re.escape(vhost)
-        + r'",queue="(.*)"\} (\S+)$',
-        re.MULTILINE,
-    )  # fmt: skip
+    # One pass at C speed over the body: most of its lines are series the exporter skips. The
+    # pattern starts with a literal newline (not ``^`` in MULTILINE mode) so the regex engine
+    # can jump between candidate lines by a literal search: about twice as fast on 350 kB.
+    line = _line_pattern(vhost)
+    suffixes, count_fields, isfinite = _SUFFIXES, COUNT_FIELDS, math.isfinite
     queues: dict[str, dict[str, Any]] = {}
-    for suffix, queue, text_value in line.findall(text):
-        field = _SUFFIXES[suffix]
+    for suffix, queue, text_value in line.findall("\n" + text):
+        field = suffixes[suffix]
         try:
             value = float(text_value)
         except ValueError:
@@ -104,13 +103,24 @@ def parse_detailed(text: str, vhost: str) -> dict[str, dict[str, Any]]:
         entry = queues.get(queue)
         if entry is None:
             entry = queues[queue] = {"name": queue}
-        if not math.isfinite(value):
+        if not isfinite(value):
             continue  # NaN: no head timestamp
-        entry[field] = int(value) if field in COUNT_FIELDS else value
+        entry[field] = int(value) if field in count_fields else value
     return queues
 
 
 _SUFFIXES = {name.removeprefix("rabbitmq_detailed_queue_"): field for name, field in FIELDS.items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _line_pattern(vhost: str) -> re.Pattern[str]:
+    """One series line of ``vhost`` that the exporter reads (compiled once per vhost): a
+    newline, the name, the two labels, the value up to the line's end."""
+    return re.compile(
+        r"\nrabbitmq_detailed_queue_(" + "|".join(_SUFFIXES) + r')\{vhost="'
+        + re.escape(vhost)
+        + r'",queue="([^\n]*)"\} (\S+)(?=\n|$)'
+    )  # fmt: skip
 
 
 def _unescaped(text: str) -> str:
@@ -157,20 +167,24 @@ def joined_entries(
     arguments, ...) from ``facts``, its counts from ``plugin`` when the plugin lists it.
     ``fresh``: the facts were read this scrape, so a count the plugin lacks keeps the API's
     value; otherwise it is unknown (a stale count or head timestamp would be wrong)."""
+    bare = facts if fresh else without_counts(facts)
     joined = []
     for name, entry in facts.items():
         counts = plugin.get(name)
-        if counts is None:
-            joined.append(entry)
-            continue
-        stale = () if fresh else _PLUGIN_FIELDS
-        kept = {k: v for k, v in entry.items() if k not in stale}
-        kept.update(counts)
-        joined.append(kept)
+        joined.append(entry if counts is None else {**bare[name], **counts})
     return joined
 
 
 _PLUGIN_FIELDS = frozenset(FIELDS.values())
+
+
+def without_counts(facts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The facts without the fields the plugin gives (stale once the facts are not new):
+    computed once per facts read, so a steady scrape builds one dict per queue, not two."""
+    return {
+        name: {k: v for k, v in entry.items() if k not in _PLUGIN_FIELDS}
+        for name, entry in facts.items()
+    }
 
 
 class PrometheusPluginReader:
@@ -197,6 +211,10 @@ class PrometheusPluginReader:
         #: the API every scrape.
         self._facts: dict[str, dict[str, Any]] | None = None
         self._facts_at = 0.0
+        #: The same without the plugin's fields (without_counts), once per facts read.
+        self._bare_facts: dict[str, dict[str, Any]] | None = None
+        #: Each queue's fact samples (quorum.queue_samples) for these facts.
+        self._fact_samples: dict[str, list[ExtraSample]] = {}
         self._needs_management = True
         self.up: bool | None = None
         self.failures = 0
@@ -220,7 +238,15 @@ class PrometheusPluginReader:
             and self.clock() - self._facts_at < FACTS_MAX_AGE_SECONDS
             and plugin.keys() == facts.keys()
         ):
-            snapshot = self.management.snapshot_from_entries(joined_entries(facts, plugin))
+            # The facts without their (stale) counts, stripped once per facts read: as every
+            # queue is listed by the plugin here, joined with fresh=True this is exactly
+            # joined_entries(facts, plugin).
+            if self._bare_facts is None:
+                self._bare_facts = without_counts(facts)
+            entries = joined_entries(self._bare_facts, plugin, fresh=True)
+            # The queues' fact samples (type, dead-lettering, ...) come from the facts alone:
+            # computed once per facts read.
+            snapshot = self.management.snapshot_from_entries(entries, self._fact_samples)
             snapshot.extra.extend(self.samples())
             return snapshot
         return self._read_management(plugin, deadline)
@@ -231,7 +257,8 @@ class PrometheusPluginReader:
         """/api/queues (new facts), with the plugin's counts when it answered this scrape."""
         fetched = self.management.fetch_entries(deadline)
         facts = {str(e["name"]): e for e in fetched if isinstance(e, dict) and "name" in e}
-        self._facts, self._facts_at = facts, self.clock()
+        self._facts, self._facts_at, self._bare_facts = facts, self.clock(), None
+        self._fact_samples = {}
         if plugin is not None:
             plugin = named_as_the_api(plugin, facts)
         entries = fetched if plugin is None else joined_entries(facts, plugin, fresh=True)
@@ -286,9 +313,11 @@ class PrometheusPluginReader:
             self._session.close()  # a new connection (and socket to watch) for every call
         if reply.status_code != 200:
             raise PluginError(f"{where} answered HTTP {reply.status_code}")
-        if "rabbitmq_detailed_queue_" not in reply.text and "rabbitmq_build_info" not in reply.text:
+        # The text format is UTF-8; decoded once (``reply.text`` decodes on every access).
+        text = reply.content.decode("utf-8", "replace")
+        if "rabbitmq_detailed_queue_" not in text and "rabbitmq_build_info" not in text:
             raise PluginError(f"{where} did not answer Prometheus text")
-        return parse_detailed(reply.text, self.vhost)
+        return parse_detailed(text, self.vhost)
 
     @property
     def detailed_url(self) -> str:
