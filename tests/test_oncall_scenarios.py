@@ -571,6 +571,14 @@ def _description(stack: OncallStack, name: str, **labels: str) -> str:
     return found["annotations"]["description"]
 
 
+#: Where a classic priority queue's per-level depth comes from on each RabbitMQ generation
+#: (celery_queue_priority_levels_source_info, docs/rabbitmq.md): 3.10's management API gives the
+#: levels (backing_queue_status); 4.0's gives only the total, and the levels come from task-sent
+#: events carrying install(app)'s priority. The priority scenarios page the same on both only
+#: because of the latter: asserted so that a 4.0 run without levels cannot pass unnoticed.
+LEVELS_SOURCE = {"rabbitmq-3": "broker", "rabbitmq-4": "events"}
+
+
 @pytest.mark.rabbitmq
 def test_rabbitmq_urgent_backlog_pages_at_the_level_in_use(make_stack, rabbitmq_generation):
     """Scenario 1 (issue 13, missed page 1). A RabbitMQ queue declared with x-max-priority 10,
@@ -637,6 +645,10 @@ def test_rabbitmq_urgent_backlog_pages_at_the_level_in_use(make_stack, rabbitmq_
         for s in _series(stack, f"celery_queue_priority_urgency_rank{{{q}}}")
     }
     assert marks == {"most": "9", "least": "0"}
+    source = LEVELS_SOURCE[rabbitmq_generation.name]
+    assert stack.value(f'celery_queue_priority_levels_source_info{{{q}, source="{source}"}}') == 1
+    assert stack.value(f'celery_queue_messages{{{q}, priority="9"}}') == 3
+    assert stack.value(f'celery_queue_messages{{{q}, priority="0"}}') == 5
     assert "(priority 9)" in _description(stack, "CeleryQueueMostUrgentWaitingTooLong", queue=queue)
     # CeleryTaskStarved's own count is over its limit of 2: only "nothing runs" keeps it silent.
     sent = f"sum(increase(celery_task_sent_total{{{q}, task=~'{BATCH}|{URGENT}'}}[1m]))"
@@ -683,17 +695,23 @@ class _BatchAtNine:
             self.errors.append(exc)
 
 
-#: Scenario 2's pages on each RabbitMQ generation. 4.0 reports no per-level depth for a classic
-#: priority queue (no backing_queue_status): the level-0 messages waiting behind batch work are
-#: not seen per level, so CeleryPriorityStarvation cannot fire (it must stay silent); the pages
-#: from events (install(app)'s received-by-priority counts, task-sent) fire as on 3.10.
+#: Scenario 2's pages on each RabbitMQ generation: the same three. 4.0 reports no per-level depth
+#: for a classic priority queue (no backing_queue_status), but with --events and the producer's
+#: install(app) (task-sent carries the priority) the exporter places the waiting messages at
+#: their levels (docs/rabbitmq.md, source="events": here 8 at 0, 1 at 9, unknown 0, exact), so
+#: CeleryPriorityStarvation fires on 4.0 as on 3.10. Without the priority in task-sent (a
+#: producer without install(app)) every message is "unknown" and it stays silent on 4.0.
 MIGRATION_PAGES = {
     "rabbitmq-3": {
         "CeleryUrgentTaskAtWrongPriority",
         "CeleryTaskStarved",
         "CeleryPriorityStarvation",
     },
-    "rabbitmq-4": {"CeleryUrgentTaskAtWrongPriority", "CeleryTaskStarved"},
+    "rabbitmq-4": {
+        "CeleryUrgentTaskAtWrongPriority",
+        "CeleryTaskStarved",
+        "CeleryPriorityStarvation",
+    },
 }
 
 
@@ -728,8 +746,8 @@ def test_migration_mistake_pages_as_wrong_priority_and_starved_task(
     urgent task), CeleryPrioritiesIneffective
     (never 10 messages waiting: no "under backlog" ratio), CeleryQueueNoConsumers,
     CeleryInstrumentationMissing (install(app) on both sides).
-    Run on RabbitMQ 3.10 and 4.0: on 4.0 CeleryPriorityStarvation is silent too
-    (MIGRATION_PAGES).
+    Run on RabbitMQ 3.10 and 4.0, the same pages on both (MIGRATION_PAGES: on 4.0 the levels
+    come from the events).
     """
     stack = make_stack(
         queues={RABBIT: ["work"]},
@@ -798,6 +816,8 @@ def test_migration_mistake_pages_as_wrong_priority_and_starved_task(
         for s in _series(stack, f"celery_queue_priority_urgency_rank{{{q}}}")
     }
     assert marks == {"most": "9", "least": "0"}
+    source = LEVELS_SOURCE[rabbitmq_generation.name]
+    assert stack.value(f'celery_queue_priority_levels_source_info{{{q}, source="{source}"}}') == 1
     assert ever == pages
 
 
