@@ -822,7 +822,7 @@ def test_migration_mistake_pages_as_wrong_priority_and_starved_task(
 
 
 @pytest.mark.redis
-def test_without_install_urgent_backlog_gives_only_the_info_alert(make_stack):
+def test_without_install_urgent_backlog_gives_only_the_info_alert(make_stack, redis_generation):
     """Scenario 3 (issue 13, missed page 3): Redis, no install(app) on the producer nor on the
     worker. Six urgent tasks (level 0, served first on Redis; 4 s each) and two batch tasks
     (level 9) wait; one worker (prefork: a solo worker sends no heartbeat while it runs a 4 s
@@ -843,6 +843,7 @@ def test_without_install_urgent_backlog_gives_only_the_info_alert(make_stack):
     stack = make_stack(
         queues={REDIS: ["work"]},
         producer_install=False,
+        redis_generation=redis_generation,  # Redis 7.0 and 8.0 (conftest's fixture)
         monitoring={
             "urgent_tasks": [URGENT],
             "alerts": {
@@ -897,7 +898,7 @@ def test_without_install_urgent_backlog_gives_only_the_info_alert(make_stack):
 
 
 @pytest.mark.redis
-def test_without_install_busy_worker_does_not_page_no_consumers(make_stack):
+def test_without_install_busy_worker_does_not_page_no_consumers(make_stack, redis_generation):
     """Scenario 8 (issue 13, false page 8): Redis, no install(app) anywhere. One worker
     consumes queues A and B; it runs a long task from A (prefork, prefetch 1, late acks: it
     takes nothing else meanwhile, and heartbeats on) while five tasks wait in B. It never ran
@@ -917,6 +918,7 @@ def test_without_install_busy_worker_does_not_page_no_consumers(make_stack):
     stack = make_stack(
         queues={REDIS: ["a", "b"]},
         producer_install=False,
+        redis_generation=redis_generation,  # Redis 7.0 and 8.0 (conftest's fixture)
         monitoring={
             "alerts": {
                 **TREND_SCALED,
