@@ -1400,9 +1400,10 @@ SKEW_BACKLOG, AGE_LIMIT = 40, 10
 
 @pytest.mark.redis
 @pytest.mark.parametrize("skew", SKEWS)
-def test_backlog_behind_skewed_producer_still_pages_its_age(make_stack, skew):
+def test_backlog_behind_skewed_producer_still_pages_its_age(make_stack, skew, redis_generation):
     stack = make_stack(
         queues={REDIS: ["work"]},
+        redis_generation=redis_generation,  # Redis 7.0 and 8.0 (conftest's fixture)
         monitoring={
             "alerts": {
                 "CeleryQueueMessageWaitingTooLong": {"seconds": AGE_LIMIT},
