@@ -10,6 +10,7 @@ the app declares, comma-separated), ``CQE_MAX_PRIORITY`` (their x-max-priority, 
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from celery import Celery
@@ -56,7 +57,10 @@ app = make_app(
     extra_queues=tuple(q for q in os.environ.get("CQE_EXTRA_QUEUES", "").split(",") if q),
     max_priority=int(os.environ.get("CQE_MAX_PRIORITY", "9")),
 )
-if os.environ.get("CQE_INSTALL", "1") == "1":
+# In a worker or producer process of its own. Not in the pytest process that imports this
+# module for make_app(): install(app) connects process-wide signals, which would stamp every
+# later test's "unstamped" publishes on that xdist worker; tests there install explicitly.
+if os.environ.get("CQE_INSTALL", "1") == "1" and "_pytest" not in sys.modules:
     install(app)
 
 

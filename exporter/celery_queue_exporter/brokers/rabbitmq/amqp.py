@@ -97,14 +97,9 @@ class AmqpReader:
         try:
             channel = self._open_channel(deadline)
             for queue in queues:
-                try:
-                    with self._bounded(deadline):
-                        frame = channel.queue_declare(queue=queue, passive=True)
-                except pika.exceptions.ChannelClosedByBroker as exc:
-                    if exc.reply_code != 404:
-                        raise
-                    channel = self._open_channel(deadline)  # gone meanwhile: no band
-                    continue
+                frame, channel = self._passive(queue, channel, deadline)
+                if frame is None:
+                    continue  # gone meanwhile: no band
                 sample = scheduled_sample(queue, int(frame.method.message_count), prefix)
                 if sample is not None:
                     snapshot.extra.append(sample)
@@ -117,18 +112,23 @@ class AmqpReader:
     ) -> Any:
         """Passive queue.declare: ready count and consumers; a 404 means missing."""
         reading = snapshot.queue(queue)
+        frame, channel = self._passive(queue, channel, deadline)
+        reading.missing = frame is None
+        if frame is not None:
+            reading.consumers = int(frame.method.consumer_count)
+            snapshot.levels.append(LevelReading(queue, None, int(frame.method.message_count)))
+        return channel
+
+    def _passive(self, queue: str, channel: Any, deadline: float) -> tuple[Any | None, Any]:
+        """(the queue.declare-ok frame, the channel to go on with); no frame for a missing
+        queue (404), whose reply closed the channel: a new one is opened."""
         try:
             with self._bounded(deadline):
-                frame = channel.queue_declare(queue=queue, passive=True)
+                return channel.queue_declare(queue=queue, passive=True), channel
         except pika.exceptions.ChannelClosedByBroker as exc:
             if exc.reply_code != 404:
                 raise
-            reading.missing = True
-            return self._open_channel(deadline)  # the 404 closed the channel
-        reading.missing = False
-        reading.consumers = int(frame.method.consumer_count)
-        snapshot.levels.append(LevelReading(queue, None, int(frame.method.message_count)))
-        return channel
+            return None, self._open_channel(deadline)
 
     def _open_channel(self, deadline: float) -> Any:
         """The open channel, reconnecting if the connection was lost since the last scrape."""
