@@ -435,13 +435,20 @@ class OncallStack:
         if broker not in self._apps:
             from apps.events_app import make_app
 
+            from celery_queue_exporter.instrumentation import add_priority_to_task_sent
+
             names = [self.queue(broker, role) for role in self.queues[broker]]
-            self._apps[broker] = make_app(
+            app = make_app(
                 self.url(broker),
                 names[0],
                 extra_queues=tuple(names[1:]),
                 max_priority=self.max_priority,
             )
+            # install(app)'s per-app half: its task-sent events carry the message's priority
+            # (RabbitMQ 3.12.7+/4.x classic priority queues get their levels from them). Like
+            # the publish stamp, it adds something only while producer_install is on.
+            add_priority_to_task_sent(app)
+            self._apps[broker] = app
         return self._apps[broker]
 
     def set_producer_install(self, on: bool) -> None:
