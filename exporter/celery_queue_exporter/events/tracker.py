@@ -538,6 +538,8 @@ class EventTracker:
             return UNKNOWN_TASK
         if self._allowed:
             return cut(name, self.max_label_length) if name in self._allowed else OTHER_TASK
+        if name in self._task_names.names:  # a label already (so no longer than the limit)
+            return name
         return self._task_names.label(cut(name, self.max_label_length))
 
     def exception_label(self, exception: Any, traceback: Any = None) -> str:
@@ -557,6 +559,8 @@ class EventTracker:
         when the event names no queue."""
         if not isinstance(queue, str) or not queue:
             return None
+        if queue in self._queue_names.names:  # a label already (so no longer than the limit)
+            return queue
         return self._queue_names.label(cut(queue, self.max_label_length))
 
     def _admit(
