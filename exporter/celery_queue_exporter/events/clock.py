@@ -66,9 +66,20 @@ class ClockOffsets:
         #: Bucket of the last sweep for silent hosts: at most one sweep per bucket, so a flood
         #: of made-up host names costs O(1) per event, not a sweep each.
         self._swept: int | None = None
+        #: host -> (first live bucket, offset): offset() is asked for twice per task-started,
+        #: and the answer only moves when a bucket changes or the window slides.
+        self._offsets: dict[str, tuple[int, float | None]] = {}
 
     def observe(self, host: str | None, stamp: Any, received: float) -> None:
         """One sample: ``stamp`` taken on ``host``'s clock, ``received`` on the exporter's."""
+        # Fast path (every event): a known host whose bucket already holds a larger sample
+        # changes nothing. A non-finite sample either takes the slow path (NaN, +inf) or is
+        # dropped here as it would be there (-inf).
+        buckets = self._hosts.get(host)  # type: ignore[arg-type]
+        if buckets is not None and type(stamp) is float:
+            held = buckets.get(int(received // self.bucket_seconds))
+            if held is not None and stamp - received <= held:
+                return
         if host is None or isinstance(stamp, bool) or not isinstance(stamp, int | float):
             return
         sample = float(stamp) - received
@@ -86,6 +97,7 @@ class ClockOffsets:
         held = buckets.get(index)
         if held is None or sample > held:
             buckets[index] = sample
+            self._offsets.pop(host, None)
             if len(buckets) > self.buckets:
                 for old in sorted(buckets)[: len(buckets) - self.buckets]:
                     del buckets[old]
@@ -103,12 +115,21 @@ class ClockOffsets:
     def _expire(self, now: float) -> None:
         for host in [h for h, b in self._hosts.items() if not self._live(b, now)]:
             del self._hosts[host]
+            self._offsets.pop(host, None)
 
     def offset(self, host: str | None, now: float) -> float | None:
         """``host``'s estimated offset (host clock - exporter clock), None when unknown."""
         buckets = self._hosts.get(host) if host is not None else None
-        live = self._live(buckets, now) if buckets else []
-        return max(live) if live else None
+        if not buckets:
+            return None
+        first = int(now // self.bucket_seconds) - self.buckets + 1
+        cached = self._offsets.get(host)  # type: ignore[arg-type]
+        if cached is not None and cached[0] == first:
+            return cached[1]
+        live = [value for index, value in buckets.items() if index >= first]
+        offset = max(live) if live else None
+        self._offsets[host] = (first, offset)  # type: ignore[index]
+        return offset
 
     def offsets(self, now: float) -> dict[str, float]:
         """{host: offset} of every host heard from within the window; forgets the others."""

@@ -110,6 +110,12 @@ TASK_COUNTER_KINDS = (
 #: How many ended task ids are remembered to drop duplicate final events.
 FINISHED_MEMORY = 10_000
 
+#: Hostnames whose host_of() is remembered (EventTracker._host); emptied when full, so a flood
+#: of made-up hostnames costs memory no more than this many (cut) names.
+HOST_MEMORY = 1024
+
+_OTHER_PAIR = (OTHER_QUEUE, OTHER_TASK)
+
 _SOFT_LIMIT = "SoftTimeLimitExceeded"
 _HARD_LIMIT = "TimeLimitExceeded"
 
@@ -409,6 +415,8 @@ class EventTracker:
         self.clock_skew_clamped = 0
         #: Each host's clock offset (events/clock.py); hosts capped like workers.
         self.clocks = ClockOffsets(self.settings.max_workers)
+        #: hostname -> host_of(hostname), for the few hostnames a stream carries.
+        self._hosts: dict[str, str | None] = {}
         self.interruptions: dict[str, int] = {}
         self.consumer_up = False
         self._handlers: dict[str, Callable[[dict[str, Any], float], None]] = {
@@ -434,35 +442,64 @@ class EventTracker:
     def handle(self, events: Iterable[Any], malformed: int = 0) -> None:
         """Apply decoded events (dicts); anything else counts as malformed and is skipped."""
         now = self.clock()
+        # Bound once per batch: this loop runs for every event (docs/performance.md).
         handlers = self._handlers
+        observe = self.clocks.observe
+        host = self._host
+        limit = self.max_label_length
+        received = 0  # added to events_received once per batch
         with self.lock:
             self.malformed += malformed
-            for event in events:
-                if not isinstance(event, dict):
-                    self.malformed += 1
-                    continue
-                kind = event.get("type")
-                if not isinstance(kind, str):
-                    self.malformed += 1
-                    continue
-                handler = handlers.get(kind)
-                if handler is None:
-                    self.events_received += 1
-                    continue  # an event type we do not use (e.g. task-progress from an app)
-                if kind not in _WORKER_EVENTS and not isinstance(event.get("uuid"), str):
-                    self.malformed += 1  # a task event must name its task
-                    continue
-                event = self._cut_ids(event)
-                self.clocks.observe(host_of(event.get("hostname")), event.get("timestamp"), now)
-                try:
-                    handler(event, now)
-                except (TypeError, ValueError, AttributeError, KeyError, ArithmeticError):
-                    # A field of the wrong type, or a number no float holds (Infinity as a
-                    # priority): this one event is malformed, the others of the batch count.
-                    self.malformed += 1
-                    continue
-                self.events_received += 1
+            try:
+                for event in events:
+                    if not isinstance(event, dict):
+                        self.malformed += 1
+                        continue
+                    kind = event.get("type")
+                    if not isinstance(kind, str):
+                        self.malformed += 1
+                        continue
+                    handler = handlers.get(kind)
+                    if handler is None:
+                        received += 1
+                        continue  # an event type we do not use (e.g. task-progress from an app)
+                    uuid = event.get("uuid")
+                    if kind not in _WORKER_EVENTS and not isinstance(uuid, str):
+                        self.malformed += 1  # a task event must name its task
+                        continue
+                    hostname = event.get("hostname")
+                    if (isinstance(uuid, str) and len(uuid) > limit) or (
+                        isinstance(hostname, str) and len(hostname) > limit
+                    ):
+                        event = self._cut_ids(event)
+                        hostname = event.get("hostname")
+                    observe(host(hostname), event.get("timestamp"), now)
+                    try:
+                        handler(event, now)
+                    except (TypeError, ValueError, AttributeError, KeyError, ArithmeticError):
+                        # A field of the wrong type, or a number no float holds (Infinity as a
+                        # priority): this one event is malformed, the others of the batch count.
+                        self.malformed += 1
+                        continue
+                    received += 1
+            finally:
+                self.events_received += received
             self._evict(now)
+
+    def _host(self, hostname: Any) -> str | None:
+        """host_of(hostname), remembered: a stream carries few hostnames, each in every one of
+        its events (the clock sample, the skew of a wait)."""
+        if type(hostname) is not str:
+            return host_of(hostname)
+        hosts = self._hosts
+        try:
+            return hosts[hostname]
+        except KeyError:
+            pass
+        if len(hosts) >= HOST_MEMORY:
+            hosts.clear()
+        host = hosts[hostname] = host_of(hostname)
+        return host
 
     def _cut_ids(self, event: dict[str, Any]) -> dict[str, Any]:
         """The event with its task id and hostname cut to max_label_length: they key the
@@ -501,6 +538,8 @@ class EventTracker:
             return UNKNOWN_TASK
         if self._allowed:
             return cut(name, self.max_label_length) if name in self._allowed else OTHER_TASK
+        if name in self._task_names.names:  # a label already (so no longer than the limit)
+            return name
         return self._task_names.label(cut(name, self.max_label_length))
 
     def exception_label(self, exception: Any, traceback: Any = None) -> str:
@@ -520,6 +559,8 @@ class EventTracker:
         when the event names no queue."""
         if not isinstance(queue, str) or not queue:
             return None
+        if queue in self._queue_names.names:  # a label already (so no longer than the limit)
+            return queue
         return self._queue_names.label(cut(queue, self.max_label_length))
 
     def _admit(
@@ -541,8 +582,13 @@ class EventTracker:
         bounds: Sequence[float],
         value: float,
     ) -> None:
-        key = self._admit(family, histograms, key, other, len(bounds) + 3)
-        _observe(histograms, key, bounds, value)
+        histogram = histograms.get(key)
+        if histogram is None:  # a new series: it must be admitted first
+            key = self._admit(family, histograms, key, other, len(bounds) + 3)
+            _observe(histograms, key, bounds, value)
+        else:  # Histogram.observe, inlined: up to four per task run
+            histogram.counts[bisect_left(bounds, value)] += 1
+            histogram.sum += value
 
     # --- task events ------------------------------------------------------------------------
 
@@ -559,6 +605,13 @@ class EventTracker:
 
     def _inc(self, kind: str, queue: str, task: str) -> None:
         key = (kind, queue, task)
+        counts = self._counts
+        count = counts.get(key)
+        if count is not None:
+            # A counted series: admitted, and its pair already went through _known_pair
+            # (every count of ``_counts`` is followed by it), so nothing else to do.
+            counts[key] = count + 1
+            return
         if key not in self._zero_counts:  # a series started at 0 holds its budget already
             key = self._admit(
                 _COUNTER_FAMILIES[kind], self._counts, key, (kind, OTHER_QUEUE, OTHER_TASK)
@@ -604,7 +657,7 @@ class EventTracker:
             run = task.run_for(event.get("retries"))
             run.sent_at = _number(event.get("timestamp"))
             if task.producer is None:
-                task.producer = host_of(event.get("hostname"))
+                task.producer = self._host(event.get("hostname"))
             eta = _iso_epoch(event.get("eta"))
             run.eta = eta if eta is not None else run.eta
             self._published_at_level(task, event, queue, uuid, now)
@@ -657,7 +710,7 @@ class EventTracker:
         attempt = _number(event.get("attempt_at"))
         if received is None or attempt is None or scheduled:
             return
-        worker_offset = self.clocks.offset(host_of(event.get("hostname")), now)
+        worker_offset = self.clocks.offset(self._host(event.get("hostname")), now)
         if worker_offset is not None:
             self.clocks.observe(producer, attempt, received - worker_offset)
 
@@ -714,7 +767,7 @@ class EventTracker:
         if published is not None:
             ready = published if eta is None else max(published, eta)
             wait = self._clamp(started - ready - self._skew(event, task, now))
-            other = (OTHER_QUEUE, OTHER_TASK)
+            other = _OTHER_PAIR
             self._observe(
                 cat.TASK_QUEUE_WAIT.name, self._task_wait, (queue, name), other, bounds, wait
             )
@@ -727,7 +780,7 @@ class EventTracker:
             delay = min(max(0.0, started - task.enqueued_at), self.settings.max_wait_seconds)
             self._observe(
                 cat.TASK_END_TO_END.name, self._end_to_end, (queue, name),
-                (OTHER_QUEUE, OTHER_TASK), bounds, delay,
+                _OTHER_PAIR, bounds, delay,
             )  # fmt: skip
         if task.received_at is not None:
             # Both on the worker's clock; an ETA run is not prefetched before its ETA.
@@ -744,9 +797,13 @@ class EventTracker:
         SKEW_DEAD_BAND_SECONDS: on a busy exporter event transit reaches seconds, so a new
         host's first estimates read that much low, while synced clocks differ by milliseconds;
         correcting by such noise turned sub-second waits negative."""
-        worker = self.clocks.offset(host_of(event.get("hostname")), now)
+        if task.producer is None:
+            return 0.0
         producer = self.clocks.offset(task.producer, now)
-        if worker is None or producer is None:
+        if producer is None:
+            return 0.0
+        worker = self.clocks.offset(self._host(event.get("hostname")), now)
+        if worker is None:
             return 0.0
         skew = worker - producer
         return skew if abs(skew) >= SKEW_DEAD_BAND_SECONDS else 0.0
@@ -768,7 +825,7 @@ class EventTracker:
         runtime = _number(event.get("runtime"))
         if runtime is not None:
             self._observe(
-                cat.TASK_RUNTIME.name, self._runtime, (queue, name), (OTHER_QUEUE, OTHER_TASK),
+                cat.TASK_RUNTIME.name, self._runtime, (queue, name), _OTHER_PAIR,
                 self.runtime_bounds, max(0.0, runtime),
             )  # fmt: skip
         self._end(event.get("uuid"))
