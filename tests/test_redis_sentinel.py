@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis
 from apps.harness import Exporter
 from celery import Celery
 
@@ -88,6 +89,14 @@ def test_depths_and_events_follow_a_sentinel_failover(unique_name):
             assert depth(before, queue, "0") == 3
             assert depth(before, queue, "6") == 2
             wait_for(lambda: sent(events, queue) == 5, 10, what="5 sent events")
+            # Replication is asynchronous and a forced failover does not wait for it: the 5
+            # messages must be on the replica first (at load 8 they once were not, and the
+            # promoted replica held none of them).
+            master = redis.Redis(host="127.0.0.1", port=topology.master_port)
+            try:
+                assert master.execute_command("WAIT", 1, 10_000) == 1
+            finally:
+                master.close()
 
             old_master = topology.master_port
             topology.sentinel(0).execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
