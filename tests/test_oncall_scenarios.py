@@ -215,7 +215,10 @@ def test_hung_broker_is_down_and_other_broker_untouched(make_stack, redis_genera
     hung = f"{max(int(time.time() - hung_at), 2)}s"
     assert stack.value(f'min_over_time(up{{job="{JOB}"}}[{hung}])') == 1.0
     slowest = stack.value(f'max_over_time(scrape_duration_seconds{{job="{JOB}"}}[{hung}])')
-    assert slowest is not None and slowest < 1.0  # the scrape timeout (SCRAPE_TIMEOUT)
+    # up stayed 1 (above): Prometheus would have failed a scrape past its 1 s timeout. Its
+    # scrape_duration_seconds adds its own processing (1.0075 s with up 1 at load 8), so the
+    # bound here only tells a deadline kept from a wait for the exporter's own timeout.
+    assert slowest is not None and slowest < 2.0
     # RabbitMQ's series kept coming: samples newer than the moment Redis' alert fired.
     fired_at = epoch(fired["activeAt"])
     queue = stack.queue(RABBIT, "work")
