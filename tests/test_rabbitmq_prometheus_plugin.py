@@ -17,7 +17,6 @@ from urllib.parse import quote
 
 import pika
 import pytest
-import requests
 
 from celery_queue_exporter.brokers.rabbitmq.nodes import PLUGIN_NODES_MAX_AGE_SECONDS
 from celery_queue_exporter.brokers.rabbitmq.prometheus_plugin import (
@@ -31,6 +30,7 @@ from monitoring.config import parse_duration
 from testsupport.exporter import build_exporter, scrape, scrape_until
 from testsupport.exposition import sample_value
 from testsupport.net import free_port
+from testsupport.rabbitmq import create_vhost, delete_vhost
 from testsupport.rabbitmq_node import RabbitMQNode, running_node
 
 #: A queue name with every character the text format escapes (and braces).
@@ -50,19 +50,12 @@ def plugin_node() -> Iterator[RabbitMQNode]:
 @pytest.fixture
 def node_vhost(plugin_node: RabbitMQNode) -> Iterator[str]:
     """A vhost of its own on the private node, guest allowed."""
-    name = f"cqe-test-{uuid.uuid4().hex[:10]}"
-    api, auth = plugin_node.management_url, ("guest", "guest")
-    requests.put(f"{api}/api/vhosts/{quote(name, safe='')}", auth=auth, timeout=10)
-    requests.put(
-        f"{api}/api/permissions/{quote(name, safe='')}/guest",
-        json={"configure": ".*", "write": ".*", "read": ".*"},
-        auth=auth,
-        timeout=10,
-    ).raise_for_status()
+    api = f"{plugin_node.management_url}/api"
+    name = create_vhost(f"cqe-test-{uuid.uuid4().hex[:10]}", api)
     try:
         yield name
     finally:
-        requests.delete(f"{api}/api/vhosts/{quote(name, safe='')}", auth=auth, timeout=30)
+        delete_vhost(name, api)
 
 
 def _amqp_url(node: RabbitMQNode, vhost: str) -> str:
